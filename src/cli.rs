@@ -1,0 +1,351 @@
+//! `cli`: the `trellis` command. The only layer that uses `anyhow`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use trellis::engine::Engine;
+use trellis::http::{AppState, router};
+use trellis::spec::{self, Diagnostic, Loaded, Severity};
+use trellis::store::{self, Store};
+
+#[derive(Parser)]
+#[command(name = "trellis", version, about = "YAML models in, database tables and a REST API out.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the project's REST API (creates missing tables first).
+    Serve {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// TCP port.
+        #[arg(long, env = "TRELLIS_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, env = "TRELLIS_HOST", default_value = "127.0.0.1")]
+        host: String,
+        /// Database URL: sqlite://path or postgres://user:password@host/db.
+        /// Default: trellis.yaml's database.url, else DIR/.trellis/data.db.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Check every file of the project and print every problem.
+    Check {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print the OpenAPI 3.1 document of the project.
+    Openapi {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the model file format (or write all schemas with --out).
+    Schema {
+        /// Which file format.
+        #[arg(long, value_enum, default_value_t = SchemaKind::Model)]
+        kind: SchemaKind,
+        /// Write `model.schema.json` and `trellis.schema.json` into this folder instead.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    Model,
+    Settings,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            dir,
+            port,
+            host,
+            database_url,
+        } => serve(&dir, &host, port, database_url),
+        Command::Check { dir, format } => check(&dir, format),
+        Command::Openapi { dir } => openapi(&dir),
+        Command::Schema { kind, out } => schema(kind, out.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints diagnostics with a snippet of the file and an arrow under the problem.
+fn render(loaded: &Loaded) {
+    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
+    for d in &loaded.diagnostics {
+        let source = loaded.spec.sources.get(&d.file);
+        let mut diag = MietteDiagnostic::new(d.message.clone())
+            .with_code(d.code)
+            .with_severity(match d.severity {
+                Severity::Error => miette::Severity::Error,
+                Severity::Warning => miette::Severity::Warning,
+            });
+        if let Some(hint) = &d.hint {
+            diag = diag.with_help(hint.clone());
+        }
+        let mut out = String::new();
+        let rendered = match source {
+            Some(text) => {
+                let (offset, len) = span(text, d.line, d.column);
+                diag = diag.with_label(LabeledSpan::at(offset..offset + len, "here"));
+                let report = miette::Report::new(diag).with_source_code(
+                    NamedSource::new(d.file.clone(), text.clone())
+                        .with_language("yaml"),
+                );
+                handler.render_report(&mut out, report.as_ref())
+            }
+            None => {
+                let report = miette::Report::new(diag);
+                out.push_str(&format!("{}:{}:{}\n", d.file, d.line, d.column));
+                handler.render_report(&mut out, report.as_ref())
+            }
+        };
+        if rendered.is_ok() {
+            eprintln!("{out}");
+        } else {
+            eprintln!("{d}");
+        }
+    }
+}
+
+/// The byte offset of a 1-based line and (character) column, and the length of the word there.
+fn span(text: &str, line: u32, column: u32) -> (usize, usize) {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line as usize {
+            let col_bytes: usize = l
+                .chars()
+                .take(column.saturating_sub(1) as usize)
+                .map(char::len_utf8)
+                .sum();
+            let start = offset + col_bytes.min(l.len());
+            let rest = &text[start..];
+            let len = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | '}' | ']'))
+                .unwrap_or(rest.len())
+                .max(usize::from(!rest.is_empty()));
+            return (start, len);
+        }
+        offset += l.len();
+    }
+    (text.len(), 0)
+}
+
+fn summary(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    format!(
+        "{errors} error{}, {warnings} warning{}",
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" }
+    )
+}
+
+fn check(dir: &Path, format: Format) -> Result<ExitCode> {
+    let loaded = spec::load(dir);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&loaded.diagnostics)?),
+        Format::Human => {
+            render(&loaded);
+            let entities = loaded.spec.models.len();
+            eprintln!(
+                "checked {} ({entities} entit{}): {}",
+                dir.display(),
+                if entities == 1 { "y" } else { "ies" },
+                summary(&loaded.diagnostics)
+            );
+        }
+    }
+    Ok(if loaded.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_engine(dir: &Path) -> Result<Engine> {
+    let loaded = spec::load(dir);
+    if loaded.has_errors() {
+        render(&loaded);
+        bail!(
+            "the project in {} has problems ({}); fix them and try again",
+            dir.display(),
+            summary(&loaded.diagnostics)
+        );
+    }
+    if !loaded.diagnostics.is_empty() {
+        render(&loaded);
+    }
+    Ok(Engine::build(&loaded)?)
+}
+
+fn openapi(dir: &Path) -> Result<ExitCode> {
+    let engine = load_engine(dir)?;
+    println!("{}", String::from_utf8_lossy(&engine.openapi_json));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
+    let model = serde_json::to_string_pretty(&spec::schema::model_schema())?;
+    let settings = serde_json::to_string_pretty(&spec::schema::settings_schema())?;
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join("model.schema.json"), model + "\n")?;
+            std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
+            eprintln!("wrote model.schema.json and trellis.schema.json to {}", dir.display());
+        }
+        None => println!(
+            "{}",
+            match kind {
+                SchemaKind::Model => model,
+                SchemaKind::Settings => settings,
+            }
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `${VAR}` in a configured value reads the environment.
+fn expand_env(raw: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .with_context(|| format!("`{raw}` has an unclosed `${{`"))?;
+        let name = &after[..end];
+        let value = std::env::var(name)
+            .with_context(|| format!("trellis.yaml uses the environment variable {name}, which is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn database_url(dir: &Path, flag: Option<String>, engine: &Engine) -> Result<String> {
+    if let Some(url) = flag.filter(|u| !u.is_empty()) {
+        return Ok(url);
+    }
+    if let Some(raw) = &engine.database_url {
+        return expand_env(raw);
+    }
+    let path = dir.join(".trellis").join("data.db");
+    Ok(format!("sqlite://{}", path.display()))
+}
+
+fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let engine = load_engine(dir)?;
+    let url = database_url(dir, database_url_flag, &engine)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store = Store::connect(&url).await?;
+        match store.sync_schema(&engine).await {
+            Ok(report) => {
+                for t in &report.created_tables {
+                    tracing::info!("created table {t}");
+                }
+                for c in &report.added_columns {
+                    tracing::info!("added column {c}");
+                }
+                for c in &report.renamed_columns {
+                    tracing::info!("renamed column {c}");
+                }
+                for k in &report.kept {
+                    tracing::warn!("kept {k}");
+                }
+            }
+            Err(store::Error::NeedsMigration(problems)) => {
+                eprintln!("The database cannot follow these model changes by itself:");
+                for p in &problems {
+                    eprintln!("  - {p}");
+                }
+                eprintln!(
+                    "Nothing was changed. Undo the change, or (in development) start from an empty database by deleting {}.",
+                    dir.join(".trellis").display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let entities = engine.entities().len();
+        let state = AppState::new(engine, store.clone());
+        let app = router(state);
+        let addr: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
+        let shown = redact(&url);
+        tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving HTTP")?;
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Hides a password in a database URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

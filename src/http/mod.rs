@@ -1,0 +1,350 @@
+//! `http`: axum routes, generic over entity names. `/api/{plural}` looks the entity up
+//! in the current engine, so a reload swaps definitions without rebuilding the router.
+
+pub mod problem;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::engine::input::{Mode, parse_body};
+use crate::engine::openapi::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::engine::{Engine, Entity, FieldError};
+use crate::store::{self, Record, Store};
+pub use problem::Problem;
+
+/// Request bodies larger than this answer 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<ArcSwap<Engine>>,
+    pub store: Store,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, store: Store) -> AppState {
+        AppState {
+            engine: Arc::new(ArcSwap::from_pointee(engine)),
+            store,
+        }
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let cors = cors_layer(&state.engine.load());
+    let api = Router::new()
+        .route("/_/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/api/{plural}", get(list).post(create))
+        .route(
+            "/api/{plural}/{id}",
+            get(read).patch(update).delete(remove),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state);
+    match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
+}
+
+fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
+    if engine.cors_origins.is_empty() {
+        return None;
+    }
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    let layer = CorsLayer::new()
+        .allow_methods(methods)
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::IF_MATCH])
+        .expose_headers([header::ETAG, header::LOCATION]);
+    if engine.cors_origins.iter().any(|o| o == "*") {
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    let origins: Vec<HeaderValue> = engine
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(layer.allow_origin(origins))
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    let engine = state.engine.load();
+    let mut res = (StatusCode::OK, engine.openapi_json.clone()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+async fn no_route() -> Problem {
+    Problem::not_found("there is no such route; GET /openapi.json lists every route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not answer this method; GET /openapi.json lists every route",
+    )
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+fn record_response(status: StatusCode, rec: &Record) -> Response {
+    let mut res = json_response(status, rec);
+    if let Some(v) = rec.get("version").and_then(Value::as_i64)
+        && let Ok(etag) = HeaderValue::from_str(&format!("\"{v}\""))
+    {
+        res.headers_mut().insert(header::ETAG, etag);
+    }
+    res
+}
+
+fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
+    engine.entity_by_plural(plural).cloned().ok_or_else(|| {
+        let names: Vec<&str> = engine.entities().iter().map(|e| e.plural.as_str()).collect();
+        let hint = match crate::spec::diag::did_you_mean(plural, names.iter().copied()) {
+            Some(best) => format!("; did you mean /api/{best}?"),
+            None => String::new(),
+        };
+        Problem::not_found(format!("there is no collection `/api/{plural}`{hint}"))
+    })
+}
+
+fn record_id(e: &Entity, raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
+}
+
+/// The query parameters of a list.
+struct ListParams {
+    limit: u32,
+    after: Option<Uuid>,
+}
+
+fn list_params(raw: Option<&str>) -> Result<ListParams, Problem> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))?;
+    let mut params = ListParams {
+        limit: DEFAULT_LIMIT,
+        after: None,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => {
+                params.limit = match v.parse::<u32>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                    _ => {
+                        return Err(Problem::bad_request(format!(
+                            "`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{v}`"
+                        )));
+                    }
+                }
+            }
+            "after" => {
+                params.after = Some(store::parse_cursor(&v).ok_or_else(|| {
+                    Problem::bad_request(
+                        "`after` is not a cursor of this list; pass the `next` value of the previous page",
+                    )
+                })?)
+            }
+            other => {
+                let hint = match crate::spec::diag::did_you_mean(other, ["limit", "after"]) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "supported: `limit`, `after`".to_string(),
+                };
+                return Err(Problem::bad_request(format!(
+                    "unknown query parameter `{other}`; {hint}"
+                )));
+            }
+        }
+    }
+    Ok(params)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let params = list_params(query.as_deref())?;
+    let page = state
+        .store
+        .list(&e, params.limit, params.after)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "items": page.items, "next": page.next }),
+    ))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let id = record_id(&e, &id)?;
+    let rec = state
+        .store
+        .get(&e, id)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    Ok(record_response(StatusCode::OK, &rec))
+}
+
+/// Reads a JSON body: 413 over the limit, 415 for another media type, 400 when malformed.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, Problem> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Body too large",
+                format!("the body may be at most {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            Problem::bad_request(format!("the body could not be read: {rejection}"))
+        }
+    })?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if media != "application/json" && !media.ends_with("+json") {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!("send the body as application/json, not `{media}`"),
+            ));
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::bad_request(format!(
+            "the body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let value = json_body(&headers, body)?;
+    let input = parse_body(&e, &value, Mode::Create).map_err(Problem::invalid)?;
+    let rec = state
+        .store
+        .create(&engine, &e, &input)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    let mut res = record_response(StatusCode::CREATED, &rec);
+    if let Some(id) = rec.get("id").and_then(Value::as_str)
+        && let Ok(loc) = HeaderValue::from_str(&format!("/api/{}/{id}", e.plural))
+    {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(res)
+}
+
+/// `If-Match: "3"`, `W/"3"` or `3`; `*` matches any version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let unquoted = text.trim_start_matches("W/").trim_matches('"');
+    unquoted.parse::<i64>().map(Some).map_err(|_| {
+        Problem::bad_request(format!(
+            "If-Match must be the record's version as given in its ETag, like \"3\"; got `{text}`"
+        ))
+    })
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let id = record_id(&e, &id)?;
+    let expected = if_match(&headers)?;
+    let value = json_body(&headers, body)?;
+    let input = parse_body(&e, &value, Mode::Update).map_err(Problem::invalid)?;
+    let rec = state
+        .store
+        .update(&engine, &e, id, &input, expected)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    Ok(record_response(StatusCode::OK, &rec))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let id = record_id(&e, &id)?;
+    state
+        .store
+        .delete(&engine, &e, id)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Field errors as a 422 problem (used by tests and callers that validate themselves).
+pub fn invalid(errors: Vec<FieldError>) -> Problem {
+    Problem::invalid(errors)
+}

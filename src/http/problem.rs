@@ -1,0 +1,163 @@
+//! RFC 9457 problem details, and the mapping of every lower-layer error to a status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::engine::FieldError;
+use crate::store;
+
+/// An error answer: `application/problem+json`.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// A short, stable slug; the `type` member is `https://trellis.dev/problems/<kind>`.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub extra: Map<String, Value>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Problem {
+        let n = errors.len();
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid content",
+            if n == 1 {
+                "1 field is invalid; see `errors`".to_string()
+            } else {
+                format!("{n} fields are invalid; see `errors`")
+            },
+        );
+        p.errors = errors;
+        p
+    }
+
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server could not complete the request; the error is in its log",
+        )
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "type": format!("https://trellis.dev/problems/{}", self.kind),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        if let Some(obj) = body.as_object_mut() {
+            for (k, v) in &self.extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        body
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut res = (self.status, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+/// What a store error means to a client.
+pub fn from_store(err: store::Error, entity: &str) -> Problem {
+    match err {
+        store::Error::NotFound => Problem::not_found(format!("there is no {entity} with this id")),
+        store::Error::Stale { current } => {
+            let mut p = Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "Version mismatch",
+                format!(
+                    "the {entity} was changed by someone else: it is now at version {current}; reload it and apply your change again"
+                ),
+            );
+            p.extra.insert("current_version".into(), json!(current));
+            p
+        }
+        store::Error::Unique { fields } => {
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "unique",
+                "Already taken",
+                if fields.len() > 1 {
+                    format!(
+                        "another {entity} already has the same {}",
+                        fields.join(" and ")
+                    )
+                } else {
+                    format!(
+                        "another {entity} already has this {}",
+                        fields.first().map(String::as_str).unwrap_or("value")
+                    )
+                },
+            );
+            p.errors = fields
+                .iter()
+                .map(|f| FieldError::new(format!("/{f}"), "is already taken"))
+                .collect();
+            p
+        }
+        store::Error::MissingTarget { field, target, ids } => Problem::invalid(vec![FieldError::new(
+            format!("/{field}"),
+            format!("there is no {target} with id {}", ids.join(", ")),
+        )]),
+        store::Error::Restricted { total, holders } => {
+            let parts: Vec<String> = holders
+                .iter()
+                .map(|h| format!("{} {} record(s) (field `{}`)", h.count, h.entity, h.field))
+                .collect();
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "still-referenced",
+                "Still referenced",
+                format!(
+                    "this {entity} cannot be deleted: {total} record(s) still reference it: {}; delete or change them first",
+                    parts.join(", ")
+                ),
+            );
+            p.extra.insert("referenced_by".into(), json!(holders));
+            p
+        }
+        other => {
+            tracing::error!(error = %other, "store error");
+            Problem::internal()
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! JSON Schemas of Trellis's own file formats, for editors (autocomplete, underlines).
+//!
+//! The loader is the authority; these schemas describe the same keys so that an editor
+//! catches most mistakes while a person types. A test validates every YAML file in the
+//! repository against them, and another keeps the copies in `schemas/` current.
+
+use serde_json::{Value, json};
+
+use super::model::{ENTITY_KEYS, FieldType};
+
+pub const MODEL_SCHEMA_ID: &str = "https://trellis.dev/schemas/model.schema.json";
+pub const SETTINGS_SCHEMA_ID: &str = "https://trellis.dev/schemas/trellis.schema.json";
+
+fn identifier() -> Value {
+    json!({ "type": "string", "pattern": "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", "maxLength": 48 })
+}
+
+fn names() -> Value {
+    json!({
+        "oneOf": [
+            { "$ref": "#/$defs/identifier" },
+            { "type": "array", "items": { "$ref": "#/$defs/identifier" }, "minItems": 1 }
+        ]
+    })
+}
+
+fn common(extra: Value) -> Value {
+    let mut props = json!({
+        "required": { "type": "boolean", "description": "A value must be given (NOT NULL)." },
+        "unique": { "type": "boolean", "description": "No two records may share a value." },
+        "default": { "description": "The value used when a create leaves the field out." },
+        "label": { "type": "string", "description": "A human-readable name." },
+        "description": { "type": "string" },
+        "renamed_from": { "$ref": "#/$defs/identifier", "description": "The field's former name: its data is kept." }
+    });
+    if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    props
+}
+
+fn field_variant(ty: FieldType) -> Value {
+    let name = ty.name();
+    let length = json!({
+        "min": { "type": "integer", "minimum": 0, "description": "Minimum length in characters." },
+        "max": { "type": "integer", "minimum": 0, "description": "Maximum length in characters." },
+        "pattern": { "type": "string", "description": "A regular expression the value must match." }
+    });
+    let range = json!({
+        "min": { "type": "number", "description": "Smallest allowed value." },
+        "max": { "type": "number", "description": "Largest allowed value." }
+    });
+    let mut props = match ty {
+        FieldType::String | FieldType::Text => common(length),
+        FieldType::Email | FieldType::Url => common(json!({
+            "max": { "type": "integer", "minimum": 0, "description": "Maximum length in characters." }
+        })),
+        FieldType::Integer | FieldType::Number => common(range),
+        FieldType::Decimal => {
+            let mut r = range;
+            if let Some(o) = r.as_object_mut() {
+                o.insert("scale".into(), json!({ "type": "integer", "minimum": 0, "maximum": 12, "description": "Digits after the decimal point (default 2)." }));
+                o.insert("precision".into(), json!({ "type": "integer", "minimum": 1, "maximum": 18, "description": "Total digits (default 18)." }));
+            }
+            common(r)
+        }
+        FieldType::Enum => common(json!({
+            "values": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "The allowed values." }
+        })),
+        FieldType::Ref => common(json!({
+            "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to." },
+            "on_delete": { "enum": ["restrict", "cascade", "set_null"], "description": "What deleting the target does to this record (default restrict)." }
+        })),
+        FieldType::Many => json!({
+            "label": { "type": "string" },
+            "description": { "type": "string" },
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity linked many-to-many." }
+        }),
+        FieldType::Inverse => json!({
+            "label": { "type": "string" },
+            "description": { "type": "string" },
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose ref points here." },
+            "via": { "$ref": "#/$defs/identifier", "description": "The ref field on that entity." }
+        }),
+        FieldType::Boolean
+        | FieldType::Date
+        | FieldType::Datetime
+        | FieldType::Uuid
+        | FieldType::Json => common(json!({})),
+    };
+    if let Some(o) = props.as_object_mut() {
+        o.insert("type".into(), json!({ "const": name }));
+    }
+    let required: Vec<&str> = match ty {
+        FieldType::Enum => vec!["type", "values"],
+        FieldType::Ref => vec!["type", "to"],
+        FieldType::Many => vec!["type", "of"],
+        FieldType::Inverse => vec!["type", "of", "via"],
+        _ => vec!["type"],
+    };
+    json!({
+        "if": { "properties": { "type": { "const": name } }, "required": ["type"] },
+        "then": { "properties": props, "required": required, "additionalProperties": false }
+    })
+}
+
+/// The JSON Schema of `models/*.yaml`.
+pub fn model_schema() -> Value {
+    let type_names = FieldType::names();
+    let simple_types: Vec<&str> = type_names
+        .iter()
+        .copied()
+        .filter(|t| !matches!(*t, "enum" | "ref" | "many" | "inverse"))
+        .collect();
+    let variants: Vec<Value> = FieldType::ALL.iter().map(|(_, t)| field_variant(*t)).collect();
+    let group = json!({
+        "type": "array",
+        "items": { "$ref": "#/$defs/names" }
+    });
+    let _ = ENTITY_KEYS;
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": MODEL_SCHEMA_ID,
+        "title": "Trellis model",
+        "description": "One entity of a Trellis project: its fields become a table and a REST API.",
+        "type": "object",
+        "required": ["entity", "fields"],
+        "additionalProperties": false,
+        "properties": {
+            "entity": { "$ref": "#/$defs/identifier", "description": "The entity's name; must match the file name." },
+            "plural": { "$ref": "#/$defs/identifier", "description": "The route name, e.g. `people` for /api/people (default: English plural)." },
+            "label": { "type": "string" },
+            "description": { "type": "string" },
+            "fields": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": { "$ref": "#/$defs/identifier", "not": { "enum": ["id", "created_at", "updated_at", "version", "deleted_at", "_links", "items"] } },
+                "additionalProperties": { "$ref": "#/$defs/field" }
+            },
+            "indexes": group.clone(),
+            "unique": group,
+            "search": { "$ref": "#/$defs/names" }
+        },
+        "$defs": {
+            "identifier": identifier(),
+            "names": names(),
+            "field": {
+                "oneOf": [
+                    { "enum": simple_types, "description": "Shorthand: just the type." },
+                    {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": { "type": { "enum": type_names } },
+                        "allOf": variants
+                    }
+                ]
+            }
+        }
+    })
+}
+
+/// The JSON Schema of `trellis.yaml`.
+pub fn settings_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SETTINGS_SCHEMA_ID,
+        "title": "Trellis project settings",
+        "type": ["object", "null"],
+        "additionalProperties": false,
+        "properties": {
+            "name": { "type": "string", "description": "The API's title." },
+            "description": { "type": "string" },
+            "database": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "url": { "type": "string", "description": "sqlite://path or postgres://…; `${VAR}` reads an environment variable." }
+                }
+            },
+            "cors": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "origins": { "type": "array", "items": { "type": "string" } }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,511 @@
+//! Reads and writes of records.
+
+use std::collections::HashMap;
+
+use sea_query::{Asterisk, Expr, ExprTrait, Order, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::AssertSqlSafe;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
+use super::{Dialect, Error, Holder, Pool, Store, ddl};
+use crate::engine::{Cell, Engine, Entity, Input, input};
+use crate::spec::{FieldType, OnDelete};
+
+/// A record as the API returns it: system fields, then fields in declaration order.
+pub type Record = Map<String, Value>;
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Record>,
+    /// The cursor of the next page.
+    pub next: Option<String>,
+}
+
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $qb:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => {
+                let $qb = || SqliteQueryBuilder;
+                $body
+            }
+            Pool::Postgres($pool) => {
+                let $qb = || PostgresQueryBuilder;
+                $body
+            }
+        }
+    };
+}
+
+const SYSTEM_COLUMNS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
+
+/// The columns a record is read from, in the order [`record_from_row`] expects.
+fn select_columns(e: &Entity) -> Vec<String> {
+    SYSTEM_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(e.column_fields().map(|f| f.name.clone()))
+        .collect()
+}
+
+fn select(e: &Entity) -> SelectStatement {
+    let mut q = Query::select();
+    q.from(e.name.clone());
+    for c in select_columns(e) {
+        q.column(c);
+    }
+    q
+}
+
+fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Record, sqlx::Error> {
+    let mut rec = Map::with_capacity(4 + e.fields.len());
+    rec.insert("id".into(), Value::String(row.uuid_text(0)?));
+    rec.insert("created_at".into(), Value::String(row.datetime_text(1)?));
+    rec.insert("updated_at".into(), Value::String(row.datetime_text(2)?));
+    rec.insert("version".into(), Value::from(row.int(3)?));
+    let mut col = 4;
+    for f in &e.fields {
+        match f.ty {
+            FieldType::Inverse => {}
+            FieldType::Many => {
+                rec.insert(f.name.clone(), Value::Array(Vec::new()));
+            }
+            _ => {
+                rec.insert(f.name.clone(), row.json(col, f.ty, f.scale)?);
+                col += 1;
+            }
+        }
+    }
+    Ok(rec)
+}
+
+/// The cursor after a record.
+fn cursor(id: &str) -> String {
+    id.replace('-', "")
+}
+
+/// Reads a cursor; `None` if it is not one of ours.
+pub fn parse_cursor(s: &str) -> Option<Uuid> {
+    if s.len() != 32 {
+        return None;
+    }
+    Uuid::try_parse(s).ok()
+}
+
+fn record_id(rec: &Record) -> Option<Uuid> {
+    rec.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+impl Store {
+    /// A page of records in id order (which is creation order: ids are UUIDv7).
+    pub async fn list(&self, e: &Entity, limit: u32, after: Option<Uuid>) -> Result<Page, Error> {
+        let dialect = self.dialect();
+        let mut q = select(e);
+        if let Some(after) = after {
+            q.and_where(Expr::col("id").gt(uuid_value(dialect, after)));
+        }
+        q.order_by("id", Order::Asc).limit(u64::from(limit) + 1);
+        let mut items = on_pool!(self, pool, qb => {
+            let (sql, values) = q.build_sqlx(qb());
+            let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+            rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
+        });
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .and_then(|r| r.get("id"))
+                .and_then(Value::as_str)
+                .map(cursor)
+        } else {
+            None
+        };
+        self.load_links(e, &mut items).await?;
+        Ok(Page { items, next })
+    }
+
+    /// One record.
+    pub async fn get(&self, e: &Entity, id: Uuid) -> Result<Record, Error> {
+        let dialect = self.dialect();
+        let mut q = select(e);
+        q.and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        let rec = on_pool!(self, pool, qb => {
+            let (sql, values) = q.build_sqlx(qb());
+            match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
+                Some(row) => record_from_row(e, &row)?,
+                None => return Err(Error::NotFound),
+            }
+        });
+        let mut items = vec![rec];
+        self.load_links(e, &mut items).await?;
+        items.pop().ok_or(Error::NotFound)
+    }
+
+    /// Fills the `many` fields of records: one query per field, whatever the number of records.
+    async fn load_links(&self, e: &Entity, items: &mut [Record]) -> Result<(), Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let dialect = self.dialect();
+        let ids: Vec<Uuid> = items.iter().filter_map(record_id).collect();
+        for f in e.many_fields() {
+            let mut q = Query::select();
+            q.from(e.join_table(f))
+                .column("source_id")
+                .column("target_id")
+                .and_where(Expr::col("source_id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))))
+                .order_by("source_id", Order::Asc)
+                .order_by("target_id", Order::Asc);
+            let pairs: Vec<(String, String)> = on_pool!(self, pool, qb => {
+                let (sql, values) = q.build_sqlx(qb());
+                let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| Ok((r.uuid_text(0)?, r.uuid_text(1)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?
+            });
+            let mut by_source: HashMap<String, Vec<Value>> = HashMap::new();
+            for (s, t) in pairs {
+                by_source.entry(s).or_default().push(Value::String(t));
+            }
+            for rec in items.iter_mut() {
+                let key = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                let links = by_source.remove(&key).unwrap_or_default();
+                rec.insert(f.name.clone(), Value::Array(links));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts a record (and its links) in one transaction.
+    pub async fn create(&self, engine: &Engine, e: &Entity, input: &Input) -> Result<Record, Error> {
+        let dialect = self.dialect();
+        let id = Uuid::now_v7();
+        let now = input::now();
+        let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let mut values = vec![
+            uuid_value(dialect, id).into(),
+            datetime_value(dialect, now).into(),
+            datetime_value(dialect, now).into(),
+            Expr::val(1i64),
+        ];
+        for (index, cell) in &input.values {
+            let f = &e.fields[*index];
+            if f.has_column() {
+                columns.push(f.name.clone());
+                values.push(Expr::val(cell_value(dialect, f.ty, f.scale, cell)));
+            }
+        }
+        let mut q = Query::insert();
+        q.into_table(e.name.clone()).columns(columns);
+        q.values(values).map_err(|err| Error::Database(sqlx::Error::Protocol(err.to_string())))?;
+        q.returning(Query::returning().columns(select_columns(e)));
+        let links = link_statements(dialect, e, id, input, false);
+
+        let result: Result<Record, sqlx::Error> = on_pool!(self, pool, qb => async {
+            let mut tx = pool.begin().await?;
+            let (sql, vals) = q.build_sqlx(qb());
+            let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await?;
+            let rec = record_from_row(e, &row)?;
+            for stmt in &links {
+                let (sql, vals) = stmt.build_sqlx(qb());
+                sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(rec)
+        }.await);
+        let mut rec = result.map_err(|err| err)
+            .map_err(Error::Database);
+        if let Err(Error::Database(err)) = &rec {
+            rec = Err(self.explain_write_error(engine, e, input, err).await);
+        }
+        let mut rec = rec?;
+        fill_links_from_input(e, input, &mut rec);
+        Ok(rec)
+    }
+
+    /// Changes the given fields; with `if_match`, only if the version is still that.
+    pub async fn update(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        input: &Input,
+        if_match: Option<i64>,
+    ) -> Result<Record, Error> {
+        let dialect = self.dialect();
+        let now = input::now();
+        let mut q = Query::update();
+        q.table(e.name.clone())
+            .value("updated_at", datetime_value(dialect, now))
+            .value("version", Expr::col("version").add(1i64));
+        for (index, cell) in &input.values {
+            let f = &e.fields[*index];
+            if f.has_column() {
+                q.value(f.name.clone(), cell_value(dialect, f.ty, f.scale, cell));
+            }
+        }
+        q.and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        if let Some(v) = if_match {
+            q.and_where(Expr::col("version").eq(v));
+        }
+        q.returning(Query::returning().columns(select_columns(e)));
+        let links = link_statements(dialect, e, id, input, true);
+        let mut current = Query::select();
+        current
+            .from(e.name.clone())
+            .column("version")
+            .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+
+        let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
+            let mut tx = pool.begin().await?;
+            let (sql, vals) = q.build_sqlx(qb());
+            let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
+                let (sql, vals) = current.build_sqlx(qb());
+                let version: Option<i64> = sqlx::query_scalar_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
+                return Ok(Err(match version {
+                    Some(current) => Error::Stale { current },
+                    None => Error::NotFound,
+                }));
+            };
+            let rec = record_from_row(e, &row)?;
+            for stmt in &links {
+                let (sql, vals) = stmt.build_sqlx(qb());
+                sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(rec))
+        }.await);
+        let mut rec = match result {
+            Ok(inner) => inner?,
+            Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
+        };
+        // Links not written by this change are read back.
+        let given: Vec<&str> = input
+            .values
+            .iter()
+            .filter(|(i, _)| e.fields[*i].ty == FieldType::Many)
+            .map(|(i, _)| e.fields[*i].name.as_str())
+            .collect();
+        if e.many_fields().any(|f| !given.contains(&f.name.as_str())) {
+            let mut items = vec![rec];
+            self.load_links(e, &mut items).await?;
+            rec = items.pop().ok_or(Error::NotFound)?;
+        }
+        fill_links_from_input(e, input, &mut rec);
+        Ok(rec)
+    }
+
+    /// Deletes a record. Restricting references answer [`Error::Restricted`].
+    pub async fn delete(&self, engine: &Engine, e: &Entity, id: Uuid) -> Result<(), Error> {
+        let dialect = self.dialect();
+        let mut q = Query::delete();
+        q.from_table(e.name.clone())
+            .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        let result: Result<u64, sqlx::Error> = on_pool!(self, pool, qb => async {
+            let (sql, vals) = q.build_sqlx(qb());
+            Ok(sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected())
+        }.await);
+        match result {
+            Ok(0) => Err(Error::NotFound),
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                Err(self.restricting_holders(engine, e, id).await)
+            }
+            Err(err) => Err(Error::Database(err)),
+        }
+    }
+
+    /// Which records keep `id` from being deleted.
+    async fn restricting_holders(&self, engine: &Engine, e: &Entity, id: Uuid) -> Error {
+        let dialect = self.dialect();
+        let mut holders = Vec::new();
+        let mut total = 0;
+        for r in engine.referrers(&e.name) {
+            if r.on_delete != OnDelete::Restrict {
+                continue;
+            }
+            let mut count_q = Query::select();
+            count_q
+                .from(r.entity.clone())
+                .expr(Expr::col(Asterisk).count())
+                .and_where(Expr::col(r.field.clone()).eq(uuid_value(dialect, id)));
+            let mut ids_q = Query::select();
+            ids_q
+                .from(r.entity.clone())
+                .column("id")
+                .and_where(Expr::col(r.field.clone()).eq(uuid_value(dialect, id)))
+                .order_by("id", Order::Asc)
+                .limit(5);
+            let found: Result<(i64, Vec<String>), sqlx::Error> = on_pool!(self, pool, qb => async {
+                let (sql, vals) = count_q.build_sqlx(qb());
+                let count: i64 = sqlx::query_scalar_with(AssertSqlSafe(sql), vals).fetch_one(pool).await?;
+                let (sql, vals) = ids_q.build_sqlx(qb());
+                let rows = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?;
+                let ids = rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?;
+                Ok((count, ids))
+            }.await);
+            match found {
+                Ok((count, ids)) if count > 0 => {
+                    total += count;
+                    holders.push(Holder {
+                        entity: r.entity.clone(),
+                        field: r.field.clone(),
+                        count,
+                        ids,
+                    });
+                }
+                Ok(_) => {}
+                Err(err) => return Error::Database(err),
+            }
+        }
+        Error::Restricted { total, holders }
+    }
+
+    /// Turns a failed write into a precise error: which unique fields, which missing targets.
+    async fn explain_write_error(
+        &self,
+        _engine: &Engine,
+        e: &Entity,
+        input: &Input,
+        err: &sqlx::Error,
+    ) -> Error {
+        let Some(db) = err.as_database_error() else {
+            return Error::Database(clone_error(err));
+        };
+        if db.is_unique_violation() {
+            let groups = ddl::unique_groups(e);
+            let fields = db
+                .constraint()
+                .and_then(|c| groups.iter().find(|(name, _)| name == c))
+                .map(|(_, cols)| cols.clone())
+                .or_else(|| {
+                    // SQLite: "UNIQUE constraint failed: project.client, project.title"
+                    let msg = db.message();
+                    msg.split_once("failed: ").map(|(_, cols)| {
+                        cols.split(", ")
+                            .map(|c| c.rsplit('.').next().unwrap_or(c).to_string())
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            return Error::Unique { fields };
+        }
+        if db.is_foreign_key_violation() {
+            // Find which referenced records are missing.
+            for (index, cell) in &input.values {
+                let f = &e.fields[*index];
+                let Some(target) = &f.target else { continue };
+                let wanted: Vec<Uuid> = match cell {
+                    Cell::Uuid(id) if f.ty == FieldType::Ref => vec![*id],
+                    Cell::Ids(ids) => ids.clone(),
+                    _ => continue,
+                };
+                match self.missing_ids(target, &wanted).await {
+                    Ok(missing) if !missing.is_empty() => {
+                        return Error::MissingTarget {
+                            field: f.name.clone(),
+                            target: target.clone(),
+                            ids: missing,
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(err) => return err,
+                }
+            }
+        }
+        Error::Database(clone_error(err))
+    }
+
+    async fn missing_ids(&self, table: &str, wanted: &[Uuid]) -> Result<Vec<String>, Error> {
+        let dialect = self.dialect();
+        let mut q = Query::select();
+        q.from(table.to_string())
+            .column("id")
+            .and_where(Expr::col("id").is_in(wanted.iter().map(|id| uuid_value(dialect, *id))));
+        let found: Vec<String> = on_pool!(self, pool, qb => {
+            let (sql, vals) = q.build_sqlx(qb());
+            let rows = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?;
+            rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(wanted
+            .iter()
+            .map(|id| id.hyphenated().to_string())
+            .filter(|id| !found.contains(id))
+            .collect())
+    }
+}
+
+/// sqlx errors are not `Clone`; keep the message.
+fn clone_error(err: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(err.to_string())
+}
+
+/// Statements that write the `many` fields given in `input`.
+fn link_statements(
+    dialect: Dialect,
+    e: &Entity,
+    id: Uuid,
+    input: &Input,
+    replace: bool,
+) -> Vec<LinkStatement> {
+    let mut out = Vec::new();
+    for (index, cell) in &input.values {
+        let f = &e.fields[*index];
+        let Cell::Ids(ids) = cell else { continue };
+        if f.ty != FieldType::Many {
+            continue;
+        }
+        let table = e.join_table(f);
+        if replace {
+            let mut d = Query::delete();
+            d.from_table(table.clone())
+                .and_where(Expr::col("source_id").eq(uuid_value(dialect, id)));
+            out.push(LinkStatement::Delete(d));
+        }
+        if !ids.is_empty() {
+            let mut ins = Query::insert();
+            ins.into_table(table).columns(["source_id", "target_id"]);
+            for t in ids {
+                let _ = ins.values([
+                    uuid_value(dialect, id).into(),
+                    uuid_value(dialect, *t).into(),
+                ]);
+            }
+            out.push(LinkStatement::Insert(ins));
+        }
+    }
+    out
+}
+
+/// A statement on a link table.
+enum LinkStatement {
+    Delete(sea_query::DeleteStatement),
+    Insert(sea_query::InsertStatement),
+}
+
+impl LinkStatement {
+    fn build_sqlx<T: sea_query::QueryBuilder>(&self, qb: T) -> (String, sea_query_sqlx::SqlxValues) {
+        match self {
+            LinkStatement::Delete(d) => d.build_sqlx(qb),
+            LinkStatement::Insert(i) => i.build_sqlx(qb),
+        }
+    }
+}
+
+fn fill_links_from_input(e: &Entity, input: &Input, rec: &mut Record) {
+    for (index, cell) in &input.values {
+        let f = &e.fields[*index];
+        if let (FieldType::Many, Cell::Ids(ids)) = (f.ty, cell) {
+            let mut sorted: Vec<String> = ids.iter().map(|i| i.hyphenated().to_string()).collect();
+            sorted.sort();
+            rec.insert(
+                f.name.clone(),
+                Value::Array(sorted.into_iter().map(Value::String).collect()),
+            );
+        }
+    }
+}

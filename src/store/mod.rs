@@ -1,0 +1,169 @@
+//! `store`: the one place that speaks SQL. Two dialects (SQLite, PostgreSQL), each with
+//! its own sqlx pool; statements are built with sea-query, values are always bound.
+
+mod crud;
+mod ddl;
+mod values;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use crud::{Page, Record, parse_cursor};
+pub use ddl::SyncReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A database connection pool for one project.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// What went wrong in the store. The HTTP layer maps each kind to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    #[error("no such record")]
+    NotFound,
+    #[error("the record has changed: its version is now {current}")]
+    Stale { current: i64 },
+    #[error("the value of {} is already taken", fields.join(", "))]
+    Unique { fields: Vec<String> },
+    #[error("{field} points to a record that does not exist")]
+    MissingTarget {
+        field: String,
+        target: String,
+        ids: Vec<String>,
+    },
+    #[error("{total} record(s) still reference this one")]
+    Restricted {
+        total: i64,
+        holders: Vec<Holder>,
+    },
+    #[error("the database schema cannot follow these changes by itself:\n{}", .0.join("\n"))]
+    NeedsMigration(Vec<String>),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Records of one entity that hold a restricting reference.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Holder {
+    pub entity: String,
+    pub field: String,
+    pub count: i64,
+    /// A few of their ids.
+    pub ids: Vec<String>,
+}
+
+impl Store {
+    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            Ok(Store {
+                pool: Pool::Postgres(pool),
+            })
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let options = if path == ":memory:" || path.is_empty() {
+                SqliteConnectOptions::from_str("sqlite::memory:")
+                    .map_err(|e| Error::Connect(e.to_string()))?
+            } else {
+                if let Some(parent) = Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::Connect(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+            };
+            let options = options
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10));
+            let in_memory = path == ":memory:" || path.is_empty();
+            let pool = SqlitePoolOptions::new()
+                // One in-memory database exists per connection: keep exactly one.
+                .max_connections(if in_memory { 1 } else { 8 })
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            Ok(Store {
+                pool: Pool::Sqlite(pool),
+            })
+        } else {
+            Err(Error::Connect(format!(
+                "`{url}` is not a database URL; use sqlite://path/to/file.db or postgres://user:password@host/db"
+            )))
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Runs a raw read-only count; for tests and diagnostics.
+    pub async fn count_rows(&self, table: &str) -> Result<i64, Error> {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => format!("SELECT COUNT(*) FROM {}", quote(table)),
+            Dialect::Postgres => format!("SELECT COUNT(*) FROM {}", quote(table)),
+        };
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str())).fetch_one(p).await?,
+            Pool::Postgres(p) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str())).fetch_one(p).await?,
+        })
+    }
+}
+
+/// Quotes an identifier that comes from the validated model.
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
