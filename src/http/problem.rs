@@ -134,10 +134,21 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                 .collect();
             p
         }
-        store::Error::MissingTarget { field, target, ids } => Problem::invalid(vec![FieldError::new(
-            format!("/{field}"),
-            format!("there is no {target} with id {}", ids.join(", ")),
-        )]),
+        store::Error::MissingTargets(missing) => Problem::invalid(
+            missing
+                .into_iter()
+                .map(|m| {
+                    FieldError::new(
+                        format!("/{}", m.field),
+                        format!(
+                            "there is no {} with id {}",
+                            m.target,
+                            m.ids.join(", ")
+                        ),
+                    )
+                })
+                .collect(),
+        ),
         store::Error::Restricted { total, holders } => {
             let parts: Vec<String> = holders
                 .iter()

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
-use super::{Dialect, Error, Holder, Pool, Store, ddl};
+use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
 use crate::engine::{Cell, Engine, Entity, Input, input};
 use crate::spec::{FieldType, OnDelete};
 
@@ -312,7 +312,7 @@ impl Store {
         match result {
             Ok(0) => Err(Error::NotFound),
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+            Err(sqlx::Error::Database(db)) if is_fk_violation(db.as_ref()) => {
                 Err(self.restricting_holders(engine, e, id).await)
             }
             Err(err) => Err(Error::Database(err)),
@@ -394,8 +394,9 @@ impl Store {
                 .unwrap_or_default();
             return Error::Unique { fields };
         }
-        if db.is_foreign_key_violation() {
+        if is_fk_violation(db) {
             // Find which referenced records are missing.
+            let mut missing_all = Vec::new();
             for (index, cell) in &input.values {
                 let f = &e.fields[*index];
                 let Some(target) = &f.target else { continue };
@@ -405,16 +406,17 @@ impl Store {
                     _ => continue,
                 };
                 match self.missing_ids(target, &wanted).await {
-                    Ok(missing) if !missing.is_empty() => {
-                        return Error::MissingTarget {
-                            field: f.name.clone(),
-                            target: target.clone(),
-                            ids: missing,
-                        };
-                    }
+                    Ok(missing) if !missing.is_empty() => missing_all.push(MissingTarget {
+                        field: f.name.clone(),
+                        target: target.clone(),
+                        ids: missing,
+                    }),
                     Ok(_) => {}
                     Err(err) => return err,
                 }
+            }
+            if !missing_all.is_empty() {
+                return Error::MissingTargets(missing_all);
             }
         }
         Error::Database(clone_error(err))
@@ -437,6 +439,12 @@ impl Store {
             .filter(|id| !found.contains(id))
             .collect())
     }
+}
+
+/// SQLite reports a RESTRICT action with the trigger code (1811), not the
+/// foreign-key one, so the message is checked too.
+fn is_fk_violation(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.is_foreign_key_violation() || db.message().contains("FOREIGN KEY constraint failed")
 }
 
 /// sqlx errors are not `Clone`; keep the message.

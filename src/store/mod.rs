@@ -45,12 +45,8 @@ pub enum Error {
     Stale { current: i64 },
     #[error("the value of {} is already taken", fields.join(", "))]
     Unique { fields: Vec<String> },
-    #[error("{field} points to a record that does not exist")]
-    MissingTarget {
-        field: String,
-        target: String,
-        ids: Vec<String>,
-    },
+    #[error("some references point to records that do not exist")]
+    MissingTargets(Vec<MissingTarget>),
     #[error("{total} record(s) still reference this one")]
     Restricted {
         total: i64,
@@ -60,6 +56,14 @@ pub enum Error {
     NeedsMigration(Vec<String>),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+/// A ref or many field whose value names records that do not exist.
+#[derive(Debug, Clone)]
+pub struct MissingTarget {
+    pub field: String,
+    pub target: String,
+    pub ids: Vec<String>,
 }
 
 /// Records of one entity that hold a restricting reference.

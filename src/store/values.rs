@@ -192,7 +192,7 @@ impl DecodeJson for SqliteRow {
 }
 
 impl DecodeJson for PgRow {
-    fn json(&self, i: usize, ty: FieldType, _scale: u32) -> Result<Value, sqlx::Error> {
+    fn json(&self, i: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error> {
         Ok(match ty {
             FieldType::Integer => self.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
             FieldType::Number => self
@@ -202,7 +202,10 @@ impl DecodeJson for PgRow {
                 .unwrap_or(Value::Null),
             FieldType::Decimal => self
                 .try_get::<Option<Decimal>, _>(i)?
-                .map(|d| Value::String(d.to_string()))
+                .map(|mut d| {
+                    d.rescale(scale);
+                    Value::String(d.to_string())
+                })
                 .unwrap_or(Value::Null),
             FieldType::Boolean => self.try_get::<Option<bool>, _>(i)?.map(Value::Bool).unwrap_or(Value::Null),
             FieldType::Date => self

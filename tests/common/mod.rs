@@ -1,0 +1,276 @@
+//! Shared test harness: a Trellis app on a fresh SQLite file or a fresh PostgreSQL
+//! schema, called through the real router.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use trellis::engine::Engine;
+use trellis::http::{AppState, router};
+use trellis::spec;
+use trellis::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per database from an `async fn(Db)`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Db::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Db::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// The PostgreSQL server the tests use. Missing is a failure, never a skip.
+pub fn pg_admin_url() -> String {
+    match std::env::var("TRELLIS_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "TRELLIS_TEST_PG_URL is not set: the PostgreSQL half of the tests cannot run. \
+             Run the suite with `bash .ci/run`, which starts a throwaway PostgreSQL, \
+             or point TRELLIS_TEST_PG_URL at a server you own."
+        ),
+    }
+}
+
+/// A fresh, empty database: a temp SQLite file, or a new schema on the test server.
+pub struct TestDb {
+    pub url: String,
+    pub db: Db,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(db: Db) -> TestDb {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("data.db").display());
+                TestDb {
+                    url,
+                    db,
+                    _dir: Some(dir),
+                }
+            }
+            Db::Postgres => {
+                let admin = pg_admin_url();
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create a test schema");
+                pool.close().await;
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+                TestDb {
+                    url,
+                    db,
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+/// A project folder written from (path, text) pairs.
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    dir
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Store,
+    pub state: AppState,
+    pub db: TestDb,
+    _project: Option<tempfile::TempDir>,
+}
+
+/// A response, with the body parsed as JSON (Null when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {}", self.body))
+            .to_string()
+    }
+
+    /// The pointers of a problem's `errors`.
+    pub fn pointers(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["pointer"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn error_for(&self, pointer: &str) -> String {
+        self.body["errors"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["pointer"] == pointer))
+            .and_then(|e| e["detail"].as_str())
+            .unwrap_or_else(|| panic!("no error for {pointer} in {}", self.body))
+            .to_string()
+    }
+}
+
+impl TestApp {
+    /// The app for a project folder on a fresh database.
+    pub async fn for_dir(db: Db, dir: &Path) -> TestApp {
+        let loaded = spec::load(dir);
+        assert!(
+            !loaded.has_errors(),
+            "the test project has errors: {:#?}",
+            loaded.diagnostics
+        );
+        let engine = Engine::build(&loaded).expect("engine");
+        let test_db = TestDb::new(db).await;
+        let store = Store::connect(&test_db.url).await.expect("connect");
+        store.sync_schema(&engine).await.expect("create tables");
+        let state = AppState::new(engine, store.clone());
+        TestApp {
+            router: router(state.clone()),
+            store,
+            state,
+            db: test_db,
+            _project: None,
+        }
+    }
+
+    /// The repository's own project (the talent marketplace).
+    pub async fn root(db: Db) -> TestApp {
+        TestApp::for_dir(db, &repo_root()).await
+    }
+
+    /// A project made of the given files.
+    pub async fn with_files(db: Db, files: &[(&str, &str)]) -> TestApp {
+        let dir = project(files);
+        let mut app = TestApp::for_dir(db, dir.path()).await;
+        app._project = Some(dir);
+        app
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(path);
+        let has_body = body.is_some();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if has_body && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let res = self.router.clone().oneshot(req).await.expect("response");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let raw = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        let body = if raw.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&raw).into_owned())
+            })
+        };
+        Resp {
+            status,
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body.to_string().into_bytes()), &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        self.call(
+            Method::PATCH,
+            path,
+            Some(body.to_string().into_bytes()),
+            headers,
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, None, &[]).await
+    }
+
+    /// Creates a record and returns its id, failing the test on anything but 201.
+    pub async fn create(&self, plural: &str, body: Value) -> String {
+        let res = self.post(&format!("/api/{plural}"), body).await;
+        assert_eq!(res.status, StatusCode::CREATED, "create {plural}: {}", res.body);
+        res.id()
+    }
+
+    /// Counts rows straight from the database.
+    pub async fn rows(&self, table: &str) -> i64 {
+        self.store.count_rows(table).await.expect("count rows")
+    }
+}
