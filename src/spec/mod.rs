@@ -18,7 +18,7 @@ pub use diag::{Diagnostic, Severity};
 pub use model::{FieldDef, FieldType, ModelDef, OnDelete};
 pub use settings::Settings;
 
-use diag::{Sink, suggest};
+use diag::Sink;
 use yaml::Pos;
 
 /// Files larger than this are refused before parsing.
@@ -408,7 +408,14 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
                                     via.name, model.entity.name, target.name
                                 )
                             } else {
-                                suggest(&via.name, &refs)
+                                match diag::did_you_mean(&via.name, refs.iter().copied()) {
+                                    Some(best) => format!("did you mean `{best}`?"),
+                                    None => format!(
+                                        "`{}` points here through: {}",
+                                        target.name,
+                                        diag::list(&refs)
+                                    ),
+                                }
                             },
                         );
                     }

@@ -898,7 +898,10 @@ fn check_default(sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<D
                         node.pos,
                         "enum-default-not-in-values",
                         format!("the default `{s}` is not one of the values of `{}`", field.name),
-                        suggest(s, &values),
+                        match super::diag::did_you_mean(s, values.iter().copied()) {
+                            Some(best) => format!("did you mean `{best}`? (the values are {})", list(&values)),
+                            None => format!("use one of {}, or add `{s}` to `values`", list(&values)),
+                        },
                     );
                 }
                 Some(Default::Value(serde_json::Value::String(s.clone())))
