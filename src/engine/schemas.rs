@@ -146,16 +146,18 @@ fn nullable(s: &mut Value) {
         return;
     };
     match obj.get("type").cloned() {
-        Some(Value::String(t)) => {
+        Some(Value::String(t)) if t != "null" => {
             obj.insert("type".into(), json!([t, "null"]));
         }
-        Some(Value::Array(mut ts)) => {
+        Some(Value::Array(mut ts)) if !ts.contains(&json!("null")) => {
             ts.push(json!("null"));
             obj.insert("type".into(), Value::Array(ts));
         }
         _ => {}
     }
-    if let Some(Value::Array(values)) = obj.get_mut("enum") {
+    if let Some(Value::Array(values)) = obj.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
         values.push(Value::Null);
     }
 }

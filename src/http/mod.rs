@@ -106,7 +106,12 @@ async fn openapi(State(state): State<AppState>) -> Response {
 }
 
 async fn no_route() -> Problem {
-    Problem::not_found("there is no such route; GET /openapi.json lists every route")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        "there is no such route; GET /openapi.json lists every route",
+    )
 }
 
 async fn method_not_allowed() -> Problem {
@@ -145,7 +150,12 @@ fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
             Some(best) => format!("; did you mean /api/{best}?"),
             None => String::new(),
         };
-        Problem::not_found(format!("there is no collection `/api/{plural}`{hint}"))
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "Not found",
+            format!("there is no collection `/api/{plural}`{hint}"),
+        )
     })
 }
 
