@@ -109,8 +109,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub struct TestApp {
+/// Calls a router as a client would.
+#[derive(Clone)]
+pub struct TestAppRouter {
     pub router: Router,
+}
+
+pub struct TestApp {
+    pub client: TestAppRouter,
     pub store: Store,
     pub state: AppState,
     pub db: TestDb,
@@ -160,40 +166,9 @@ impl Resp {
     }
 }
 
-impl TestApp {
-    /// The app for a project folder on a fresh database.
-    pub async fn for_dir(db: Db, dir: &Path) -> TestApp {
-        let loaded = spec::load(dir);
-        assert!(
-            !loaded.has_errors(),
-            "the test project has errors: {:#?}",
-            loaded.diagnostics
-        );
-        let engine = Engine::build(&loaded).expect("engine");
-        let test_db = TestDb::new(db).await;
-        let store = Store::connect(&test_db.url).await.expect("connect");
-        store.sync_schema(&engine).await.expect("create tables");
-        let state = AppState::new(engine, store.clone());
-        TestApp {
-            router: router(state.clone()),
-            store,
-            state,
-            db: test_db,
-            _project: None,
-        }
-    }
-
-    /// The repository's own project (the talent marketplace).
-    pub async fn root(db: Db) -> TestApp {
-        TestApp::for_dir(db, &repo_root()).await
-    }
-
-    /// A project made of the given files.
-    pub async fn with_files(db: Db, files: &[(&str, &str)]) -> TestApp {
-        let dir = project(files);
-        let mut app = TestApp::for_dir(db, dir.path()).await;
-        app._project = Some(dir);
-        app
+impl TestAppRouter {
+    pub fn new(router: Router) -> TestAppRouter {
+        TestAppRouter { router }
     }
 
     pub async fn call(
@@ -267,6 +242,51 @@ impl TestApp {
         let res = self.post(&format!("/api/{plural}"), body).await;
         assert_eq!(res.status, StatusCode::CREATED, "create {plural}: {}", res.body);
         res.id()
+    }
+
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestAppRouter;
+    fn deref(&self) -> &TestAppRouter {
+        &self.client
+    }
+}
+
+impl TestApp {
+    /// The app for a project folder on a fresh database.
+    pub async fn for_dir(db: Db, dir: &Path) -> TestApp {
+        let loaded = spec::load(dir);
+        assert!(
+            !loaded.has_errors(),
+            "the test project has errors: {:#?}",
+            loaded.diagnostics
+        );
+        let engine = Engine::build(&loaded).expect("engine");
+        let test_db = TestDb::new(db).await;
+        let store = Store::connect(&test_db.url).await.expect("connect");
+        store.sync_schema(&engine).await.expect("create tables");
+        let state = AppState::new(engine, store.clone());
+        TestApp {
+            client: TestAppRouter::new(router(state.clone())),
+            store,
+            state,
+            db: test_db,
+            _project: None,
+        }
+    }
+
+    /// The repository's own project (the talent marketplace).
+    pub async fn root(db: Db) -> TestApp {
+        TestApp::for_dir(db, &repo_root()).await
+    }
+
+    /// A project made of the given files.
+    pub async fn with_files(db: Db, files: &[(&str, &str)]) -> TestApp {
+        let dir = project(files);
+        let mut app = TestApp::for_dir(db, dir.path()).await;
+        app._project = Some(dir);
+        app
     }
 
     /// Counts rows straight from the database.

@@ -1,0 +1,238 @@
+//! The `trellis` command as a user runs it: real processes, real ports.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Db, TestDb};
+use serde_json::{Value, json};
+
+fn trellis() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    cmd.env_remove("DATABASE_URL").env_remove("TRELLIS_PORT");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    trellis().args(args).output().expect("run trellis")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_is_clean_on_the_root_project() {
+    let out = run(&["check", env!("CARGO_MANIFEST_DIR")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0 errors"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_prints_every_problem_and_fails() {
+    let dir = common::project(&[
+        ("models/task.yaml", "entity: task\nfields:\n  title: { type: strng, requird: true }\n"),
+        ("models/note.yaml", "entity: note\nfields:\n  task: { type: ref, to: tsk }\n"),
+    ]);
+    let out = run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for expected in [
+        "models/task.yaml:3:18",
+        "did you mean `string`?",
+        "models/task.yaml:3:25",
+        "did you mean `required`?",
+        "models/note.yaml:3:26",
+        "did you mean `task`?",
+        "3 errors",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = run(&["check", dir.path().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let diags: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let codes: Vec<&str> = diags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["unknown-entity", "unknown-type", "unknown-key"]);
+    assert_eq!(diags[1]["line"], 3);
+    assert_eq!(diags[1]["column"], 18);
+}
+
+#[test]
+fn check_of_a_missing_folder_is_an_error_not_a_crash() {
+    let out = run(&["check", "/nonexistent/trellis/project"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn openapi_and_schema_commands() {
+    let out = run(&["openapi", env!("CARGO_MANIFEST_DIR")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/projects"]["post"].is_object());
+
+    let out = run(&["schema"]);
+    assert!(out.status.success());
+    let schema: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(schema, trellis::spec::schema::model_schema());
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["schema", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(dir.path().join("model.schema.json").is_file());
+    assert!(dir.path().join("trellis.schema.json").is_file());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 client: enough for tests, no extra dependency.
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status: u16 = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &str, port: u16, db_url: Option<&str>) -> Server {
+    let mut cmd = trellis();
+    cmd.args(["serve", dir, "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(url) = db_url {
+        cmd.args(["--database-url", url]);
+    }
+    Server(cmd.spawn().expect("spawn serve"))
+}
+
+fn wait_healthy(server: &mut Server, port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Some((200, body)) = http(port, "GET", "/_/health", None) {
+            assert_eq!(body, json!({ "status": "ok" }));
+            return;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = server.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("serve exited with {status}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("serve did not become healthy within 60 s");
+}
+
+async fn serve_creates_tables_and_answers(db: Db) {
+    let project = common::project(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: string, required: true }\n",
+    )]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let port = free_port();
+    let url = (db == Db::Postgres).then_some(test_db.url.as_str());
+    let mut server = serve(&dir, port, url);
+    wait_healthy(&mut server, port);
+    let (status, body) = http(port, "POST", "/api/tasks", Some(&json!({ "title": "From curl" }))).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(port, "GET", "/api/tasks", None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["items"][0]["title"], "From curl");
+    drop(server);
+    if db == Db::Sqlite {
+        assert!(
+            project.path().join(".trellis/data.db").is_file(),
+            "the default database lives inside the project"
+        );
+    }
+
+    // A restart finds its data; a change that needs a migration is refused at start.
+    let mut server = serve(&dir, port, url);
+    wait_healthy(&mut server, port);
+    let (_, body) = http(port, "GET", "/api/tasks", None).unwrap();
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    drop(server);
+    std::fs::write(
+        project.path().join("models/task.yaml"),
+        "entity: task\nfields:\n  title: { type: integer, required: true }\n",
+    )
+    .unwrap();
+    let mut cmd = trellis();
+    cmd.args(["serve", &dir, "--port", &free_port().to_string()]);
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("task.title: changed from"), "{err}");
+    assert!(err.contains("Nothing was changed"), "{err}");
+}
+
+both!(serve_creates_tables_and_answers);
+
+#[test]
+fn serve_refuses_a_broken_project_with_its_diagnostics() {
+    let project = common::project(&[("models/task.yaml", "entity: task\nfields:\n  x: { type: nope }\n")]);
+    let out = trellis()
+        .args(["serve", project.path().to_str().unwrap(), "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("models/task.yaml:3:"), "{err}");
+    assert!(err.contains("is not a field type"), "{err}");
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let out = trellis()
+        .args([
+            "serve",
+            env!("CARGO_MANIFEST_DIR"),
+            "--port",
+            &free_port().to_string(),
+            "--database-url",
+            "mysql://nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not a database URL"), "{}", text(&out.stderr));
+}

@@ -1,0 +1,167 @@
+//! `serve` on an existing database: additive changes are applied, data is kept, and
+//! anything else is refused with a clear message, on SQLite and PostgreSQL.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Db, TestApp, TestDb};
+use serde_json::json;
+use trellis::engine::Engine;
+use trellis::http::{AppState, router};
+use trellis::spec;
+use trellis::store::{self, Store};
+
+const SCHEMA_LINE: &str = "";
+
+fn engine_for(files: &[(&str, &str)]) -> (Engine, tempfile::TempDir) {
+    let dir = common::project(files);
+    let loaded = spec::load(dir.path());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    (Engine::build(&loaded).expect("engine"), dir)
+}
+
+fn task(fields: &str) -> (&'static str, String) {
+    ("models/task.yaml", format!("{SCHEMA_LINE}entity: task\nfields:\n{fields}"))
+}
+
+async fn sync(store: &Store, fields: &str) -> Result<store::SyncReport, store::Error> {
+    let (name, text) = task(fields);
+    let (engine, _dir) = engine_for(&[(name, &text)]);
+    store.sync_schema(&engine).await
+}
+
+async fn app_on(store: &Store, fields: &str) -> (TestAppLite, tempfile::TempDir) {
+    let (name, text) = task(fields);
+    let (engine, dir) = engine_for(&[(name, &text)]);
+    store.sync_schema(&engine).await.expect("sync");
+    let state = AppState::new(engine, store.clone());
+    (
+        TestAppLite {
+            inner: common::TestAppRouter::new(router(state)),
+        },
+        dir,
+    )
+}
+
+struct TestAppLite {
+    inner: common::TestAppRouter,
+}
+
+async fn additive_changes_keep_data(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::connect(&test_db.url).await.unwrap();
+
+    let v1 = "  title: { type: string, required: true }\n  old_note: text\n";
+    let report = sync(&store, v1).await.unwrap();
+    assert_eq!(report.created_tables, ["task"]);
+    let (app, _d) = app_on(&store, v1).await;
+    let id = app
+        .inner
+        .create("tasks", json!({ "title": "Keep me", "old_note": "hello" }))
+        .await;
+
+    // Same definitions again: nothing to do.
+    let again = sync(&store, v1).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    // New optional field, new required field with a default, a rename, an index.
+    let v2 = "  title: { type: string, required: true }\n  note: { type: text, renamed_from: old_note }\n  \
+              priority: { type: integer, required: true, default: 3 }\n  due: date\n  \
+              tags: { type: many, of: task }\nindexes:\n  - [due]\n";
+    let report = sync(&store, v2).await.unwrap();
+    assert_eq!(report.renamed_columns, ["task.old_note -> note"]);
+    let mut added = report.added_columns.clone();
+    added.sort();
+    assert_eq!(added, ["task.due", "task.priority"]);
+
+    let (app, _d) = app_on(&store, v2).await;
+    let res = app.inner.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["title"], "Keep me");
+    assert_eq!(res.body["note"], "hello", "renamed_from kept the data");
+    assert_eq!(res.body["priority"], 3, "existing rows got the default");
+    assert_eq!(res.body["due"], serde_json::Value::Null);
+    assert_eq!(res.body["tags"], json!([]));
+    let res = app
+        .inner
+        .patch(&format!("/api/tasks/{id}"), json!({ "tags": [id] }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(store.count_rows("task_tags").await.unwrap(), 1);
+
+    // Removing an optional field keeps its column and data; the API stops showing it.
+    let v3 = "  title: { type: string, required: true }\n  priority: { type: integer, required: true, default: 3 }\n";
+    let report = sync(&store, v3).await.unwrap();
+    assert!(report.kept.iter().any(|k| k.starts_with("task.note")), "{report:?}");
+    let (app, _d) = app_on(&store, v3).await;
+    let res = app.inner.get(&format!("/api/tasks/{id}")).await;
+    assert!(res.body.get("note").is_none());
+    assert_eq!(store.count_rows("task").await.unwrap(), 1);
+}
+
+async fn other_changes_are_refused_and_nothing_changes(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::connect(&test_db.url).await.unwrap();
+    let v1 = "  title: { type: string, required: true }\n  size: integer\n";
+    sync(&store, v1).await.unwrap();
+
+    let refused = [
+        ("  title: { type: string, required: true }\n  size: text\n", "task.size"),
+        ("  title: { type: string }\n  size: integer\n", "task.title"),
+        ("  size: integer\n", "task.title"),
+        (
+            "  title: { type: string, required: true }\n  size: integer\n  owner: { type: string, required: true }\n",
+            "task.owner",
+        ),
+    ];
+    for (fields, culprit) in refused {
+        match sync(&store, fields).await {
+            Err(store::Error::NeedsMigration(problems)) => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                assert!(problems[0].starts_with(culprit), "{problems:?}");
+            }
+            other => panic!("expected a refusal for {fields:?}, got {other:?}"),
+        }
+    }
+    // The original definitions still fit: nothing was applied.
+    let again = sync(&store, v1).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+async fn a_new_entity_referencing_an_old_one(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::connect(&test_db.url).await.unwrap();
+    let task_v1 = ("models/task.yaml", "entity: task\nfields:\n  title: string\n");
+    let (engine, _d) = engine_for(&[task_v1]);
+    store.sync_schema(&engine).await.unwrap();
+    let (engine, _d) = engine_for(&[
+        task_v1,
+        (
+            "models/comment.yaml",
+            "entity: comment\nfields:\n  task: { type: ref, to: task, required: true }\n  body: text\n",
+        ),
+    ]);
+    let report = store.sync_schema(&engine).await.unwrap();
+    assert_eq!(report.created_tables, ["comment"]);
+    let state = AppState::new(engine, store.clone());
+    let app = common::TestAppRouter::new(router(state));
+    let t = app.create("tasks", json!({ "title": "t" })).await;
+    let c = app.post("/api/comments", json!({ "task": t, "body": "b" })).await;
+    assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
+    let res = app.delete(&format!("/api/tasks/{t}")).await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "the new reference is enforced");
+}
+
+async fn root_project_twice_is_a_no_op(db: Db) {
+    let app = TestApp::root(db).await;
+    let engine = app.state.engine.load_full();
+    let report = app.store.sync_schema(&engine).await.unwrap();
+    assert!(report.is_empty(), "{report:?}");
+}
+
+both!(
+    additive_changes_keep_data,
+    other_changes_are_refused_and_nothing_changes,
+    a_new_entity_referencing_an_old_one,
+    root_project_twice_is_a_no_op,
+);
