@@ -12,7 +12,11 @@ use trellis::spec::{self, Diagnostic, Loaded, Severity};
 use trellis::store::{self, Store};
 
 #[derive(Parser)]
-#[command(name = "trellis", version, about = "YAML models in, database tables and a REST API out.")]
+#[command(
+    name = "trellis",
+    version,
+    about = "YAML models in, database tables and a REST API out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,7 +100,9 @@ pub fn main() -> ExitCode {
 
 /// Prints diagnostics with a snippet of the file and an arrow under the problem.
 fn render(loaded: &Loaded) {
-    use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+    use miette::{
+        GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource,
+    };
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let theme = if color {
         GraphicalTheme::unicode()
@@ -121,8 +127,7 @@ fn render(loaded: &Loaded) {
                 let (offset, len) = span(text, d.line, d.column);
                 diag = diag.with_label(LabeledSpan::at(offset..offset + len, "here"));
                 let report = miette::Report::new(diag).with_source_code(
-                    NamedSource::new(d.file.clone(), text.clone())
-                        .with_language("yaml"),
+                    NamedSource::new(d.file.clone(), text.clone()).with_language("yaml"),
                 );
                 handler.render_report(&mut out, report.as_ref())
             }
@@ -164,7 +169,10 @@ fn span(text: &str, line: u32, column: u32) -> (usize, usize) {
 }
 
 fn summary(diagnostics: &[Diagnostic]) -> String {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = diagnostics.len() - errors;
     format!(
         "{errors} error{}, {warnings} warning{}",
@@ -225,7 +233,10 @@ fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("model.schema.json"), model + "\n")?;
             std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
-            eprintln!("wrote model.schema.json and trellis.schema.json to {}", dir.display());
+            eprintln!(
+                "wrote model.schema.json and trellis.schema.json to {}",
+                dir.display()
+            );
         }
         None => println!(
             "{}",
@@ -249,8 +260,9 @@ fn expand_env(raw: &str) -> Result<String> {
             .find('}')
             .with_context(|| format!("`{raw}` has an unclosed `${{`"))?;
         let name = &after[..end];
-        let value = std::env::var(name)
-            .with_context(|| format!("trellis.yaml uses the environment variable {name}, which is not set"))?;
+        let value = std::env::var(name).with_context(|| {
+            format!("trellis.yaml uses the environment variable {name}, which is not set")
+        })?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }

@@ -28,14 +28,24 @@ fn text(bytes: &[u8]) -> String {
 fn check_is_clean_on_the_root_project() {
     let out = run(&["check", env!("CARGO_MANIFEST_DIR")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("0 errors"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("0 errors"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn check_prints_every_problem_and_fails() {
     let dir = common::project(&[
-        ("models/task.yaml", "entity: task\nfields:\n  title: { type: strng, requird: true }\n"),
-        ("models/note.yaml", "entity: note\nfields:\n  task: { type: ref, to: tsk }\n"),
+        (
+            "models/task.yaml",
+            "entity: task\nfields:\n  title: { type: strng, requird: true }\n",
+        ),
+        (
+            "models/note.yaml",
+            "entity: note\nfields:\n  task: { type: ref, to: tsk }\n",
+        ),
     ]);
     let out = run(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -105,7 +115,9 @@ fn free_port() -> u16 {
 /// A minimal HTTP/1.1 client: enough for tests, no extra dependency.
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
@@ -115,7 +127,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u1
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status: u16 = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
     Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
@@ -169,7 +184,13 @@ async fn serve_creates_tables_and_answers(db: Db) {
     let url = (db == Db::Postgres).then_some(test_db.url.as_str());
     let mut server = serve(&dir, port, url);
     wait_healthy(&mut server, port);
-    let (status, body) = http(port, "POST", "/api/tasks", Some(&json!({ "title": "From curl" }))).unwrap();
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/tasks",
+        Some(&json!({ "title": "From curl" })),
+    )
+    .unwrap();
     assert_eq!(status, 201, "{body}");
     let (status, body) = http(port, "GET", "/api/tasks", None).unwrap();
     assert_eq!(status, 200);
@@ -209,9 +230,17 @@ both!(serve_creates_tables_and_answers);
 
 #[test]
 fn serve_refuses_a_broken_project_with_its_diagnostics() {
-    let project = common::project(&[("models/task.yaml", "entity: task\nfields:\n  x: { type: nope }\n")]);
+    let project = common::project(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  x: { type: nope }\n",
+    )]);
     let out = trellis()
-        .args(["serve", project.path().to_str().unwrap(), "--port", &free_port().to_string()])
+        .args([
+            "serve",
+            project.path().to_str().unwrap(),
+            "--port",
+            &free_port().to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -234,5 +263,9 @@ fn a_bad_database_url_is_a_clear_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("is not a database URL"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not a database URL"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -39,7 +39,10 @@ async fn create_applies_defaults_and_returns_location(db: Db) {
     assert_eq!(b["deadline"], "2026-12-31");
     assert_eq!(b["summary"], serde_json::Value::Null);
     assert_eq!(b["skills"], json!([]));
-    assert!(b.get("applications").is_none(), "inverse fields are not columns");
+    assert!(
+        b.get("applications").is_none(),
+        "inverse fields are not columns"
+    );
     // System fields first, in order.
     let keys: Vec<&String> = b.as_object().unwrap().keys().take(5).collect();
     assert_eq!(keys, ["id", "created_at", "updated_at", "version", "title"]);
@@ -77,11 +80,21 @@ async fn every_field_type_round_trips(db: Db) {
     assert_eq!(b["bio"], "Writes engines.\nLine two.");
     assert_eq!(b["hourly_rate"], "95.50");
     assert_eq!(b["available"], false);
-    assert_eq!(b["last_seen_at"], "2026-03-01T08:30:15.123456Z", "UTC, microseconds kept");
-    assert_eq!(b["preferences"], json!({ "theme": "dark", "langs": ["en", "fr"], "n": 3 }));
+    assert_eq!(
+        b["last_seen_at"], "2026-03-01T08:30:15.123456Z",
+        "UTC, microseconds kept"
+    );
+    assert_eq!(
+        b["preferences"],
+        json!({ "theme": "dark", "langs": ["en", "fr"], "n": 3 })
+    );
     let mut expected = vec![rust.clone(), sql.clone()];
     expected.sort();
-    assert_eq!(b["skills"], json!(expected), "many: deduplicated, sorted ids");
+    assert_eq!(
+        b["skills"],
+        json!(expected),
+        "many: deduplicated, sorted ids"
+    );
     let got = app.get(&format!("/api/users/{}", res.id())).await;
     assert_eq!(got.body, res.body);
 
@@ -96,7 +109,10 @@ async fn every_field_type_round_trips(db: Db) {
         )
         .await;
     assert_eq!(p.status, StatusCode::CREATED, "{}", p.body);
-    assert_eq!(p.body["external_ref"], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    assert_eq!(
+        p.body["external_ref"],
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    );
     assert_eq!(p.body["published_at"], "2026-01-31T23:59:59Z");
     assert_eq!(p.body["budget"], "0.00");
 
@@ -110,7 +126,12 @@ async fn every_field_type_round_trips(db: Db) {
     assert_eq!(a.body["estimated_hours"], 12.25);
     assert_eq!(a.body["proposed_rate"], "80.00");
     assert_eq!(a.body["status"], "submitted");
-    assert!(a.body["submitted_at"].as_str().is_some_and(|s| s.ends_with('Z')), "default now");
+    assert!(
+        a.body["submitted_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z')),
+        "default now"
+    );
 
     let r = app
         .post(
@@ -151,16 +172,30 @@ async fn validation_reports_every_field(db: Db) {
     assert_eq!(
         pointers,
         [
-            "/applications", "/budget", "/client", "/contact", "/deadline", "/id", "/remote",
-            "/status", "/statuss", "/title"
+            "/applications",
+            "/budget",
+            "/client",
+            "/contact",
+            "/deadline",
+            "/id",
+            "/remote",
+            "/status",
+            "/statuss",
+            "/title"
         ]
     );
     assert!(res.error_for("/statuss").contains("did you mean `status`"));
     assert!(res.error_for("/id").contains("set by the server"));
     assert!(res.error_for("/applications").contains("read-only"));
     assert!(res.error_for("/title").contains("at least 3"));
-    assert!(res.error_for("/budget").contains("2 digits after the decimal point"));
-    assert!(res.error_for("/status").contains("draft, open, in_review, closed"));
+    assert!(
+        res.error_for("/budget")
+            .contains("2 digits after the decimal point")
+    );
+    assert!(
+        res.error_for("/status")
+            .contains("draft, open, in_review, closed")
+    );
     assert!(res.error_for("/remote").contains("true or false"));
     assert!(res.error_for("/deadline").contains("calendar date"));
     assert!(res.error_for("/contact").contains("email"));
@@ -203,15 +238,30 @@ async fn validation_reports_every_field(db: Db) {
 async fn malformed_bodies(db: Db) {
     let app = TestApp::root(db).await;
     let res = app
-        .call(Method::POST, "/api/skills", Some(b"{\"name\": ".to_vec()), &[])
+        .call(
+            Method::POST,
+            "/api/skills",
+            Some(b"{\"name\": ".to_vec()),
+            &[],
+        )
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
-    assert!(res.body["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 
     let res = app.post("/api/skills", json!(["Rust"])).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(res.body["errors"][0]["detail"].as_str().unwrap().contains("JSON object"));
+    assert!(
+        res.body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object")
+    );
 
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
     let res = app
@@ -236,10 +286,17 @@ async fn unknown_routes_entities_and_ids(db: Db) {
     let app = TestApp::root(db).await;
     let res = app.get("/api/projets").await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert!(res.body["detail"].as_str().unwrap().contains("/api/projects"));
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/api/projects")
+    );
     let res = app.get("/api/projects/not-an-id").await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = app.get(&format!("/api/projects/{}", uuid::Uuid::now_v7())).await;
+    let res = app
+        .get(&format!("/api/projects/{}", uuid::Uuid::now_v7()))
+        .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
     let res = app.get("/nowhere").await;
@@ -248,10 +305,16 @@ async fn unknown_routes_entities_and_ids(db: Db) {
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
     let res = app
-        .patch(&format!("/api/skills/{}", uuid::Uuid::now_v7()), json!({ "name": "x" }), &[])
+        .patch(
+            &format!("/api/skills/{}", uuid::Uuid::now_v7()),
+            json!({ "name": "x" }),
+            &[],
+        )
         .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = app.delete(&format!("/api/skills/{}", uuid::Uuid::now_v7())).await;
+    let res = app
+        .delete(&format!("/api/skills/{}", uuid::Uuid::now_v7()))
+        .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
 }
 
@@ -259,12 +322,19 @@ async fn patch_with_versions(db: Db) {
     let app = TestApp::root(db).await;
     let client = org(&app, "Acme").await;
     let id = app
-        .create("projects", json!({ "title": "Versioned", "client": client, "budget": "10" }))
+        .create(
+            "projects",
+            json!({ "title": "Versioned", "client": client, "budget": "10" }),
+        )
         .await;
     let path = format!("/api/projects/{id}");
 
     let res = app
-        .patch(&path, json!({ "status": "open", "budget": null }), &[("if-match", "\"1\"")])
+        .patch(
+            &path,
+            json!({ "status": "open", "budget": null }),
+            &[("if-match", "\"1\"")],
+        )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["version"], 2);
@@ -275,22 +345,32 @@ async fn patch_with_versions(db: Db) {
     assert_ne!(res.body["updated_at"], res.body["created_at"]);
 
     // A stale version is refused and changes nothing.
-    let res = app.patch(&path, json!({ "status": "closed" }), &[("if-match", "1")]).await;
+    let res = app
+        .patch(&path, json!({ "status": "closed" }), &[("if-match", "1")])
+        .await;
     assert_eq!(res.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(res.body["current_version"], 2);
     assert_eq!(app.get(&path).await.body["status"], "open");
 
     // Bare numbers, weak tags and `*` are accepted; garbage is 400.
-    let res = app.patch(&path, json!({ "summary": "s" }), &[("if-match", "W/\"2\"")]).await;
+    let res = app
+        .patch(&path, json!({ "summary": "s" }), &[("if-match", "W/\"2\"")])
+        .await;
     assert_eq!(res.status, StatusCode::OK);
-    let res = app.patch(&path, json!({ "summary": "t" }), &[("if-match", "*")]).await;
+    let res = app
+        .patch(&path, json!({ "summary": "t" }), &[("if-match", "*")])
+        .await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body["version"], 4);
-    let res = app.patch(&path, json!({ "summary": "u" }), &[("if-match", "abc")]).await;
+    let res = app
+        .patch(&path, json!({ "summary": "u" }), &[("if-match", "abc")])
+        .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 
     // Validation on PATCH: required fields cannot be nulled, unknown fields refused.
-    let res = app.patch(&path, json!({ "title": null, "titel": "x" }), &[]).await;
+    let res = app
+        .patch(&path, json!({ "title": null, "titel": "x" }), &[])
+        .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.error_for("/title").contains("required"));
     assert!(res.error_for("/titel").contains("did you mean `title`"));
@@ -303,7 +383,10 @@ async fn many_fields_are_written_as_id_lists(db: Db) {
     let a = app.create("skills", json!({ "name": "A" })).await;
     let b = app.create("skills", json!({ "name": "B" })).await;
     let id = app
-        .create("projects", json!({ "title": "Linked", "client": client, "skills": [a] }))
+        .create(
+            "projects",
+            json!({ "title": "Linked", "client": client, "skills": [a] }),
+        )
         .await;
     let path = format!("/api/projects/{id}");
     assert_eq!(app.rows("project_skills").await, 1);
@@ -326,7 +409,10 @@ async fn many_fields_are_written_as_id_lists(db: Db) {
     assert_eq!(app.get(&path).await.body["skills"], json!(both));
 
     // Deleting a linked skill removes the link, not the project.
-    assert_eq!(app.delete(&format!("/api/skills/{a}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/skills/{a}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get(&path).await.body["skills"], json!([b]));
     let res = app.patch(&path, json!({ "skills": [] }), &[]).await;
     assert_eq!(res.body["skills"], json!([]));
@@ -337,10 +423,16 @@ async fn references_are_checked(db: Db) {
     let app = TestApp::root(db).await;
     let ghost = uuid::Uuid::now_v7().to_string();
     let res = app
-        .post("/api/projects", json!({ "title": "Orphan", "client": ghost, "skills": [ghost] }))
+        .post(
+            "/api/projects",
+            json!({ "title": "Orphan", "client": ghost, "skills": [ghost] }),
+        )
         .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
-    assert!(res.error_for("/client").contains(&format!("no organization with id {ghost}")));
+    assert!(
+        res.error_for("/client")
+            .contains(&format!("no organization with id {ghost}"))
+    );
     assert!(res.error_for("/skills").contains("no skill"));
     assert_eq!(app.rows("project").await, 0);
 }
@@ -349,21 +441,39 @@ async fn unique_violations_name_the_fields(db: Db) {
     let app = TestApp::root(db).await;
     let client = org(&app, "Acme").await;
     let res = app
-        .post("/api/organizations", json!({ "name": "Acme", "slug": "other" }))
+        .post(
+            "/api/organizations",
+            json!({ "name": "Acme", "slug": "other" }),
+        )
         .await;
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     assert_eq!(res.pointers(), ["/name"]);
-    app.create("projects", json!({ "title": "Same", "client": client })).await;
+    app.create("projects", json!({ "title": "Same", "client": client }))
+        .await;
     let res = app
-        .post("/api/projects", json!({ "title": "Same", "client": client }))
+        .post(
+            "/api/projects",
+            json!({ "title": "Same", "client": client }),
+        )
         .await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(res.pointers(), ["/client", "/title"]);
-    assert!(res.body["detail"].as_str().unwrap().contains("client and title"));
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("client and title")
+    );
     // Also on PATCH.
-    let other = app.create("projects", json!({ "title": "Other", "client": client })).await;
+    let other = app
+        .create("projects", json!({ "title": "Other", "client": client }))
+        .await;
     let res = app
-        .patch(&format!("/api/projects/{other}"), json!({ "title": "Same" }), &[])
+        .patch(
+            &format!("/api/projects/{other}"),
+            json!({ "title": "Same" }),
+            &[],
+        )
         .await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(app.rows("project").await, 2);
@@ -372,8 +482,12 @@ async fn unique_violations_name_the_fields(db: Db) {
 async fn delete_restrict_cascade_and_set_null(db: Db) {
     let app = TestApp::root(db).await;
     let client = org(&app, "Acme").await;
-    let p1 = app.create("projects", json!({ "title": "One", "client": client })).await;
-    let p2 = app.create("projects", json!({ "title": "Two", "client": client })).await;
+    let p1 = app
+        .create("projects", json!({ "title": "One", "client": client }))
+        .await;
+    let p2 = app
+        .create("projects", json!({ "title": "Two", "client": client }))
+        .await;
 
     // restrict: the organization is held by two projects.
     let res = app.delete(&format!("/api/organizations/{client}")).await;
@@ -395,23 +509,42 @@ async fn delete_restrict_cascade_and_set_null(db: Db) {
 
     // cascade: deleting a project deletes its applications.
     let user = app
-        .create("users", json!({ "email": "u@example.com", "display_name": "U" }))
+        .create(
+            "users",
+            json!({ "email": "u@example.com", "display_name": "U" }),
+        )
         .await;
-    app.create("applications", json!({ "project": p1, "applicant": user })).await;
+    app.create("applications", json!({ "project": p1, "applicant": user }))
+        .await;
     assert_eq!(app.rows("application").await, 1);
-    assert_eq!(app.delete(&format!("/api/projects/{p1}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/projects/{p1}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.rows("application").await, 0);
-    assert_eq!(app.delete(&format!("/api/projects/{p2}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/api/projects/{p2}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     let res = app.delete(&format!("/api/organizations/{client}")).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert_eq!(res.raw.len(), 0);
     assert_eq!(app.rows("organization").await, 0);
-    assert_eq!(app.get(&format!("/api/organizations/{client}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/api/organizations/{client}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // cascade through a self-reference: deleting a parent skill deletes its children.
     let parent = app.create("skills", json!({ "name": "Programming" })).await;
-    app.create("skills", json!({ "name": "Rust", "parent": parent })).await;
-    assert_eq!(app.delete(&format!("/api/skills/{parent}")).await.status, StatusCode::NO_CONTENT);
+    app.create("skills", json!({ "name": "Rust", "parent": parent }))
+        .await;
+    assert_eq!(
+        app.delete(&format!("/api/skills/{parent}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.rows("skill").await, 0);
 }
 
@@ -419,11 +552,18 @@ async fn list_pages_in_creation_order(db: Db) {
     let app = TestApp::root(db).await;
     let mut ids = Vec::new();
     for i in 0..45 {
-        ids.push(app.create("skills", json!({ "name": format!("skill {i:02}") })).await);
+        ids.push(
+            app.create("skills", json!({ "name": format!("skill {i:02}") }))
+                .await,
+        );
     }
     let res = app.get("/api/skills").await;
     assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(res.body["items"].as_array().unwrap().len(), 20, "default limit");
+    assert_eq!(
+        res.body["items"].as_array().unwrap().len(),
+        20,
+        "default limit"
+    );
 
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
@@ -453,7 +593,12 @@ async fn list_pages_in_creation_order(db: Db) {
         assert_eq!(res.header("content-type"), Some("application/problem+json"));
     }
     let res = app.get("/api/skills?limt=5").await;
-    assert!(res.body["detail"].as_str().unwrap().contains("did you mean `limit`"));
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `limit`")
+    );
     let res = app.get("/api/skills?limit=200").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body["items"].as_array().unwrap().len(), 45);

@@ -41,17 +41,18 @@ fn a_clean_project_has_no_diagnostics() {
 fn the_repository_projects_are_clean() {
     for dir in ["", "examples/helpdesk"] {
         let loaded = spec::load(&common::repo_root().join(dir));
-        assert!(loaded.diagnostics.is_empty(), "{dir}: {:#?}", loaded.diagnostics);
+        assert!(
+            loaded.diagnostics.is_empty(),
+            "{dir}: {:#?}",
+            loaded.diagnostics
+        );
         assert!(!loaded.spec.models.is_empty(), "{dir} has models");
     }
 }
 
 #[test]
 fn misspelt_keys_get_did_you_mean() {
-    let d = diags(&[(
-        "models/task.yaml",
-        "entity: task\nfeilds:\n  x: string\n",
-    )]);
+    let d = diags(&[("models/task.yaml", "entity: task\nfeilds:\n  x: string\n")]);
     let unknown = only(&d, "unknown-key");
     at(unknown, "models/task.yaml", 2, 1);
     assert_eq!(unknown.hint.as_deref(), Some("did you mean `fields`?"));
@@ -86,9 +87,21 @@ fn unknown_types_list_the_valid_ones() {
     let types: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-type").collect();
     assert_eq!(types.len(), 2, "{d:#?}");
     at(types[0], "models/task.yaml", 3, 18);
-    assert!(types[0].hint.as_deref().unwrap().starts_with("did you mean `string`?"));
+    assert!(
+        types[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .starts_with("did you mean `string`?")
+    );
     at(types[1], "models/task.yaml", 4, 10);
-    assert!(types[1].hint.as_deref().unwrap().starts_with("did you mean `integer`?"));
+    assert!(
+        types[1]
+            .hint
+            .as_deref()
+            .unwrap()
+            .starts_with("did you mean `integer`?")
+    );
 }
 
 #[test]
@@ -103,9 +116,18 @@ fn references_to_unknown_entities() {
     let unknown: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-entity").collect();
     assert_eq!(unknown.len(), 2, "{d:#?}");
     at(unknown[0], "models/project.yaml", 3, 28);
-    assert_eq!(unknown[0].hint.as_deref(), Some("did you mean `organization`?"));
+    assert_eq!(
+        unknown[0].hint.as_deref(),
+        Some("did you mean `organization`?")
+    );
     at(unknown[1], "models/project.yaml", 4, 27);
-    assert!(unknown[1].hint.as_deref().unwrap().contains("models/tag.yaml"));
+    assert!(
+        unknown[1]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("models/tag.yaml")
+    );
 }
 
 #[test]
@@ -130,7 +152,10 @@ fn inverse_without_a_matching_ref() {
             "models/organization.yaml",
             "entity: organization\nfields:\n  name: string\n  projects: { type: inverse, of: project, via: title }\n",
         ),
-        ("models/project.yaml", "entity: project\nfields:\n  title: string\n"),
+        (
+            "models/project.yaml",
+            "entity: project\nfields:\n  title: string\n",
+        ),
     ]);
     let inv = only(&d, "inverse-without-ref");
     assert!(inv.message.contains("is not a ref"), "{inv}");
@@ -156,8 +181,14 @@ fn duplicate_and_reserved_names() {
 
     // Two entities on one route.
     let d = diags(&[
-        ("models/person.yaml", "entity: person\nplural: people\nfields:\n  name: string\n"),
-        ("models/people.yaml", "entity: people\nplural: people\nfields:\n  name: string\n"),
+        (
+            "models/person.yaml",
+            "entity: person\nplural: people\nfields:\n  name: string\n",
+        ),
+        (
+            "models/people.yaml",
+            "entity: people\nplural: people\nfields:\n  name: string\n",
+        ),
     ]);
     let route = only(&d, "duplicate-route");
     assert!(route.message.contains("/api/people"));
@@ -176,7 +207,10 @@ fn invalid_identifiers_suggest_snake_case() {
         "models/task.yaml",
         "entity: task\nfields:\n  DueDate: date\n  due-time: datetime\n",
     )]);
-    let bad: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "invalid-identifier").collect();
+    let bad: Vec<&Diagnostic> = d
+        .iter()
+        .filter(|d| d.code == "invalid-identifier")
+        .collect();
     assert_eq!(bad.len(), 2, "{d:#?}");
     at(bad[0], "models/task.yaml", 3, 3);
     assert!(bad[0].hint.as_deref().unwrap().contains("`due_date`"));
@@ -190,7 +224,13 @@ fn entity_name_must_match_the_file() {
     at(m, "models/task.yaml", 1, 9);
     assert!(m.hint.as_deref().unwrap().contains("todo.yaml"));
     let d = diags(&[("models/task.yaml", "fields:\n  x: string\n")]);
-    assert!(only(&d, "missing-key").hint.as_deref().unwrap().contains("entity: task"));
+    assert!(
+        only(&d, "missing-key")
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("entity: task")
+    );
 }
 
 #[test]
@@ -264,7 +304,10 @@ fn wrong_value_types() {
 
 #[test]
 fn yaml_syntax_errors_and_bombs_are_diagnostics() {
-    let d = diags(&[("models/task.yaml", "entity: task\nfields:\n  title: { type: string\n")]);
+    let d = diags(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: string\n",
+    )]);
     let e = only(&d, "yaml-syntax");
     assert_eq!(e.file, "models/task.yaml");
     assert!(e.line >= 3, "{e}");
@@ -287,8 +330,14 @@ fn yaml_syntax_errors_and_bombs_are_diagnostics() {
 #[test]
 fn every_problem_in_every_file_at_once() {
     let d = diags(&[
-        ("models/a.yaml", "entity: a\nfields:\n  x: { type: strin }\n  y: { type: ref, to: nothing }\n"),
-        ("models/b.yaml", "entity: b\nfields:\n  Z: string\n  w: { type: integer, min: 3, max: 1 }\n"),
+        (
+            "models/a.yaml",
+            "entity: a\nfields:\n  x: { type: strin }\n  y: { type: ref, to: nothing }\n",
+        ),
+        (
+            "models/b.yaml",
+            "entity: b\nfields:\n  Z: string\n  w: { type: integer, min: 3, max: 1 }\n",
+        ),
         ("trellis.yaml", "nam: x\n"),
     ]);
     let codes: Vec<(&str, &str)> = d.iter().map(|d| (d.file.as_str(), d.code)).collect();
@@ -308,7 +357,10 @@ fn every_problem_in_every_file_at_once() {
 fn settings_are_checked() {
     let d = diags(&[
         ORG,
-        ("trellis.yaml", "name: X\ncors: { origins: [localhost:5173] }\ndatabase: { uri: x }\n"),
+        (
+            "trellis.yaml",
+            "name: X\ncors: { origins: [localhost:5173] }\ndatabase: { uri: x }\n",
+        ),
     ]);
     at(only(&d, "invalid-origin"), "trellis.yaml", 2, 19);
     let unknown = only(&d, "unknown-key");
@@ -318,7 +370,10 @@ fn settings_are_checked() {
 
 #[test]
 fn warnings_for_missing_models_and_unsupported_files() {
-    let d = diags(&[("policies/task.yaml", "entity: task\n"), ("models/notes.txt", "x")]);
+    let d = diags(&[
+        ("policies/task.yaml", "entity: task\n"),
+        ("models/notes.txt", "x"),
+    ]);
     assert!(d.iter().all(|d| d.severity == Severity::Warning), "{d:#?}");
     only(&d, "no-models");
     only(&d, "not-yet-supported");

@@ -108,7 +108,10 @@ async fn responses_match_the_documented_schemas(db: Db) {
         jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
     };
     let org = app
-        .create("organizations", json!({ "name": "Acme", "slug": "acme", "founded_on": "2001-01-01" }))
+        .create(
+            "organizations",
+            json!({ "name": "Acme", "slug": "acme", "founded_on": "2001-01-01" }),
+        )
         .await;
     let skill = app.create("skills", json!({ "name": "Rust" })).await;
     let res = app
@@ -120,21 +123,35 @@ async fn responses_match_the_documented_schemas(db: Db) {
     let record = validator_for("Project");
     assert!(record.is_valid(&res.body), "{}", res.body);
     let list = app.get("/api/projects").await;
-    assert!(validator_for("ProjectList").is_valid(&list.body), "{}", list.body);
+    assert!(
+        validator_for("ProjectList").is_valid(&list.body),
+        "{}",
+        list.body
+    );
     let bad = app.post("/api/projects", json!({ "title": 1 })).await;
     assert!(validator_for("Problem").is_valid(&bad.body), "{}", bad.body);
     let orgs = app.get("/api/organizations").await;
-    assert!(validator_for("OrganizationList").is_valid(&orgs.body), "{}", orgs.body);
+    assert!(
+        validator_for("OrganizationList").is_valid(&orgs.body),
+        "{}",
+        orgs.body
+    );
 }
 
-both!(served_routes_equal_documented, responses_match_the_documented_schemas);
+both!(
+    served_routes_equal_documented,
+    responses_match_the_documented_schemas
+);
 
 #[test]
 fn published_schemas_are_current() {
     let root = common::repo_root();
     for (file, schema) in [
         ("schemas/model.schema.json", spec::schema::model_schema()),
-        ("schemas/trellis.schema.json", spec::schema::settings_schema()),
+        (
+            "schemas/trellis.schema.json",
+            spec::schema::settings_schema(),
+        ),
     ] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         let committed: Value = serde_json::from_str(&text).expect(file);
@@ -151,7 +168,10 @@ fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
         if path.is_dir() {
-            if !matches!(name.as_str(), "target" | ".git" | ".trellis" | "node_modules") {
+            if !matches!(
+                name.as_str(),
+                "target" | ".git" | ".trellis" | "node_modules"
+            ) {
                 yaml_files(&path, out);
             }
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -169,7 +189,11 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
     yaml_files(&root, &mut files);
     let mut checked = 0;
     for path in files {
-        let rel = path.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         if rel.starts_with("tests/") || rel.starts_with(".ci/") || rel.starts_with(".github/") {
             continue;
         }
@@ -192,7 +216,11 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
         assert!(target.is_file(), "{rel}: {reference} does not exist");
         let node = spec::yaml::parse(&text).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
         let value = node.to_json();
-        let validator = if expected == "model.schema.json" { &model } else { &settings };
+        let validator = if expected == "model.schema.json" {
+            &model
+        } else {
+            &settings
+        };
         let errors: Vec<String> = validator
             .iter_errors(&value)
             .map(|e| format!("{}: {e}", e.instance_path()))

@@ -21,7 +21,10 @@ fn engine_for(files: &[(&str, &str)]) -> (Engine, tempfile::TempDir) {
 }
 
 fn task(fields: &str) -> (&'static str, String) {
-    ("models/task.yaml", format!("{SCHEMA_LINE}entity: task\nfields:\n{fields}"))
+    (
+        "models/task.yaml",
+        format!("{SCHEMA_LINE}entity: task\nfields:\n{fields}"),
+    )
 }
 
 async fn sync(store: &Store, fields: &str) -> Result<store::SyncReport, store::Error> {
@@ -92,7 +95,10 @@ async fn additive_changes_keep_data(db: Db) {
     // Removing an optional field keeps its column and data; the API stops showing it.
     let v3 = "  title: { type: string, required: true }\n  priority: { type: integer, required: true, default: 3 }\n";
     let report = sync(&store, v3).await.unwrap();
-    assert!(report.kept.iter().any(|k| k.starts_with("task.note")), "{report:?}");
+    assert!(
+        report.kept.iter().any(|k| k.starts_with("task.note")),
+        "{report:?}"
+    );
     let (app, _d) = app_on(&store, v3).await;
     let res = app.inner.get(&format!("/api/tasks/{id}")).await;
     assert!(res.body.get("note").is_none());
@@ -106,7 +112,10 @@ async fn other_changes_are_refused_and_nothing_changes(db: Db) {
     sync(&store, v1).await.unwrap();
 
     let refused = [
-        ("  title: { type: string, required: true }\n  size: text\n", "task.size"),
+        (
+            "  title: { type: string, required: true }\n  size: text\n",
+            "task.size",
+        ),
         ("  title: { type: string }\n  size: integer\n", "task.title"),
         ("  size: integer\n", "task.title"),
         (
@@ -131,7 +140,10 @@ async fn other_changes_are_refused_and_nothing_changes(db: Db) {
 async fn a_new_entity_referencing_an_old_one(db: Db) {
     let test_db = TestDb::new(db).await;
     let store = Store::connect(&test_db.url).await.unwrap();
-    let task_v1 = ("models/task.yaml", "entity: task\nfields:\n  title: string\n");
+    let task_v1 = (
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: string\n",
+    );
     let (engine, _d) = engine_for(&[task_v1]);
     store.sync_schema(&engine).await.unwrap();
     let (engine, _d) = engine_for(&[
@@ -146,10 +158,16 @@ async fn a_new_entity_referencing_an_old_one(db: Db) {
     let state = AppState::new(engine, store.clone());
     let app = common::TestAppRouter::new(router(state));
     let t = app.create("tasks", json!({ "title": "t" })).await;
-    let c = app.post("/api/comments", json!({ "task": t, "body": "b" })).await;
+    let c = app
+        .post("/api/comments", json!({ "task": t, "body": "b" }))
+        .await;
     assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
     let res = app.delete(&format!("/api/tasks/{t}")).await;
-    assert_eq!(res.status, StatusCode::CONFLICT, "the new reference is enforced");
+    assert_eq!(
+        res.status,
+        StatusCode::CONFLICT,
+        "the new reference is enforced"
+    );
 }
 
 async fn root_project_twice_is_a_no_op(db: Db) {

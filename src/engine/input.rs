@@ -56,7 +56,10 @@ pub struct Input {
 
 impl Input {
     pub fn get(&self, index: usize) -> Option<&Cell> {
-        self.values.iter().find(|(i, _)| *i == index).map(|(_, c)| c)
+        self.values
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, c)| c)
     }
 }
 
@@ -181,13 +184,20 @@ fn schema_error(
     out: &mut Vec<FieldError>,
 ) {
     let pointer = err.instance_path().as_str().to_string();
-    let field_name = pointer.trim_start_matches('/').split('/').next().unwrap_or("");
+    let field_name = pointer
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     let field = entity.field(field_name);
     let in_list = pointer.matches('/').count() > 1;
     let detail = match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             for name in unexpected {
-                out.push(FieldError::new(format!("/{name}"), unknown_field(entity, name)));
+                out.push(FieldError::new(
+                    format!("/{name}"),
+                    unknown_field(entity, name),
+                ));
             }
             return;
         }
@@ -367,12 +377,7 @@ pub fn convert(field: &Field, value: &Value) -> Result<Cell, String> {
             .map_err(|_| format!("must be {} (a real calendar date)", type_words(field))),
         FieldType::Datetime => DateTime::parse_from_rfc3339(text()?)
             .map(|dt| Cell::DateTime(truncate_micros(dt.with_timezone(&Utc))))
-            .map_err(|_| {
-                format!(
-                    "must be {} (RFC 3339, with a time zone)",
-                    type_words(field)
-                )
-            }),
+            .map_err(|_| format!("must be {} (RFC 3339, with a time zone)", type_words(field))),
         FieldType::Uuid | FieldType::Ref => Uuid::parse_str(text()?)
             .map(Cell::Uuid)
             .map_err(|_| format!("must be {}", type_words(field))),

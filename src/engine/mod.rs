@@ -156,12 +156,13 @@ impl Engine {
                 .collect();
             let name = model.entity.name.clone();
             let label = model.label.clone().unwrap_or_else(|| title_case(&name));
-            let schemas = schemas::EntitySchemas::build(&name, &label, &fields).map_err(|message| {
-                Error::Schema {
-                    entity: name.clone(),
-                    message,
-                }
-            })?;
+            let schemas =
+                schemas::EntitySchemas::build(&name, &label, &fields).map_err(|message| {
+                    Error::Schema {
+                        entity: name.clone(),
+                        message,
+                    }
+                })?;
             entities.push(Arc::new(Entity {
                 plural: spec::plural_of(model),
                 name,
@@ -212,7 +213,8 @@ impl Engine {
             openapi_json: bytes::Bytes::new(),
         };
         let doc = openapi::document(&engine);
-        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
+        engine.openapi_json =
+            bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
         Ok(engine)
     }
 

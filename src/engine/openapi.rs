@@ -80,7 +80,7 @@ fn etag_header() -> Value {
 
 fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
     let base = pascal_case(&e.name);
-    let record = format!("{base}");
+    let record = base.to_string();
     let create = format!("{base}Create");
     let update = format!("{base}Update");
     let list = format!("{base}List");

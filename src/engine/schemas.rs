@@ -170,7 +170,9 @@ fn output_schema(field: &Field) -> Value {
             "pattern": DECIMAL_PATTERN,
             "description": format!("Exact decimal with {} digits after the point.", field.scale)
         }),
-        FieldType::Many => json!({ "type": "array", "items": { "type": "string", "format": "uuid" } }),
+        FieldType::Many => {
+            json!({ "type": "array", "items": { "type": "string", "format": "uuid" } })
+        }
         _ => input_schema(field, true),
     };
     if let Some(obj) = s.as_object_mut() {
@@ -193,7 +195,10 @@ fn output_schema(field: &Field) -> Value {
 
 impl EntitySchemas {
     pub fn build(entity: &str, label: &str, fields: &[Field]) -> Result<EntitySchemas, String> {
-        let writable: Vec<&Field> = fields.iter().filter(|f| f.ty != FieldType::Inverse).collect();
+        let writable: Vec<&Field> = fields
+            .iter()
+            .filter(|f| f.ty != FieldType::Inverse)
+            .collect();
 
         let body = |documented: bool, for_create: bool| {
             let mut props = Map::new();
@@ -228,15 +233,29 @@ impl EntitySchemas {
         let create = body(true, true);
         let update = body(true, false);
         let mut record_props = Map::new();
-        record_props.insert("id".into(), json!({ "type": "string", "format": "uuid", "readOnly": true }));
-        record_props.insert("created_at".into(), json!({ "type": "string", "format": "date-time", "readOnly": true }));
-        record_props.insert("updated_at".into(), json!({ "type": "string", "format": "date-time", "readOnly": true }));
+        record_props.insert(
+            "id".into(),
+            json!({ "type": "string", "format": "uuid", "readOnly": true }),
+        );
+        record_props.insert(
+            "created_at".into(),
+            json!({ "type": "string", "format": "date-time", "readOnly": true }),
+        );
+        record_props.insert(
+            "updated_at".into(),
+            json!({ "type": "string", "format": "date-time", "readOnly": true }),
+        );
         record_props.insert("version".into(), json!({ "type": "integer", "minimum": 1, "readOnly": true, "description": "Incremented by every change; send it back in If-Match." }));
         for f in fields.iter().filter(|f| f.ty != FieldType::Inverse) {
             record_props.insert(f.name.clone(), output_schema(f));
         }
         let mut required = vec!["id", "created_at", "updated_at", "version"];
-        required.extend(fields.iter().filter(|f| f.ty != FieldType::Inverse).map(|f| f.name.as_str()));
+        required.extend(
+            fields
+                .iter()
+                .filter(|f| f.ty != FieldType::Inverse)
+                .map(|f| f.name.as_str()),
+        );
         let record = json!({
             "type": "object",
             "title": label,

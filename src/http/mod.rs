@@ -50,10 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/api/{plural}", get(list).post(create))
-        .route(
-            "/api/{plural}/{id}",
-            get(read).patch(update).delete(remove),
-        )
+        .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -78,7 +75,11 @@ fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
     ];
     let layer = CorsLayer::new()
         .allow_methods(methods)
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::IF_MATCH])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+        ])
         .expose_headers([header::ETAG, header::LOCATION]);
     if engine.cors_origins.iter().any(|o| o == "*") {
         return Some(layer.allow_origin(AllowOrigin::any()));
@@ -145,7 +146,11 @@ fn record_response(status: StatusCode, rec: &Record) -> Response {
 
 fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
     engine.entity_by_plural(plural).cloned().ok_or_else(|| {
-        let names: Vec<&str> = engine.entities().iter().map(|e| e.plural.as_str()).collect();
+        let names: Vec<&str> = engine
+            .entities()
+            .iter()
+            .map(|e| e.plural.as_str())
+            .collect();
         let hint = match crate::spec::diag::did_you_mean(plural, names.iter().copied()) {
             Some(best) => format!("; did you mean /api/{best}?"),
             None => String::new(),
@@ -160,7 +165,8 @@ fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
 }
 
 fn record_id(e: &Entity, raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw).map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
+    Uuid::parse_str(raw)
+        .map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
 }
 
 /// The query parameters of a list.

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::engine::FieldError;
 use crate::store;
@@ -16,18 +16,24 @@ pub struct Problem {
     pub title: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
-    pub extra: Map<String, Value>,
+    /// Extension members (RFC 9457 §3.2).
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
         Problem {
             status,
             kind,
             title,
             detail: detail.into(),
             errors: Vec::new(),
-            extra: Map::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -36,7 +42,12 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Problem {
@@ -108,7 +119,7 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                     "the {entity} was changed by someone else: it is now at version {current}; reload it and apply your change again"
                 ),
             );
-            p.extra.insert("current_version".into(), json!(current));
+            p.extra.push(("current_version".into(), json!(current)));
             p
         }
         store::Error::Unique { fields } => {
@@ -140,11 +151,7 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                 .map(|m| {
                     FieldError::new(
                         format!("/{}", m.field),
-                        format!(
-                            "there is no {} with id {}",
-                            m.target,
-                            m.ids.join(", ")
-                        ),
+                        format!("there is no {} with id {}", m.target, m.ids.join(", ")),
                     )
                 })
                 .collect(),
@@ -163,7 +170,7 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                     parts.join(", ")
                 ),
             );
-            p.extra.insert("referenced_by".into(), json!(holders));
+            p.extra.push(("referenced_by".into(), json!(holders)));
             p
         }
         other => {

@@ -62,7 +62,13 @@ impl Sink<'_> {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        self.push(Severity::Error, pos, code, message.into(), Some(hint.into()));
+        self.push(
+            Severity::Error,
+            pos,
+            code,
+            message.into(),
+            Some(hint.into()),
+        );
     }
 
     pub fn warning_hint(
@@ -102,7 +108,10 @@ impl Sink<'_> {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_lowercase();
     candidates
         .into_iter()
@@ -113,7 +122,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 }
 
 /// A hint naming the likely intended word, or listing the valid ones.
-pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> String {
+pub fn suggest(word: &str, candidates: &[&str]) -> String {
     match did_you_mean(word, candidates.iter().copied()) {
         Some(best) => format!("did you mean `{best}`?"),
         None => format!("expected one of: {}", list(candidates)),

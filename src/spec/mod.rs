@@ -137,7 +137,9 @@ pub fn load(root: &Path) -> Loaded {
             line: 1,
             column: 1,
             message: "there are no model files, so the API has no entities".to_string(),
-            hint: Some("add a file like `models/task.yaml` starting with `entity: task`".to_string()),
+            hint: Some(
+                "add a file like `models/task.yaml` starting with `entity: task`".to_string(),
+            ),
         });
     }
     for path in model_files {
@@ -190,7 +192,10 @@ pub fn load_model_text(file: &str, text: &str) -> (Option<ModelDef>, Vec<Diagnos
         .to_string();
     let model = match yaml::parse(text) {
         Ok(node) => {
-            let mut sink = Sink { file, out: &mut out };
+            let mut sink = Sink {
+                file,
+                out: &mut out,
+            };
             model::parse_model(&mut sink, &stem, &node)
         }
         Err(err) => {
@@ -279,7 +284,9 @@ fn read_yaml(
     } else {
         std::fs::read(path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string()))
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
+            })
     };
     let text = match text {
         Ok(t) => t,
@@ -314,7 +321,10 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
     let mut seen_routes: BTreeMap<String, &str> = BTreeMap::new();
     let mut tables: BTreeMap<String, String> = BTreeMap::new();
     for m in &spec.models {
-        tables.insert(m.entity.name.clone(), format!("the entity `{}`", m.entity.name));
+        tables.insert(
+            m.entity.name.clone(),
+            format!("the entity `{}`", m.entity.name),
+        );
     }
 
     for model in &spec.models {
@@ -324,12 +334,19 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
             sink.error_hint(
                 model.entity.pos,
                 "duplicate-name",
-                format!("the entity `{}` is also defined in {prev}", model.entity.name),
+                format!(
+                    "the entity `{}` is also defined in {prev}",
+                    model.entity.name
+                ),
                 "keep one file per entity",
             );
         }
         let plural = plural_of(model);
-        let plural_pos = model.plural.as_ref().map(|p| p.pos).unwrap_or(model.entity.pos);
+        let plural_pos = model
+            .plural
+            .as_ref()
+            .map(|p| p.pos)
+            .unwrap_or(model.entity.pos);
         if let Some(other) = seen_routes.insert(plural.clone(), &model.entity.name) {
             sink.error_hint(
                 plural_pos,
@@ -365,11 +382,16 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
             }
             if field.ty == FieldType::Many {
                 let table = join_table(&model.entity.name, &field.name);
-                if let Some(owner) = tables.insert(table.clone(), format!("the field `{}.{}`", model.entity.name, field.name)) {
+                if let Some(owner) = tables.insert(
+                    table.clone(),
+                    format!("the field `{}.{}`", model.entity.name, field.name),
+                ) {
                     sink.error_hint(
                         field.pos,
                         "duplicate-name",
-                        format!("the link table `{table}` of this field has the same name as {owner}"),
+                        format!(
+                            "the link table `{table}` of this field has the same name as {owner}"
+                        ),
                         "rename the field or the entity",
                     );
                 }

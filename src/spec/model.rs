@@ -4,8 +4,8 @@ use regex::Regex;
 
 use super::diag::{Sink, list, suggest};
 use super::walk::{
-    Named, bool_key, check_identifier, get, key_pos, map_with_keys, name_list, number,
-    opt_string, string, whole_number,
+    Named, bool_key, check_identifier, get, key_pos, map_with_keys, name_list, number, opt_string,
+    string, whole_number,
 };
 use super::yaml::{Node, Pos, Value};
 
@@ -320,9 +320,7 @@ pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Model
     if let Some(node) = get(map, "search") {
         for name in name_list(sink, node, "`search`") {
             match model_fields.iter().find(|(n, _)| *n == name.name) {
-                Some((_, ty)) if matches!(ty, FieldType::String | FieldType::Text) => {
-                    search.push(name)
-                }
+                Some((_, FieldType::String | FieldType::Text)) => search.push(name),
                 Some((_, ty)) => sink.error_hint(
                     name.pos,
                     "bad-search-field",
@@ -357,7 +355,10 @@ fn unknown_field(sink: &mut Sink<'_>, name: &Named, fields: &[(String, FieldType
     sink.error_hint(
         name.pos,
         "unknown-field",
-        format!("{what} names `{}`, which is not a field of this entity", name.name),
+        format!(
+            "{what} names `{}`, which is not a field of this entity",
+            name.name
+        ),
         suggest(&name.name, &names),
     );
 }
@@ -748,8 +749,7 @@ fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Option<FieldDe
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .trim_start_matches("error:")
@@ -769,8 +769,9 @@ fn parse_type(sink: &mut Sink<'_>, type_name: &str, pos: Pos) -> Option<FieldTyp
                 "bool" => "did you mean `boolean`?".to_string(),
                 "timestamp" | "time" => "did you mean `datetime`?".to_string(),
                 "money" | "numeric" => "did you mean `decimal`?".to_string(),
-                "list" | "array" => "did you mean `many` (links to another entity) or `json`?"
-                    .to_string(),
+                "list" | "array" => {
+                    "did you mean `many` (links to another entity) or `json`?".to_string()
+                }
                 _ => suggest(type_name, &names),
             };
             sink.error_hint(
@@ -833,7 +834,10 @@ fn check_default(sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<D
                     sink.error(
                         node.pos,
                         "invalid-default",
-                        format!("the default of `{}` is outside its length limits", field.name),
+                        format!(
+                            "the default of `{}` is outside its length limits",
+                            field.name
+                        ),
                     );
                 }
                 Some(Default::Value(serde_json::Value::String(s.clone())))
@@ -897,10 +901,17 @@ fn check_default(sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<D
                     sink.error_hint(
                         node.pos,
                         "enum-default-not-in-values",
-                        format!("the default `{s}` is not one of the values of `{}`", field.name),
+                        format!(
+                            "the default `{s}` is not one of the values of `{}`",
+                            field.name
+                        ),
                         match super::diag::did_you_mean(s, values.iter().copied()) {
-                            Some(best) => format!("did you mean `{best}`? (the values are {})", list(&values)),
-                            None => format!("use one of {}, or add `{s}` to `values`", list(&values)),
+                            Some(best) => {
+                                format!("did you mean `{best}`? (the values are {})", list(&values))
+                            }
+                            None => {
+                                format!("use one of {}, or add `{s}` to `values`", list(&values))
+                            }
                         },
                     );
                 }

@@ -114,7 +114,10 @@ pub fn model_schema() -> Value {
         .copied()
         .filter(|t| !matches!(*t, "enum" | "ref" | "many" | "inverse"))
         .collect();
-    let variants: Vec<Value> = FieldType::ALL.iter().map(|(_, t)| field_variant(*t)).collect();
+    let variants: Vec<Value> = FieldType::ALL
+        .iter()
+        .map(|(_, t)| field_variant(*t))
+        .collect();
     let group = json!({
         "type": "array",
         "items": { "$ref": "#/$defs/names" }

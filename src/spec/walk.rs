@@ -21,8 +21,14 @@ pub fn map_with_keys<'n>(
         sink.error_hint(
             node.pos,
             "wrong-value-type",
-            format!("{what} must be a mapping of keys to values, not {}", node.value.kind_name()),
-            format!("write it as `key: value` lines; valid keys are {}", list(allowed)),
+            format!(
+                "{what} must be a mapping of keys to values, not {}",
+                node.value.kind_name()
+            ),
+            format!(
+                "write it as `key: value` lines; valid keys are {}",
+                list(allowed)
+            ),
         );
         return None;
     };

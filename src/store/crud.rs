@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 
-use sea_query::{Asterisk, Expr, ExprTrait, Order, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder};
+use sea_query::{
+    Asterisk, Expr, ExprTrait, Order, PostgresQueryBuilder, Query, SelectStatement,
+    SqliteQueryBuilder,
+};
 use sea_query_sqlx::SqlxBinder;
-use sqlx::AssertSqlSafe;
 use serde_json::{Map, Value};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
@@ -157,7 +160,9 @@ impl Store {
             q.from(e.join_table(f))
                 .column("source_id")
                 .column("target_id")
-                .and_where(Expr::col("source_id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))))
+                .and_where(
+                    Expr::col("source_id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
+                )
                 .order_by("source_id", Order::Asc)
                 .order_by("target_id", Order::Asc);
             let pairs: Vec<(String, String)> = on_pool!(self, pool, qb => {
@@ -172,7 +177,11 @@ impl Store {
                 by_source.entry(s).or_default().push(Value::String(t));
             }
             for rec in items.iter_mut() {
-                let key = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = rec
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let links = by_source.remove(&key).unwrap_or_default();
                 rec.insert(f.name.clone(), Value::Array(links));
             }
@@ -181,7 +190,12 @@ impl Store {
     }
 
     /// Inserts a record (and its links) in one transaction.
-    pub async fn create(&self, engine: &Engine, e: &Entity, input: &Input) -> Result<Record, Error> {
+    pub async fn create(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        input: &Input,
+    ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let id = Uuid::now_v7();
         let now = input::now();
@@ -201,7 +215,8 @@ impl Store {
         }
         let mut q = Query::insert();
         q.into_table(e.name.clone()).columns(columns);
-        q.values(values).map_err(|err| Error::Database(sqlx::Error::Protocol(err.to_string())))?;
+        q.values(values)
+            .map_err(|err| Error::Database(sqlx::Error::Protocol(err.to_string())))?;
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, false);
 
@@ -217,8 +232,7 @@ impl Store {
             tx.commit().await?;
             Ok(rec)
         }.await);
-        let mut rec = result.map_err(|err| err)
-            .map_err(Error::Database);
+        let mut rec = result.map_err(Error::Database);
         if let Err(Error::Database(err)) = &rec {
             rec = Err(self.explain_write_error(engine, e, input, err).await);
         }
@@ -496,7 +510,10 @@ enum LinkStatement {
 }
 
 impl LinkStatement {
-    fn build_sqlx<T: sea_query::QueryBuilder>(&self, qb: T) -> (String, sea_query_sqlx::SqlxValues) {
+    fn build_sqlx<T: sea_query::QueryBuilder>(
+        &self,
+        qb: T,
+    ) -> (String, sea_query_sqlx::SqlxValues) {
         match self {
             LinkStatement::Delete(d) => d.build_sqlx(qb),
             LinkStatement::Insert(i) => i.build_sqlx(qb),

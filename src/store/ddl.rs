@@ -19,7 +19,6 @@ use crate::engine::{Engine, Entity, Field, input};
 use crate::spec::model::Default as SpecDefault;
 use crate::spec::{FieldType, OnDelete};
 
-
 /// The stored shape of one entity.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 struct Snapshot {
@@ -41,7 +40,9 @@ pub struct SyncReport {
 
 impl SyncReport {
     pub fn is_empty(&self) -> bool {
-        self.created_tables.is_empty() && self.added_columns.is_empty() && self.renamed_columns.is_empty()
+        self.created_tables.is_empty()
+            && self.added_columns.is_empty()
+            && self.renamed_columns.is_empty()
     }
 }
 
@@ -69,7 +70,10 @@ fn signature(dialect: Dialect, f: &Field) -> String {
     if let Some(t) = &f.target
         && f.ty == FieldType::Ref
     {
-        s.push_str(&format!(" REFERENCES {t} ON DELETE {}", on_delete_sql(f.on_delete)));
+        s.push_str(&format!(
+            " REFERENCES {t} ON DELETE {}",
+            on_delete_sql(f.on_delete)
+        ));
     }
     s
 }
@@ -150,10 +154,24 @@ impl Builder {
             Dialect::Sqlite => ("TEXT", "TEXT"),
             Dialect::Postgres => ("UUID", "TIMESTAMPTZ"),
         };
-        t.col(ColumnDef::new("id").custom(id_type).not_null().primary_key())
-            .col(ColumnDef::new("created_at").custom(time_type).not_null())
-            .col(ColumnDef::new("updated_at").custom(time_type).not_null())
-            .col(ColumnDef::new("version").custom(if self.dialect == Dialect::Sqlite { "INTEGER" } else { "BIGINT" }).not_null().default(1));
+        t.col(
+            ColumnDef::new("id")
+                .custom(id_type)
+                .not_null()
+                .primary_key(),
+        )
+        .col(ColumnDef::new("created_at").custom(time_type).not_null())
+        .col(ColumnDef::new("updated_at").custom(time_type).not_null())
+        .col(
+            ColumnDef::new("version")
+                .custom(if self.dialect == Dialect::Sqlite {
+                    "INTEGER"
+                } else {
+                    "BIGINT"
+                })
+                .not_null()
+                .default(1),
+        );
     }
 
     fn create_entity(&self, e: &Entity) -> String {
@@ -253,7 +271,12 @@ pub fn unique_groups(e: &Entity) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = e
         .column_fields()
         .filter(|f| f.unique)
-        .map(|f| (index_name("uq", &e.name, std::slice::from_ref(&f.name)), vec![f.name.clone()]))
+        .map(|f| {
+            (
+                index_name("uq", &e.name, std::slice::from_ref(&f.name)),
+                vec![f.name.clone()],
+            )
+        })
         .collect();
     for cols in &e.unique {
         out.push((index_name("uq", &e.name, cols), cols.clone()));
@@ -261,12 +284,11 @@ pub fn unique_groups(e: &Entity) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// Statements to run, snapshots to store, and what they do.
+type Plan = (Vec<String>, Vec<(String, String)>, SyncReport);
+
 /// The statements that bring a database from `old` to the engine's definitions.
-fn plan(
-    dialect: Dialect,
-    engine: &Engine,
-    old: &HashMap<String, Snapshot>,
-) -> Result<(Vec<String>, Vec<(String, String)>, SyncReport), Error> {
+fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> Result<Plan, Error> {
     let b = Builder { dialect };
     let mut report = SyncReport::default();
     let mut problems = Vec::new();

@@ -48,10 +48,7 @@ pub enum Error {
     #[error("some references point to records that do not exist")]
     MissingTargets(Vec<MissingTarget>),
     #[error("{total} record(s) still reference this one")]
-    Restricted {
-        total: i64,
-        holders: Vec<Holder>,
-    },
+    Restricted { total: i64, holders: Vec<Holder> },
     #[error("the database schema cannot follow these changes by itself:\n{}", .0.join("\n"))]
     NeedsMigration(Vec<String>),
     #[error("database error: {0}")]
@@ -80,8 +77,8 @@ impl Store {
     /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| Error::Connect(e.to_string()))?;
+            let options =
+                PgConnectOptions::from_str(url).map_err(|e| Error::Connect(e.to_string()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
@@ -161,8 +158,16 @@ impl Store {
             Dialect::Postgres => format!("SELECT COUNT(*) FROM {}", quote(table)),
         };
         Ok(match &self.pool {
-            Pool::Sqlite(p) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str())).fetch_one(p).await?,
-            Pool::Postgres(p) => sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str())).fetch_one(p).await?,
+            Pool::Sqlite(p) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str()))
+                    .fetch_one(p)
+                    .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str()))
+                    .fetch_one(p)
+                    .await?
+            }
         })
     }
 }

@@ -142,7 +142,10 @@ fn decode_err(index: usize, message: String) -> sqlx::Error {
 impl DecodeJson for SqliteRow {
     fn json(&self, i: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error> {
         Ok(match ty {
-            FieldType::Integer => self.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
+            FieldType::Integer => self
+                .try_get::<Option<i64>, _>(i)?
+                .map(Value::from)
+                .unwrap_or(Value::Null),
             FieldType::Number => self
                 .try_get::<Option<f64>, _>(i)?
                 .and_then(serde_json::Number::from_f64)
@@ -194,7 +197,10 @@ impl DecodeJson for SqliteRow {
 impl DecodeJson for PgRow {
     fn json(&self, i: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error> {
         Ok(match ty {
-            FieldType::Integer => self.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
+            FieldType::Integer => self
+                .try_get::<Option<i64>, _>(i)?
+                .map(Value::from)
+                .unwrap_or(Value::Null),
             FieldType::Number => self
                 .try_get::<Option<f64>, _>(i)?
                 .and_then(serde_json::Number::from_f64)
@@ -207,7 +213,10 @@ impl DecodeJson for PgRow {
                     Value::String(d.to_string())
                 })
                 .unwrap_or(Value::Null),
-            FieldType::Boolean => self.try_get::<Option<bool>, _>(i)?.map(Value::Bool).unwrap_or(Value::Null),
+            FieldType::Boolean => self
+                .try_get::<Option<bool>, _>(i)?
+                .map(Value::Bool)
+                .unwrap_or(Value::Null),
             FieldType::Date => self
                 .try_get::<Option<NaiveDate>, _>(i)?
                 .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))

@@ -183,7 +183,11 @@ impl TestAppRouter {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if has_body && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if has_body
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         let req = req
@@ -202,9 +206,8 @@ impl TestAppRouter {
         let body = if raw.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&raw).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&raw).into_owned())
-            })
+            serde_json::from_slice(&raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()))
         };
         Resp {
             status,
@@ -240,10 +243,14 @@ impl TestAppRouter {
     /// Creates a record and returns its id, failing the test on anything but 201.
     pub async fn create(&self, plural: &str, body: Value) -> String {
         let res = self.post(&format!("/api/{plural}"), body).await;
-        assert_eq!(res.status, StatusCode::CREATED, "create {plural}: {}", res.body);
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "create {plural}: {}",
+            res.body
+        );
         res.id()
     }
-
 }
 
 impl std::ops::Deref for TestApp {
