@@ -282,6 +282,22 @@ async fn malformed_bodies(db: Db) {
     assert_eq!(app.rows("skill").await, 0);
 }
 
+async fn nul_characters_are_refused_not_crashed(db: Db) {
+    let app = TestApp::root(db).await;
+    let res = app.post("/api/skills", json!({ "name": "a\u{0}b" })).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(res.error_for("/name").contains("NUL"));
+    let res = app
+        .post(
+            "/api/users",
+            json!({ "email": "n@example.com", "display_name": "N", "preferences": { "k": ["\u{0}"] } }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(res.error_for("/preferences").contains("NUL"));
+    assert_eq!(app.rows("user").await, 0);
+}
+
 async fn unknown_routes_entities_and_ids(db: Db) {
     let app = TestApp::root(db).await;
     let res = app.get("/api/projets").await;
@@ -621,6 +637,7 @@ both!(
     every_field_type_round_trips,
     validation_reports_every_field,
     malformed_bodies,
+    nul_characters_are_refused_not_crashed,
     unknown_routes_entities_and_ids,
     patch_with_versions,
     many_fields_are_written_as_id_lists,

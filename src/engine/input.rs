@@ -294,9 +294,13 @@ pub fn convert(field: &Field, value: &Value) -> Result<Cell, String> {
         };
     }
     let text = || {
-        value
+        let s = value
             .as_str()
-            .ok_or_else(|| format!("must be {}", type_words(field)))
+            .ok_or_else(|| format!("must be {}", type_words(field)))?;
+        if s.contains('\0') {
+            return Err("must not contain the NUL character (\\u0000)".to_string());
+        }
+        Ok::<&str, String>(s)
     };
     match field.ty {
         FieldType::String | FieldType::Text => {
@@ -389,7 +393,12 @@ pub fn convert(field: &Field, value: &Value) -> Result<Cell, String> {
                 Err(format!("must be one of: {}", field.values.join(", ")))
             }
         }
-        FieldType::Json => Ok(Cell::Json(value.clone())),
+        FieldType::Json => {
+            if contains_nul(value) {
+                return Err("must not contain the NUL character (\\u0000)".to_string());
+            }
+            Ok(Cell::Json(value.clone()))
+        }
         FieldType::Many => {
             let items = value
                 .as_array()
@@ -417,6 +426,16 @@ pub fn convert(field: &Field, value: &Value) -> Result<Cell, String> {
             field.via.as_deref().unwrap_or("ref"),
             field.target.as_deref().unwrap_or("related")
         )),
+    }
+}
+
+/// PostgreSQL cannot store NUL in text or JSONB; neither may SQLite through the API.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
     }
 }
 
