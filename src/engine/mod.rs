@@ -1,8 +1,10 @@
 //! `engine`: the validated, compiled form of a project, built once per load and shared
 //! by every request as `Arc<Engine>`. Nothing here does I/O.
 
+pub mod cond;
 pub mod input;
 pub mod openapi;
+pub mod query;
 pub mod schemas;
 
 use std::collections::HashMap;
@@ -58,6 +60,42 @@ impl Field {
     pub fn must_be_given(&self) -> bool {
         self.required && self.default.is_none() && self.has_column()
     }
+}
+
+/// The system fields every entity has, as fields (for filters and sorting).
+static SYSTEM: std::sync::LazyLock<Vec<Field>> = std::sync::LazyLock::new(|| {
+    [
+        ("id", FieldType::Uuid),
+        ("created_at", FieldType::Datetime),
+        ("updated_at", FieldType::Datetime),
+        ("version", FieldType::Integer),
+    ]
+    .into_iter()
+    .map(|(name, ty)| Field {
+        name: name.to_string(),
+        ty,
+        required: true,
+        unique: name == "id",
+        default: None,
+        min: None,
+        max: None,
+        pattern: None,
+        values: Vec::new(),
+        target: None,
+        via: None,
+        on_delete: OnDelete::Restrict,
+        scale: 0,
+        precision: 0,
+        label: None,
+        description: None,
+        renamed_from: None,
+    })
+    .collect()
+});
+
+/// `id`, `created_at`, `updated_at` or `version` as a field.
+pub fn system_field(name: &str) -> Option<&'static Field> {
+    SYSTEM.iter().find(|f| f.name == name)
 }
 
 /// An entity: one table, one REST collection.

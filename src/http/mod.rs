@@ -18,10 +18,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+use crate::engine::cond::check::Ctx;
 use crate::engine::input::{Mode, parse_body};
-use crate::engine::openapi::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::engine::query::{self, ParamError};
 use crate::engine::{Engine, Entity, FieldError};
-use crate::store::{self, Record, Store};
+use crate::store::{Record, Store};
 pub use problem::Problem;
 
 /// Request bodies larger than this answer 413.
@@ -169,50 +170,34 @@ fn record_id(e: &Entity, raw: &str) -> Result<Uuid, Problem> {
         .map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
 }
 
-/// The query parameters of a list.
-struct ListParams {
-    limit: u32,
-    after: Option<Uuid>,
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
 }
 
-fn list_params(raw: Option<&str>) -> Result<ListParams, Problem> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))?;
-    let mut params = ListParams {
-        limit: DEFAULT_LIMIT,
-        after: None,
+/// A query parameter problem as a 400, naming the parameter (and the column in a filter).
+fn param_problem(err: ParamError) -> Problem {
+    let mut detail = match err.column {
+        Some(col) => format!("`{}`, at column {col}: {}", err.param, err.message),
+        None => err.message,
     };
-    for (k, v) in pairs {
-        match k.as_str() {
-            "limit" => {
-                params.limit = match v.parse::<u32>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                    _ => {
-                        return Err(Problem::bad_request(format!(
-                            "`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{v}`"
-                        )));
-                    }
-                }
-            }
-            "after" => {
-                params.after = Some(store::parse_cursor(&v).ok_or_else(|| {
-                    Problem::bad_request(
-                        "`after` is not a cursor of this list; pass the `next` value of the previous page",
-                    )
-                })?)
-            }
-            other => {
-                let hint = match crate::spec::diag::did_you_mean(other, ["limit", "after"]) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => "supported: `limit`, `after`".to_string(),
-                };
-                return Err(Problem::bad_request(format!(
-                    "unknown query parameter `{other}`; {hint}"
-                )));
-            }
-        }
+    if let Some(hint) = &err.hint {
+        detail.push_str(&format!(" ({hint})"));
     }
-    Ok(params)
+    let mut p = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-parameter",
+        "Invalid query parameter",
+        detail,
+    );
+    p.extra.push(("parameter".into(), json!(err.param)));
+    if let Some(col) = err.column {
+        p.extra.push(("column".into(), json!(col)));
+    }
+    if let Some(hint) = err.hint {
+        p.extra.push(("hint".into(), json!(hint)));
+    }
+    p
 }
 
 async fn list(
@@ -222,28 +207,34 @@ async fn list(
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
-    let params = list_params(query.as_deref())?;
+    let pairs = query_pairs(query.as_deref())?;
+    let req = query::list_request(&engine, &e, &pairs).map_err(param_problem)?;
+    let ctx = Ctx::now();
     let page = state
         .store
-        .list(&e, params.limit, params.after)
+        .list(&engine, &e, &req, &ctx)
         .await
         .map_err(|err| problem::from_store(err, &e.name))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "items": page.items, "next": page.next }),
-    ))
+    let mut body = json!({ "items": page.items, "next": page.next });
+    if let Some(total) = page.total {
+        body["total"] = json!(total);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn read(
     State(state): State<AppState>,
     Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let id = record_id(&e, &id)?;
+    let pairs = query_pairs(query.as_deref())?;
+    let req = query::get_request(&engine, &e, &pairs).map_err(param_problem)?;
     let rec = state
         .store
-        .get(&e, id)
+        .get_with(&engine, &e, id, &req)
         .await
         .map_err(|err| problem::from_store(err, &e.name))?;
     Ok(record_response(StatusCode::OK, &rec))

@@ -113,12 +113,20 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let lower = word.to_lowercase();
+    // Close by edits (a typo, a swapped pair of letters), or by Jaro-Winkler
+    // similarity for longer words.
+    let max_edits = (lower.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_lowercase()), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .filter_map(|c| {
+            let other = c.to_lowercase();
+            let edits = strsim::osa_distance(&lower, &other);
+            let jw = strsim::jaro_winkler(&lower, &other);
+            let close = (edits <= max_edits && edits < other.chars().count()) || jw >= 0.8;
+            close.then_some((edits, -jw, c))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, c)| c)
 }
 
 /// A hint naming the likely intended word, or listing the valid ones.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use sea_query::{
-    Asterisk, Expr, ExprTrait, Order, PostgresQueryBuilder, Query, SelectStatement,
+    Asterisk, Expr, ExprTrait, NullOrdering, Order, PostgresQueryBuilder, Query, SelectStatement,
     SqliteQueryBuilder,
 };
 use sea_query_sqlx::SqlxBinder;
@@ -11,8 +11,11 @@ use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::filter::Compiler;
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
+use crate::engine::cond::check::Ctx;
+use crate::engine::query::{Cursor, GetRequest, ListRequest, SortKey, select_fields};
 use crate::engine::{Cell, Engine, Entity, Input, input};
 use crate::spec::{FieldType, OnDelete};
 
@@ -25,10 +28,54 @@ pub struct Page {
     pub items: Vec<Record>,
     /// The cursor of the next page.
     pub next: Option<String>,
+    /// The number of records matching the filter, when asked for.
+    pub total: Option<i64>,
+}
+
+/// Rows strictly after the cursor in the order of `sort` (NULLs last in both
+/// directions, as the ORDER BY puts them).
+fn keyset(dialect: Dialect, sort: &[SortKey], after: &[Cell]) -> Expr {
+    let col = |k: &SortKey| Expr::col(("t0".to_string(), k.column.name.clone()));
+    let mut alternatives: Vec<Expr> = Vec::new();
+    let mut equal: Vec<Expr> = Vec::new();
+    for (k, cell) in sort.iter().zip(after) {
+        let c = col(k);
+        if *cell != Cell::Null {
+            let v = Expr::val(cell_value(dialect, k.column.ty, k.column.scale, cell));
+            let beyond = if k.desc {
+                c.clone().lt(v.clone())
+            } else {
+                c.clone().gt(v.clone())
+            };
+            let beyond = if k.column.name == "id" {
+                beyond
+            } else {
+                beyond.or(c.clone().is_null())
+            };
+            let mut term = equal.clone();
+            term.push(beyond);
+            alternatives.push(all(term));
+            equal.push(c.eq(v));
+        } else {
+            equal.push(c.is_null());
+        }
+    }
+    alternatives
+        .into_iter()
+        .reduce(|a, b| a.or(b))
+        .unwrap_or_else(|| Expr::cust("1 = 0"))
+}
+
+fn all(terms: Vec<Expr>) -> Expr {
+    terms
+        .into_iter()
+        .reduce(|a, b| a.and(b))
+        .unwrap_or_else(|| Expr::cust("1 = 1"))
 }
 
 macro_rules! on_pool {
-    ($store:expr, $pool:ident, $qb:ident => $body:expr) => {
+    ($store:expr, $pool:ident, $qb:ident => $body:expr) => {{
+        $store.counted();
         match &$store.pool {
             Pool::Sqlite($pool) => {
                 let $qb = || SqliteQueryBuilder;
@@ -39,13 +86,14 @@ macro_rules! on_pool {
                 $body
             }
         }
-    };
+    }};
 }
+pub(crate) use on_pool;
 
 const SYSTEM_COLUMNS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
 
 /// The columns a record is read from, in the order [`record_from_row`] expects.
-fn select_columns(e: &Entity) -> Vec<String> {
+pub(crate) fn select_columns(e: &Entity) -> Vec<String> {
     SYSTEM_COLUMNS
         .iter()
         .map(|s| s.to_string())
@@ -53,16 +101,16 @@ fn select_columns(e: &Entity) -> Vec<String> {
         .collect()
 }
 
-fn select(e: &Entity) -> SelectStatement {
+pub(crate) fn select(e: &Entity) -> SelectStatement {
     let mut q = Query::select();
-    q.from(e.name.clone());
+    q.from_as(e.name.clone(), "t0");
     for c in select_columns(e) {
         q.column(c);
     }
     q
 }
 
-fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Record, sqlx::Error> {
+pub(crate) fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Record, sqlx::Error> {
     let mut rec = Map::with_capacity(4 + e.fields.len());
     rec.insert("id".into(), Value::String(row.uuid_text(0)?));
     rec.insert("created_at".into(), Value::String(row.datetime_text(1)?));
@@ -84,19 +132,6 @@ fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Record, sqlx::E
     Ok(rec)
 }
 
-/// The cursor after a record.
-fn cursor(id: &str) -> String {
-    id.replace('-', "")
-}
-
-/// Reads a cursor; `None` if it is not one of ours.
-pub fn parse_cursor(s: &str) -> Option<Uuid> {
-    if s.len() != 32 {
-        return None;
-    }
-    Uuid::try_parse(s).ok()
-}
-
 fn record_id(rec: &Record) -> Option<Uuid> {
     rec.get("id")
         .and_then(Value::as_str)
@@ -104,38 +139,74 @@ fn record_id(rec: &Record) -> Option<Uuid> {
 }
 
 impl Store {
-    /// A page of records in id order (which is creation order: ids are UUIDv7).
-    pub async fn list(&self, e: &Entity, limit: u32, after: Option<Uuid>) -> Result<Page, Error> {
+    /// A page of records: filtered, sorted (ties broken by id), after a cursor.
+    pub async fn list(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        req: &ListRequest,
+        ctx: &Ctx,
+    ) -> Result<Page, Error> {
         let dialect = self.dialect();
         let mut q = select(e);
-        if let Some(after) = after {
-            q.and_where(Expr::col("id").gt(uuid_value(dialect, after)));
+        let mut compiler = Compiler::new(dialect, ctx);
+        let filter = req.filter.as_ref().map(|f| compiler.compile(f, "t0"));
+        if let Some(f) = &filter {
+            q.and_where(f.clone());
         }
-        q.order_by("id", Order::Asc).limit(u64::from(limit) + 1);
+        if let Some(after) = &req.after {
+            q.and_where(keyset(dialect, &req.sort, after));
+        }
+        for k in &req.sort {
+            q.order_by_with_nulls(
+                ("t0".to_string(), k.column.name.clone()),
+                if k.desc { Order::Desc } else { Order::Asc },
+                NullOrdering::Last,
+            );
+        }
+        q.limit(u64::from(req.limit) + 1);
         let mut items = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
         });
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
+        let next = if items.len() > req.limit as usize {
+            items.truncate(req.limit as usize);
             items
                 .last()
-                .and_then(|r| r.get("id"))
-                .and_then(Value::as_str)
-                .map(cursor)
+                .map(|r| Cursor::after(r, &req.sort_text, &req.sort).encode())
+        } else {
+            None
+        };
+        let total = if req.count {
+            let mut c = Query::select();
+            c.from_as(e.name.clone(), "t0")
+                .expr(Expr::col(Asterisk).count());
+            if let Some(f) = filter {
+                c.and_where(f);
+            }
+            Some(on_pool!(self, pool, qb => {
+                let (sql, values) = c.build_sqlx(qb());
+                sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), values).fetch_one(pool).await?
+            }))
         } else {
             None
         };
         self.load_links(e, &mut items).await?;
-        Ok(Page { items, next })
+        self.expand(engine, e, &mut items, &req.expand).await?;
+        if let Some(fields) = &req.fields {
+            for item in &mut items {
+                select_fields(item, fields);
+            }
+        }
+        Ok(Page { items, next, total })
     }
 
-    /// One record.
+    /// One record, as stored.
     pub async fn get(&self, e: &Entity, id: Uuid) -> Result<Record, Error> {
         let dialect = self.dialect();
         let mut q = select(e);
-        q.and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        q.and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
         let rec = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
@@ -148,8 +219,26 @@ impl Store {
         items.pop().ok_or(Error::NotFound)
     }
 
+    /// One record with `expand` and `fields` applied.
+    pub async fn get_with(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        req: &GetRequest,
+    ) -> Result<Record, Error> {
+        let rec = self.get(e, id).await?;
+        let mut items = vec![rec];
+        self.expand(engine, e, &mut items, &req.expand).await?;
+        let mut rec = items.pop().ok_or(Error::NotFound)?;
+        if let Some(fields) = &req.fields {
+            select_fields(&mut rec, fields);
+        }
+        Ok(rec)
+    }
+
     /// Fills the `many` fields of records: one query per field, whatever the number of records.
-    async fn load_links(&self, e: &Entity, items: &mut [Record]) -> Result<(), Error> {
+    pub(crate) async fn load_links(&self, e: &Entity, items: &mut [Record]) -> Result<(), Error> {
         if items.is_empty() {
             return Ok(());
         }

@@ -3,6 +3,8 @@
 
 mod crud;
 mod ddl;
+mod expand;
+pub mod filter;
 mod values;
 
 use std::path::Path;
@@ -13,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use crud::{Page, Record, parse_cursor};
+pub use crud::{Page, Record};
 pub use ddl::SyncReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Pool {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// Statements run so far (tests check that expansion does not issue one per row).
+    queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What went wrong in the store. The HTTP layer maps each kind to a status.
@@ -89,6 +93,7 @@ impl Store {
                 .map_err(|e| Error::Connect(e.to_string()))?;
             Ok(Store {
                 pool: Pool::Postgres(pool),
+                queries: Default::default(),
             })
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -125,6 +130,7 @@ impl Store {
                 .map_err(|e| Error::Connect(e.to_string()))?;
             Ok(Store {
                 pool: Pool::Sqlite(pool),
+                queries: Default::default(),
             })
         } else {
             Err(Error::Connect(format!(
@@ -138,6 +144,16 @@ impl Store {
             Pool::Sqlite(_) => Dialect::Sqlite,
             Pool::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    /// How many statements the store has run (reads and writes).
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn counted(&self) {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn pool(&self) -> &Pool {

@@ -1,0 +1,624 @@
+//! [`Cond`] + an entity → [`Typed`]: every name resolved against the model, every
+//! value converted to the type of the field it is compared with.
+
+use std::str::FromStr;
+
+use chrono::{NaiveTime, Utc};
+
+use super::{Cond, Op, Operand, Path, Span, Value};
+use crate::engine::input::{Cell, a_or_an};
+use crate::engine::{Engine, Entity, Field, system_field};
+use crate::spec::FieldType;
+use crate::spec::diag::did_you_mean;
+
+/// Most relation hops in one path (`a.b.c.d.field`).
+pub const MAX_HOPS: usize = 4;
+
+/// A problem with a condition that parsed: an unknown name, a value of the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckError {
+    pub span: (usize, usize),
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CheckError {
+    fn new(span: Span, message: impl Into<String>, hint: Option<String>) -> CheckError {
+        CheckError {
+            span: (span.start, span.end),
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// 1-based column of the problem.
+    pub fn column(&self) -> usize {
+        self.span.0 + 1
+    }
+}
+
+/// The column a predicate looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: FieldType,
+    pub scale: u32,
+}
+
+impl Column {
+    fn of(f: &Field) -> Column {
+        Column {
+            name: f.name.clone(),
+            ty: f.ty,
+            scale: f.scale,
+        }
+    }
+}
+
+/// One step through a relation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hop {
+    /// A `ref` field of the current entity, to `target`.
+    Ref { field: String, target: String },
+    /// A `many` field: its link table, to `target`.
+    Many {
+        field: String,
+        join: String,
+        target: String,
+    },
+    /// An `inverse` field: the `child` records whose `via` points here.
+    Inverse { child: String, via: String },
+}
+
+impl Hop {
+    pub fn target(&self) -> &str {
+        match self {
+            Hop::Ref { target, .. } | Hop::Many { target, .. } => target,
+            Hop::Inverse { child, .. } => child,
+        }
+    }
+}
+
+/// A value, resolved now or when the condition runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Cell(Cell),
+    /// The current time (today's date for a date field).
+    Now,
+    /// A claim of the caller.
+    User(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pred {
+    Cmp(Op, Arg),
+    In(Vec<Arg>),
+    IsSet(bool),
+}
+
+/// A checked condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Typed {
+    Const(bool),
+    And(Box<Typed>, Box<Typed>),
+    Or(Box<Typed>, Box<Typed>),
+    Not(Box<Typed>),
+    /// True when a related record satisfies `inner`.
+    Hop {
+        hop: Hop,
+        inner: Box<Typed>,
+    },
+    /// A to-many relation has a link (to `id`, or to anything).
+    Links {
+        hop: Hop,
+        id: Option<Arg>,
+    },
+    /// A test on a column of the current record.
+    Pred {
+        column: Column,
+        pred: Pred,
+    },
+}
+
+/// What a condition may refer to besides the model.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Claims `user.<name>` may name; `None`: `user.*` is not available here.
+    pub claims: Option<Vec<String>>,
+}
+
+enum Resolved<'e> {
+    Field(&'e Field),
+    ToMany(Hop),
+}
+
+struct Checker<'e> {
+    engine: &'e Engine,
+    scope: &'e Scope,
+}
+
+/// Checks `cond` against `entity`.
+pub fn check(
+    engine: &Engine,
+    entity: &Entity,
+    cond: &Cond,
+    scope: &Scope,
+) -> Result<Typed, CheckError> {
+    Checker { engine, scope }.cond(entity, cond)
+}
+
+fn field_names(entity: &Entity) -> Vec<&str> {
+    entity
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(crate::spec::model::SYSTEM_FIELDS)
+        .collect()
+}
+
+impl<'e> Checker<'e> {
+    fn cond(&self, entity: &'e Entity, cond: &Cond) -> Result<Typed, CheckError> {
+        Ok(match cond {
+            Cond::And(a, b) => Typed::And(
+                Box::new(self.cond(entity, a)?),
+                Box::new(self.cond(entity, b)?),
+            ),
+            Cond::Or(a, b) => Typed::Or(
+                Box::new(self.cond(entity, a)?),
+                Box::new(self.cond(entity, b)?),
+            ),
+            Cond::Not(a) => Typed::Not(Box::new(self.cond(entity, a)?)),
+            Cond::Cmp { path, op, value } => self.walk(entity, path, 0, &|field, _| {
+                self.cmp(field, path, *op, value)
+            })?,
+            Cond::In { path, values } => self.walk(entity, path, 0, &|field, _| {
+                if !filterable(field.ty) {
+                    return Err(not_filterable(field, path));
+                }
+                let args = values
+                    .iter()
+                    .map(|v| self.arg(field, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Typed::Pred {
+                    column: Column::of(field),
+                    pred: Pred::In(args),
+                })
+            })?,
+            Cond::IsSet { path, set } => self.walk_any(entity, path, 0, &|r| {
+                Ok(match r {
+                    Resolved::Field(f) => Typed::Pred {
+                        column: Column::of(f),
+                        pred: Pred::IsSet(*set),
+                    },
+                    Resolved::ToMany(hop) => {
+                        let links = Typed::Links { hop, id: None };
+                        if *set {
+                            links
+                        } else {
+                            Typed::Not(Box::new(links))
+                        }
+                    }
+                })
+            })?,
+            Cond::Has { path, value } => self.walk_any(entity, path, 0, &|r| match r {
+                Resolved::ToMany(hop) => {
+                    let id_field = system_field("id").expect("id");
+                    let id = self.arg(id_field, value).map_err(|_| {
+                        CheckError::new(
+                            value.span,
+                            format!("`has` takes the id of {} record", a_or_an(hop.target())),
+                            Some(
+                                "write e.g. `skills has '0192f0c1-…'` or `members has user.id`"
+                                    .into(),
+                            ),
+                        )
+                    })?;
+                    Ok(Typed::Links { hop, id: Some(id) })
+                }
+                Resolved::Field(f) => Err(CheckError::new(
+                    path.span,
+                    format!(
+                        "`has` works on many and inverse fields; `{}` is a {} field",
+                        f.name,
+                        f.ty.name()
+                    ),
+                    Some(format!("compare it instead, e.g. `{path} = …`")),
+                )),
+            })?,
+            Cond::Truthy(path) => self.walk(entity, path, 0, &|field, _| {
+                if field.ty != FieldType::Boolean {
+                    return Err(CheckError::new(
+                        path.span,
+                        format!(
+                            "`{path}` is a {} field, not true/false, so it cannot stand alone",
+                            field.ty.name()
+                        ),
+                        Some(format!("compare it, e.g. `{path} = …` or `{path} is set`")),
+                    ));
+                }
+                Ok(Typed::Pred {
+                    column: Column::of(field),
+                    pred: Pred::Cmp(Op::Eq, Arg::Cell(Cell::Bool(true))),
+                })
+            })?,
+        })
+    }
+
+    /// Follows `path` from `entity`; the last segment must be a field with a column.
+    fn walk(
+        &self,
+        entity: &'e Entity,
+        path: &Path,
+        index: usize,
+        leaf: &dyn Fn(&'e Field, &'e Entity) -> Result<Typed, CheckError>,
+    ) -> Result<Typed, CheckError> {
+        self.walk_any(entity, path, index, &|r| match r {
+            Resolved::Field(f) => leaf(f, entity),
+            Resolved::ToMany(hop) => Err(CheckError::new(
+                path.span,
+                format!(
+                    "`{path}` is a list of {} records, not a single value",
+                    hop.target()
+                ),
+                Some(format!(
+                    "use `{path} has <id>`, `{path} is set`, or a field of them: `{path}.<field> …`"
+                )),
+            )),
+        })
+    }
+
+    fn walk_any(
+        &self,
+        entity: &'e Entity,
+        path: &Path,
+        index: usize,
+        leaf: &dyn Fn(Resolved<'e>) -> Result<Typed, CheckError>,
+    ) -> Result<Typed, CheckError> {
+        let name = &path.segments[index];
+        let last = index + 1 == path.segments.len();
+        if index >= MAX_HOPS {
+            return Err(CheckError::new(
+                path.span,
+                format!("`{path}` goes through more than {MAX_HOPS} relations"),
+                None,
+            ));
+        }
+        let field = entity
+            .field(name)
+            .or_else(|| system_field(name))
+            .ok_or_else(|| {
+                let names = field_names(entity);
+                CheckError::new(
+                    path.span,
+                    format!("{} has no field `{name}`", entity.name),
+                    Some(match did_you_mean(name, names.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!("{} has: {}", entity.name, names.join(", ")),
+                    }),
+                )
+            })?;
+        let hop = match field.ty {
+            FieldType::Ref => Some(Hop::Ref {
+                field: field.name.clone(),
+                target: field.target.clone().unwrap_or_default(),
+            }),
+            FieldType::Many => Some(Hop::Many {
+                field: field.name.clone(),
+                join: entity.join_table(field),
+                target: field.target.clone().unwrap_or_default(),
+            }),
+            FieldType::Inverse => Some(Hop::Inverse {
+                child: field.target.clone().unwrap_or_default(),
+                via: field.via.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        if last {
+            return match (field.ty, hop) {
+                (FieldType::Many | FieldType::Inverse, Some(hop)) => leaf(Resolved::ToMany(hop)),
+                _ => leaf(Resolved::Field(field)),
+            };
+        }
+        let Some(hop) = hop else {
+            return Err(CheckError::new(
+                path.span,
+                format!(
+                    "`{name}` is a {} field, not a relation, so `{path}` leads nowhere",
+                    field.ty.name()
+                ),
+                Some(format!(
+                    "only ref, many and inverse fields can be followed with `.`; use `{name}` alone"
+                )),
+            ));
+        };
+        let target = self.engine.entity(hop.target()).ok_or_else(|| {
+            CheckError::new(
+                path.span,
+                format!("unknown entity `{}`", hop.target()),
+                None,
+            )
+        })?;
+        let inner = self.walk_any(target, path, index + 1, leaf)?;
+        Ok(Typed::Hop {
+            hop,
+            inner: Box::new(inner),
+        })
+    }
+
+    fn cmp(&self, field: &Field, path: &Path, op: Op, value: &Value) -> Result<Typed, CheckError> {
+        if !filterable(field.ty) {
+            return Err(not_filterable(field, path));
+        }
+        if op == Op::Contains {
+            if !field.ty.is_textual() {
+                return Err(CheckError::new(
+                    path.span,
+                    format!(
+                        "`~` (contains) works on text; `{path}` is a {} field",
+                        field.ty.name()
+                    ),
+                    Some(format!("use `=` or `in` for {} fields", field.ty.name())),
+                ));
+            }
+            let Operand::Str(s) = &value.operand else {
+                return Err(CheckError::new(
+                    value.span,
+                    "`~` takes a quoted text",
+                    Some(format!("e.g. `{path} ~ 'rust'`")),
+                ));
+            };
+            return Ok(Typed::Pred {
+                column: Column::of(field),
+                pred: Pred::Cmp(op, Arg::Cell(Cell::Text(s.clone()))),
+            });
+        }
+        if op.is_ordering()
+            && matches!(
+                field.ty,
+                FieldType::Boolean | FieldType::Enum | FieldType::Ref | FieldType::Uuid
+            )
+        {
+            return Err(CheckError::new(
+                path.span,
+                format!(
+                    "`{}` cannot compare {} fields by order",
+                    op.symbol(),
+                    field.ty.name()
+                ),
+                Some("use `=`, `!=` or `in`".to_string()),
+            ));
+        }
+        let arg = self.arg(field, value)?;
+        Ok(Typed::Pred {
+            column: Column::of(field),
+            pred: Pred::Cmp(op, arg),
+        })
+    }
+
+    /// Converts a value to the type of `field`.
+    fn arg(&self, field: &Field, value: &Value) -> Result<Arg, CheckError> {
+        let wrong = |expected: &str| {
+            CheckError::new(
+                value.span,
+                format!(
+                    "`{}` is a {} field; {} is not {expected}",
+                    field.name,
+                    field.ty.name(),
+                    value.operand
+                ),
+                Some(format!("write {expected}")),
+            )
+        };
+        let ty = field.ty;
+        Ok(match &value.operand {
+            Operand::Now => match ty {
+                FieldType::Date | FieldType::Datetime => Arg::Now,
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::User(claim) => {
+                let name = claim.join(".");
+                match &self.scope.claims {
+                    None => {
+                        return Err(CheckError::new(
+                            value.span,
+                            format!("`user.{name}` is not available here"),
+                            Some("`user.*` can be used in policies".to_string()),
+                        ));
+                    }
+                    Some(claims) if !claims.iter().any(|c| *c == name) => {
+                        return Err(CheckError::new(
+                            value.span,
+                            format!("there is no claim `user.{name}`"),
+                            Some(
+                                match did_you_mean(&name, claims.iter().map(String::as_str)) {
+                                    Some(best) => format!("did you mean `user.{best}`?"),
+                                    None => format!("claims: {}", claims.join(", ")),
+                                },
+                            ),
+                        ));
+                    }
+                    Some(_) => Arg::User(claim.clone()),
+                }
+            }
+            Operand::Word(w) if ty == FieldType::Enum => enum_value(field, w, value.span)?,
+            Operand::Str(s) if ty == FieldType::Enum => enum_value(field, s, value.span)?,
+            Operand::Word(w) => {
+                return Err(CheckError::new(
+                    value.span,
+                    format!("`{w}` is not a value for `{}`", field.name),
+                    Some(match ty {
+                        t if t.is_textual() => format!("put text in quotes: '{w}'"),
+                        _ => format!("write {}", expectation(field)),
+                    }),
+                ));
+            }
+            Operand::Str(s) => match ty {
+                t if t.is_textual() => Arg::Cell(Cell::Text(s.clone())),
+                FieldType::Date => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(|d| Arg::Cell(Cell::Date(d)))
+                    .map_err(|_| wrong("a date like 2025-01-31"))?,
+                FieldType::Datetime => chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|d| Arg::Cell(Cell::DateTime(d.with_timezone(&Utc))))
+                    .map_err(|_| wrong("a date and time like 2025-01-31T09:00:00Z"))?,
+                FieldType::Uuid | FieldType::Ref => uuid::Uuid::parse_str(s)
+                    .map(|u| Arg::Cell(Cell::Uuid(u)))
+                    .map_err(|_| wrong("an id (a UUID in quotes)"))?,
+                FieldType::Decimal => Arg::Cell(decimal(field, s, value.span)?),
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::Int(i) => match ty {
+                FieldType::Integer => Arg::Cell(Cell::Int(*i)),
+                FieldType::Number => Arg::Cell(Cell::Float(*i as f64)),
+                FieldType::Decimal => Arg::Cell(decimal(field, &i.to_string(), value.span)?),
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::Float(x) => match ty {
+                FieldType::Integer | FieldType::Number => Arg::Cell(Cell::Float(*x)),
+                FieldType::Decimal => {
+                    let d = rust_decimal::Decimal::from_f64_retain(*x)
+                        .map(|d| d.normalize().to_string())
+                        .unwrap_or_default();
+                    Arg::Cell(decimal(field, &d, value.span)?)
+                }
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::Bool(b) => match ty {
+                FieldType::Boolean => Arg::Cell(Cell::Bool(*b)),
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::Date(d) => match ty {
+                FieldType::Date => Arg::Cell(Cell::Date(*d)),
+                FieldType::Datetime => {
+                    Arg::Cell(Cell::DateTime(d.and_time(NaiveTime::MIN).and_utc()))
+                }
+                _ => return Err(wrong(&expectation(field))),
+            },
+            Operand::DateTime(dt) => match ty {
+                FieldType::Datetime => Arg::Cell(Cell::DateTime(*dt)),
+                _ => return Err(wrong(&expectation(field))),
+            },
+        })
+    }
+}
+
+fn filterable(ty: FieldType) -> bool {
+    !matches!(ty, FieldType::Json | FieldType::Many | FieldType::Inverse)
+}
+
+fn not_filterable(field: &Field, path: &Path) -> CheckError {
+    CheckError::new(
+        path.span,
+        format!(
+            "{} fields such as `{}` cannot be compared",
+            field.ty.name(),
+            field.name
+        ),
+        Some("filter on another field".to_string()),
+    )
+}
+
+fn expectation(field: &Field) -> String {
+    match field.ty {
+        FieldType::String | FieldType::Text | FieldType::Email | FieldType::Url => {
+            "a quoted text".into()
+        }
+        FieldType::Integer | FieldType::Number | FieldType::Decimal => "a number".into(),
+        FieldType::Boolean => "true or false".into(),
+        FieldType::Date => "a date like 2025-01-31, or now".into(),
+        FieldType::Datetime => "a date and time like 2025-01-31T09:00:00Z, a date, or now".into(),
+        FieldType::Uuid | FieldType::Ref => "an id (a UUID in quotes)".into(),
+        FieldType::Enum => format!("one of: {}", field.values.join(", ")),
+        FieldType::Json | FieldType::Many | FieldType::Inverse => "nothing".into(),
+    }
+}
+
+fn enum_value(field: &Field, v: &str, span: Span) -> Result<Arg, CheckError> {
+    if field.values.iter().any(|x| x == v) {
+        return Ok(Arg::Cell(Cell::Text(v.to_string())));
+    }
+    Err(CheckError::new(
+        span,
+        format!("`{v}` is not a value of `{}`", field.name),
+        Some(
+            match did_you_mean(v, field.values.iter().map(String::as_str)) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("the values are: {}", field.values.join(", ")),
+            },
+        ),
+    ))
+}
+
+fn decimal(field: &Field, raw: &str, span: Span) -> Result<Cell, CheckError> {
+    let d = rust_decimal::Decimal::from_str(raw)
+        .map_err(|_| CheckError::new(span, format!("`{raw}` is not a decimal number"), None))?;
+    let mut probe = d.normalize();
+    if probe.scale() > field.scale {
+        return Err(CheckError::new(
+            span,
+            format!(
+                "`{}` keeps {} digits after the decimal point; {raw} has more",
+                field.name, field.scale
+            ),
+            Some("round the value".to_string()),
+        ));
+    }
+    probe.rescale(field.scale);
+    let limit =
+        rust_decimal::Decimal::from_i128_with_scale(10i128.pow(field.precision - field.scale), 0);
+    if probe.abs() >= limit {
+        return Err(CheckError::new(
+            span,
+            format!("{raw} is too large for `{}`", field.name),
+            None,
+        ));
+    }
+    Ok(Cell::Decimal(probe))
+}
+
+/// The caller and the moment a condition runs in.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub now: chrono::DateTime<Utc>,
+    /// The caller's claims (`user.<name>`), as JSON.
+    pub user: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Ctx {
+    pub fn now() -> Ctx {
+        Ctx {
+            now: crate::engine::input::now(),
+            user: serde_json::Map::new(),
+        }
+    }
+}
+
+/// The value of an argument for a column, or `None` (SQL NULL) when a claim is missing
+/// or does not fit the column's type.
+pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
+    match arg {
+        Arg::Cell(c) => Some(c.clone()),
+        Arg::Now => Some(if column_ty == FieldType::Date {
+            Cell::Date(ctx.now.date_naive())
+        } else {
+            Cell::DateTime(ctx.now)
+        }),
+        Arg::User(claim) => {
+            let mut v = ctx.user.get(claim.first()?)?;
+            for part in &claim[1..] {
+                v = v.get(part)?;
+            }
+            match (column_ty, v) {
+                (FieldType::Uuid | FieldType::Ref, serde_json::Value::String(s)) => {
+                    uuid::Uuid::parse_str(s).ok().map(Cell::Uuid)
+                }
+                (t, serde_json::Value::String(s)) if t.is_textual() || t == FieldType::Enum => {
+                    Some(Cell::Text(s.clone()))
+                }
+                (FieldType::Integer, serde_json::Value::Number(n)) => n.as_i64().map(Cell::Int),
+                (FieldType::Number, serde_json::Value::Number(n)) => n.as_f64().map(Cell::Float),
+                (FieldType::Boolean, serde_json::Value::Bool(b)) => Some(Cell::Bool(*b)),
+                _ => None,
+            }
+        }
+    }
+}

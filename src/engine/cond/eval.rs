@@ -1,0 +1,181 @@
+//! Evaluates a [`Typed`] condition on records in memory, with SQL's semantics:
+//! three-valued logic (a comparison with a missing value is unknown, and only
+//! true passes), relation hops are `EXISTS`. The differential tests check that this
+//! agrees with the SQL that `store` generates, on both databases.
+
+use std::cmp::Ordering;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::Op;
+use super::check::{Column, Ctx, Hop, Pred, Typed, resolve};
+use crate::engine::input::Cell;
+use crate::spec::FieldType;
+
+/// A record as the API returns it.
+pub type Record = Map<String, Value>;
+
+/// Where related records are found.
+pub trait World {
+    /// The record of `entity` with this id.
+    fn record(&self, entity: &str, id: &str) -> Option<&Record>;
+    /// The records of `entity` whose `via` field holds `parent_id`.
+    fn children(&self, entity: &str, via: &str, parent_id: &str) -> Vec<&Record>;
+}
+
+/// Kleene logic: `None` is unknown.
+pub fn eval(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<bool> {
+    match t {
+        Typed::Const(b) => Some(*b),
+        Typed::And(a, b) => match (eval(a, rec, world, ctx), eval(b, rec, world, ctx)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Typed::Or(a, b) => match (eval(a, rec, world, ctx), eval(b, rec, world, ctx)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Typed::Not(a) => eval(a, rec, world, ctx).map(|b| !b),
+        Typed::Hop { hop, inner } => Some(
+            related(hop, rec, world)
+                .iter()
+                .any(|r| eval(inner, r, world, ctx) == Some(true)),
+        ),
+        Typed::Links { hop, id } => {
+            let wanted = match id {
+                None => None,
+                Some(arg) => match resolve(arg, FieldType::Uuid, ctx) {
+                    Some(Cell::Uuid(u)) => Some(u.hyphenated().to_string()),
+                    _ => return Some(false),
+                },
+            };
+            let ids = related_ids(hop, rec, world);
+            Some(match wanted {
+                None => !ids.is_empty(),
+                Some(w) => ids.contains(&w),
+            })
+        }
+        Typed::Pred { column, pred } => {
+            let v = rec.get(&column.name).unwrap_or(&Value::Null);
+            match pred {
+                Pred::IsSet(set) => Some(!v.is_null() == *set),
+                Pred::Cmp(op, arg) => {
+                    let arg = resolve(arg, column.ty, ctx)?;
+                    if v.is_null() {
+                        return None;
+                    }
+                    if *op == Op::Contains {
+                        let (Some(hay), Cell::Text(needle)) = (v.as_str(), &arg) else {
+                            return None;
+                        };
+                        return Some(
+                            hay.to_ascii_lowercase()
+                                .contains(&needle.to_ascii_lowercase()),
+                        );
+                    }
+                    let ord = compare(column, v, &arg)?;
+                    Some(match op {
+                        Op::Eq => ord == Ordering::Equal,
+                        Op::Ne => ord != Ordering::Equal,
+                        Op::Lt => ord == Ordering::Less,
+                        Op::Le => ord != Ordering::Greater,
+                        Op::Gt => ord == Ordering::Greater,
+                        Op::Ge => ord != Ordering::Less,
+                        Op::Contains => false,
+                    })
+                }
+                Pred::In(args) => {
+                    if args.is_empty() {
+                        return Some(false);
+                    }
+                    if v.is_null() {
+                        return None;
+                    }
+                    let mut unknown = false;
+                    for a in args {
+                        match resolve(a, column.ty, ctx) {
+                            Some(cell) => {
+                                if compare(column, v, &cell) == Some(Ordering::Equal) {
+                                    return Some(true);
+                                }
+                            }
+                            None => unknown = true,
+                        }
+                    }
+                    if unknown { None } else { Some(false) }
+                }
+            }
+        }
+    }
+}
+
+fn ids_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn related<'w>(hop: &Hop, rec: &Record, world: &'w dyn World) -> Vec<&'w Record> {
+    match hop {
+        Hop::Ref { field, target } => rec
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(|id| world.record(target, id))
+            .into_iter()
+            .collect(),
+        Hop::Many { field, target, .. } => ids_of(rec.get(field))
+            .iter()
+            .filter_map(|id| world.record(target, id))
+            .collect(),
+        Hop::Inverse { child, via } => match rec.get("id").and_then(Value::as_str) {
+            Some(id) => world.children(child, via, id),
+            None => Vec::new(),
+        },
+    }
+}
+
+fn related_ids(hop: &Hop, rec: &Record, world: &dyn World) -> Vec<String> {
+    match hop {
+        Hop::Many { field, .. } => ids_of(rec.get(field)),
+        _ => related(hop, rec, world)
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+    }
+}
+
+/// Orders a stored value (as the API returns it) against a cell.
+fn compare(column: &Column, v: &Value, arg: &Cell) -> Option<Ordering> {
+    match (column.ty, arg) {
+        (_, Cell::Text(s)) => v.as_str().map(|x| x.cmp(s.as_str())),
+        (FieldType::Integer, Cell::Int(i)) => v.as_i64().map(|x| x.cmp(i)),
+        (_, Cell::Int(i)) => v.as_f64().and_then(|x| x.partial_cmp(&(*i as f64))),
+        (_, Cell::Float(f)) => v.as_f64().and_then(|x| x.partial_cmp(f)),
+        (_, Cell::Decimal(d)) => v
+            .as_str()
+            .and_then(|s| Decimal::from_str(s).ok())
+            .map(|x| x.cmp(d)),
+        (_, Cell::Bool(b)) => v.as_bool().map(|x| x.cmp(b)),
+        (_, Cell::Date(d)) => v
+            .as_str()
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .map(|x| x.cmp(d)),
+        (_, Cell::DateTime(d)) => v
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|x| x.with_timezone(&Utc).cmp(d)),
+        (_, Cell::Uuid(u)) => v
+            .as_str()
+            .map(|x| x.cmp(u.hyphenated().to_string().as_str())),
+        _ => None,
+    }
+}

@@ -1,0 +1,192 @@
+//! `expand`: related records embedded in the answer. One query per expanded
+//! relation (plus one per `many` field of the records it reads), whatever the number
+//! of rows: never one query per row.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+
+use sea_query::{Expr, ExprTrait, Order, Query};
+use sea_query_sqlx::SqlxBinder;
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::crud::{Record, on_pool, record_from_row, select, select_columns};
+use super::values::uuid_value;
+use super::{Error, Pool, Store, quote};
+use crate::engine::query::{EXPAND_CAP, Expand};
+use crate::engine::{Engine, Entity};
+use crate::spec::FieldType;
+use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+type Boxed<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+fn id_strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .take(EXPAND_CAP)
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Store {
+    /// Records of `e` by id, with their links.
+    async fn fetch_by_ids(&self, e: &Entity, ids: &[Uuid]) -> Result<Vec<Record>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.dialect();
+        let mut q = select(e);
+        q.and_where(
+            Expr::col(("t0".to_string(), "id".to_string()))
+                .is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
+        );
+        let mut items = on_pool!(self, pool, qb => {
+            let (sql, values) = q.build_sqlx(qb());
+            let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+            rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
+        });
+        self.load_links(e, &mut items).await?;
+        Ok(items)
+    }
+
+    /// The first [`EXPAND_CAP`] records of `child` (by id) whose `via` is each parent.
+    async fn fetch_children(
+        &self,
+        child: &Entity,
+        via: &str,
+        parents: &[Uuid],
+    ) -> Result<Vec<Record>, Error> {
+        if parents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.dialect();
+        let mut inner = select(child);
+        inner
+            .expr_as(
+                Expr::cust(format!(
+                    "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {})",
+                    quote(via),
+                    quote("id")
+                )),
+                "_rn",
+            )
+            .and_where(
+                Expr::col(("t0".to_string(), via.to_string()))
+                    .is_in(parents.iter().map(|id| uuid_value(dialect, *id))),
+            );
+        let mut q = Query::select();
+        for c in select_columns(child) {
+            q.column(c);
+        }
+        q.from_subquery(inner, "s")
+            .and_where(Expr::col("_rn").lte(EXPAND_CAP as i64))
+            .order_by(via.to_string(), Order::Asc)
+            .order_by("id", Order::Asc);
+        let mut items = on_pool!(self, pool, qb => {
+            let (sql, values) = q.build_sqlx(qb());
+            let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+            rows.iter().map(|r| record_from_row(child, r)).collect::<Result<Vec<_>, _>>()?
+        });
+        self.load_links(child, &mut items).await?;
+        Ok(items)
+    }
+
+    /// Embeds the relations named in `tree` into `items`, recursively.
+    pub(crate) fn expand<'a>(
+        &'a self,
+        engine: &'a Engine,
+        e: &'a Entity,
+        items: &'a mut [Record],
+        tree: &'a Expand,
+    ) -> Boxed<'a> {
+        Box::pin(async move {
+            if items.is_empty() {
+                return Ok(());
+            }
+            for (name, sub) in &tree.children {
+                let Some(field) = e.field(name) else { continue };
+                let Some(target) = field.target.as_deref().and_then(|t| engine.entity(t)) else {
+                    continue;
+                };
+                match field.ty {
+                    FieldType::Ref | FieldType::Many => {
+                        let mut seen = HashSet::new();
+                        let ids: Vec<Uuid> = items
+                            .iter()
+                            .flat_map(|r| id_strings(r.get(name)))
+                            .filter(|id| seen.insert(id.clone()))
+                            .filter_map(|id| Uuid::parse_str(&id).ok())
+                            .collect();
+                        let mut related = self.fetch_by_ids(target, &ids).await?;
+                        self.expand(engine, target, &mut related, sub).await?;
+                        let by_id: HashMap<String, Record> = related
+                            .into_iter()
+                            .filter_map(|r| {
+                                let id = r.get("id")?.as_str()?.to_string();
+                                Some((id, r))
+                            })
+                            .collect();
+                        for item in items.iter_mut() {
+                            let ids = id_strings(item.get(name));
+                            let value = if field.ty == FieldType::Ref {
+                                ids.first()
+                                    .and_then(|id| by_id.get(id))
+                                    .map(|r| Value::Object(r.clone()))
+                                    .unwrap_or(Value::Null)
+                            } else {
+                                Value::Array(
+                                    ids.iter()
+                                        .filter_map(|id| by_id.get(id))
+                                        .map(|r| Value::Object(r.clone()))
+                                        .collect(),
+                                )
+                            };
+                            item.insert(name.clone(), value);
+                        }
+                    }
+                    FieldType::Inverse => {
+                        let via = field.via.as_deref().unwrap_or_default();
+                        let parents: Vec<Uuid> = items
+                            .iter()
+                            .filter_map(|r| r.get("id").and_then(Value::as_str))
+                            .filter_map(|id| Uuid::parse_str(id).ok())
+                            .collect();
+                        let mut children = self.fetch_children(target, via, &parents).await?;
+                        self.expand(engine, target, &mut children, sub).await?;
+                        let mut by_parent: HashMap<String, Vec<Value>> = HashMap::new();
+                        for c in children {
+                            let parent = match c.get(via) {
+                                Some(Value::String(p)) => p.clone(),
+                                // The ref itself was expanded: take its id.
+                                Some(Value::Object(o)) => o
+                                    .get("id")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                _ => continue,
+                            };
+                            by_parent.entry(parent).or_default().push(Value::Object(c));
+                        }
+                        for item in items.iter_mut() {
+                            let id = item
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string();
+                            let list = by_parent.remove(&id).unwrap_or_default();
+                            item.insert(name.clone(), Value::Array(list));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! Typed conditions → SQL expressions. Relation hops become correlated `EXISTS`
+//! subqueries; every value is bound.
+
+use sea_query::{Expr, ExprTrait, Func, Query};
+
+use super::Dialect;
+use super::values::{cell_value, uuid_value};
+use crate::engine::cond::Op;
+use crate::engine::cond::check::{Column, Ctx, Hop, Pred, Typed, resolve};
+use crate::engine::input::Cell;
+use crate::spec::FieldType;
+
+/// Compiles conditions, numbering the table aliases of subqueries.
+pub struct Compiler<'c> {
+    pub dialect: Dialect,
+    pub ctx: &'c Ctx,
+    next_alias: usize,
+}
+
+fn col(alias: &str, name: &str) -> Expr {
+    Expr::col((alias.to_string(), name.to_string()))
+}
+
+fn truth(b: bool) -> Expr {
+    Expr::cust(if b { "1 = 1" } else { "1 = 0" })
+}
+
+impl<'c> Compiler<'c> {
+    pub fn new(dialect: Dialect, ctx: &'c Ctx) -> Compiler<'c> {
+        Compiler {
+            dialect,
+            ctx,
+            next_alias: 1,
+        }
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        let a = format!("{prefix}{}", self.next_alias);
+        self.next_alias += 1;
+        a
+    }
+
+    /// `t` as an SQL condition on the table aliased `alias`.
+    pub fn compile(&mut self, t: &Typed, alias: &str) -> Expr {
+        match t {
+            Typed::Const(b) => truth(*b),
+            Typed::And(a, b) => {
+                let a = self.compile(a, alias);
+                let b = self.compile(b, alias);
+                a.and(b)
+            }
+            Typed::Or(a, b) => {
+                let a = self.compile(a, alias);
+                let b = self.compile(b, alias);
+                a.or(b)
+            }
+            Typed::Not(a) => self.compile(a, alias).not(),
+            Typed::Hop { hop, inner } => {
+                let mut q = Query::select();
+                q.expr(Expr::val(1));
+                match hop {
+                    Hop::Ref { field, target } => {
+                        let t = self.alias("t");
+                        q.from_as(target.clone(), t.clone())
+                            .and_where(col(&t, "id").equals((alias.to_string(), field.clone())));
+                        let inner = self.compile(inner, &t);
+                        q.and_where(inner);
+                    }
+                    Hop::Many { join, target, .. } => {
+                        let j = self.alias("j");
+                        let t = self.alias("t");
+                        q.from_as(join.clone(), j.clone())
+                            .join_as(
+                                sea_query::JoinType::InnerJoin,
+                                target.clone(),
+                                t.clone(),
+                                col(&t, "id").equals((j.clone(), "target_id".to_string())),
+                            )
+                            .and_where(
+                                col(&j, "source_id").equals((alias.to_string(), "id".to_string())),
+                            );
+                        let inner = self.compile(inner, &t);
+                        q.and_where(inner);
+                    }
+                    Hop::Inverse { child, via } => {
+                        let t = self.alias("t");
+                        q.from_as(child.clone(), t.clone())
+                            .and_where(col(&t, via).equals((alias.to_string(), "id".to_string())));
+                        let inner = self.compile(inner, &t);
+                        q.and_where(inner);
+                    }
+                }
+                Expr::exists(q)
+            }
+            Typed::Links { hop, id } => {
+                let wanted = match id {
+                    None => None,
+                    Some(arg) => match resolve(arg, FieldType::Uuid, self.ctx) {
+                        Some(Cell::Uuid(u)) => Some(u),
+                        _ => return truth(false),
+                    },
+                };
+                let mut q = Query::select();
+                q.expr(Expr::val(1));
+                match hop {
+                    Hop::Many { join, .. } => {
+                        let j = self.alias("j");
+                        q.from_as(join.clone(), j.clone()).and_where(
+                            col(&j, "source_id").equals((alias.to_string(), "id".to_string())),
+                        );
+                        if let Some(u) = wanted {
+                            q.and_where(col(&j, "target_id").eq(uuid_value(self.dialect, u)));
+                        }
+                    }
+                    Hop::Inverse { child, via } => {
+                        let t = self.alias("t");
+                        q.from_as(child.clone(), t.clone())
+                            .and_where(col(&t, via).equals((alias.to_string(), "id".to_string())));
+                        if let Some(u) = wanted {
+                            q.and_where(col(&t, "id").eq(uuid_value(self.dialect, u)));
+                        }
+                    }
+                    Hop::Ref { field, .. } => {
+                        // Not produced by the checker; a ref "link" is the column itself.
+                        return match wanted {
+                            None => col(alias, field).is_not_null(),
+                            Some(u) => col(alias, field).eq(uuid_value(self.dialect, u)),
+                        };
+                    }
+                }
+                Expr::exists(q)
+            }
+            Typed::Pred { column, pred } => self.pred(column, pred, alias),
+        }
+    }
+
+    fn bind(&self, column: &Column, cell: &Cell) -> Expr {
+        Expr::val(cell_value(self.dialect, column.ty, column.scale, cell))
+    }
+
+    fn pred(&mut self, column: &Column, pred: &Pred, alias: &str) -> Expr {
+        let c = col(alias, &column.name);
+        match pred {
+            Pred::IsSet(true) => c.is_not_null(),
+            Pred::IsSet(false) => c.is_null(),
+            Pred::In(args) => {
+                if args.is_empty() {
+                    return truth(false);
+                }
+                let values: Vec<Expr> = args
+                    .iter()
+                    .map(|a| match resolve(a, column.ty, self.ctx) {
+                        Some(cell) => self.bind(column, &cell),
+                        None => self.bind(column, &Cell::Null),
+                    })
+                    .collect();
+                c.is_in(values)
+            }
+            Pred::Cmp(op, arg) => {
+                let cell = resolve(arg, column.ty, self.ctx).unwrap_or(Cell::Null);
+                let v = self.bind(column, &cell);
+                match op {
+                    Op::Eq => c.eq(v),
+                    Op::Ne => c.ne(v),
+                    Op::Lt => c.lt(v),
+                    Op::Le => c.lte(v),
+                    Op::Gt => c.gt(v),
+                    Op::Ge => c.gte(v),
+                    Op::Contains => {
+                        let find = match self.dialect {
+                            Dialect::Sqlite => "instr",
+                            Dialect::Postgres => "strpos",
+                        };
+                        Expr::from(
+                            Func::cust(find.to_string())
+                                .arg(Func::lower(c))
+                                .arg(Func::lower(v)),
+                        )
+                        .gt(0)
+                    }
+                }
+            }
+        }
+    }
+}
