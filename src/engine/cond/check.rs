@@ -425,7 +425,7 @@ impl<'e> Checker<'e> {
                             Some("`user.*` can be used in policies".to_string()),
                         ));
                     }
-                    Some(claims) if !claims.iter().any(|c| *c == name) => {
+                    Some(claims) if !claims.contains(&name) => {
                         return Err(CheckError::new(
                             value.span,
                             format!("there is no claim `user.{name}`"),

@@ -63,7 +63,7 @@ pub fn eval(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<boo
         Typed::Pred { column, pred } => {
             let v = rec.get(&column.name).unwrap_or(&Value::Null);
             match pred {
-                Pred::IsSet(set) => Some(!v.is_null() == *set),
+                Pred::IsSet(set) => Some(v.is_null() != *set),
                 Pred::Cmp(op, arg) => {
                     let arg = resolve(arg, column.ty, ctx)?;
                     if v.is_null() {
