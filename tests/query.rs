@@ -590,7 +590,96 @@ async fn expansion_is_nested_and_does_not_query_per_row(db: Db) {
     let _ = &f.bob;
 }
 
+async fn full_text_search(db: Db) {
+    let f = fixture(db).await;
+    let app = &f.app;
+    let search = |q: &str| format!("/api/projects?q={}", enc(q));
+    let res = app.get(&search("rust")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(titles(&res.body), set(&["Build API", "Rust CLI"]));
+    assert_eq!(
+        titles(&app.get(&search("RUST api")).await.body),
+        set(&["Build API"])
+    );
+    assert_eq!(
+        titles(&app.get(&search("schemas")).await.body),
+        set(&["Data warehouse"])
+    );
+    assert_eq!(
+        titles(&app.get(&search("nothing-like-this")).await.body),
+        set(&[])
+    );
+    for odd in ["\"rust", "!!!", "rust OR", "NEAR(a b)", "a*", "'"] {
+        let res = app.get(&search(odd)).await;
+        assert_eq!(res.status, StatusCode::OK, "{odd}: {}", res.body);
+    }
+    // With a filter and a count; and by relevance, paged by position.
+    let res = app
+        .get(&format!(
+            "/api/projects?q=rust&count=true&filter={}",
+            enc("status = closed")
+        ))
+        .await;
+    assert_eq!(titles(&res.body), set(&["Rust CLI"]));
+    assert_eq!(res.body["total"], 1);
+    let first = app.get("/api/projects?q=rust&limit=1").await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 1);
+    let cursor = first.body["next"].as_str().unwrap().to_string();
+    let second = app
+        .get(&format!("/api/projects?q=rust&limit=1&after={cursor}"))
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let both: BTreeSet<String> = titles(&first.body)
+        .union(&titles(&second.body))
+        .cloned()
+        .collect();
+    assert_eq!(both, set(&["Build API", "Rust CLI"]));
+    assert!(second.body["next"].is_null());
+    let res = app
+        .get(&format!("/api/projects?q=sql&limit=1&after={cursor}"))
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_REQUEST,
+        "a cursor of another search"
+    );
+    // With an explicit sort, search only filters.
+    let res = app.get("/api/projects?q=rust&sort=title").await;
+    let order: Vec<&str> = res.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["Build API", "Rust CLI"]);
+    // The index follows writes.
+    let id = app
+        .create(
+            "projects",
+            json!({ "title": "Quantum thing", "client": f.acme }),
+        )
+        .await;
+    assert_eq!(
+        titles(&app.get(&search("quantum")).await.body),
+        set(&["Quantum thing"])
+    );
+    app.patch(
+        &format!("/api/projects/{id}"),
+        json!({ "title": "Classical thing" }),
+        &[],
+    )
+    .await;
+    assert_eq!(titles(&app.get(&search("quantum")).await.body), set(&[]));
+    assert_eq!(
+        titles(&app.get(&search("classical")).await.body),
+        set(&["Classical thing"])
+    );
+    app.delete(&format!("/api/projects/{id}")).await;
+    assert_eq!(titles(&app.get(&search("classical")).await.body), set(&[]));
+}
+
 both!(
+    full_text_search,
     filters_select_the_right_records,
     bad_filters_point_at_the_problem,
     sort_is_total_and_nulls_come_last,

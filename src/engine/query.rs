@@ -81,6 +81,9 @@ pub struct Cursor {
     /// The values of the sort keys (the last one is the id).
     #[serde(rename = "k")]
     pub keys: Vec<Value>,
+    /// Relevance-ranked search pages by position instead.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 impl Cursor {
@@ -105,6 +108,7 @@ impl Cursor {
                 .iter()
                 .map(|k| record.get(&k.column.name).cloned().unwrap_or(Value::Null))
                 .collect(),
+            offset: None,
         }
     }
 }
@@ -151,6 +155,20 @@ pub struct ListRequest {
     pub expand: Expand,
     /// Full-text search words.
     pub search: Option<String>,
+    /// Order by search relevance (a search without `sort`); pages by position.
+    pub relevance: bool,
+    /// The position to continue from, when ordered by relevance.
+    pub offset: u64,
+}
+
+impl ListRequest {
+    /// What a cursor of this list must carry: the sort and the search.
+    pub fn cursor_key(&self) -> String {
+        match &self.search {
+            Some(q) => format!("{}|{q}", self.sort_text),
+            None => self.sort_text.clone(),
+        }
+    }
 }
 
 /// A get request's parameters.
@@ -204,6 +222,8 @@ pub fn list_request(
         fields: None,
         expand: Expand::default(),
         search: None,
+        relevance: false,
+        offset: 0,
     };
     let mut seen = Vec::new();
     let mut after_raw = None;
@@ -274,11 +294,17 @@ pub fn list_request(
         }
     }
     req.sort = sort(e, &req.sort_text)?;
+    req.relevance = req.search.is_some() && req.sort_text.trim().is_empty();
     if let Some(raw) = fields_raw {
         req.fields = Some(fields(engine, e, &raw, &req.expand)?);
     }
     if let Some(raw) = after_raw {
-        req.after = Some(after(&raw, &req)?);
+        let cursor = cursor(&raw, &req)?;
+        if req.relevance {
+            req.offset = cursor.offset.ok_or_else(bad_cursor)?;
+        } else {
+            req.after = Some(after(&cursor, &req)?);
+        }
     }
     Ok(req)
 }
@@ -396,27 +422,35 @@ fn sort(e: &Entity, text: &str) -> Result<Vec<SortKey>, ParamError> {
     Ok(keys)
 }
 
-fn after(raw: &str, req: &ListRequest) -> Result<Vec<Cell>, ParamError> {
-    let bad = || {
-        ParamError::new(
-            "after",
-            "`after` is not a cursor of this list",
-            Some("pass the `next` value of the previous page, with the same `sort`".into()),
-        )
-    };
-    let cursor = Cursor::decode(raw).ok_or_else(bad)?;
-    if cursor.sort != req.sort_text || cursor.keys.len() != req.sort.len() {
+fn bad_cursor() -> ParamError {
+    ParamError::new(
+        "after",
+        "`after` is not a cursor of this list",
+        Some("pass the `next` value of the previous page, with the same `sort` and `q`".into()),
+    )
+}
+
+fn cursor(raw: &str, req: &ListRequest) -> Result<Cursor, ParamError> {
+    let cursor = Cursor::decode(raw).ok_or_else(bad_cursor)?;
+    if cursor.sort != req.cursor_key() {
         return Err(ParamError::new(
             "after",
-            "this cursor belongs to a list with another `sort`",
-            Some("start again without `after` when you change the sort".into()),
+            "this cursor belongs to a list with another `sort` or `q`",
+            Some("start again without `after` when you change the sort or the search".into()),
         ));
+    }
+    Ok(cursor)
+}
+
+fn after(cursor: &Cursor, req: &ListRequest) -> Result<Vec<Cell>, ParamError> {
+    if cursor.keys.len() != req.sort.len() {
+        return Err(bad_cursor());
     }
     cursor
         .keys
         .iter()
         .zip(&req.sort)
-        .map(|(v, k)| cell_from_output(k.column.ty, k.column.scale, v).ok_or_else(bad))
+        .map(|(v, k)| cell_from_output(k.column.ty, k.column.scale, v).ok_or_else(bad_cursor))
         .collect()
 }
 

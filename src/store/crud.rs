@@ -66,6 +66,48 @@ fn keyset(dialect: Dialect, sort: &[SortKey], after: &[Cell]) -> Expr {
         .unwrap_or_else(|| Expr::cust("1 = 0"))
 }
 
+/// Full-text search: the condition that a record matches `words`, and an
+/// expression that orders the best matches first.
+fn search_terms(dialect: Dialect, e: &Entity, words: &str) -> (Expr, Expr) {
+    match dialect {
+        Dialect::Sqlite => {
+            // Every word must occur; each is quoted so that FTS5 operators in the
+            // input are read as words.
+            let query = words
+                .split_whitespace()
+                .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let fts = super::quote(&ddl::fts_table(&e.name));
+            (
+                Expr::cust_with_values(
+                    format!("\"t0\".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"),
+                    [query.clone()],
+                ),
+                Expr::cust_with_values(
+                    format!(
+                        "(SELECT rank FROM {fts} WHERE {fts} MATCH ? AND rowid = \"t0\".rowid)"
+                    ),
+                    [query],
+                ),
+            )
+        }
+        Dialect::Postgres => {
+            let doc = ddl::pg_document(e, Some("t0"));
+            (
+                Expr::cust_with_values(
+                    format!("{doc} @@ plainto_tsquery('simple', $1)"),
+                    [words.to_string()],
+                ),
+                Expr::cust_with_values(
+                    format!("-ts_rank({doc}, plainto_tsquery('simple', $1))"),
+                    [words.to_string()],
+                ),
+            )
+        }
+    }
+}
+
 fn all(terms: Vec<Expr>) -> Expr {
     terms
         .into_iter()
@@ -154,8 +196,21 @@ impl Store {
         if let Some(f) = &filter {
             q.and_where(f.clone());
         }
+        let search = req
+            .search
+            .as_ref()
+            .map(|words| search_terms(dialect, e, words));
+        if let Some((matches, _)) = &search {
+            q.and_where(matches.clone());
+        }
         if let Some(after) = &req.after {
             q.and_where(keyset(dialect, &req.sort, after));
+        }
+        if req.relevance
+            && let Some((_, rank)) = &search
+        {
+            q.order_by_expr(rank.clone(), Order::Asc);
+            q.offset(req.offset);
         }
         for k in &req.sort {
             q.order_by_with_nulls(
@@ -172,9 +227,20 @@ impl Store {
         });
         let next = if items.len() > req.limit as usize {
             items.truncate(req.limit as usize);
-            items
-                .last()
-                .map(|r| Cursor::after(r, &req.sort_text, &req.sort).encode())
+            if req.relevance {
+                Some(
+                    Cursor {
+                        sort: req.cursor_key(),
+                        keys: Vec::new(),
+                        offset: Some(req.offset + u64::from(req.limit)),
+                    }
+                    .encode(),
+                )
+            } else {
+                items
+                    .last()
+                    .map(|r| Cursor::after(r, &req.cursor_key(), &req.sort).encode())
+            }
         } else {
             None
         };
@@ -184,6 +250,9 @@ impl Store {
                 .expr(Expr::col(Asterisk).count());
             if let Some(f) = filter {
                 c.and_where(f);
+            }
+            if let Some((matches, _)) = search {
+                c.and_where(matches);
             }
             Some(on_pool!(self, pool, qb => {
                 let (sql, values) = c.build_sqlx(qb());

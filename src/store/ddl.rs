@@ -26,6 +26,9 @@ struct Snapshot {
     columns: BTreeMap<String, String>,
     /// Many field -> target entity.
     links: BTreeMap<String, String>,
+    /// Full-text search fields.
+    #[serde(default)]
+    search: Vec<String>,
 }
 
 /// What `sync_schema` did.
@@ -88,7 +91,26 @@ fn snapshot(dialect: Dialect, e: &Entity) -> Snapshot {
             .many_fields()
             .map(|f| (f.name.clone(), f.target.clone().unwrap_or_default()))
             .collect(),
+        search: e.search.clone(),
     }
+}
+
+/// The full-text index table of an entity in SQLite (`__` cannot occur in model names).
+pub(crate) fn fts_table(entity: &str) -> String {
+    format!("{entity}__fts")
+}
+
+/// The text PostgreSQL indexes and searches: the search fields joined by spaces.
+pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
+    let prefix = alias
+        .map(|a| format!("{}.", super::quote(a)))
+        .unwrap_or_default();
+    let parts: Vec<String> = e
+        .search
+        .iter()
+        .map(|f| format!("coalesce({prefix}{}, '')", super::quote(f)))
+        .collect();
+    format!("to_tsvector('simple', {})", parts.join(" || ' ' || "))
 }
 
 /// A deterministic index name within PostgreSQL's 63-byte limit.
@@ -247,6 +269,64 @@ impl Builder {
         }
     }
 
+    /// (Re)creates the full-text index of an entity: an FTS5 table kept in sync by
+    /// triggers in SQLite, a GIN expression index in PostgreSQL.
+    fn search(&self, e: &Entity) -> Vec<String> {
+        let q = super::quote;
+        let mut out = Vec::new();
+        match self.dialect {
+            Dialect::Sqlite => {
+                let fts = fts_table(&e.name);
+                for suffix in ["ai", "ad", "au"] {
+                    out.push(format!(
+                        "DROP TRIGGER IF EXISTS {}",
+                        q(&format!("{fts}_{suffix}"))
+                    ));
+                }
+                out.push(format!("DROP TABLE IF EXISTS {}", q(&fts)));
+                if e.search.is_empty() {
+                    return out;
+                }
+                let cols: Vec<String> = e.search.iter().map(|c| q(c)).collect();
+                let cols = cols.join(", ");
+                let new_vals: Vec<String> =
+                    e.search.iter().map(|c| format!("new.{}", q(c))).collect();
+                let old_vals: Vec<String> =
+                    e.search.iter().map(|c| format!("old.{}", q(c))).collect();
+                let (new_vals, old_vals) = (new_vals.join(", "), old_vals.join(", "));
+                let (t, f) = (q(&e.name), q(&fts));
+                out.push(format!(
+                    "CREATE VIRTUAL TABLE {f} USING fts5({cols}, content={t}, content_rowid='rowid')"
+                ));
+                out.push(format!(
+                    "CREATE TRIGGER {} AFTER INSERT ON {t} BEGIN INSERT INTO {f}(rowid, {cols}) VALUES (new.rowid, {new_vals}); END",
+                    q(&format!("{fts}_ai"))
+                ));
+                out.push(format!(
+                    "CREATE TRIGGER {} AFTER DELETE ON {t} BEGIN INSERT INTO {f}({f}, rowid, {cols}) VALUES ('delete', old.rowid, {old_vals}); END",
+                    q(&format!("{fts}_ad"))
+                ));
+                out.push(format!(
+                    "CREATE TRIGGER {} AFTER UPDATE ON {t} BEGIN INSERT INTO {f}({f}, rowid, {cols}) VALUES ('delete', old.rowid, {old_vals}); INSERT INTO {f}(rowid, {cols}) VALUES (new.rowid, {new_vals}); END",
+                    q(&format!("{fts}_au"))
+                ));
+                out.push(format!("INSERT INTO {f}({f}) VALUES ('rebuild')"));
+            }
+            Dialect::Postgres => {
+                let name = q(&format!("fts_{}", e.name));
+                out.push(format!("DROP INDEX IF EXISTS {name}"));
+                if !e.search.is_empty() {
+                    out.push(format!(
+                        "CREATE INDEX {name} ON {} USING GIN (({}))",
+                        q(&e.name),
+                        pg_document(e, None)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     fn indexes(&self, e: &Entity) -> Vec<String> {
         let mut out = Vec::new();
         for f in e.column_fields() {
@@ -307,6 +387,9 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                 for f in e.many_fields() {
                     late.extend(b.create_join(e, f));
                 }
+                if !e.search.is_empty() {
+                    late.extend(b.search(e));
+                }
                 report.created_tables.push(e.name.clone());
             }
             Some(prev) => {
@@ -366,6 +449,9 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                             e.name
                         ));
                     }
+                }
+                if prev.search != new.search {
+                    late.extend(b.search(e));
                 }
                 for f in e.many_fields() {
                     match prev.links.get(&f.name) {
