@@ -136,6 +136,30 @@ async fn responses_match_the_documented_schemas(db: Db) {
         "{}",
         orgs.body
     );
+    // Expanded, selected and counted lists match too.
+    let expanded = app
+        .get("/api/projects?expand=client.projects,skills,applications&count=true")
+        .await;
+    assert_eq!(expanded.status, 200, "{}", expanded.body);
+    assert!(expanded.body["items"][0]["client"]["projects"].is_array());
+    assert!(
+        validator_for("ProjectList").is_valid(&expanded.body),
+        "{}",
+        expanded.body
+    );
+    let some = app.get("/api/projects?fields=title&expand=client").await;
+    assert!(
+        validator_for("ProjectList").is_valid(&some.body),
+        "{}",
+        some.body
+    );
+    // A wrong shape is caught: the schemas are not vacuous.
+    let mut wrong = res.body.clone();
+    wrong["budget"] = json!(12);
+    assert!(!record.is_valid(&wrong));
+    wrong["budget"] = json!("12.00");
+    wrong["client"] = json!({ "id": 5 });
+    assert!(!record.is_valid(&wrong));
 }
 
 both!(

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Engine, Entity, pascal_case};
+use crate::spec::FieldType;
 
 pub const MAX_LIMIT: u32 = 200;
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -78,6 +79,145 @@ fn etag_header() -> Value {
     })
 }
 
+fn query_param(name: &str, description: String, schema: Value, examples: Value) -> Value {
+    let mut p = json!({
+        "name": name, "in": "query", "required": false,
+        "description": description,
+        "schema": schema,
+    });
+    if examples.as_object().is_some_and(|o| !o.is_empty()) {
+        p["examples"] = examples;
+    }
+    p
+}
+
+fn relations(e: &Entity) -> Vec<&str> {
+    e.fields
+        .iter()
+        .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse))
+        .map(|f| f.name.as_str())
+        .collect()
+}
+
+fn fields_param(e: &Entity) -> Value {
+    let names: Vec<&str> = e
+        .fields
+        .iter()
+        .filter(|f| f.ty != FieldType::Inverse)
+        .map(|f| f.name.as_str())
+        .take(2)
+        .collect();
+    query_param(
+        "fields",
+        "Comma-separated fields to return (`id` always comes); `relation.field` selects inside an expanded relation.".to_string(),
+        json!({ "type": "string" }),
+        json!({ "some": { "value": names.join(",") } }),
+    )
+}
+
+fn expand_param(e: &Entity) -> Value {
+    let rels = relations(e);
+    let mut examples = serde_json::Map::new();
+    if let Some(first) = rels.first() {
+        examples.insert("one".into(), json!({ "value": first }));
+    }
+    query_param(
+        "expand",
+        format!(
+            "Comma-separated relations to embed as records, nested with dots (`a.b`, at most {} levels). \
+             `many` and `inverse` relations embed at most {} records per parent. Relations of {}: {}.",
+            crate::engine::query::MAX_EXPAND_DEPTH,
+            crate::engine::query::EXPAND_CAP,
+            e.name,
+            if rels.is_empty() {
+                "none".to_string()
+            } else {
+                rels.join(", ")
+            }
+        ),
+        json!({ "type": "string" }),
+        Value::Object(examples),
+    )
+}
+
+fn filter_example(e: &Entity) -> String {
+    for f in &e.fields {
+        match f.ty {
+            FieldType::Enum => {
+                if let Some(v) = f.values.first() {
+                    return format!("{} = '{v}'", f.name);
+                }
+            }
+            FieldType::Integer | FieldType::Number | FieldType::Decimal => {
+                return format!("{} >= 10", f.name);
+            }
+            FieldType::Boolean => return format!("{} = true", f.name),
+            _ => {}
+        }
+    }
+    "created_at >= 2025-01-01".to_string()
+}
+
+/// The query parameters of a list.
+fn list_params(e: &Entity) -> Value {
+    let mut params = vec![
+        query_param(
+            "filter",
+            "A condition in the condition language: comparisons `= != < <= > >=`, `~` (contains, \
+             case-insensitive), `in [a, b]`, `is set`, `is not set`, `has <id>` (many and inverse \
+             relations), `and`, `or`, `not`, parentheses. Values: 'text', numbers, true/false, dates \
+             (2025-01-31), date-times (2025-01-31T09:00:00Z), `now`, bare enum values. Dotted paths follow \
+             relations (`client.name = 'Acme'`; through a many or inverse relation: some related record \
+             matches). A bad filter answers 400 with the column of the problem."
+                .to_string(),
+            json!({ "type": "string", "maxLength": crate::engine::cond::parse::MAX_LENGTH }),
+            json!({ "simple": { "value": filter_example(e) }, "combined": { "value": format!("{} and created_at < now", filter_example(e)) } }),
+        ),
+        query_param(
+            "sort",
+            "Comma-separated fields; `-` before a field sorts it descending. Ties are broken by `id`; \
+             missing values come last."
+                .to_string(),
+            json!({ "type": "string" }),
+            json!({ "newest": { "value": "-created_at" } }),
+        ),
+        query_param(
+            "limit",
+            format!("How many records to return (1 to {MAX_LIMIT}, default {DEFAULT_LIMIT})."),
+            json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT }),
+            json!({ "small": { "value": 10 } }),
+        ),
+        query_param(
+            "after",
+            "The `next` cursor of the previous page (with the same `sort`, `filter` and `q`). Pages stay \
+             correct while records are added or removed."
+                .to_string(),
+            json!({ "type": "string" }),
+            json!({}),
+        ),
+        query_param(
+            "count",
+            "`true` adds `total`: how many records match.".to_string(),
+            json!({ "type": "boolean", "default": false }),
+            json!({ "yes": { "value": true } }),
+        ),
+        fields_param(e),
+        expand_param(e),
+    ];
+    if !e.search.is_empty() {
+        params.push(query_param(
+            "q",
+            format!(
+                "Full-text search in {}: every word must occur. Without `sort`, the best matches come first.",
+                e.search.join(", ")
+            ),
+            json!({ "type": "string", "maxLength": crate::engine::query::MAX_SEARCH_LENGTH }),
+            json!({ "words": { "value": "rust api" } }),
+        ));
+    }
+    Value::Array(params)
+}
+
 fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
     let base = pascal_case(&e.name);
     let record = base.to_string();
@@ -94,7 +234,8 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "required": ["items", "next"],
             "properties": {
                 "items": { "type": "array", "items": schema_ref(&record) },
-                "next": { "type": ["string", "null"], "description": "Pass as `after` to get the next page; null on the last page." }
+                "next": { "type": ["string", "null"], "description": "Pass as `after` to get the next page; null on the last page." },
+                "total": { "type": "integer", "minimum": 0, "description": "With `count=true`: how many records match `filter` and `q`." }
             }
         }),
     );
@@ -104,21 +245,10 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("list_{}", e.plural),
             "summary": format!("List {} records", e.name),
             "tags": [tag],
-            "parameters": [
-                {
-                    "name": "limit", "in": "query", "required": false,
-                    "description": format!("How many records to return (1 to {MAX_LIMIT}, default {DEFAULT_LIMIT})."),
-                    "schema": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT }
-                },
-                {
-                    "name": "after", "in": "query", "required": false,
-                    "description": "The `next` cursor of the previous page.",
-                    "schema": { "type": "string" }
-                }
-            ],
+            "parameters": list_params(e),
             "responses": {
-                "200": { "description": "A page of records, oldest first.", "content": json_content(schema_ref(&list)) },
-                "400": problem("A query parameter is invalid.")
+                "200": { "description": "A page of records (oldest first unless `sort` says otherwise).", "content": json_content(schema_ref(&list)) },
+                "400": problem("A query parameter is invalid; `parameter` names it (and `column`, the position in a filter).")
             }
         },
         "post": {
@@ -149,8 +279,10 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("get_{}", e.name),
             "summary": format!("Get a {}", e.name),
             "tags": [tag],
+            "parameters": [fields_param(e), expand_param(e)],
             "responses": {
                 "200": { "description": "The record.", "headers": etag_header(), "content": json_content(schema_ref(&record)) },
+                "400": problem("A query parameter is invalid."),
                 "404": problem("No such record.")
             }
         },

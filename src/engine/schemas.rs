@@ -162,8 +162,50 @@ fn nullable(s: &mut Value) {
     }
 }
 
+fn component(entity: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{}", super::pascal_case(entity)) })
+}
+
 /// The schema of one field's value in a returned record.
 fn output_schema(field: &Field) -> Value {
+    let target = field.target.as_deref().unwrap_or_default();
+    let uuid = json!({ "type": "string", "format": "uuid" });
+    match field.ty {
+        FieldType::Ref => {
+            let mut any = vec![uuid, component(target)];
+            if !field.required {
+                any.push(json!({ "type": "null" }));
+            }
+            let mut s = json!({
+                "anyOf": any,
+                "description": format!("The id of the {target}; the {target} itself with `expand={}`.", field.name)
+            });
+            describe(&mut s, field);
+            return s;
+        }
+        FieldType::Many => {
+            let mut s = json!({
+                "type": "array",
+                "items": { "anyOf": [uuid, component(target)] },
+                "description": format!("The ids of the linked {target} records; the records themselves with `expand={}`.", field.name)
+            });
+            describe(&mut s, field);
+            return s;
+        }
+        FieldType::Inverse => {
+            return json!({
+                "type": "array",
+                "items": component(target),
+                "description": format!(
+                    "Only with `expand={}`: the {target} records whose `{}` is this record (at most {} of them).",
+                    field.name,
+                    field.via.as_deref().unwrap_or_default(),
+                    crate::engine::query::EXPAND_CAP
+                )
+            });
+        }
+        _ => {}
+    }
     let mut s = match field.ty {
         FieldType::Decimal => json!({
             "type": "string",
@@ -246,22 +288,16 @@ impl EntitySchemas {
             json!({ "type": "string", "format": "date-time", "readOnly": true }),
         );
         record_props.insert("version".into(), json!({ "type": "integer", "minimum": 1, "readOnly": true, "description": "Incremented by every change; send it back in If-Match." }));
-        for f in fields.iter().filter(|f| f.ty != FieldType::Inverse) {
+        for f in fields {
             record_props.insert(f.name.clone(), output_schema(f));
         }
-        let mut required = vec!["id", "created_at", "updated_at", "version"];
-        required.extend(
-            fields
-                .iter()
-                .filter(|f| f.ty != FieldType::Inverse)
-                .map(|f| f.name.as_str()),
-        );
+        // Every field is present unless `fields=` selects some; `id` always is.
         let record = json!({
             "type": "object",
             "title": label,
-            "description": format!("A {entity} record."),
+            "description": format!("A {entity} record. Every field except inverse ones is present unless `fields` selects some; `id` always is."),
             "properties": record_props,
-            "required": required,
+            "required": ["id"],
         });
 
         let compile = |schema: &Value| {
