@@ -678,7 +678,57 @@ async fn full_text_search(db: Db) {
     assert_eq!(titles(&app.get(&search("classical")).await.body), set(&[]));
 }
 
+async fn expansions_are_capped_per_parent(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            (
+                "models/list.yaml",
+                "entity: list\nfields:\n  name: string\n  entries: { type: inverse, of: entry, via: list }\n  picks: { type: many, of: entry }\n",
+            ),
+            (
+                "models/entry.yaml",
+                "entity: entry\nplural: entries\nfields:\n  list: { type: ref, to: list, on_delete: cascade }\n  n: integer\n",
+            ),
+        ],
+    )
+    .await;
+    let a = app.create("lists", json!({ "name": "a" })).await;
+    let b = app.create("lists", json!({ "name": "b" })).await;
+    let mut entries = Vec::new();
+    for n in 0..105 {
+        entries.push(app.create("entries", json!({ "list": a, "n": n })).await);
+    }
+    app.create("entries", json!({ "list": b, "n": 1000 })).await;
+    app.patch(&format!("/api/lists/{b}"), json!({ "picks": entries }), &[])
+        .await;
+    let res = app.get("/api/lists?expand=entries,picks&sort=name").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let first = &res.body["items"][0];
+    let second = &res.body["items"][1];
+    assert_eq!(
+        first["entries"].as_array().unwrap().len(),
+        100,
+        "capped at 100"
+    );
+    assert_eq!(first["entries"][0]["n"], 0, "the first by id");
+    assert_eq!(first["entries"][99]["n"], 99);
+    assert_eq!(
+        second["entries"].as_array().unwrap().len(),
+        1,
+        "the cap is per parent"
+    );
+    assert_eq!(second["picks"].as_array().unwrap().len(), 100);
+    let res = app.get(&format!("/api/lists/{b}")).await;
+    assert_eq!(
+        res.body["picks"].as_array().unwrap().len(),
+        105,
+        "plain id lists are complete"
+    );
+}
+
 both!(
+    expansions_are_capped_per_parent,
     full_text_search,
     filters_select_the_right_records,
     bad_filters_point_at_the_problem,

@@ -182,25 +182,47 @@ async fn adding_search_indexes_existing_rows(db: Db) {
     let store = Store::connect(&test_db.url).await.unwrap();
     let plain = "  title: { type: string, required: true }\n  body: text\n";
     let (app, _d) = app_on(&store, plain).await;
-    app.inner.create("tasks", json!({ "title": "Water the plants", "body": "twice a week" })).await;
-    app.inner.create("tasks", json!({ "title": "Pay rent" })).await;
-    assert_eq!(app.inner.get("/api/tasks?q=plants").await.status, StatusCode::BAD_REQUEST);
+    app.inner
+        .create(
+            "tasks",
+            json!({ "title": "Water the plants", "body": "twice a week" }),
+        )
+        .await;
+    app.inner
+        .create("tasks", json!({ "title": "Pay rent" }))
+        .await;
+    assert_eq!(
+        app.inner.get("/api/tasks?q=plants").await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     let searchable = format!("{plain}search: [title, body]\n");
     let (app, _d) = app_on(&store, &searchable).await;
     let res = app.inner.get("/api/tasks?q=week").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    assert_eq!(res.body["items"].as_array().unwrap().len(), 1, "rows written before the index are found");
+    assert_eq!(
+        res.body["items"].as_array().unwrap().len(),
+        1,
+        "rows written before the index are found"
+    );
     assert_eq!(res.body["items"][0]["title"], "Water the plants");
-    app.inner.create("tasks", json!({ "title": "Plants again" })).await;
+    app.inner
+        .create("tasks", json!({ "title": "Plants again" }))
+        .await;
     let res = app.inner.get("/api/tasks?q=plants&count=true").await;
     assert_eq!(res.body["total"], 2);
 
     // Back and forth: the index follows the definitions; syncing twice is a no-op.
     let (app, _d) = app_on(&store, plain).await;
-    assert_eq!(app.inner.get("/api/tasks?q=plants").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.inner.get("/api/tasks?q=plants").await.status,
+        StatusCode::BAD_REQUEST
+    );
     let (app, _d) = app_on(&store, &searchable).await;
-    assert_eq!(app.inner.get("/api/tasks?q=plants&count=true").await.body["total"], 2);
+    assert_eq!(
+        app.inner.get("/api/tasks?q=plants&count=true").await.body["total"],
+        2
+    );
     assert!(sync(&store, &searchable).await.unwrap().is_empty());
 }
 

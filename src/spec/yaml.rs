@@ -128,7 +128,11 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
             value: Value::Null,
         });
     }
-    match serde_saphyr::from_str::<Node>(text) {
+    // YAML 1.2 booleans only: `n`, `no`, `yes`, `on`, `off` stay text (a field
+    // named `n` or an enum value `no` must not turn into false).
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    match serde_saphyr::from_str_with_options::<Node>(text, options) {
         Ok(node) => Ok(node),
         Err(err) => {
             let pos = err
@@ -300,6 +304,24 @@ mod tests {
         assert_eq!(fields[0].0.pos, Pos { line: 3, col: 3 });
         let inner = fields[0].1.as_map().unwrap();
         assert_eq!(inner[0].1.pos, Pos { line: 3, col: 18 });
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_text() {
+        let node = parse("n: 1\nyes: no\nvalues: [on, off, y]\nflag: true\n").unwrap();
+        let map = node.as_map().unwrap();
+        assert_eq!(map[0].0.name, "n");
+        assert_eq!(map[1].0.name, "yes");
+        assert_eq!(map[1].1.as_str(), Some("no"));
+        let values: Vec<&str> = map[2]
+            .1
+            .as_seq()
+            .unwrap()
+            .iter()
+            .filter_map(Node::as_str)
+            .collect();
+        assert_eq!(values, ["on", "off", "y"]);
+        assert!(matches!(map[3].1.value, Value::Bool(true)));
     }
 
     #[test]
