@@ -70,6 +70,7 @@ fn check_prints_every_problem_and_fails() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|d| d["severity"] == "error")
         .map(|d| d["code"].as_str().unwrap())
         .collect();
     assert_eq!(codes, ["unknown-entity", "unknown-type", "unknown-key"]);

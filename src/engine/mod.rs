@@ -1,6 +1,7 @@
 //! `engine`: the validated, compiled form of a project, built once per load and shared
 //! by every request as `Arc<Engine>`. Nothing here does I/O.
 
+pub mod access;
 pub mod cond;
 pub mod input;
 pub mod openapi;
@@ -24,6 +25,9 @@ pub enum Error {
     Invalid(usize),
     #[error("internal: could not compile the request schema of `{entity}`: {message}")]
     Schema { entity: String, message: String },
+    /// Problems found while compiling (policy conditions), with positions.
+    #[error("the project has {} error(s) in its policies", .0.len())]
+    Diagnostics(Vec<crate::spec::Diagnostic>),
 }
 
 /// A field of an entity, ready for use.
@@ -154,6 +158,10 @@ pub struct Engine {
     referrers: HashMap<String, Vec<Referrer>>,
     /// The OpenAPI document, serialized once per load.
     pub openapi_json: bytes::Bytes,
+    /// Who may do what.
+    pub access: access::Access,
+    /// How callers authenticate (from `trellis.yaml`).
+    pub auth: crate::spec::settings::AuthSettings,
 }
 
 impl Engine {
@@ -163,7 +171,17 @@ impl Engine {
         if errors > 0 {
             return Err(Error::Invalid(errors));
         }
-        Self::from_spec(&loaded.spec)
+        let mut engine = Self::from_spec(&loaded.spec)?;
+        let (access, problems) = access::compile(&engine, &loaded.spec);
+        if !problems.is_empty() {
+            return Err(Error::Diagnostics(problems));
+        }
+        engine.access = access;
+        engine.auth = loaded.spec.settings.auth.clone();
+        let doc = openapi::document(&engine);
+        engine.openapi_json =
+            bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
+        Ok(engine)
     }
 
     fn from_spec(spec: &Spec) -> Result<Engine, Error> {
@@ -249,6 +267,8 @@ impl Engine {
             by_plural,
             referrers,
             openapi_json: bytes::Bytes::new(),
+            access: access::Access::default(),
+            auth: Default::default(),
         };
         let doc = openapi::document(&engine);
         engine.openapi_json =

@@ -211,6 +211,7 @@ pub fn list_request(
     engine: &Engine,
     e: &Entity,
     pairs: &[(String, String)],
+    hidden: &[(String, String)],
 ) -> Result<ListRequest, ParamError> {
     let mut req = ListRequest {
         filter: None,
@@ -235,7 +236,7 @@ pub fn list_request(
         }
         once(&mut seen, name)?;
         match name {
-            "filter" => req.filter = Some(filter(engine, e, v)?),
+            "filter" => req.filter = Some(filter(engine, e, v, hidden)?),
             "sort" => req.sort_text = v.clone(),
             "limit" => {
                 req.limit = match v.parse::<u32>() {
@@ -266,7 +267,7 @@ pub fn list_request(
                 }
             }
             "fields" => fields_raw = Some(v.clone()),
-            "expand" => req.expand = expand(engine, e, v)?,
+            "expand" => req.expand = expand(engine, e, v, hidden)?,
             "q" => {
                 let q = v.trim();
                 if q.chars().count() > MAX_SEARCH_LENGTH {
@@ -294,9 +295,20 @@ pub fn list_request(
         }
     }
     req.sort = sort(e, &req.sort_text)?;
+    if let Some(k) = req
+        .sort
+        .iter()
+        .find(|k| is_hidden(hidden, &e.name, &k.column.name))
+    {
+        return Err(ParamError::new(
+            "sort",
+            format!("you may not sort by `{}`", k.column.name),
+            None,
+        ));
+    }
     req.relevance = req.search.is_some() && req.sort_text.trim().is_empty();
     if let Some(raw) = fields_raw {
-        req.fields = Some(fields(engine, e, &raw, &req.expand)?);
+        req.fields = Some(fields(engine, e, &raw, &req.expand, hidden)?);
     }
     if let Some(raw) = after_raw {
         let cursor = cursor(&raw, &req)?;
@@ -314,6 +326,7 @@ pub fn get_request(
     engine: &Engine,
     e: &Entity,
     pairs: &[(String, String)],
+    hidden: &[(String, String)],
 ) -> Result<GetRequest, ParamError> {
     let mut req = GetRequest::default();
     let mut seen = Vec::new();
@@ -325,24 +338,37 @@ pub fn get_request(
         }
         once(&mut seen, name)?;
         match name {
-            "expand" => req.expand = expand(engine, e, v)?,
+            "expand" => req.expand = expand(engine, e, v, hidden)?,
             _ => fields_raw = Some(v.clone()),
         }
     }
     if let Some(raw) = fields_raw {
-        req.fields = Some(fields(engine, e, &raw, &req.expand)?);
+        req.fields = Some(fields(engine, e, &raw, &req.expand, hidden)?);
     }
     Ok(req)
 }
 
-fn filter(engine: &Engine, e: &Entity, text: &str) -> Result<Typed, ParamError> {
+fn is_hidden(hidden: &[(String, String)], entity: &str, field: &str) -> bool {
+    hidden.iter().any(|(e, f)| e == entity && f == field)
+}
+
+fn filter(
+    engine: &Engine,
+    e: &Entity,
+    text: &str,
+    hidden: &[(String, String)],
+) -> Result<Typed, ParamError> {
     let cond = parse(text).map_err(|err| ParamError {
         param: "filter".into(),
         message: err.message,
         hint: err.hint,
         column: Some(err.column),
     })?;
-    check(engine, e, &cond, &Scope::default()).map_err(|err| ParamError {
+    let scope = Scope {
+        hidden: hidden.to_vec(),
+        ..Scope::default()
+    };
+    check(engine, e, &cond, &scope).map_err(|err| ParamError {
         param: "filter".into(),
         column: Some(err.column()),
         message: err.message,
@@ -454,7 +480,12 @@ fn after(cursor: &Cursor, req: &ListRequest) -> Result<Vec<Cell>, ParamError> {
         .collect()
 }
 
-fn expand(engine: &Engine, e: &Entity, text: &str) -> Result<Expand, ParamError> {
+fn expand(
+    engine: &Engine,
+    e: &Entity,
+    text: &str,
+    hidden: &[(String, String)],
+) -> Result<Expand, ParamError> {
     let mut root = Expand::default();
     let mut count = 0;
     for path in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -469,6 +500,13 @@ fn expand(engine: &Engine, e: &Entity, text: &str) -> Result<Expand, ParamError>
         let mut entity = e;
         let mut node = &mut root;
         for seg in segments {
+            if is_hidden(hidden, &entity.name, seg) {
+                return Err(ParamError::new(
+                    "expand",
+                    format!("you may not expand `{seg}`"),
+                    None,
+                ));
+            }
             let field = entity
                 .field(seg)
                 .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse));
@@ -513,7 +551,13 @@ fn expand(engine: &Engine, e: &Entity, text: &str) -> Result<Expand, ParamError>
     Ok(root)
 }
 
-fn fields(engine: &Engine, e: &Entity, text: &str, expand: &Expand) -> Result<Fields, ParamError> {
+fn fields(
+    engine: &Engine,
+    e: &Entity,
+    text: &str,
+    expand: &Expand,
+    hidden: &[(String, String)],
+) -> Result<Fields, ParamError> {
     let mut root = Fields::default();
     for path in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let segments: Vec<&str> = path.split('.').collect();
@@ -522,6 +566,13 @@ fn fields(engine: &Engine, e: &Entity, text: &str, expand: &Expand) -> Result<Fi
         let mut exp = Some(expand);
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
+            if is_hidden(hidden, &entity.name, seg) {
+                return Err(ParamError::new(
+                    "fields",
+                    format!("you may not select `{seg}`"),
+                    None,
+                ));
+            }
             let field = entity.field(seg).or_else(|| system_field(seg));
             let Some(field) = field else {
                 let names: Vec<&str> = entity

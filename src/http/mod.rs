@@ -1,6 +1,7 @@
 //! `http`: axum routes, generic over entity names. `/api/{plural}` looks the entity up
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
+pub mod auth;
 pub mod problem;
 
 use std::sync::Arc;
@@ -12,18 +13,21 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use crate::engine::cond::check::Ctx;
+use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
 use crate::engine::query::{self, ParamError};
 use crate::engine::{Engine, Entity, FieldError};
 use crate::store::{Record, Store};
+pub use auth::Auth;
 pub use problem::Problem;
+
+mod users;
 
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -32,15 +36,26 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<ArcSwap<Engine>>,
+    pub auth: Arc<ArcSwap<Auth>>,
     pub store: Store,
 }
 
 impl AppState {
+    /// Without authentication: every caller is anonymous.
     pub fn new(engine: Engine, store: Store) -> AppState {
+        AppState::with_auth(engine, store, Auth::none())
+    }
+
+    pub fn with_auth(engine: Engine, store: Store, auth: Auth) -> AppState {
         AppState {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
+            auth: Arc::new(ArcSwap::from_pointee(auth)),
             store,
         }
+    }
+
+    fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
+        self.auth.load().principal(headers)
     }
 }
 
@@ -50,6 +65,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/_/health", get(health))
         .route("/openapi.json", get(openapi))
+        .route("/auth/signup", post(users::signup))
+        .route("/auth/login", post(users::login))
         .route("/api/{plural}", get(list).post(create))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
         .fallback(no_route)
@@ -204,17 +221,19 @@ async fn list(
     State(state): State<AppState>,
     Path(plural): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
-    let req = query::list_request(&engine, &e, &pairs).map_err(param_problem)?;
-    let ctx = Ctx::now();
+    let hidden = engine.access.hidden_everywhere(&who);
+    let req = query::list_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
     let page = state
         .store
-        .list(&engine, &e, &req, &ctx)
+        .list(&engine, &e, &req, &who)
         .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     let mut body = json!({ "items": page.items, "next": page.next });
     if let Some(total) = page.total {
         body["total"] = json!(total);
@@ -226,17 +245,20 @@ async fn read(
     State(state): State<AppState>,
     Path((plural, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let id = record_id(&e, &id)?;
     let pairs = query_pairs(query.as_deref())?;
-    let req = query::get_request(&engine, &e, &pairs).map_err(param_problem)?;
+    let hidden = engine.access.hidden_everywhere(&who);
+    let req = query::get_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
     let rec = state
         .store
-        .get_with(&engine, &e, id, &req)
+        .get_with(&engine, &e, id, &req, &who)
         .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     Ok(record_response(StatusCode::OK, &rec))
 }
 
@@ -281,15 +303,16 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let value = json_body(&headers, body)?;
-    let input = parse_body(&e, &value, Mode::Create).map_err(Problem::invalid)?;
+    let input = checked_input(&engine, &e, &value, Mode::Create, &who)?;
     let rec = state
         .store
-        .create(&engine, &e, &input)
+        .create(&engine, &e, &input, &who)
         .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     let mut res = record_response(StatusCode::CREATED, &rec);
     if let Some(id) = rec.get("id").and_then(Value::as_str)
         && let Ok(loc) = HeaderValue::from_str(&format!("/api/{}/{id}", e.plural))
@@ -297,6 +320,38 @@ async fn create(
         res.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(res)
+}
+
+/// Validates a body, then applies the caller's field write rules and presets.
+fn checked_input(
+    engine: &Engine,
+    e: &Entity,
+    value: &Value,
+    mode: Mode,
+    who: &Principal,
+) -> Result<crate::engine::Input, Problem> {
+    let rule_errors = engine.access.check_write(e, value, mode, who);
+    let mut input = match parse_body(e, value, mode) {
+        Ok(input) if rule_errors.is_empty() => input,
+        Ok(_) => return Err(Problem::invalid(rule_errors)),
+        Err(mut errors) => {
+            // Both kinds at once, one entry per field.
+            for r in rule_errors {
+                if !errors.iter().any(|x| x.pointer == r.pointer) {
+                    errors.push(r);
+                }
+            }
+            errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+            return Err(Problem::invalid(errors));
+        }
+    };
+    if mode == Mode::Create {
+        engine
+            .access
+            .apply_presets(e, who, &mut input)
+            .map_err(|err| Problem::invalid(vec![err]))?;
+    }
+    Ok(input)
 }
 
 /// `If-Match: "3"`, `W/"3"` or `3`; `*` matches any version.
@@ -322,32 +377,35 @@ async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let id = record_id(&e, &id)?;
     let expected = if_match(&headers)?;
     let value = json_body(&headers, body)?;
-    let input = parse_body(&e, &value, Mode::Update).map_err(Problem::invalid)?;
+    let input = checked_input(&engine, &e, &value, Mode::Update, &who)?;
     let rec = state
         .store
-        .update(&engine, &e, id, &input, expected)
+        .update(&engine, &e, id, &input, expected, &who)
         .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     Ok(record_response(StatusCode::OK, &rec))
 }
 
 async fn remove(
     State(state): State<AppState>,
     Path((plural, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
     let id = record_id(&e, &id)?;
     state
         .store
-        .delete(&engine, &e, id)
+        .delete(&engine, &e, id, &who)
         .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

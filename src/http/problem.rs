@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::engine::FieldError;
+use crate::engine::access::Principal;
 use crate::store;
 
 /// An error answer: `application/problem+json`.
@@ -18,6 +19,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Extension members (RFC 9457 §3.2).
     pub extra: Vec<(String, Value)>,
+    /// For 401: the `WWW-Authenticate` challenge.
+    pub www_authenticate: Option<HeaderValue>,
 }
 
 impl Problem {
@@ -34,6 +37,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             extra: Vec::new(),
+            www_authenticate: None,
         }
     }
 
@@ -102,13 +106,31 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = self.www_authenticate {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         res
+    }
+}
+
+/// What a store error means to this caller: a refusal is 401 for an anonymous caller
+/// (who might sign in) and 403 for a signed-in one.
+pub fn for_caller(err: store::Error, entity: &str, who: &Principal) -> Problem {
+    match err {
+        store::Error::Forbidden(why) if who.is_anonymous() => {
+            super::auth::unauthorized(format!("{why}; sign in first"))
+        }
+        other => from_store(other, entity),
     }
 }
 
 /// What a store error means to a client.
 pub fn from_store(err: store::Error, entity: &str) -> Problem {
     match err {
+        store::Error::Forbidden(why) => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why)
+        }
         store::Error::NotFound => Problem::not_found(format!("there is no {entity} with this id")),
         store::Error::Stale { current } => {
             let mut p = Problem::new(

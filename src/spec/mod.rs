@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod model;
+pub mod policy;
 pub mod schema;
 pub mod settings;
 pub mod walk;
@@ -18,7 +19,7 @@ pub use diag::{Diagnostic, Severity};
 pub use model::{FieldDef, FieldType, ModelDef, OnDelete};
 pub use settings::Settings;
 
-use diag::Sink;
+use diag::{Sink, suggest};
 use yaml::Pos;
 
 /// Files larger than this are refused before parsing.
@@ -30,6 +31,7 @@ pub struct Spec {
     pub root: PathBuf,
     pub settings: Settings,
     pub models: Vec<ModelDef>,
+    pub policies: Vec<policy::PolicyDef>,
     /// The text of every file read, by relative path, for rendering diagnostics.
     pub sources: BTreeMap<String, String>,
 }
@@ -161,7 +163,26 @@ pub fn load(root: &Path) -> Loaded {
         }
     }
 
-    for folder in ["workflows", "policies"] {
+    for path in yaml_files(root, "policies", &mut diagnostics) {
+        let Some(node) = read_yaml(root, &path, &mut spec.sources, &mut diagnostics) else {
+            continue;
+        };
+        let rel = relative(root, &path);
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut sink = Sink {
+            file: &rel,
+            out: &mut diagnostics,
+        };
+        if let Some(p) = policy::parse_policy(&mut sink, &stem, &node) {
+            spec.policies.push(p);
+        }
+    }
+
+    for folder in ["workflows"] {
         for path in yaml_files(root, folder, &mut diagnostics) {
             diagnostics.push(Diagnostic {
                 severity: Severity::Warning,
@@ -176,6 +197,7 @@ pub fn load(root: &Path) -> Loaded {
     }
 
     check_project(&spec, &mut diagnostics);
+    check_access(&spec, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
         (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
     });
@@ -446,6 +468,150 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
         }
     }
     let _ = Pos::default();
+}
+
+/// Checks of `auth` and the policy files that need only the spec.
+fn check_access(spec: &Spec, out: &mut Vec<Diagnostic>) {
+    let entity_names: Vec<&str> = spec.models.iter().map(|m| m.entity.name.as_str()).collect();
+    if let Some(users) = &spec.settings.auth.users {
+        let mut sink = Sink {
+            file: "trellis.yaml",
+            out,
+        };
+        match spec.model(&users.entity.name) {
+            None => sink.error_hint(
+                users.entity.pos,
+                "unknown-entity",
+                format!(
+                    "`auth.users.entity` names `{}`, which is not an entity",
+                    users.entity.name
+                ),
+                match diag::did_you_mean(&users.entity.name, entity_names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("entities: {}", entity_names.join(", ")),
+                },
+            ),
+            Some(m) => {
+                if !m.fields.iter().any(|f| {
+                    f.name == "email" && f.ty == FieldType::Email && f.unique && f.required
+                }) {
+                    sink.error_hint(
+                        users.entity.pos,
+                        "users-need-email",
+                        format!("the accounts entity `{}` needs a required, unique email field named `email`", m.entity.name),
+                        format!("add `email: {{ type: email, required: true, unique: true }}` to models/{}.yaml", m.entity.name),
+                    );
+                }
+                if let Some(rf) = &users.role_field
+                    && !m.fields.iter().any(|f| {
+                        f.name == rf.name && matches!(f.ty, FieldType::Enum | FieldType::String)
+                    })
+                {
+                    sink.error_hint(
+                        rf.pos,
+                        "unknown-field",
+                        format!(
+                            "`role_field` must name an enum or string field of `{}`",
+                            m.entity.name
+                        ),
+                        "add e.g. `role: { type: enum, values: [member, admin], default: member }`",
+                    );
+                }
+            }
+        }
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for p in &spec.policies {
+        let mut sink = Sink { file: &p.file, out };
+        let Some(model) = spec.model(&p.entity.name) else {
+            sink.error_hint(
+                p.entity.pos,
+                "unknown-entity",
+                format!("there is no entity `{}` for this policy", p.entity.name),
+                match diag::did_you_mean(&p.entity.name, entity_names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("entities: {}", entity_names.join(", ")),
+                },
+            );
+            continue;
+        };
+        if let Some(prev) = seen.insert(&p.entity.name, &p.file) {
+            sink.error(
+                p.entity.pos,
+                "duplicate-name",
+                format!("`{}` already has a policy in {prev}", p.entity.name),
+            );
+        }
+        for (name, _) in &p.conditions {
+            if model.field(&name.name).is_some() {
+                sink.error_hint(
+                    name.pos,
+                    "duplicate-name",
+                    format!("the condition `{}` has the name of a field", name.name),
+                    "give the condition another name",
+                );
+            }
+        }
+        let field_names: Vec<&str> = model.fields.iter().map(|f| f.name.as_str()).collect();
+        for rule in &p.fields {
+            match model.field(&rule.field.name) {
+                None => sink.error_hint(
+                    rule.field.pos,
+                    "unknown-field",
+                    format!("`{}` has no field `{}`", p.entity.name, rule.field.name),
+                    suggest(&rule.field.name, &field_names),
+                ),
+                Some(f)
+                    if rule.on_create.is_some()
+                        && !matches!(
+                            f.ty,
+                            FieldType::Ref
+                                | FieldType::Uuid
+                                | FieldType::String
+                                | FieldType::Email
+                                | FieldType::Text
+                        ) =>
+                {
+                    sink.error(
+                        rule.field.pos,
+                        "bad-preset",
+                        format!(
+                            "`on_create` presets fit ref, uuid and text fields; `{}` is a {} field",
+                            f.name,
+                            f.ty.name()
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !spec.policies.is_empty() {
+        for m in &spec.models {
+            if !spec.policies.iter().any(|p| p.entity.name == m.entity.name) {
+                let mut sink = Sink { file: &m.file, out };
+                sink.warning_hint(
+                    m.entity.pos,
+                    "no-policy",
+                    format!(
+                        "`{}` has no policy, so nobody may use it (access is denied by default)",
+                        m.entity.name
+                    ),
+                    format!("add policies/{}.yaml with the rules for it", m.entity.name),
+                );
+            }
+        }
+    } else if !spec.models.is_empty() {
+        out.push(Diagnostic {
+            severity: Severity::Warning,
+            code: "no-policies",
+            file: "policies".to_string(),
+            line: 1,
+            column: 1,
+            message: "there are no policy files: every entity is open to everyone, without authentication".to_string(),
+            hint: Some("add policies/<entity>.yaml files to control access; once one exists, every entity is denied by default".to_string()),
+        });
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `trellis.yaml`: project settings. Every key is optional.
 
-use super::diag::Sink;
-use super::walk::{get, map_with_keys, name_list, opt_string};
-use super::yaml::{Node, Value};
+use super::diag::{Sink, suggest};
+use super::walk::{Named, get, map_with_keys, name_list, opt_string, whole_number};
+use super::yaml::{Node, Pos, Value};
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -13,9 +13,66 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
+    pub auth: AuthSettings,
 }
 
-pub const SETTINGS_KEYS: [&str; 4] = ["name", "description", "database", "cors"];
+/// How callers prove who they are.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    pub jwt: Option<JwtSettings>,
+    pub users: Option<UsersSettings>,
+    /// Claims besides `id` and `roles` that conditions may use as `user.<claim>`.
+    pub claims: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    /// The environment variable holding the HS256 secret.
+    pub secret_env: Option<String>,
+    /// A PEM public key (RS256, ES256), relative to the project folder.
+    pub public_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Seconds of clock skew tolerated for `exp` and `nbf`.
+    pub leeway: u64,
+    pub user_id_claim: String,
+    pub roles_claim: String,
+    pub pos: Pos,
+}
+
+/// Built-in accounts on an entity of the model.
+#[derive(Debug, Clone)]
+pub struct UsersSettings {
+    pub entity: Named,
+    /// A field of that entity whose value is the user's role.
+    pub role_field: Option<Named>,
+    /// Lifetime of access tokens, in seconds.
+    pub access_ttl: u64,
+    pub pos: Pos,
+}
+
+pub const SETTINGS_KEYS: [&str; 5] = ["name", "description", "database", "cors", "auth"];
+const AUTH_KEYS: [&str; 3] = ["jwt", "users", "claims"];
+const JWT_KEYS: [&str; 9] = [
+    "algorithm",
+    "secret_env",
+    "public_key_file",
+    "issuer",
+    "audience",
+    "leeway",
+    "user_id_claim",
+    "roles_claim",
+    "jwks_file",
+];
+const USERS_KEYS: [&str; 3] = ["entity", "role_field", "access_ttl"];
 
 pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
     let mut settings = Settings::default();
@@ -52,5 +109,124 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
             }
         }
     }
+    if let Some(auth) = get(map, "auth")
+        && let Some(am) = map_with_keys(sink, auth, "`auth`", &AUTH_KEYS)
+    {
+        settings.auth = parse_auth(sink, am);
+    }
     settings
+}
+
+fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSettings {
+    let mut auth = AuthSettings::default();
+    if let Some(c) = get(am, "claims") {
+        auth.claims = name_list(sink, c, "`auth.claims`")
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+    }
+    if let Some(jwt) = get(am, "jwt")
+        && let Some(jm) = map_with_keys(sink, jwt, "`auth.jwt`", &JWT_KEYS)
+    {
+        let algorithm = match opt_string(sink, jm, "algorithm", "`algorithm`") {
+            None => JwtAlgorithm::Hs256,
+            Some(a) => match a.name.as_str() {
+                "HS256" => JwtAlgorithm::Hs256,
+                "RS256" => JwtAlgorithm::Rs256,
+                "ES256" => JwtAlgorithm::Es256,
+                other => {
+                    sink.error_hint(
+                        a.pos,
+                        "unknown-value",
+                        format!("`{other}` is not a supported algorithm"),
+                        suggest(other, &["HS256", "RS256", "ES256"]),
+                    );
+                    JwtAlgorithm::Hs256
+                }
+            },
+        };
+        if let Some(pos) = super::walk::key_pos(jm, "jwks_file") {
+            sink.error_hint(
+                pos,
+                "not-yet-supported",
+                "`jwks_file` is not supported yet",
+                "use `public_key_file` with a PEM public key",
+            );
+        }
+        let secret_env = opt_string(sink, jm, "secret_env", "`secret_env`").map(|n| n.name);
+        let public_key_file =
+            opt_string(sink, jm, "public_key_file", "`public_key_file`").map(|n| n.name);
+        match algorithm {
+            JwtAlgorithm::Hs256 if secret_env.is_none() => sink.error_hint(
+                jwt.pos,
+                "missing-key",
+                "HS256 needs `secret_env`: the environment variable that holds the secret",
+                "add e.g. `secret_env: TRELLIS_JWT_SECRET` (secrets never go in files)",
+            ),
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 if public_key_file.is_none() => sink
+                .error_hint(
+                    jwt.pos,
+                    "missing-key",
+                    "RS256 and ES256 need `public_key_file`: a PEM public key",
+                    "add e.g. `public_key_file: keys/auth.pub.pem`",
+                ),
+            _ => {}
+        }
+        let leeway = get(jm, "leeway")
+            .and_then(|n| whole_number(sink, n, "`leeway`"))
+            .map(|v| v.clamp(0, 3600) as u64)
+            .unwrap_or(30);
+        auth.jwt = Some(JwtSettings {
+            algorithm,
+            secret_env,
+            public_key_file,
+            issuer: opt_string(sink, jm, "issuer", "`issuer`").map(|n| n.name),
+            audience: opt_string(sink, jm, "audience", "`audience`").map(|n| n.name),
+            leeway,
+            user_id_claim: opt_string(sink, jm, "user_id_claim", "`user_id_claim`")
+                .map(|n| n.name)
+                .unwrap_or_else(|| "sub".to_string()),
+            roles_claim: opt_string(sink, jm, "roles_claim", "`roles_claim`")
+                .map(|n| n.name)
+                .unwrap_or_else(|| "roles".to_string()),
+            pos: jwt.pos,
+        });
+    }
+    if let Some(users) = get(am, "users")
+        && let Some(um) = map_with_keys(sink, users, "`auth.users`", &USERS_KEYS)
+    {
+        match get(um, "entity").and_then(|n| super::walk::string(sink, n, "`entity`")) {
+            Some(entity) => {
+                let access_ttl = get(um, "access_ttl")
+                    .and_then(|n| whole_number(sink, n, "`access_ttl`"))
+                    .map(|v| v.clamp(30, 86_400) as u64)
+                    .unwrap_or(900);
+                auth.users = Some(UsersSettings {
+                    entity,
+                    role_field: opt_string(sink, um, "role_field", "`role_field`"),
+                    access_ttl,
+                    pos: users.pos,
+                });
+                if !auth
+                    .jwt
+                    .as_ref()
+                    .is_some_and(|j| j.algorithm == JwtAlgorithm::Hs256)
+                {
+                    sink.error_hint(
+                        users.pos,
+                        "users-need-hs256",
+                        "built-in users need `auth.jwt` with `algorithm: HS256`: Trellis signs their tokens with that secret",
+                        "add `jwt: { algorithm: HS256, secret_env: TRELLIS_JWT_SECRET }` under `auth`",
+                    );
+                }
+            }
+            None => sink.error_hint(
+                users.pos,
+                "missing-key",
+                "`auth.users` needs `entity`: the entity whose records are the accounts",
+                "add e.g. `entity: user` (it needs an `email` field)",
+            ),
+        }
+    }
+    auth
 }

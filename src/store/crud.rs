@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::filter::Compiler;
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
-use crate::engine::cond::check::Ctx;
+use crate::engine::access::{Decision, Principal};
+use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{Cursor, GetRequest, ListRequest, SortKey, select_fields};
 use crate::engine::{Cell, Engine, Entity, Input, input};
 use crate::spec::{FieldType, OnDelete};
@@ -187,12 +188,26 @@ impl Store {
         engine: &Engine,
         e: &Entity,
         req: &ListRequest,
-        ctx: &Ctx,
+        who: &Principal,
     ) -> Result<Page, Error> {
         let dialect = self.dialect();
+        let ctx = who.ctx();
+        let policy = match engine.access.decide(&e.name, "list", who) {
+            Decision::Deny => {
+                return Err(Error::Forbidden(format!(
+                    "you may not list {} records",
+                    e.name
+                )));
+            }
+            Decision::Allow(cond) => cond,
+        };
         let mut q = select(e);
-        let mut compiler = Compiler::new(dialect, ctx);
-        let filter = req.filter.as_ref().map(|f| compiler.compile(f, "t0"));
+        let mut compiler = Compiler::new(dialect, &ctx);
+        let combined = match &req.filter {
+            Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
+            None => policy,
+        };
+        let filter = (combined != Typed::Const(true)).then(|| compiler.compile(&combined, "t0"));
         if let Some(f) = &filter {
             q.and_where(f.clone());
         }
@@ -262,9 +277,10 @@ impl Store {
             None
         };
         self.load_links(e, &mut items).await?;
-        self.expand(engine, e, &mut items, &req.expand).await?;
-        if let Some(fields) = &req.fields {
-            for item in &mut items {
+        self.expand(engine, e, &mut items, &req.expand, who).await?;
+        for item in &mut items {
+            redact(engine, e, item, who);
+            if let Some(fields) = &req.fields {
                 select_fields(item, fields);
             }
         }
@@ -273,9 +289,24 @@ impl Store {
 
     /// One record, as stored.
     pub async fn get(&self, e: &Entity, id: Uuid) -> Result<Record, Error> {
+        self.get_where(e, id, &Typed::Const(true), &Ctx::now())
+            .await
+    }
+
+    /// One record, if it satisfies `cond`.
+    async fn get_where(
+        &self,
+        e: &Entity,
+        id: Uuid,
+        cond: &Typed,
+        ctx: &Ctx,
+    ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let mut q = select(e);
         q.and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
+        if *cond != Typed::Const(true) {
+            q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+        }
         let rec = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
@@ -295,11 +326,17 @@ impl Store {
         e: &Entity,
         id: Uuid,
         req: &GetRequest,
+        who: &Principal,
     ) -> Result<Record, Error> {
-        let rec = self.get(e, id).await?;
+        let cond = match engine.access.decide(&e.name, "read", who) {
+            Decision::Deny => return Err(Error::NotFound),
+            Decision::Allow(c) => c,
+        };
+        let rec = self.get_where(e, id, &cond, &who.ctx()).await?;
         let mut items = vec![rec];
-        self.expand(engine, e, &mut items, &req.expand).await?;
+        self.expand(engine, e, &mut items, &req.expand, who).await?;
         let mut rec = items.pop().ok_or(Error::NotFound)?;
+        redact(engine, e, &mut rec, who);
         if let Some(fields) = &req.fields {
             select_fields(&mut rec, fields);
         }
@@ -353,9 +390,22 @@ impl Store {
         engine: &Engine,
         e: &Entity,
         input: &Input,
+        who: &Principal,
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
+        let ctx = who.ctx();
+        let allowed = match engine.access.decide(&e.name, "create", who) {
+            Decision::Deny => {
+                return Err(Error::Forbidden(format!(
+                    "you may not create {} records",
+                    e.name
+                )));
+            }
+            Decision::Allow(c) => c,
+        };
         let id = Uuid::now_v7();
+        let check =
+            (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
         let now = input::now();
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|s| s.to_string()).collect();
         let mut values = vec![
@@ -378,7 +428,7 @@ impl Store {
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, false);
 
-        let result: Result<Record, sqlx::Error> = on_pool!(self, pool, qb => async {
+        let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
             let mut tx = pool.begin().await?;
             let (sql, vals) = q.build_sqlx(qb());
             let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await?;
@@ -387,15 +437,23 @@ impl Store {
                 let (sql, vals) = stmt.build_sqlx(qb());
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
             }
+            if let Some(check) = &check {
+                let (sql, vals) = check.build_sqlx(qb());
+                if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                    return Ok(Err(Error::Forbidden(format!(
+                        "your policy does not let you create this {}", e.name
+                    ))));
+                }
+            }
             tx.commit().await?;
-            Ok(rec)
+            Ok(Ok(rec))
         }.await);
-        let mut rec = result.map_err(Error::Database);
-        if let Err(Error::Database(err)) = &rec {
-            rec = Err(self.explain_write_error(engine, e, input, err).await);
-        }
-        let mut rec = rec?;
+        let mut rec = match result {
+            Ok(inner) => inner?,
+            Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
+        };
         fill_links_from_input(e, input, &mut rec);
+        redact(engine, e, &mut rec, who);
         Ok(rec)
     }
 
@@ -407,8 +465,18 @@ impl Store {
         id: Uuid,
         input: &Input,
         if_match: Option<i64>,
+        who: &Principal,
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
+        let ctx = who.ctx();
+        let read = match engine.access.decide(&e.name, "read", who) {
+            Decision::Deny => return Err(Error::NotFound),
+            Decision::Allow(c) => c,
+        };
+        let allowed = match engine.access.decide(&e.name, "update", who) {
+            Decision::Deny => Typed::Const(false),
+            Decision::Allow(c) => c,
+        };
         let now = input::now();
         let mut q = Query::update();
         q.table(e.name.clone())
@@ -424,29 +492,46 @@ impl Store {
         if let Some(v) = if_match {
             q.and_where(Expr::col("version").eq(v));
         }
+        if allowed != Typed::Const(true) {
+            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
+        }
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, true);
-        let mut current = Query::select();
-        current
-            .from(e.name.clone())
-            .column("version")
-            .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        // Why nothing was updated: invisible (404), stale (412) or not allowed (403).
+        let mut current = visible(dialect, e, id, &read, &ctx);
+        current.column(("t0".to_string(), "version".to_string()));
+        // The row after the change must still be within reach.
+        let after =
+            (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
 
         let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
             let mut tx = pool.begin().await?;
             let (sql, vals) = q.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 let (sql, vals) = current.build_sqlx(qb());
-                let version: Option<i64> = sqlx::query_scalar_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
+                let found = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
+                let version: Option<i64> = match found {
+                    Some(row) => Some(row.int(1)?),
+                    None => None,
+                };
                 return Ok(Err(match version {
-                    Some(current) => Error::Stale { current },
                     None => Error::NotFound,
+                    Some(current) if if_match.is_some_and(|v| v != current) => Error::Stale { current },
+                    Some(_) => Error::Forbidden(format!("you may not change this {}", e.name)),
                 }));
             };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
                 let (sql, vals) = stmt.build_sqlx(qb());
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            }
+            if let Some(after) = &after {
+                let (sql, vals) = after.build_sqlx(qb());
+                if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                    return Ok(Err(Error::Forbidden(format!(
+                        "this change would take the {} out of your reach", e.name
+                    ))));
+                }
             }
             tx.commit().await?;
             Ok(Ok(rec))
@@ -468,21 +553,46 @@ impl Store {
             rec = items.pop().ok_or(Error::NotFound)?;
         }
         fill_links_from_input(e, input, &mut rec);
+        redact(engine, e, &mut rec, who);
         Ok(rec)
     }
 
     /// Deletes a record. Restricting references answer [`Error::Restricted`].
-    pub async fn delete(&self, engine: &Engine, e: &Entity, id: Uuid) -> Result<(), Error> {
+    pub async fn delete(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        who: &Principal,
+    ) -> Result<(), Error> {
         let dialect = self.dialect();
+        let ctx = who.ctx();
+        let read = match engine.access.decide(&e.name, "read", who) {
+            Decision::Deny => return Err(Error::NotFound),
+            Decision::Allow(c) => c,
+        };
+        let allowed = match engine.access.decide(&e.name, "delete", who) {
+            Decision::Deny => Typed::Const(false),
+            Decision::Allow(c) => c,
+        };
         let mut q = Query::delete();
         q.from_table(e.name.clone())
             .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        if allowed != Typed::Const(true) {
+            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
+        }
         let result: Result<u64, sqlx::Error> = on_pool!(self, pool, qb => async {
             let (sql, vals) = q.build_sqlx(qb());
             Ok(sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected())
         }.await);
         match result {
-            Ok(0) => Err(Error::NotFound),
+            Ok(0) => match self.get_where(e, id, &read, &ctx).await {
+                Ok(_) => Err(Error::Forbidden(format!(
+                    "you may not delete this {}",
+                    e.name
+                ))),
+                Err(_) => Err(Error::NotFound),
+            },
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(db)) if is_fk_violation(db.as_ref()) => {
                 Err(self.restricting_holders(engine, e, id).await)
@@ -659,6 +769,44 @@ fn link_statements(
         }
     }
     out
+}
+
+/// `SELECT t0.id FROM e AS t0 WHERE t0.id = ? AND cond`: is the record within reach?
+fn visible(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> SelectStatement {
+    let mut q = Query::select();
+    q.from_as(e.name.clone(), "t0")
+        .column(("t0".to_string(), "id".to_string()))
+        .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
+    if *cond != Typed::Const(true) {
+        q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+    }
+    q
+}
+
+/// Removes the fields this caller may not read, here and in embedded records.
+pub(crate) fn redact(engine: &Engine, e: &Entity, rec: &mut Record, who: &Principal) {
+    if !engine.access.enforced {
+        return;
+    }
+    for f in engine.access.hidden(&e.name, who) {
+        rec.remove(&f);
+    }
+    for f in &e.fields {
+        let Some(target) = f.target.as_deref().and_then(|t| engine.entity(t)) else {
+            continue;
+        };
+        match rec.get_mut(&f.name) {
+            Some(Value::Object(inner)) => redact(engine, target, inner, who),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    if let Value::Object(inner) = item {
+                        redact(engine, target, inner, who);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A statement on a link table.

@@ -485,6 +485,17 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
     if !problems.is_empty() {
         return Err(Error::NeedsMigration(problems));
     }
+    if let Some(users) = &engine.auth.users {
+        let id_type = match dialect {
+            Dialect::Sqlite => "TEXT",
+            Dialect::Postgres => "UUID",
+        };
+        late.push(format!(
+            "CREATE TABLE IF NOT EXISTS {} (user_id {id_type} PRIMARY KEY NOT NULL REFERENCES {}(\"id\") ON DELETE CASCADE, password_hash TEXT NOT NULL)",
+            super::accounts::CREDENTIALS,
+            super::quote(&users.entity.name)
+        ));
+    }
     statements.extend(late);
     Ok((statements, snapshots, report))
 }

@@ -13,8 +13,11 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::crud::{Record, on_pool, record_from_row, select, select_columns};
+use super::filter::Compiler;
 use super::values::uuid_value;
 use super::{Error, Pool, Store, quote};
+use crate::engine::access::{Decision, Principal};
+use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{EXPAND_CAP, Expand};
 use crate::engine::{Engine, Entity};
 use crate::spec::FieldType;
@@ -36,12 +39,21 @@ fn id_strings(v: Option<&Value>) -> Vec<String> {
 
 impl Store {
     /// Records of `e` by id, with their links.
-    async fn fetch_by_ids(&self, e: &Entity, ids: &[Uuid]) -> Result<Vec<Record>, Error> {
+    async fn fetch_by_ids(
+        &self,
+        e: &Entity,
+        ids: &[Uuid],
+        cond: &Typed,
+        ctx: &Ctx,
+    ) -> Result<Vec<Record>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let dialect = self.dialect();
         let mut q = select(e);
+        if *cond != Typed::Const(true) {
+            q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+        }
         q.and_where(
             Expr::col(("t0".to_string(), "id".to_string()))
                 .is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
@@ -61,12 +73,17 @@ impl Store {
         child: &Entity,
         via: &str,
         parents: &[Uuid],
+        cond: &Typed,
+        ctx: &Ctx,
     ) -> Result<Vec<Record>, Error> {
         if parents.is_empty() {
             return Ok(Vec::new());
         }
         let dialect = self.dialect();
         let mut inner = select(child);
+        if *cond != Typed::Const(true) {
+            inner.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+        }
         inner
             .expr_as(
                 Expr::cust(format!(
@@ -104,15 +121,22 @@ impl Store {
         e: &'a Entity,
         items: &'a mut [Record],
         tree: &'a Expand,
+        who: &'a Principal,
     ) -> Boxed<'a> {
         Box::pin(async move {
             if items.is_empty() {
                 return Ok(());
             }
+            let ctx = who.ctx();
             for (name, sub) in &tree.children {
                 let Some(field) = e.field(name) else { continue };
                 let Some(target) = field.target.as_deref().and_then(|t| engine.entity(t)) else {
                     continue;
+                };
+                // Related records are filtered by their own entity's read policy.
+                let cond = match engine.access.decide(&target.name, "read", who) {
+                    Decision::Deny => Typed::Const(false),
+                    Decision::Allow(c) => c,
                 };
                 match field.ty {
                     FieldType::Ref | FieldType::Many => {
@@ -123,8 +147,12 @@ impl Store {
                             .filter(|id| seen.insert(id.clone()))
                             .filter_map(|id| Uuid::parse_str(&id).ok())
                             .collect();
-                        let mut related = self.fetch_by_ids(target, &ids).await?;
-                        self.expand(engine, target, &mut related, sub).await?;
+                        let mut related = if cond == Typed::Const(false) {
+                            Vec::new()
+                        } else {
+                            self.fetch_by_ids(target, &ids, &cond, &ctx).await?
+                        };
+                        self.expand(engine, target, &mut related, sub, who).await?;
                         let by_id: HashMap<String, Record> = related
                             .into_iter()
                             .filter_map(|r| {
@@ -157,8 +185,13 @@ impl Store {
                             .filter_map(|r| r.get("id").and_then(Value::as_str))
                             .filter_map(|id| Uuid::parse_str(id).ok())
                             .collect();
-                        let mut children = self.fetch_children(target, via, &parents).await?;
-                        self.expand(engine, target, &mut children, sub).await?;
+                        let mut children = if cond == Typed::Const(false) {
+                            Vec::new()
+                        } else {
+                            self.fetch_children(target, via, &parents, &cond, &ctx)
+                                .await?
+                        };
+                        self.expand(engine, target, &mut children, sub, who).await?;
                         let mut by_parent: HashMap<String, Vec<Value>> = HashMap::new();
                         for c in children {
                             let parent = match c.get(via) {

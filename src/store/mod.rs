@@ -1,6 +1,7 @@
 //! `store`: the one place that speaks SQL. Two dialects (SQLite, PostgreSQL), each with
 //! its own sqlx pool; statements are built with sea-query, values are always bound.
 
+mod accounts;
 mod crud;
 mod ddl;
 mod expand;
@@ -45,6 +46,9 @@ pub enum Error {
     Connect(String),
     #[error("no such record")]
     NotFound,
+    /// The caller may see the record (or collection) but not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the record has changed: its version is now {current}")]
     Stale { current: i64 },
     #[error("the value of {} is already taken", fields.join(", "))]

@@ -125,6 +125,12 @@ pub enum Typed {
 pub struct Scope {
     /// Claims `user.<name>` may name; `None`: `user.*` is not available here.
     pub claims: Option<Vec<String>>,
+    /// Named conditions of a policy, usable by name on its entity.
+    pub named: Vec<(String, Cond)>,
+    /// The entity the named conditions belong to.
+    pub named_entity: Option<String>,
+    /// Fields the caller may not see, as (entity, field): using one is an error.
+    pub hidden: Vec<(String, String)>,
 }
 
 enum Resolved<'e> {
@@ -135,6 +141,8 @@ enum Resolved<'e> {
 struct Checker<'e> {
     engine: &'e Engine,
     scope: &'e Scope,
+    /// Named conditions being expanded (to refuse cycles).
+    expanding: std::cell::RefCell<Vec<String>>,
 }
 
 /// Checks `cond` against `entity`.
@@ -144,7 +152,12 @@ pub fn check(
     cond: &Cond,
     scope: &Scope,
 ) -> Result<Typed, CheckError> {
-    Checker { engine, scope }.cond(entity, cond)
+    Checker {
+        engine,
+        scope,
+        expanding: Default::default(),
+    }
+    .cond(entity, cond)
 }
 
 fn field_names(entity: &Entity) -> Vec<&str> {
@@ -225,6 +238,35 @@ impl<'e> Checker<'e> {
                     Some(format!("compare it instead, e.g. `{path} = …`")),
                 )),
             })?,
+            Cond::Truthy(path)
+                if path.segments.len() == 1
+                    && self.scope.named_entity.as_deref() == Some(entity.name.as_str())
+                    && self.scope.named.iter().any(|(n, _)| *n == path.segments[0]) =>
+            {
+                let name = &path.segments[0];
+                if self.expanding.borrow().contains(name) {
+                    return Err(CheckError::new(
+                        path.span,
+                        format!("the condition `{name}` refers to itself"),
+                        Some("conditions may use other conditions, but not in a circle".into()),
+                    ));
+                }
+                let named = self
+                    .scope
+                    .named
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| c.clone())
+                    .ok_or_else(|| CheckError::new(path.span, "unknown condition", None))?;
+                self.expanding.borrow_mut().push(name.clone());
+                let out = self.cond(entity, &named);
+                self.expanding.borrow_mut().pop();
+                out.map_err(|mut e| {
+                    e.message = format!("in the condition `{name}`: {}", e.message);
+                    e.span = (path.span.start, path.span.end);
+                    e
+                })?
+            }
             Cond::Truthy(path) => self.walk(entity, path, 0, &|field, _| {
                 if field.ty != FieldType::Boolean {
                     return Err(CheckError::new(
@@ -281,6 +323,18 @@ impl<'e> Checker<'e> {
                 path.span,
                 format!("`{path}` goes through more than {MAX_HOPS} relations"),
                 None,
+            ));
+        }
+        let hidden = self
+            .scope
+            .hidden
+            .iter()
+            .any(|(e, f)| *e == entity.name && f == name);
+        if hidden {
+            return Err(CheckError::new(
+                path.span,
+                format!("you may not use the field `{name}` of {}", entity.name),
+                Some("its policy hides it from your roles".to_string()),
             ));
         }
         let field = entity

@@ -1,0 +1,503 @@
+//! Policies, compiled: who may do what, as conditions the store adds to its SQL.
+//!
+//! Default deny: once a project has policy files, an action is allowed only by a
+//! matching `allow` rule, and a matching `deny` rule always wins. A project without
+//! any policy file is open (and `trellis check` says so).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::cond::check::{Ctx, Scope, Typed, check};
+use super::cond::{Cond, parse};
+use super::input::{FieldError, Input, Mode};
+use super::{Engine, Entity};
+use crate::spec::diag::Diagnostic;
+use crate::spec::policy::{PolicyDef, WriteDef};
+use crate::spec::{Severity, Spec};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// The user id (from the token's user id claim); `None` for anonymous callers.
+    pub id: Option<String>,
+    /// `anonymous`, or `authenticated` plus the token's roles.
+    pub roles: Vec<String>,
+    /// Every claim of the token, plus `id` and `roles`.
+    pub claims: Map<String, Value>,
+    /// Trellis itself (built-in signup): no policy applies.
+    pub system: bool,
+}
+
+impl Principal {
+    pub fn anonymous() -> Principal {
+        Principal {
+            id: None,
+            roles: vec!["anonymous".to_string()],
+            claims: Map::new(),
+            system: false,
+        }
+    }
+
+    /// Trellis acting for itself.
+    pub fn system() -> Principal {
+        Principal {
+            id: None,
+            roles: Vec::new(),
+            claims: Map::new(),
+            system: true,
+        }
+    }
+
+    /// A signed-in user with these roles (`authenticated` is added).
+    pub fn user(id: &str, roles: &[&str], mut claims: Map<String, Value>) -> Principal {
+        let mut all = vec!["authenticated".to_string()];
+        all.extend(roles.iter().map(|r| r.to_string()));
+        claims.insert("id".into(), json!(id));
+        claims.insert("roles".into(), json!(all));
+        Principal {
+            id: Some(id.to_string()),
+            roles: all,
+            claims,
+            system: false,
+        }
+    }
+
+    pub fn has_role(&self, roles: &[String]) -> bool {
+        roles.iter().any(|r| r == "*" || self.roles.contains(r))
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.id.is_none()
+    }
+
+    /// The context conditions run in for this caller, now.
+    pub fn ctx(&self) -> Ctx {
+        Ctx {
+            now: super::input::now(),
+            user: self.claims.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub cond: Option<Typed>,
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteRule {
+    Never,
+    OnCreate,
+    Roles(Vec<String>),
+}
+
+/// The compiled policy of one entity.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    /// Field -> roles that may read it.
+    pub read_roles: HashMap<String, Vec<String>>,
+    pub write: HashMap<String, WriteRule>,
+    /// Field -> claim path stored on create (`user.id` -> ["id"]).
+    pub presets: HashMap<String, Vec<String>>,
+}
+
+/// The answer to "may this caller do this?".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Deny,
+    /// Allowed on the records matching the condition.
+    Allow(Typed),
+}
+
+fn matches(actions: &[String], action: &str) -> bool {
+    actions.iter().any(|a| a == "*" || a == action)
+}
+
+fn or(a: Typed, b: Typed) -> Typed {
+    match (a, b) {
+        (Typed::Const(true), _) | (_, Typed::Const(true)) => Typed::Const(true),
+        (Typed::Const(false), x) | (x, Typed::Const(false)) => x,
+        (a, b) => Typed::Or(Box::new(a), Box::new(b)),
+    }
+}
+
+fn and(a: Typed, b: Typed) -> Typed {
+    match (a, b) {
+        (Typed::Const(false), _) | (_, Typed::Const(false)) => Typed::Const(false),
+        (Typed::Const(true), x) | (x, Typed::Const(true)) => x,
+        (a, b) => Typed::And(Box::new(a), Box::new(b)),
+    }
+}
+
+impl Policy {
+    pub fn decide(&self, action: &str, p: &Principal) -> Decision {
+        let mut allowed: Option<Typed> = None;
+        for r in self.rules.iter().filter(|r| p.has_role(&r.roles)) {
+            if matches(&r.allow, action) {
+                let c = r.cond.clone().unwrap_or(Typed::Const(true));
+                allowed = Some(match allowed {
+                    None => c,
+                    Some(prev) => or(prev, c),
+                });
+            }
+        }
+        let Some(mut cond) = allowed else {
+            return Decision::Deny;
+        };
+        for r in self.rules.iter().filter(|r| p.has_role(&r.roles)) {
+            if matches(&r.deny, action) {
+                match &r.cond {
+                    None => return Decision::Deny,
+                    Some(c) => cond = and(cond, Typed::Not(Box::new(c.clone()))),
+                }
+            }
+        }
+        if cond == Typed::Const(false) {
+            Decision::Deny
+        } else {
+            Decision::Allow(cond)
+        }
+    }
+
+    /// Fields of the entity this caller may not see.
+    pub fn hidden(&self, p: &Principal) -> Vec<String> {
+        self.read_roles
+            .iter()
+            .filter(|(_, roles)| !p.has_role(roles))
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+}
+
+/// All policies of a project.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `false`: the project has no policy files and everything is open.
+    pub enforced: bool,
+    pub policies: HashMap<String, Policy>,
+    /// Claim names conditions may use (`id`, `roles`, and `auth.claims`).
+    pub claims: Vec<String>,
+}
+
+impl Access {
+    pub fn decide(&self, entity: &str, action: &str, p: &Principal) -> Decision {
+        if !self.enforced || p.system {
+            return Decision::Allow(Typed::Const(true));
+        }
+        match self.policies.get(entity) {
+            Some(policy) => policy.decide(action, p),
+            None => Decision::Deny,
+        }
+    }
+
+    /// Fields of `entity` hidden from this caller.
+    pub fn hidden(&self, entity: &str, p: &Principal) -> Vec<String> {
+        if !self.enforced || p.system {
+            return Vec::new();
+        }
+        self.policies
+            .get(entity)
+            .map(|pol| pol.hidden(p))
+            .unwrap_or_default()
+    }
+
+    /// Every (entity, field) hidden from this caller (for checking filters).
+    pub fn hidden_everywhere(&self, p: &Principal) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (e, pol) in &self.policies {
+            for f in pol.hidden(p) {
+                out.push((e.clone(), f));
+            }
+        }
+        out
+    }
+
+    pub fn policy(&self, entity: &str) -> Option<&Policy> {
+        self.policies.get(entity)
+    }
+
+    /// Field write rules for a request body: each field the caller may not write is
+    /// a 422 entry (never silently dropped).
+    pub fn check_write(
+        &self,
+        e: &Entity,
+        body: &Value,
+        mode: Mode,
+        who: &Principal,
+    ) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if !self.enforced || who.system {
+            return errors;
+        }
+        let (Some(obj), Some(policy)) = (body.as_object(), self.policies.get(&e.name)) else {
+            return errors;
+        };
+        let hidden = policy.hidden(who);
+        for key in obj.keys() {
+            let pointer = format!("/{key}");
+            if hidden.contains(key) {
+                errors.push(FieldError::new(
+                    pointer,
+                    format!("you may not write `{key}`"),
+                ));
+                continue;
+            }
+            if policy.presets.contains_key(key) {
+                errors.push(FieldError::new(
+                    pointer,
+                    format!("`{key}` is set by the server from who you are"),
+                ));
+                continue;
+            }
+            match policy.write.get(key) {
+                Some(WriteRule::Never) => {
+                    errors.push(FieldError::new(
+                        pointer,
+                        format!("`{key}` cannot be written"),
+                    ));
+                }
+                Some(WriteRule::OnCreate) if mode == Mode::Update => {
+                    errors.push(FieldError::new(
+                        pointer,
+                        format!("`{key}` can only be set when the record is created"),
+                    ));
+                }
+                Some(WriteRule::Roles(roles)) if !who.has_role(roles) => {
+                    errors.push(FieldError::new(
+                        pointer,
+                        format!(
+                            "you may not write `{key}` (it needs the role {})",
+                            roles.join(" or ")
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    /// Fills `on_create` presets (e.g. the author is the caller).
+    pub fn apply_presets(
+        &self,
+        e: &Entity,
+        who: &Principal,
+        input: &mut Input,
+    ) -> Result<(), FieldError> {
+        if !self.enforced || who.system {
+            return Ok(());
+        }
+        let Some(policy) = self.policies.get(&e.name) else {
+            return Ok(());
+        };
+        for (field, claim) in &policy.presets {
+            let Some(index) = e.fields.iter().position(|f| f.name == *field) else {
+                continue;
+            };
+            let mut v = who.claims.get(&claim[0]);
+            for part in &claim[1..] {
+                v = v.and_then(|x| x.get(part));
+            }
+            let Some(v) = v.filter(|v| !v.is_null()) else {
+                return Err(FieldError::new(
+                    format!("/{field}"),
+                    format!(
+                        "`{field}` is set to your `user.{}`, but you have none",
+                        claim.join(".")
+                    ),
+                ));
+            };
+            let cell = super::input::convert(&e.fields[index], v).map_err(|d| {
+                FieldError::new(
+                    format!("/{field}"),
+                    format!("your `user.{}` {d}", claim.join(".")),
+                )
+            })?;
+            input.values.retain(|(i, _)| *i != index);
+            input.values.push((index, cell));
+        }
+        input.values.sort_by_key(|(i, _)| *i);
+        Ok(())
+    }
+}
+
+fn diag(
+    file: &str,
+    line: u32,
+    column: u32,
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
+) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        code,
+        file: file.to_string(),
+        line,
+        column,
+        message,
+        hint,
+    }
+}
+
+/// Compiles the policies of `spec` against the built engine, reporting every
+/// condition that does not parse or does not fit the model.
+pub fn compile(engine: &Engine, spec: &Spec) -> (Access, Vec<Diagnostic>) {
+    let mut out = Vec::new();
+    let mut claims = vec!["id".to_string(), "roles".to_string()];
+    claims.extend(spec.settings.auth.claims.iter().cloned());
+    if let Some(users) = &spec.settings.auth.users {
+        claims.push("email".to_string());
+        if let Some(rf) = &users.role_field {
+            claims.push(rf.name.clone());
+        }
+    }
+    let mut access = Access {
+        enforced: !spec.policies.is_empty(),
+        policies: HashMap::new(),
+        claims: claims.clone(),
+    };
+    for def in &spec.policies {
+        let Some(entity) = engine.entity(&def.entity.name) else {
+            continue;
+        };
+        access.policies.insert(
+            entity.name.clone(),
+            compile_one(engine, entity, def, &claims, &mut out),
+        );
+    }
+    (access, out)
+}
+
+fn compile_one(
+    engine: &Engine,
+    entity: &Entity,
+    def: &PolicyDef,
+    claims: &[String],
+    out: &mut Vec<Diagnostic>,
+) -> Policy {
+    let mut named: Vec<(String, Cond)> = Vec::new();
+    for (name, text) in &def.conditions {
+        match parse(&text.text) {
+            Ok(c) => named.push((name.name.clone(), c)),
+            Err(e) => out.push(diag(
+                &def.file,
+                text.pos.line,
+                text.pos.col + e.column as u32 - 1,
+                "invalid-condition",
+                format!(
+                    "the condition `{}` cannot be read: {}",
+                    name.name, e.message
+                ),
+                e.hint,
+            )),
+        }
+    }
+    let scope = Scope {
+        claims: Some(claims.to_vec()),
+        named: named.clone(),
+        named_entity: Some(entity.name.clone()),
+        hidden: Vec::new(),
+    };
+    // Named conditions are checked even when no rule uses them.
+    for (name, text) in &def.conditions {
+        if let Some((_, c)) = named.iter().find(|(n, _)| *n == name.name)
+            && let Err(e) = check(engine, entity, c, &scope)
+        {
+            out.push(diag(
+                &def.file,
+                text.pos.line,
+                text.pos.col + e.span.0 as u32,
+                "invalid-condition",
+                format!("the condition `{}`: {}", name.name, e.message),
+                e.hint,
+            ));
+        }
+    }
+    let mut policy = Policy::default();
+    for r in &def.rules {
+        let cond = r.condition.as_ref().and_then(|text| {
+            let parsed = match parse(&text.text) {
+                Ok(c) => c,
+                Err(e) => {
+                    out.push(diag(
+                        &def.file,
+                        text.pos.line,
+                        text.pos.col + e.column as u32 - 1,
+                        "invalid-condition",
+                        format!("`where` of `{}` cannot be read: {}", r.name, e.message),
+                        e.hint,
+                    ));
+                    return Some(Typed::Const(false));
+                }
+            };
+            match check(engine, entity, &parsed, &scope) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    out.push(diag(
+                        &def.file,
+                        text.pos.line,
+                        text.pos.col + e.span.0 as u32,
+                        "invalid-condition",
+                        format!("`where` of `{}`: {}", r.name, e.message),
+                        e.hint,
+                    ));
+                    Some(Typed::Const(false))
+                }
+            }
+        });
+        policy.rules.push(Rule {
+            name: r.name.clone(),
+            roles: r.roles.iter().map(|n| n.name.clone()).collect(),
+            allow: r.allow.iter().map(|n| n.name.clone()).collect(),
+            deny: r.deny.iter().map(|n| n.name.clone()).collect(),
+            cond,
+        });
+    }
+    for f in &def.fields {
+        if let Some(roles) = &f.read_roles {
+            policy.read_roles.insert(
+                f.field.name.clone(),
+                roles.iter().map(|n| n.name.clone()).collect(),
+            );
+        }
+        if let Some((w, _)) = &f.write {
+            policy.write.insert(
+                f.field.name.clone(),
+                match w {
+                    WriteDef::Never => WriteRule::Never,
+                    WriteDef::OnCreate => WriteRule::OnCreate,
+                    WriteDef::Roles(r) => {
+                        WriteRule::Roles(r.iter().map(|n| n.name.clone()).collect())
+                    }
+                },
+            );
+        }
+        if let Some(p) = &f.on_create {
+            let path: Vec<String> = p
+                .name
+                .trim_start_matches("user.")
+                .split('.')
+                .map(str::to_string)
+                .collect();
+            if !claims.contains(&path[0]) {
+                out.push(diag(
+                    &def.file,
+                    p.pos.line,
+                    p.pos.col,
+                    "unknown-claim",
+                    format!("there is no claim `user.{}`", path[0]),
+                    Some(format!("claims: {}", claims.join(", "))),
+                ));
+            }
+            policy.presets.insert(f.field.name.clone(), path);
+        }
+    }
+    policy
+}

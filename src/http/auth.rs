@@ -1,0 +1,232 @@
+//! Authentication: Bearer JWTs in, a [`Principal`] out; and built-in accounts
+//! (`POST /auth/signup`, `POST /auth/login`) that issue such tokens.
+
+use std::path::Path;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde_json::{Map, Value, json};
+
+use super::problem::Problem;
+use crate::engine::Engine;
+use crate::engine::access::Principal;
+use crate::spec::settings::{JwtAlgorithm, JwtSettings, UsersSettings};
+
+/// Why authentication could not be set up (at start or reload).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the environment variable {0} (auth.jwt.secret_env) is not set")]
+    MissingSecret(String),
+    #[error("the JWT secret in {0} is shorter than 32 bytes; use a long random value")]
+    WeakSecret(String),
+    #[error("cannot read the public key {path}: {reason}")]
+    Key { path: String, reason: String },
+}
+
+struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    settings: JwtSettings,
+}
+
+/// Checks tokens and, with built-in accounts, issues them.
+pub struct Auth {
+    verifier: Option<Verifier>,
+    signer: Option<(EncodingKey, JwtSettings)>,
+    pub users: Option<UsersSettings>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("jwt", &self.verifier.is_some())
+            .field("users", &self.users.is_some())
+            .finish()
+    }
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::Hs256 => Algorithm::HS256,
+        JwtAlgorithm::Rs256 => Algorithm::RS256,
+        JwtAlgorithm::Es256 => Algorithm::ES256,
+    }
+}
+
+/// A 401 problem with the header RFC 6750 asks for.
+pub fn unauthorized(detail: impl Into<String>) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    );
+    p.www_authenticate = Some(HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    p
+}
+
+impl Auth {
+    /// No authentication: every caller is anonymous.
+    pub fn none() -> Auth {
+        Auth {
+            verifier: None,
+            signer: None,
+            users: None,
+        }
+    }
+
+    /// Sets up what `trellis.yaml` asks for. `secret` reads a secret by the name of
+    /// its environment variable; key files are read relative to `project`.
+    pub fn from_engine(
+        engine: &Engine,
+        project: &Path,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Auth, SetupError> {
+        let Some(jwt) = &engine.auth.jwt else {
+            return Ok(Auth::none());
+        };
+        let alg = algorithm(jwt.algorithm);
+        let (key, signer) = match jwt.algorithm {
+            JwtAlgorithm::Hs256 => {
+                let var = jwt.secret_env.clone().unwrap_or_default();
+                let value = secret(&var).ok_or_else(|| SetupError::MissingSecret(var.clone()))?;
+                if value.len() < 32 {
+                    return Err(SetupError::WeakSecret(var));
+                }
+                (
+                    DecodingKey::from_secret(value.as_bytes()),
+                    Some((EncodingKey::from_secret(value.as_bytes()), jwt.clone())),
+                )
+            }
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+                let file = jwt.public_key_file.clone().unwrap_or_default();
+                let path = project.join(&file);
+                let pem = std::fs::read(&path).map_err(|e| SetupError::Key {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let key = if jwt.algorithm == JwtAlgorithm::Rs256 {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                }
+                .map_err(|e| SetupError::Key {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                (key, None)
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = jwt.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &jwt.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &jwt.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Auth {
+            verifier: Some(Verifier {
+                key,
+                validation,
+                settings: jwt.clone(),
+            }),
+            signer,
+            users: engine.auth.users.clone(),
+        })
+    }
+
+    /// The caller of a request: anonymous without a token, 401 for a bad one.
+    pub fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
+        let Some(raw) = headers.get(header::AUTHORIZATION) else {
+            return Ok(Principal::anonymous());
+        };
+        let Some(verifier) = &self.verifier else {
+            return Err(unauthorized(
+                "this server does not accept tokens (no `auth.jwt` in trellis.yaml)",
+            ));
+        };
+        let text = raw.to_str().unwrap_or("").trim();
+        let token = match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ));
+            }
+        };
+        let data = decode::<Map<String, Value>>(token, &verifier.key, &verifier.validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let why = match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidIssuer => "the token was issued by another issuer",
+                    ErrorKind::InvalidAudience => "the token is meant for another audience",
+                    ErrorKind::InvalidSignature => "the token's signature is wrong",
+                    ErrorKind::InvalidAlgorithm => "the token uses another algorithm",
+                    ErrorKind::MissingRequiredClaim(_) => "the token has no expiry (`exp`)",
+                    _ => "the token cannot be read",
+                };
+                unauthorized(why)
+            })?;
+        let mut claims = data.claims;
+        let s = &verifier.settings;
+        let id = match claims.get(&s.user_id_claim) {
+            Some(Value::String(v)) if !v.is_empty() => v.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(unauthorized(format!(
+                    "the token has no user id claim `{}`",
+                    s.user_id_claim
+                )));
+            }
+        };
+        let roles: Vec<String> = match claims.get(&s.roles_claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(r)) => vec![r.clone()],
+            _ => Vec::new(),
+        };
+        let mut all = vec!["authenticated".to_string()];
+        all.extend(roles.into_iter().filter(|r| r != "anonymous"));
+        claims.insert("id".into(), json!(id));
+        claims.insert("roles".into(), json!(all));
+        Ok(Principal {
+            id: Some(id),
+            roles: all,
+            claims,
+            system: false,
+        })
+    }
+
+    /// Signs an access token for a built-in account. Returns it and its lifetime.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        roles: &[String],
+        extra: Map<String, Value>,
+    ) -> Option<(String, u64)> {
+        let (key, settings) = self.signer.as_ref()?;
+        let ttl = self.users.as_ref().map(|u| u.access_ttl).unwrap_or(900);
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = extra;
+        claims.insert(settings.user_id_claim.clone(), json!(user_id));
+        claims.insert(settings.roles_claim.clone(), json!(roles));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + ttl as i64));
+        if let Some(iss) = &settings.issuer {
+            claims.insert("iss".into(), json!(iss));
+        }
+        if let Some(aud) = &settings.audience {
+            claims.insert("aud".into(), json!(aud));
+        }
+        let token = encode(&Header::new(Algorithm::HS256), &claims, key).ok()?;
+        Some((token, ttl))
+    }
+}

@@ -1,0 +1,237 @@
+//! Built-in accounts: `POST /auth/signup` and `POST /auth/login`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::auth::unauthorized;
+use super::{AppState, Problem, json_body, json_response, problem};
+use crate::engine::access::Principal;
+use crate::engine::input::{Mode, parse_body};
+use crate::engine::{Engine, FieldError};
+
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 256;
+
+fn not_enabled() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        "built-in accounts are not enabled (`auth.users` in trellis.yaml)",
+    )
+}
+
+fn hash(password: &str) -> Option<String> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .ok()
+        .map(|h| h.to_string())
+}
+
+fn verify(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::phc::PasswordHash;
+    PasswordHash::new(stored).ok().is_some_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// The role claim of an account, from its role field.
+fn roles_of(engine: &Engine, rec: &Map<String, Value>) -> Vec<String> {
+    engine
+        .auth
+        .users
+        .as_ref()
+        .and_then(|u| u.role_field.as_ref())
+        .and_then(|rf| rec.get(&rf.name))
+        .and_then(Value::as_str)
+        .map(|r| vec![r.to_string()])
+        .unwrap_or_default()
+}
+
+fn token_response(
+    state: &AppState,
+    engine: &Engine,
+    status: StatusCode,
+    rec: &Map<String, Value>,
+) -> Result<Response, Problem> {
+    let id = rec
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let roles = roles_of(engine, rec);
+    let mut extra = Map::new();
+    if let Some(email) = rec.get("email") {
+        extra.insert("email".into(), email.clone());
+    }
+    let (token, ttl) = state
+        .auth
+        .load()
+        .issue(&id, &roles, extra.clone())
+        .ok_or_else(Problem::internal)?;
+    let role_refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let who = Principal::user(&id, &role_refs, extra);
+    let mut user = rec.clone();
+    if let Some(users) = engine
+        .auth
+        .users
+        .as_ref()
+        .and_then(|u| engine.entity(&u.entity.name))
+    {
+        for f in engine.access.hidden(&users.name, &who) {
+            user.remove(&f);
+        }
+    }
+    Ok(json_response(
+        status,
+        &json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl, "user": user }),
+    ))
+}
+
+fn password_of(obj: &mut Map<String, Value>) -> Result<String, FieldError> {
+    match obj.remove("password") {
+        Some(Value::String(p)) if p.chars().count() >= MIN_PASSWORD && p.len() <= MAX_PASSWORD => {
+            Ok(p)
+        }
+        Some(Value::String(_)) => Err(FieldError::new(
+            "/password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        )),
+        Some(_) => Err(FieldError::new("/password", "must be text")),
+        None => Err(FieldError::new("/password", "is required")),
+    }
+}
+
+pub(super) async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let Some(users) = engine.auth.users.clone() else {
+        return Err(not_enabled());
+    };
+    let e = engine
+        .entity(&users.entity.name)
+        .cloned()
+        .ok_or_else(not_enabled)?;
+    let mut value = json_body(&headers, body)?;
+    let Some(obj) = value.as_object_mut() else {
+        return Err(Problem::invalid(vec![FieldError::new(
+            "",
+            "the body must be a JSON object",
+        )]));
+    };
+    let mut errors = Vec::new();
+    let password = password_of(obj).map_err(|e| errors.push(e)).ok();
+    if let Some(rf) = &users.role_field
+        && obj.contains_key(&rf.name)
+    {
+        errors.push(FieldError::new(
+            format!("/{}", rf.name),
+            "is given by an administrator, not chosen at signup",
+        ));
+        obj.remove(&rf.name);
+    }
+    let input = match parse_body(&e, &value, Mode::Create) {
+        Ok(input) if errors.is_empty() => input,
+        Ok(_) => return Err(Problem::invalid(errors)),
+        Err(mut more) => {
+            more.extend(errors);
+            more.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+            return Err(Problem::invalid(more));
+        }
+    };
+    let password = password.unwrap_or_default();
+    let hashed = tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(Problem::internal)?;
+    let system = Principal::system();
+    let rec = state
+        .store
+        .create(&engine, &e, &input, &system)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    let id = rec
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or_else(Problem::internal)?;
+    if let Err(err) = state.store.set_password(id, &hashed).await {
+        // Do not leave an account without a password behind.
+        let _ = state.store.delete(&engine, &e, id, &system).await;
+        return Err(problem::from_store(err, &e.name));
+    }
+    token_response(&state, &engine, StatusCode::CREATED, &rec)
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let Some(users) = engine.auth.users.clone() else {
+        return Err(not_enabled());
+    };
+    let e = engine
+        .entity(&users.entity.name)
+        .cloned()
+        .ok_or_else(not_enabled)?;
+    let value = json_body(&headers, body)?;
+    let email = value
+        .get("email")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let password = value
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if email.is_empty() || password.is_empty() {
+        let mut errors = Vec::new();
+        if email.is_empty() {
+            errors.push(FieldError::new("/email", "is required"));
+        }
+        if password.is_empty() {
+            errors.push(FieldError::new("/password", "is required"));
+        }
+        return Err(Problem::invalid(errors));
+    }
+    let found = state
+        .store
+        .credentials(&e, &email)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    // Verify against a real hash even for unknown emails, so that timing does not
+    // tell which emails have accounts.
+    const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$6Zl8S0yBVbLLKqdxUqoEEQnFJtVQJWZpA0qcPaQUjlQ";
+    let (id, stored) = found
+        .clone()
+        .unwrap_or_else(|| (String::new(), DECOY.to_string()));
+    let ok = tokio::task::spawn_blocking(move || verify(&password, &stored))
+        .await
+        .unwrap_or(false);
+    if !ok || found.is_none() {
+        return Err(unauthorized("wrong email or password"));
+    }
+    let uid = uuid::Uuid::parse_str(&id).map_err(|_| Problem::internal())?;
+    let rec = state
+        .store
+        .get(&e, uid)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    token_response(&state, &engine, StatusCode::OK, &rec)
+}
