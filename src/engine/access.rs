@@ -422,7 +422,7 @@ fn compile_one(
     }
     let mut policy = Policy::default();
     for r in &def.rules {
-        let cond = r.condition.as_ref().and_then(|text| {
+        let cond = r.condition.as_ref().map(|text| {
             let parsed = match parse(&text.text) {
                 Ok(c) => c,
                 Err(e) => {
@@ -434,11 +434,11 @@ fn compile_one(
                         format!("`where` of `{}` cannot be read: {}", r.name, e.message),
                         e.hint,
                     ));
-                    return Some(Typed::Const(false));
+                    return Typed::Const(false);
                 }
             };
             match check(engine, entity, &parsed, &scope) {
-                Ok(t) => Some(t),
+                Ok(t) => t,
                 Err(e) => {
                     out.push(diag(
                         &def.file,
@@ -448,7 +448,7 @@ fn compile_one(
                         format!("`where` of `{}`: {}", r.name, e.message),
                         e.hint,
                     ));
-                    Some(Typed::Const(false))
+                    Typed::Const(false)
                 }
             }
         });

@@ -61,7 +61,9 @@ pub fn unauthorized(detail: impl Into<String>) -> Problem {
         "Unauthorized",
         detail,
     );
-    p.www_authenticate = Some(HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    p.www_authenticate = Some(Box::new(HeaderValue::from_static(
+        "Bearer error=\"invalid_token\"",
+    )));
     p
 }
 

@@ -20,7 +20,7 @@ pub struct Problem {
     /// Extension members (RFC 9457 §3.2).
     pub extra: Vec<(String, Value)>,
     /// For 401: the `WWW-Authenticate` challenge.
-    pub www_authenticate: Option<HeaderValue>,
+    pub www_authenticate: Option<Box<HeaderValue>>,
 }
 
 impl Problem {
@@ -108,7 +108,7 @@ impl IntoResponse for Problem {
         );
         if let Some(challenge) = self.www_authenticate {
             res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+                .insert(header::WWW_AUTHENTICATE, *challenge);
         }
         res
     }
