@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use trellis::engine::Engine;
-use trellis::http::{AppState, router};
+use trellis::http::{AppState, Auth, router};
 use trellis::spec::{self, Diagnostic, Loaded, Severity};
 use trellis::store::{self, Store};
 
@@ -58,7 +58,7 @@ enum Command {
         /// Which file format.
         #[arg(long, value_enum, default_value_t = SchemaKind::Model)]
         kind: SchemaKind,
-        /// Write `model.schema.json` and `trellis.schema.json` into this folder instead.
+        /// Write `model.schema.json`, `trellis.schema.json` and `policy.schema.json` into this folder instead.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -74,6 +74,7 @@ enum Format {
 enum SchemaKind {
     Model,
     Settings,
+    Policy,
 }
 
 pub fn main() -> ExitCode {
@@ -182,7 +183,7 @@ fn summary(diagnostics: &[Diagnostic]) -> String {
 }
 
 fn check(dir: &Path, format: Format) -> Result<ExitCode> {
-    let loaded = spec::load(dir);
+    let (loaded, _) = load_all(dir);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&loaded.diagnostics)?),
         Format::Human => {
@@ -203,20 +204,47 @@ fn check(dir: &Path, format: Format) -> Result<ExitCode> {
     })
 }
 
-fn load_engine(dir: &Path) -> Result<Engine> {
-    let loaded = spec::load(dir);
+/// Loads and compiles a project: the spec's diagnostics, then the compiled
+/// policies' (which need the whole model).
+fn load_all(dir: &Path) -> (Loaded, Option<Engine>) {
+    let mut loaded = spec::load(dir);
     if loaded.has_errors() {
-        render(&loaded);
-        bail!(
-            "the project in {} has problems ({}); fix them and try again",
-            dir.display(),
-            summary(&loaded.diagnostics)
-        );
+        return (loaded, None);
     }
+    match Engine::build(&loaded) {
+        Ok(engine) => (loaded, Some(engine)),
+        Err(trellis::engine::Error::Diagnostics(more)) => {
+            loaded.diagnostics.extend(more);
+            (loaded, None)
+        }
+        Err(other) => {
+            loaded.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                code: "internal",
+                file: dir.display().to_string(),
+                line: 1,
+                column: 1,
+                message: other.to_string(),
+                hint: None,
+            });
+            (loaded, None)
+        }
+    }
+}
+
+fn load_engine(dir: &Path) -> Result<Engine> {
+    let (loaded, engine) = load_all(dir);
     if !loaded.diagnostics.is_empty() {
         render(&loaded);
     }
-    Ok(Engine::build(&loaded)?)
+    match engine {
+        Some(engine) => Ok(engine),
+        None => bail!(
+            "the project in {} has problems ({}); fix them and try again",
+            dir.display(),
+            summary(&loaded.diagnostics)
+        ),
+    }
 }
 
 fn openapi(dir: &Path) -> Result<ExitCode> {
@@ -228,13 +256,15 @@ fn openapi(dir: &Path) -> Result<ExitCode> {
 fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
     let model = serde_json::to_string_pretty(&spec::schema::model_schema())?;
     let settings = serde_json::to_string_pretty(&spec::schema::settings_schema())?;
+    let policy = serde_json::to_string_pretty(&spec::schema::policy_schema())?;
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("model.schema.json"), model + "\n")?;
             std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
+            std::fs::write(dir.join("policy.schema.json"), policy + "\n")?;
             eprintln!(
-                "wrote model.schema.json and trellis.schema.json to {}",
+                "wrote model.schema.json, trellis.schema.json and policy.schema.json to {}",
                 dir.display()
             );
         }
@@ -243,6 +273,7 @@ fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
             match kind {
                 SchemaKind::Model => model,
                 SchemaKind::Settings => settings,
+                SchemaKind::Policy => policy,
             }
         ),
     }
@@ -327,7 +358,17 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
             Err(err) => return Err(err.into()),
         }
         let entities = engine.entities().len();
-        let state = AppState::new(engine, store.clone());
+        let auth = Auth::from_engine(&engine, dir, &|var| {
+            std::env::var(var).ok().or_else(|| {
+                // Development convenience: a fresh random secret, so `serve` works at
+                // once. Tokens then die with the process, and each instance has its own.
+                tracing::warn!(
+                    "{var} is not set: using a random JWT secret for this run only (tokens will not survive a restart; set {var} for anything real)"
+                );
+                Some(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
+            })
+        })?;
+        let state = AppState::with_auth(engine, store.clone(), auth);
         let app = router(state);
         let addr: SocketAddr = format!("{host}:{port}")
             .parse()

@@ -209,6 +209,7 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
     let root = common::repo_root();
     let model = jsonschema::validator_for(&spec::schema::model_schema()).unwrap();
     let settings = jsonschema::validator_for(&spec::schema::settings_schema()).unwrap();
+    let policy = jsonschema::validator_for(&spec::schema::policy_schema()).unwrap();
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
     let mut checked = 0;
@@ -227,6 +228,8 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
             "trellis.schema.json"
         } else if rel.contains("models/") {
             "model.schema.json"
+        } else if rel.contains("policies/") {
+            "policy.schema.json"
         } else {
             continue;
         };
@@ -240,10 +243,10 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
         assert!(target.is_file(), "{rel}: {reference} does not exist");
         let node = spec::yaml::parse(&text).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
         let value = node.to_json();
-        let validator = if expected == "model.schema.json" {
-            &model
-        } else {
-            &settings
+        let validator = match expected {
+            "model.schema.json" => &model,
+            "policy.schema.json" => &policy,
+            _ => &settings,
         };
         let errors: Vec<String> = validator
             .iter_errors(&value)

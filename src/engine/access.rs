@@ -249,10 +249,14 @@ impl Access {
                 continue;
             }
             if policy.presets.contains_key(key) {
-                errors.push(FieldError::new(
-                    pointer,
-                    format!("`{key}` is set by the server from who you are"),
-                ));
+                // Set from the caller; only roles allowed to write it may choose another value.
+                let may = matches!(policy.write.get(key), Some(WriteRule::Roles(roles)) if who.has_role(roles));
+                if !may {
+                    errors.push(FieldError::new(
+                        pointer,
+                        format!("`{key}` is set by the server from who you are"),
+                    ));
+                }
                 continue;
             }
             match policy.write.get(key) {
@@ -288,6 +292,7 @@ impl Access {
         &self,
         e: &Entity,
         who: &Principal,
+        body: &Value,
         input: &mut Input,
     ) -> Result<(), FieldError> {
         if !self.enforced || who.system {
@@ -297,6 +302,10 @@ impl Access {
             return Ok(());
         };
         for (field, claim) in &policy.presets {
+            if body.get(field).is_some() {
+                // Given explicitly by a caller allowed to (see `check_write`).
+                continue;
+            }
             let Some(index) = e.fields.iter().position(|f| f.name == *field) else {
                 continue;
             };

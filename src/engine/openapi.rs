@@ -28,6 +28,14 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             path: "/openapi.json".into(),
         },
     ];
+    if engine.auth.users.is_some() {
+        for path in ["/auth/signup", "/auth/login"] {
+            out.push(Route {
+                method: "post",
+                path: path.into(),
+            });
+        }
+    }
     for e in engine.entities() {
         let collection = format!("/api/{}", e.plural);
         let item = format!("/api/{}/{{id}}", e.plural);
@@ -322,6 +330,87 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
     paths.insert(format!("/api/{}/{{id}}", e.plural), item);
 }
 
+fn auth_paths(
+    engine: &Engine,
+    users: &str,
+    paths: &mut Map<String, Value>,
+    components: &mut Value,
+) {
+    let Some(e) = engine.entity(users) else {
+        return;
+    };
+    let record = pascal_case(&e.name);
+    let mut signup = e.schemas.create.clone();
+    signup["properties"]["password"] =
+        json!({ "type": "string", "minLength": 8, "maxLength": 256, "writeOnly": true });
+    let mut required: Vec<Value> = signup["required"].as_array().cloned().unwrap_or_default();
+    required.push(json!("password"));
+    signup["required"] = Value::Array(required);
+    if let Some(rf) = engine
+        .auth
+        .users
+        .as_ref()
+        .and_then(|u| u.role_field.as_ref())
+        && let Some(props) = signup["properties"].as_object_mut()
+    {
+        props.remove(&rf.name);
+    }
+    if let Some(schemas) = components["schemas"].as_object_mut() {
+        schemas.insert("Signup".into(), signup);
+        schemas.insert(
+            "Login".into(),
+            json!({
+                "type": "object", "required": ["email", "password"],
+                "properties": { "email": { "type": "string" }, "password": { "type": "string", "writeOnly": true } }
+            }),
+        );
+        schemas.insert(
+            "Session".into(),
+            json!({
+                "type": "object", "required": ["access_token", "token_type", "expires_in", "user"],
+                "properties": {
+                    "access_token": { "type": "string", "description": "A JWT for `Authorization: Bearer …`." },
+                    "token_type": { "type": "string", "const": "Bearer" },
+                    "expires_in": { "type": "integer", "description": "Seconds until the token expires." },
+                    "user": schema_ref(&record)
+                }
+            }),
+        );
+    }
+    paths.insert(
+        "/auth/signup".into(),
+        json!({ "post": {
+            "operationId": "signup", "summary": "Create an account and sign in", "tags": ["Auth"],
+            "security": [{}],
+            "requestBody": { "required": true, "content": json_content(schema_ref("Signup")) },
+            "responses": {
+                "201": { "description": "The account and a token.", "content": json_content(schema_ref("Session")) },
+                "400": problem("The body is not valid JSON."),
+                "409": problem("The email is already taken."),
+                "413": problem("The body is larger than 1 MiB."),
+                "415": problem("The body is not declared as application/json."),
+                "422": problem("The body does not fit; `errors` lists each problem.")
+            }
+        }}),
+    );
+    paths.insert(
+        "/auth/login".into(),
+        json!({ "post": {
+            "operationId": "login", "summary": "Sign in with email and password", "tags": ["Auth"],
+            "security": [{}],
+            "requestBody": { "required": true, "content": json_content(schema_ref("Login")) },
+            "responses": {
+                "200": { "description": "A token.", "content": json_content(schema_ref("Session")) },
+                "400": problem("The body is not valid JSON."),
+                "401": problem("Wrong email or password."),
+                "413": problem("The body is larger than 1 MiB."),
+                "415": problem("The body is not declared as application/json."),
+                "422": problem("Email or password missing.")
+            }
+        }}),
+    );
+}
+
 /// Builds the document.
 pub fn document(engine: &Engine) -> Value {
     let mut paths = Map::new();
@@ -393,11 +482,46 @@ pub fn document(engine: &Engine) -> Value {
     if let Some(d) = &engine.description {
         info["description"] = json!(d);
     }
-    json!({
+    let mut components = json!({ "schemas": schemas });
+    let mut doc_security = Value::Null;
+    if engine.auth.jwt.is_some() {
+        components["securitySchemes"] = json!({
+            "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                        "description": "A JWT in `Authorization: Bearer <token>`. Without one, the caller is `anonymous`." }
+        });
+        // A token is optional everywhere: anonymous callers get what the policies give them.
+        doc_security = json!([{ "bearer": [] }, {}]);
+    }
+    if let Some(users) = &engine.auth.users {
+        auth_paths(engine, &users.entity.name, &mut paths, &mut components);
+    }
+    if engine.access.enforced {
+        for item in paths.values_mut() {
+            let Some(obj) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in obj.iter_mut() {
+                if method == "parameters" {
+                    continue;
+                }
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    responses.entry("401").or_insert_with(|| problem("The token is missing, expired or invalid, or this needs a signed-in caller."));
+                    responses
+                        .entry("403")
+                        .or_insert_with(|| problem("The caller may see this but not do this."));
+                }
+            }
+        }
+    }
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": info,
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": paths,
-        "components": { "schemas": schemas }
-    })
+        "components": components
+    });
+    if !doc_security.is_null() {
+        doc["security"] = doc_security;
+    }
+    doc
 }

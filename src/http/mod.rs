@@ -348,7 +348,7 @@ fn checked_input(
     if mode == Mode::Create {
         engine
             .access
-            .apply_presets(e, who, &mut input)
+            .apply_presets(e, who, value, &mut input)
             .map_err(|err| Problem::invalid(vec![err]))?;
     }
     Ok(input)

@@ -10,6 +10,7 @@ use super::model::{ENTITY_KEYS, FieldType};
 
 pub const MODEL_SCHEMA_ID: &str = "https://trellis.dev/schemas/model.schema.json";
 pub const SETTINGS_SCHEMA_ID: &str = "https://trellis.dev/schemas/trellis.schema.json";
+pub const POLICY_SCHEMA_ID: &str = "https://trellis.dev/schemas/policy.schema.json";
 
 fn identifier() -> Value {
     json!({ "type": "string", "pattern": "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", "maxLength": 48 })
@@ -182,6 +183,37 @@ pub fn settings_schema() -> Value {
                     "url": { "type": "string", "description": "sqlite://path or postgres://…; `${VAR}` reads an environment variable." }
                 }
             },
+            "auth": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "claims": { "type": "array", "items": { "type": "string" } },
+                    "jwt": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "algorithm": { "enum": ["HS256", "RS256", "ES256"] },
+                            "secret_env": { "type": "string", "description": "The environment variable holding the HS256 secret." },
+                            "public_key_file": { "type": "string" },
+                            "issuer": { "type": "string" },
+                            "audience": { "type": "string" },
+                            "leeway": { "type": "integer", "minimum": 0 },
+                            "user_id_claim": { "type": "string" },
+                            "roles_claim": { "type": "string" }
+                        }
+                    },
+                    "users": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["entity"],
+                        "properties": {
+                            "entity": { "type": "string" },
+                            "role_field": { "type": "string" },
+                            "access_ttl": { "type": "integer", "minimum": 30 }
+                        }
+                    }
+                }
+            },
             "cors": {
                 "type": "object",
                 "additionalProperties": false,
@@ -189,6 +221,67 @@ pub fn settings_schema() -> Value {
                     "origins": { "type": "array", "items": { "type": "string" } }
                 }
             }
+        }
+    })
+}
+
+/// The JSON Schema of `policies/*.yaml`.
+pub fn policy_schema() -> Value {
+    let roles = json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 });
+    let action = json!({
+        "anyOf": [
+            { "enum": ["list", "read", "create", "update", "delete", "aggregate", "*"] },
+            { "type": "string", "pattern": "^transition\\.[a-z][a-z0-9_]*$" }
+        ]
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": POLICY_SCHEMA_ID,
+        "title": "Trellis policy",
+        "description": "Who may do what with one entity. Default deny; deny rules win.",
+        "type": "object",
+        "required": ["entity"],
+        "additionalProperties": false,
+        "properties": {
+            "entity": { "type": "string", "description": "The entity; must match the file name." },
+            "conditions": {
+                "type": "object",
+                "description": "Named conditions, usable by name in `where`.",
+                "additionalProperties": { "type": "string" }
+            },
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["roles"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": { "type": "string" },
+                        "roles": roles.clone(),
+                        "allow": { "type": "array", "items": action.clone() },
+                        "deny": { "type": "array", "items": action },
+                        "where": { "type": "string", "description": "A condition, or the name of one." }
+                    }
+                }
+            },
+            "fields": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "read": { "type": "object", "additionalProperties": false, "properties": { "roles": roles.clone() } },
+                        "write": {
+                            "anyOf": [
+                                { "enum": ["never", "on_create"] },
+                                { "type": "object", "additionalProperties": false, "properties": { "roles": roles } }
+                            ]
+                        },
+                        "on_create": { "type": "string", "pattern": "^user\\." }
+                    }
+                }
+            },
+            "tests": { "type": "array" }
         }
     })
 }

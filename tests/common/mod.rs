@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use trellis::engine::Engine;
-use trellis::http::{AppState, router};
+use trellis::http::{AppState, Auth, router};
 use trellis::spec;
 use trellis::store::Store;
 
@@ -109,10 +109,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Calls a router as a client would.
+/// The JWT secret the tests give to projects that ask for one.
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// Calls a router as a client would, with a default bearer token (or none).
 #[derive(Clone)]
 pub struct TestAppRouter {
     pub router: Router,
+    pub token: Option<String>,
 }
 
 pub struct TestApp {
@@ -168,7 +172,18 @@ impl Resp {
 
 impl TestAppRouter {
     pub fn new(router: Router) -> TestAppRouter {
-        TestAppRouter { router }
+        TestAppRouter {
+            router,
+            token: None,
+        }
+    }
+
+    /// The same app, calling with this token (or none).
+    pub fn with_token(&self, token: Option<String>) -> TestAppRouter {
+        TestAppRouter {
+            router: self.router.clone(),
+            token,
+        }
     }
 
     pub async fn call(
@@ -182,6 +197,13 @@ impl TestAppRouter {
         let has_body = body.is_some();
         for (k, v) in headers {
             req = req.header(*k, *v);
+        }
+        if let Some(token) = &self.token
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            req = req.header("authorization", format!("Bearer {token}"));
         }
         if has_body
             && !headers
@@ -273,9 +295,19 @@ impl TestApp {
         let test_db = TestDb::new(db).await;
         let store = Store::connect(&test_db.url).await.expect("connect");
         store.sync_schema(&engine).await.expect("create tables");
-        let state = AppState::new(engine, store.clone());
+        let auth = Auth::from_engine(&engine, dir, &|_| Some(TEST_SECRET.to_string()))
+            .expect("auth setup");
+        // Tests act as an administrator unless they say otherwise.
+        let admin = auth
+            .issue(
+                &uuid::Uuid::now_v7().to_string(),
+                &["admin".to_string()],
+                Default::default(),
+            )
+            .map(|(t, _)| t);
+        let state = AppState::with_auth(engine, store.clone(), auth);
         TestApp {
-            client: TestAppRouter::new(router(state.clone())),
+            client: TestAppRouter::new(router(state.clone())).with_token(admin),
             store,
             state,
             db: test_db,
@@ -294,6 +326,27 @@ impl TestApp {
         let mut app = TestApp::for_dir(db, dir.path()).await;
         app._project = Some(dir);
         app
+    }
+
+    /// A token for a user with these roles (the project must have `auth.jwt`).
+    pub fn token(&self, user_id: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        self.state
+            .auth
+            .load()
+            .issue(user_id, &roles, Default::default())
+            .expect("the project signs tokens")
+            .0
+    }
+
+    /// The app as seen by the holder of `token`.
+    pub fn as_user(&self, token: &str) -> TestAppRouter {
+        self.client.with_token(Some(token.to_string()))
+    }
+
+    /// The app as seen by an anonymous caller.
+    pub fn anonymous(&self) -> TestAppRouter {
+        self.client.with_token(None)
     }
 
     /// Counts rows straight from the database.
