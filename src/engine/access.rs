@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::cond::check::{Ctx, Scope, Typed, check};
 use super::cond::{Cond, parse};
-use super::input::{FieldError, Input, Mode};
+use super::input::{FieldError, Mode};
 use super::{Engine, Entity};
 use crate::spec::diag::Diagnostic;
 use crate::spec::policy::{PolicyDef, WriteDef};
@@ -287,28 +287,25 @@ impl Access {
         errors
     }
 
-    /// Fills `on_create` presets (e.g. the author is the caller).
+    /// Fills `on_create` presets (e.g. the author is the caller) into a create body,
+    /// where the caller did not give the field.
     pub fn apply_presets(
         &self,
         e: &Entity,
         who: &Principal,
-        body: &Value,
-        input: &mut Input,
+        body: &mut Value,
     ) -> Result<(), FieldError> {
         if !self.enforced || who.system {
             return Ok(());
         }
-        let Some(policy) = self.policies.get(&e.name) else {
+        let (Some(policy), Some(obj)) = (self.policies.get(&e.name), body.as_object_mut()) else {
             return Ok(());
         };
         for (field, claim) in &policy.presets {
-            if body.get(field).is_some() {
+            if obj.contains_key(field) {
                 // Given explicitly by a caller allowed to (see `check_write`).
                 continue;
             }
-            let Some(index) = e.fields.iter().position(|f| f.name == *field) else {
-                continue;
-            };
             let mut v = who.claims.get(&claim[0]);
             for part in &claim[1..] {
                 v = v.and_then(|x| x.get(part));
@@ -322,16 +319,8 @@ impl Access {
                     ),
                 ));
             };
-            let cell = super::input::convert(&e.fields[index], v).map_err(|d| {
-                FieldError::new(
-                    format!("/{field}"),
-                    format!("your `user.{}` {d}", claim.join(".")),
-                )
-            })?;
-            input.values.retain(|(i, _)| *i != index);
-            input.values.push((index, cell));
+            obj.insert(field.clone(), v.clone());
         }
-        input.values.sort_by_key(|(i, _)| *i);
         Ok(())
     }
 }

@@ -331,9 +331,16 @@ fn checked_input(
     who: &Principal,
 ) -> Result<crate::engine::Input, Problem> {
     let rule_errors = engine.access.check_write(e, value, mode, who);
-    let mut input = match parse_body(e, value, mode) {
-        Ok(input) if rule_errors.is_empty() => input,
-        Ok(_) => return Err(Problem::invalid(rule_errors)),
+    let mut body = value.clone();
+    if mode == Mode::Create {
+        engine
+            .access
+            .apply_presets(e, who, &mut body)
+            .map_err(|err| Problem::invalid(vec![err]))?;
+    }
+    match parse_body(e, &body, mode) {
+        Ok(input) if rule_errors.is_empty() => Ok(input),
+        Ok(_) => Err(Problem::invalid(rule_errors)),
         Err(mut errors) => {
             // Both kinds at once, one entry per field.
             for r in rule_errors {
@@ -342,16 +349,9 @@ fn checked_input(
                 }
             }
             errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
-            return Err(Problem::invalid(errors));
+            Err(Problem::invalid(errors))
         }
-    };
-    if mode == Mode::Create {
-        engine
-            .access
-            .apply_presets(e, who, value, &mut input)
-            .map_err(|err| Problem::invalid(vec![err]))?;
     }
-    Ok(input)
 }
 
 /// `If-Match: "3"`, `W/"3"` or `3`; `*` matches any version.

@@ -1,0 +1,629 @@
+//! Accounts, tokens and the root project's policies, through HTTP, on both databases.
+
+mod common;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{Db, TEST_SECRET, TestApp, TestAppRouter};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+/// Signs up through the API, gives the account a role (as admin), and signs in.
+async fn account(app: &TestApp, email: &str, role: &str) -> (String, TestAppRouter) {
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": email, "password": "correct horse", "display_name": email }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    if role != "contractor" {
+        let res = app
+            .patch(&format!("/api/users/{id}"), json!({ "role": role }), &[])
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    }
+    let res = anon
+        .post(
+            "/auth/login",
+            json!({ "email": email, "password": "correct horse" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let token = res.body["access_token"].as_str().unwrap().to_string();
+    (id, app.as_user(&token))
+}
+
+async fn signup_and_login(db: Db) {
+    let app = TestApp::root(db).await;
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": "ada@example.com", "password": "correct horse", "display_name": "Ada" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(res.body["token_type"], "Bearer");
+    assert!(res.body["expires_in"].as_u64().unwrap() > 0);
+    assert_eq!(res.body["user"]["role"], "contractor");
+    assert!(res.body["user"].get("password").is_none());
+    let token = res.body["access_token"].as_str().unwrap().to_string();
+    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    let me = app.as_user(&token).get(&format!("/api/users/{id}")).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert!(me.body.get("email").is_none(), "email is for admins only");
+
+    // Mistakes at signup, each with its field.
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": "bob@example.com", "password": "short", "display_name": "Bob", "role": "admin" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    let mut pointers = res.pointers();
+    pointers.sort();
+    assert_eq!(pointers, ["/password", "/role"]);
+    let res = anon
+        .post("/auth/signup", json!({ "email": "ada@example.com", "password": "another one", "display_name": "Ada 2" }))
+        .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert_eq!(app.rows("user").await, 1);
+
+    // Login: wrong password and unknown email look the same.
+    for (email, password) in [
+        ("ada@example.com", "wrong horse"),
+        ("nobody@example.com", "correct horse"),
+    ] {
+        let res = anon
+            .post(
+                "/auth/login",
+                json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+        assert_eq!(res.body["detail"], "wrong email or password");
+        assert!(
+            res.header("www-authenticate")
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    let res = anon
+        .post("/auth/login", json!({ "email": "ada@example.com" }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn anonymous_callers(db: Db) {
+    let app = TestApp::root(db).await;
+    app.create("skills", json!({ "name": "Rust" })).await;
+    let anon = app.anonymous();
+    let res = anon.get("/api/skills").await;
+    assert_eq!(res.status, StatusCode::OK, "skills are public");
+    assert_eq!(res.body["items"].as_array().unwrap().len(), 1);
+    let res = anon.get("/api/projects").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    let res = anon.post("/api/skills", json!({ "name": "SQL" })).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert_eq!(app.rows("skill").await, 1);
+}
+
+struct Market {
+    app: TestApp,
+    client: TestAppRouter,
+    client_id: String,
+    other_client: TestAppRouter,
+    contractor: TestAppRouter,
+    contractor_id: String,
+    other_contractor: TestAppRouter,
+    org: String,
+    draft: String,
+    open: String,
+}
+
+async fn market(db: Db) -> Market {
+    let app = TestApp::root(db).await;
+    let (client_id, client) = account(&app, "client@acme.example", "client").await;
+    let (_, other_client) = account(&app, "client@globex.example", "client").await;
+    let (contractor_id, contractor) = account(&app, "dev@example.com", "contractor").await;
+    let (_, other_contractor) = account(&app, "dev2@example.com", "contractor").await;
+    let res = client
+        .post(
+            "/api/organizations",
+            json!({ "name": "Acme", "slug": "acme", "members": [client_id] }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let org = res.id();
+    let draft = client
+        .post(
+            "/api/projects",
+            json!({ "title": "Secret plan", "client": org, "internal_notes": "do not share" }),
+        )
+        .await;
+    assert_eq!(draft.status, StatusCode::CREATED, "{}", draft.body);
+    let open = client
+        .post(
+            "/api/projects",
+            json!({ "title": "Public work", "client": org, "status": "open", "internal_notes": "budget is flexible" }),
+        )
+        .await;
+    assert_eq!(open.status, StatusCode::CREATED, "{}", open.body);
+    Market {
+        draft: draft.id(),
+        open: open.id(),
+        app,
+        client,
+        client_id,
+        other_client,
+        contractor,
+        contractor_id,
+        other_contractor,
+        org,
+    }
+}
+
+fn titles(body: &Value) -> Vec<String> {
+    let mut t: Vec<String> = body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|p| p["title"].as_str().unwrap_or_default().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+async fn projects_by_role(db: Db) {
+    let m = market(db).await;
+    // The contractor sees published projects only, without internal notes.
+    let res = m.contractor.get("/api/projects?count=true").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(titles(&res.body), ["Public work"]);
+    assert_eq!(res.body["total"], 1, "counts see only permitted rows");
+    assert!(res.body["items"][0].get("internal_notes").is_none());
+    assert_eq!(
+        m.contractor
+            .get(&format!("/api/projects/{}", m.draft))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let res = m.contractor.get(&format!("/api/projects/{}", m.open)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.get("internal_notes").is_none());
+    for bad in [
+        "filter=internal_notes%20~%20%27x%27",
+        "sort=internal_notes",
+        "fields=title,internal_notes",
+    ] {
+        let res = m.contractor.get(&format!("/api/projects?{bad}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}: {}", res.body);
+    }
+    // Visible but not theirs: 403. Invisible: 404.
+    let res = m
+        .contractor
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "title": "Mine now" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    assert_eq!(
+        m.contractor
+            .delete(&format!("/api/projects/{}", m.open))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        m.contractor
+            .delete(&format!("/api/projects/{}", m.draft))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(m.app.rows("project").await, 2);
+
+    // The client member sees both, with notes; another client sees only the published one.
+    let res = m.client.get("/api/projects").await;
+    assert_eq!(titles(&res.body), ["Public work", "Secret plan"]);
+    assert!(
+        res.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.get("internal_notes").is_some())
+    );
+    let res = m.other_client.get("/api/projects").await;
+    assert_eq!(titles(&res.body), ["Public work"]);
+    assert_eq!(
+        m.other_client
+            .get(&format!("/api/projects/{}", m.draft))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // A client cannot create a project for an organization they are not in.
+    let res = m
+        .other_client
+        .post(
+            "/api/projects",
+            json!({ "title": "Hijack", "client": m.org }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    assert_eq!(m.app.rows("project").await, 2);
+    // The client field is fixed after creation; closed projects are not deleted.
+    let res = m
+        .client
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "client": m.org }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.error_for("/client")
+            .contains("only be set when the record is created")
+    );
+    let res = m
+        .client
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "status": "closed" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(
+        m.client
+            .delete(&format!("/api/projects/{}", m.open))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        m.client
+            .delete(&format!("/api/projects/{}", m.draft))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+async fn applications_by_role(db: Db) {
+    let m = market(db).await;
+    let res = m
+        .contractor
+        .post(
+            "/api/applications",
+            json!({ "project": m.open, "cover_letter": "Hire me" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(
+        res.body["applicant"], m.contractor_id,
+        "the applicant is the caller"
+    );
+    let mine = res.id();
+    // Not to a draft (not visible), not for someone else, not choosing the status.
+    let res = m
+        .contractor
+        .post("/api/applications", json!({ "project": m.draft }))
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = m
+        .contractor
+        .post(
+            "/api/applications",
+            json!({ "project": m.open, "applicant": m.client_id, "status": "accepted" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    let mut pointers = res.pointers();
+    pointers.sort();
+    assert_eq!(pointers, ["/applicant", "/status"]);
+    let res = m
+        .other_contractor
+        .post("/api/applications", json!({ "project": m.open }))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(m.app.rows("application").await, 2);
+
+    // Each contractor sees their own; the client sees both; another client none.
+    assert_eq!(
+        m.contractor.get("/api/applications").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        m.other_contractor
+            .get(&format!("/api/applications/{mine}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        m.client.get("/api/applications").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        m.other_client.get("/api/applications").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // The client shortlists; the contractor edits the letter but not the status.
+    let res = m
+        .client
+        .patch(
+            &format!("/api/applications/{mine}"),
+            json!({ "status": "shortlisted" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = m
+        .contractor
+        .patch(
+            &format!("/api/applications/{mine}"),
+            json!({ "cover_letter": "Really" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = m
+        .contractor
+        .patch(
+            &format!("/api/applications/{mine}"),
+            json!({ "status": "accepted" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Expansions follow the related entity's policy: the contractor sees the open
+    // project through the application, but the organization's projects only as far
+    // as projects are visible to them.
+    let res = m
+        .contractor
+        .get(&format!(
+            "/api/applications/{mine}?expand=project.client.projects"
+        ))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["project"]["title"], "Public work");
+    assert!(res.body["project"].get("internal_notes").is_none());
+    assert_eq!(
+        titles(&json!({ "items": res.body["project"]["client"]["projects"] })),
+        ["Public work"]
+    );
+    let res = m
+        .client
+        .get(&format!("/api/organizations/{}?expand=projects", m.org))
+        .await;
+    assert_eq!(
+        titles(&json!({ "items": res.body["projects"] })),
+        ["Public work", "Secret plan"]
+    );
+}
+
+async fn updates_may_not_move_rows_out_of_reach(db: Db) {
+    let m = market(db).await;
+    // A member may edit the organization, but not remove themselves from it: the
+    // organization would leave their reach.
+    let path = format!("/api/organizations/{}", m.org);
+    let res = m
+        .client
+        .patch(&path, json!({ "website": "https://acme.example" }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = m.client.patch(&path, json!({ "members": [] }), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = m.app.get(&path).await;
+    assert_eq!(res.body["members"], json!([m.client_id]), "nothing changed");
+    assert_eq!(res.body["version"], 2);
+    let res = m
+        .client
+        .patch(&path, json!({ "verified": true }), &[])
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only admins verify"
+    );
+}
+
+async fn users_and_hidden_fields(db: Db) {
+    let m = market(db).await;
+    let res = m.contractor.get("/api/users").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u.get("email").is_none())
+    );
+    let res = m
+        .contractor
+        .get("/api/users?filter=email%20~%20%27acme%27")
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = m.app.get("/api/users?filter=email%20~%20%27acme%27").await;
+    assert_eq!(res.body["items"].as_array().unwrap().len(), 1, "admins may");
+    let me = format!("/api/users/{}", m.contractor_id);
+    let res = m
+        .contractor
+        .patch(&me, json!({ "display_name": "Dev" }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body.get("email").is_none(),
+        "responses to writes are redacted too"
+    );
+    let res = m
+        .contractor
+        .patch(&me, json!({ "role": "admin" }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let res = m
+        .contractor
+        .patch(
+            &format!("/api/users/{}", m.client_id),
+            json!({ "display_name": "X" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+}
+
+fn sign(claims: Value, secret: &str, alg: Algorithm) -> String {
+    encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn bad_tokens_are_401(db: Db) {
+    let app = TestApp::root(db).await;
+    let now = chrono::Utc::now().timestamp();
+    let good = json!({ "sub": uuid::Uuid::now_v7().to_string(), "roles": ["admin"], "iss": "trellis-marketplace", "aud": "trellis", "exp": now + 600 });
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let header =
+        |alg: &str| URL_SAFE_NO_PAD.encode(json!({ "alg": alg, "typ": "JWT" }).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(good.to_string());
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "expired",
+            sign(
+                with("exp", json!(now - 3600)),
+                TEST_SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                with("nbf", json!(now + 3600)),
+                TEST_SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                with("iss", json!("someone-else")),
+                TEST_SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                with("aud", json!("other-api")),
+                TEST_SECRET,
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "wrong signature",
+            sign(
+                good.clone(),
+                "another-secret-another-secret-0123456789",
+                Algorithm::HS256,
+            ),
+        ),
+        ("alg none", format!("{}.{payload}.", header("none"))),
+        ("HS/RS confusion", {
+            let t = sign(good.clone(), TEST_SECRET, Algorithm::HS256);
+            let parts: Vec<&str> = t.split('.').collect();
+            format!("{}.{}.{}", header("RS256"), parts[1], parts[2])
+        }),
+        (
+            "HS384 instead of HS256",
+            sign(good.clone(), TEST_SECRET, Algorithm::HS384),
+        ),
+        ("malformed", "not.a.token".to_string()),
+        ("no expiry", sign(no_exp, TEST_SECRET, Algorithm::HS256)),
+        ("no user id", {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove("sub");
+            sign(c, TEST_SECRET, Algorithm::HS256)
+        }),
+    ];
+    for (what, token) in cases {
+        let res = app.as_user(&token).get("/api/skills").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{what}: {}", res.body);
+        assert_eq!(
+            res.header("content-type"),
+            Some("application/problem+json"),
+            "{what}"
+        );
+        assert!(res.header("www-authenticate").is_some(), "{what}");
+    }
+    let res = app
+        .anonymous()
+        .call(
+            axum::http::Method::GET,
+            "/api/skills",
+            None,
+            &[("authorization", "Basic YTpi")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "not a bearer token");
+    // The good token works, within the leeway too.
+    assert_eq!(
+        app.as_user(&sign(good.clone(), TEST_SECRET, Algorithm::HS256))
+            .get("/api/skills")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let res = app
+        .as_user(&sign(
+            with("exp", json!(now - 5)),
+            TEST_SECRET,
+            Algorithm::HS256,
+        ))
+        .get("/api/skills")
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "5 s past expiry is within the 30 s leeway"
+    );
+}
+
+both!(
+    signup_and_login,
+    anonymous_callers,
+    projects_by_role,
+    applications_by_role,
+    updates_may_not_move_rows_out_of_reach,
+    users_and_hidden_fields,
+    bad_tokens_are_401,
+);
