@@ -53,6 +53,26 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Create a built-in account (e.g. the first admin) and print its password.
+    #[command(name = "add-user")]
+    AddUser {
+        /// The account's email.
+        email: String,
+        /// The project folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The role (the value of `auth.users.role_field`).
+        #[arg(long)]
+        role: Option<String>,
+        /// The display name, if the entity has a required `display_name` or `name`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from this environment variable instead of generating one.
+        #[arg(long)]
+        password_env: Option<String>,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Print the JSON Schema of the model file format (or write all schemas with --out).
     Schema {
         /// Which file format.
@@ -89,6 +109,14 @@ pub fn main() -> ExitCode {
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
+        Command::AddUser {
+            email,
+            dir,
+            role,
+            name,
+            password_env,
+            database_url,
+        } => add_user(&dir, &email, role, name, password_env, database_url),
     };
     match result {
         Ok(code) => code,
@@ -387,6 +415,93 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn add_user(
+    dir: &Path,
+    email: &str,
+    role: Option<String>,
+    name: Option<String>,
+    password_env: Option<String>,
+    database_url_flag: Option<String>,
+) -> Result<ExitCode> {
+    let engine = load_engine(dir)?;
+    let Some(users) = engine.auth.users.clone() else {
+        bail!("this project has no built-in accounts (`auth.users` in trellis.yaml)");
+    };
+    let Some(e) = engine.entity(&users.entity.name).cloned() else {
+        bail!("the accounts entity `{}` does not exist", users.entity.name);
+    };
+    let password = match password_env {
+        Some(var) => std::env::var(&var).with_context(|| format!("{var} is not set"))?,
+        None => format!("{}", uuid::Uuid::new_v4().simple())[..20].to_string(),
+    };
+    if password.chars().count() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("email".into(), serde_json::json!(email));
+    for key in ["display_name", "name"] {
+        if e.field(key).is_some_and(|f| f.required) {
+            body.insert(
+                key.into(),
+                serde_json::json!(name.clone().unwrap_or_else(|| email.to_string())),
+            );
+        }
+    }
+    if let (Some(role), Some(rf)) = (&role, &users.role_field) {
+        body.insert(rf.name.clone(), serde_json::json!(role));
+    }
+    let input = trellis::engine::input::parse_body(
+        &e,
+        &serde_json::Value::Object(body),
+        trellis::engine::input::Mode::Create,
+    )
+    .map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|x| format!("{}: {}", x.pointer, x.detail))
+            .collect();
+        anyhow::anyhow!(
+            "the account does not fit the `{}` entity:\n  {}",
+            e.name,
+            lines.join("\n  ")
+        )
+    })?;
+    let url = database_url(dir, database_url_flag, &engine)?;
+    let hashed = {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+            .to_string()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = Store::connect(&url).await?;
+        store.sync_schema(&engine).await?;
+        let rec = store
+            .create(
+                &engine,
+                &e,
+                &input,
+                &trellis::engine::access::Principal::system(),
+            )
+            .await?;
+        let id = rec
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .context("the new account has no id")?;
+        store.set_password(id, &hashed).await?;
+        store.close().await;
+        println!("created {} {email} (id {id})", e.name);
+        println!("password: {password}");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Hides a password in a database URL.

@@ -216,6 +216,14 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
             ),
         }
     }
+    if let Some(pos) = super::walk::key_pos(map, "tests") {
+        sink.warning_hint(
+            pos,
+            "not-yet-supported",
+            "policy `tests:` are not run by this version of Trellis yet",
+            "they are kept; `trellis test` will run them",
+        );
+    }
     let mut fields = Vec::new();
     if let Some(node) = get(map, "fields") {
         match node.as_map() {
