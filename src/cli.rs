@@ -406,7 +406,7 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
             .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
         let shown = redact(&url);
         tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -99,6 +99,94 @@ async fn signup_and_login(db: Db) {
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+async fn refresh_rotation_logout_and_rate_limits(db: Db) {
+    let app = TestApp::root(db).await;
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": "r@example.com", "password": "correct horse", "display_name": "R" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let first = res.body["refresh_token"].as_str().unwrap().to_string();
+
+    // Each refresh token works once and is replaced.
+    let res = anon
+        .post("/auth/refresh", json!({ "refresh_token": first }))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let second = res.body["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let access = res.body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.as_user(&access).get("/api/users").await.status,
+        StatusCode::OK
+    );
+    // Using the first again looks like theft: every session of the account closes.
+    let res = anon
+        .post("/auth/refresh", json!({ "refresh_token": first }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
+    let res = anon
+        .post("/auth/refresh", json!({ "refresh_token": second }))
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNAUTHORIZED,
+        "revoked with the family"
+    );
+    let res = anon
+        .post("/auth/refresh", json!({ "refresh_token": "made-up" }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let res = anon.post("/auth/refresh", json!({})).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Logout revokes.
+    let res = anon
+        .post(
+            "/auth/login",
+            json!({ "email": "r@example.com", "password": "correct horse" }),
+        )
+        .await;
+    let third = res.body["refresh_token"].as_str().unwrap().to_string();
+    let res = anon
+        .post("/auth/logout", json!({ "refresh_token": third }))
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    let res = anon
+        .post("/auth/refresh", json!({ "refresh_token": third }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+
+    // Five wrong passwords lock the account for a while, even for the right one.
+    for _ in 0..5 {
+        let res = anon
+            .post(
+                "/auth/login",
+                json!({ "email": "r@example.com", "password": "wrong horse" }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    let res = anon
+        .post(
+            "/auth/login",
+            json!({ "email": "R@example.com", "password": "correct horse" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.body);
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    assert!(res.body["retry_after"].as_u64().unwrap() > 0);
+}
+
 async fn anonymous_callers(db: Db) {
     let app = TestApp::root(db).await;
     app.create("skills", json!({ "name": "Rust" })).await;
@@ -619,6 +707,7 @@ async fn bad_tokens_are_401(db: Db) {
 }
 
 both!(
+    refresh_rotation_logout_and_rate_limits,
     signup_and_login,
     anonymous_callers,
     projects_by_role,

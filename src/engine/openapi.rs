@@ -29,7 +29,12 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
         },
     ];
     if engine.auth.users.is_some() {
-        for path in ["/auth/signup", "/auth/login"] {
+        for path in [
+            "/auth/signup",
+            "/auth/login",
+            "/auth/refresh",
+            "/auth/logout",
+        ] {
             out.push(Route {
                 method: "post",
                 path: path.into(),
@@ -367,9 +372,10 @@ fn auth_paths(
         schemas.insert(
             "Session".into(),
             json!({
-                "type": "object", "required": ["access_token", "token_type", "expires_in", "user"],
+                "type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token", "user"],
                 "properties": {
                     "access_token": { "type": "string", "description": "A JWT for `Authorization: Bearer …`." },
+                    "refresh_token": { "type": "string", "description": "Trade it at /auth/refresh for new tokens; it works once." },
                     "token_type": { "type": "string", "const": "Bearer" },
                     "expires_in": { "type": "integer", "description": "Seconds until the token expires." },
                     "user": schema_ref(&record)
@@ -405,7 +411,43 @@ fn auth_paths(
                 "401": problem("Wrong email or password."),
                 "413": problem("The body is larger than 1 MiB."),
                 "415": problem("The body is not declared as application/json."),
-                "422": problem("Email or password missing.")
+                "422": problem("Email or password missing."),
+                "429": problem("Too many attempts for this account or from this address; `retry_after` says when to try again.")
+            }
+        }}),
+    );
+    let refresh_body = json!({
+        "type": "object", "required": ["refresh_token"],
+        "properties": { "refresh_token": { "type": "string", "writeOnly": true } }
+    });
+    paths.insert(
+        "/auth/refresh".into(),
+        json!({ "post": {
+            "operationId": "refresh", "summary": "Trade a refresh token for new tokens (each refresh token works once)", "tags": ["Auth"],
+            "security": [{}],
+            "requestBody": { "required": true, "content": json_content(refresh_body.clone()) },
+            "responses": {
+                "200": { "description": "New tokens.", "content": json_content(schema_ref("Session")) },
+                "400": problem("The body is not valid JSON."),
+                "401": problem("Unknown, expired or already used refresh token (reuse closes every session of the account)."),
+                "413": problem("The body is larger than 1 MiB."),
+                "415": problem("The body is not declared as application/json."),
+                "422": problem("No refresh token.")
+            }
+        }}),
+    );
+    paths.insert(
+        "/auth/logout".into(),
+        json!({ "post": {
+            "operationId": "logout", "summary": "Revoke a refresh token", "tags": ["Auth"],
+            "security": [{}],
+            "requestBody": { "required": true, "content": json_content(refresh_body) },
+            "responses": {
+                "204": { "description": "Revoked (or already unknown)." },
+                "400": problem("The body is not valid JSON."),
+                "413": problem("The body is larger than 1 MiB."),
+                "415": problem("The body is not declared as application/json."),
+                "422": problem("No refresh token.")
             }
         }}),
     );

@@ -27,7 +27,7 @@ use crate::store::{Record, Store};
 pub use auth::Auth;
 pub use problem::Problem;
 
-mod users;
+pub mod users;
 
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -38,6 +38,8 @@ pub struct AppState {
     pub engine: Arc<ArcSwap<Engine>>,
     pub auth: Arc<ArcSwap<Auth>>,
     pub store: Store,
+    /// Login rate limits (per instance).
+    pub limits: Arc<users::LoginLimits>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
             store,
+            limits: Arc::default(),
         }
     }
 
@@ -67,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/auth/signup", post(users::signup))
         .route("/auth/login", post(users::login))
+        .route("/auth/refresh", post(users::refresh))
+        .route("/auth/logout", post(users::logout))
         .route("/api/{plural}", get(list).post(create))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
         .fallback(no_route)

@@ -1,8 +1,14 @@
 //! Built-in accounts: `POST /auth/signup` and `POST /auth/login`.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
@@ -15,6 +21,81 @@ use crate::engine::{Engine, FieldError};
 
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 256;
+/// Refresh tokens live 30 days; each use replaces it.
+const REFRESH_TTL: i64 = 30 * 24 * 3600;
+/// Failed logins per account, and login attempts per address, in a window.
+const ACCOUNT_FAILURES: usize = 5;
+const ADDRESS_ATTEMPTS: usize = 30;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Keys tracked at most (oldest forgotten first), so memory stays bounded.
+const MAX_KEYS: usize = 100_000;
+
+/// Counts events per key in a sliding window (per server instance).
+#[derive(Debug, Default)]
+pub struct Limiter {
+    events: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Limiter {
+    /// `Err(retry_after)` when `key` already has `limit` events in the window.
+    fn check(&self, key: &str, limit: usize) -> Result<(), Duration> {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some(q) = map.get_mut(key) {
+            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+                q.pop_front();
+            }
+            if q.len() >= limit {
+                let oldest = q.front().copied().unwrap_or(now);
+                return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+            }
+        }
+        Ok(())
+    }
+
+    fn hit(&self, key: &str) {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            let now = Instant::now();
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
+            if map.len() >= MAX_KEYS {
+                map.clear();
+            }
+        }
+        map.entry(key.to_string())
+            .or_default()
+            .push_back(Instant::now());
+    }
+
+    fn clear(&self, key: &str) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Login limits of one server instance.
+#[derive(Debug, Default)]
+pub struct LoginLimits {
+    accounts: Limiter,
+    addresses: Limiter,
+}
+
+fn too_many(retry: Duration, what: &str) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many attempts",
+        format!(
+            "too many {what}; try again in {} seconds",
+            retry.as_secs().max(1)
+        ),
+    );
+    p.extra
+        .push(("retry_after".into(), json!(retry.as_secs().max(1))));
+    p
+}
 
 fn not_enabled() -> Problem {
     Problem::new(
@@ -56,7 +137,7 @@ fn roles_of(engine: &Engine, rec: &Map<String, Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn token_response(
+async fn token_response(
     state: &AppState,
     engine: &Engine,
     status: StatusCode,
@@ -90,9 +171,26 @@ fn token_response(
             user.remove(&f);
         }
     }
+    let refresh = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let uid = uuid::Uuid::parse_str(&id).map_err(|_| Problem::internal())?;
+    state
+        .store
+        .add_refresh_token(uid, &refresh, REFRESH_TTL)
+        .await
+        .map_err(|err| problem::from_store(err, "session"))?;
     Ok(json_response(
         status,
-        &json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl, "user": user }),
+        &json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "refresh_token": refresh,
+            "user": user
+        }),
     ))
 }
 
@@ -172,11 +270,12 @@ pub(super) async fn signup(
         let _ = state.store.delete(&engine, &e, id, &system).await;
         return Err(problem::from_store(err, &e.name));
     }
-    token_response(&state, &engine, StatusCode::CREATED, &rec)
+    token_response(&state, &engine, StatusCode::CREATED, &rec).await
 }
 
 pub(super) async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -210,6 +309,21 @@ pub(super) async fn login(
         }
         return Err(Problem::invalid(errors));
     }
+    let address = peer
+        .map(|Extension(ConnectInfo(a))| a.ip().to_string())
+        .unwrap_or_else(|| "local".to_string());
+    let account_key = email.to_lowercase();
+    state
+        .limits
+        .addresses
+        .check(&address, ADDRESS_ATTEMPTS)
+        .map_err(|retry| too_many(retry, "sign-in attempts from this address"))?;
+    state
+        .limits
+        .accounts
+        .check(&account_key, ACCOUNT_FAILURES)
+        .map_err(|retry| too_many(retry, "failed sign-ins for this account"))?;
+    state.limits.addresses.hit(&address);
     let found = state
         .store
         .credentials(&e, &email)
@@ -225,13 +339,88 @@ pub(super) async fn login(
         .await
         .unwrap_or(false);
     if !ok || found.is_none() {
+        state.limits.accounts.hit(&account_key);
         return Err(unauthorized("wrong email or password"));
     }
+    state.limits.accounts.clear(&account_key);
     let uid = uuid::Uuid::parse_str(&id).map_err(|_| Problem::internal())?;
     let rec = state
         .store
         .get(&e, uid)
         .await
         .map_err(|err| problem::from_store(err, &e.name))?;
-    token_response(&state, &engine, StatusCode::OK, &rec)
+    token_response(&state, &engine, StatusCode::OK, &rec).await
+}
+
+fn refresh_token_of(value: &Value) -> Result<String, Problem> {
+    match value.get("refresh_token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() && t.len() <= 256 => Ok(t.to_string()),
+        _ => Err(Problem::invalid(vec![FieldError::new(
+            "/refresh_token",
+            "is required",
+        )])),
+    }
+}
+
+/// `POST /auth/refresh`: a new access token and a new refresh token for a live one.
+pub(super) async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    let Some(users) = engine.auth.users.clone() else {
+        return Err(not_enabled());
+    };
+    let e = engine
+        .entity(&users.entity.name)
+        .cloned()
+        .ok_or_else(not_enabled)?;
+    let token = refresh_token_of(&json_body(&headers, body)?)?;
+    let outcome = state
+        .store
+        .use_refresh_token(&token)
+        .await
+        .map_err(|err| problem::from_store(err, "session"))?;
+    let user_id = match outcome {
+        crate::store::Refresh::Rotated { user_id } => user_id,
+        crate::store::Refresh::Reused => {
+            return Err(unauthorized(
+                "this refresh token was already used; every session of the account was closed, sign in again",
+            ));
+        }
+        crate::store::Refresh::Invalid => {
+            return Err(unauthorized("the refresh token is unknown or expired"));
+        }
+    };
+    let uid = uuid::Uuid::parse_str(&user_id).map_err(|_| Problem::internal())?;
+    let rec = match state.store.get(&e, uid).await {
+        Ok(rec) => rec,
+        Err(crate::store::Error::NotFound) => {
+            return Err(unauthorized("the account no longer exists"));
+        }
+        Err(err) => return Err(problem::from_store(err, &e.name)),
+    };
+    token_response(&state, &engine, StatusCode::OK, &rec).await
+}
+
+/// `POST /auth/logout`: revokes a refresh token. Access tokens expire by themselves.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.load_full();
+    if engine.auth.users.is_none() {
+        return Err(not_enabled());
+    }
+    let token = refresh_token_of(&json_body(&headers, body)?)?;
+    state
+        .store
+        .revoke_refresh_token(&token)
+        .await
+        .map_err(|err| problem::from_store(err, "session"))?;
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
 }

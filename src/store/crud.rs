@@ -429,7 +429,7 @@ impl Store {
         let links = link_statements(dialect, e, id, input, false);
 
         let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(AssertSqlSafe(self.begin_write())).await?;
             let (sql, vals) = q.build_sqlx(qb());
             let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await?;
             let rec = record_from_row(e, &row)?;
@@ -440,6 +440,7 @@ impl Store {
             if let Some(check) = &check {
                 let (sql, vals) = check.build_sqlx(qb());
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                    tx.rollback().await?;
                     return Ok(Err(Error::Forbidden(format!(
                         "your policy does not let you create this {}", e.name
                     ))));
@@ -505,7 +506,7 @@ impl Store {
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
 
         let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(AssertSqlSafe(self.begin_write())).await?;
             let (sql, vals) = q.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 let (sql, vals) = current.build_sqlx(qb());
@@ -514,6 +515,7 @@ impl Store {
                     Some(row) => Some(row.int(1)?),
                     None => None,
                 };
+                tx.rollback().await?;
                 return Ok(Err(match version {
                     None => Error::NotFound,
                     Some(current) if if_match.is_some_and(|v| v != current) => Error::Stale { current },
@@ -528,6 +530,7 @@ impl Store {
             if let Some(after) = &after {
                 let (sql, vals) = after.build_sqlx(qb());
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                    tx.rollback().await?;
                     return Ok(Err(Error::Forbidden(format!(
                         "this change would take the {} out of your reach", e.name
                     ))));

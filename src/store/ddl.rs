@@ -495,6 +495,19 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
             super::accounts::CREDENTIALS,
             super::quote(&users.entity.name)
         ));
+        let time_type = match dialect {
+            Dialect::Sqlite => "TEXT",
+            Dialect::Postgres => "TIMESTAMPTZ",
+        };
+        late.push(format!(
+            "CREATE TABLE IF NOT EXISTS {} (token_hash TEXT PRIMARY KEY NOT NULL, user_id {id_type} NOT NULL REFERENCES {}(\"id\") ON DELETE CASCADE, expires_at {time_type} NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
+            super::accounts::REFRESH,
+            super::quote(&users.entity.name)
+        ));
+        late.push(format!(
+            "CREATE INDEX IF NOT EXISTS ix_trellis_refresh_user ON {} (user_id)",
+            super::accounts::REFRESH
+        ));
     }
     statements.extend(late);
     Ok((statements, snapshots, report))

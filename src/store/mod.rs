@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use accounts::Refresh;
 pub use crud::{Page, Record};
 pub use ddl::SyncReport;
 
@@ -147,6 +148,16 @@ impl Store {
         match self.pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
             Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// How a write transaction starts: SQLite takes the write lock at once
+    /// (`IMMEDIATE`), so that two writers wait for each other instead of one failing
+    /// when it upgrades from reading.
+    pub(crate) fn begin_write(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "BEGIN IMMEDIATE",
+            Pool::Postgres(_) => "BEGIN",
         }
     }
 

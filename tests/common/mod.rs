@@ -285,6 +285,11 @@ impl std::ops::Deref for TestApp {
 impl TestApp {
     /// The app for a project folder on a fresh database.
     pub async fn for_dir(db: Db, dir: &Path) -> TestApp {
+        // Server-side errors show in the output of a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("trellis=warn")
+            .try_init();
         let loaded = spec::load(dir);
         assert!(
             !loaded.has_errors(),
