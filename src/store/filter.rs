@@ -6,7 +6,7 @@ use sea_query::{Expr, ExprTrait, Func, Query};
 use super::Dialect;
 use super::values::{cell_value, uuid_value};
 use crate::engine::cond::Op;
-use crate::engine::cond::check::{Column, Ctx, Hop, Pred, Typed, resolve};
+use crate::engine::cond::check::{Arg, Column, Ctx, Hop, Pred, Typed, resolve};
 use crate::engine::input::Cell;
 use crate::spec::FieldType;
 
@@ -139,7 +139,39 @@ impl<'c> Compiler<'c> {
     }
 
     fn pred(&mut self, column: &Column, pred: &Pred, alias: &str) -> Expr {
+        // An integer column compared with a fraction: compare as doubles, with a cast
+        // that also gives the statement its own text. PostgreSQL statements are
+        // prepared and cached by their text with the parameter types of their first
+        // use; the same text bound later with another type would be misread.
+        let fractional = column.ty == FieldType::Integer
+            && match pred {
+                Pred::Cmp(_, Arg::Cell(Cell::Float(_))) => true,
+                Pred::In(args) => args.iter().any(|a| matches!(a, Arg::Cell(Cell::Float(_)))),
+                _ => false,
+            };
+        if fractional {
+            let as_double = Column {
+                name: column.name.clone(),
+                ty: FieldType::Number,
+                scale: 0,
+            };
+            let c = col(alias, &column.name).cast_as("DOUBLE PRECISION");
+            let to_float = |a: &Arg| match a {
+                Arg::Cell(Cell::Int(i)) => Arg::Cell(Cell::Float(*i as f64)),
+                other => other.clone(),
+            };
+            let pred = match pred {
+                Pred::Cmp(op, a) => Pred::Cmp(*op, to_float(a)),
+                Pred::In(args) => Pred::In(args.iter().map(to_float).collect()),
+                other => other.clone(),
+            };
+            return self.pred_on(c, &as_double, &pred);
+        }
         let c = col(alias, &column.name);
+        self.pred_on(c, column, pred)
+    }
+
+    fn pred_on(&mut self, c: Expr, column: &Column, pred: &Pred) -> Expr {
         match pred {
             Pred::IsSet(true) => c.is_not_null(),
             Pred::IsSet(false) => c.is_null(),
