@@ -1,0 +1,305 @@
+//! The authorization matrix of the root project: for every entity, every record and
+//! every kind of caller (admin, an owner, another user of the same role, another
+//! role, anonymous), list, read and update answer exactly what the policies say —
+//! computed independently by the in-memory evaluator over the same data — and no
+//! answer carries a record or a field the caller may not see.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::http::StatusCode;
+use common::{Db, TestApp, TestAppRouter};
+use serde_json::{Map, Value, json};
+use trellis::engine::access::{Decision, Principal};
+use trellis::engine::cond::eval::{Record, World, eval};
+
+struct Data {
+    /// entity -> id -> record (complete, as an admin sees it)
+    records: HashMap<String, HashMap<String, Record>>,
+}
+
+impl World for Data {
+    fn record(&self, entity: &str, id: &str) -> Option<&Record> {
+        self.records.get(entity)?.get(id)
+    }
+    fn children(&self, entity: &str, via: &str, parent_id: &str) -> Vec<&Record> {
+        self.records
+            .get(entity)
+            .map(|t| {
+                t.values()
+                    .filter(|r| r.get(via).and_then(Value::as_str) == Some(parent_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+struct Caller {
+    name: &'static str,
+    client: TestAppRouter,
+    principal: Principal,
+}
+
+async fn account(app: &TestApp, email: &str, role: &str) -> (String, String) {
+    let res = app
+        .anonymous()
+        .post(
+            "/auth/signup",
+            json!({ "email": email, "password": "correct horse", "display_name": email }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    if role != "contractor" {
+        app.patch(&format!("/api/users/{id}"), json!({ "role": role }), &[])
+            .await;
+    }
+    (id.clone(), app.token(&id, &[role]))
+}
+
+async fn matrix(db: Db) {
+    let app = TestApp::root(db).await;
+    let (client_id, client_tok) = account(&app, "client@acme.example", "client").await;
+    let (_, other_client_tok) = account(&app, "client@globex.example", "client").await;
+    let (dev_id, dev_tok) = account(&app, "dev@example.com", "contractor").await;
+    let (other_dev_id, other_dev_tok) = account(&app, "dev2@example.com", "contractor").await;
+    let (admin_id, admin_tok) = account(&app, "root@example.com", "admin").await;
+
+    // Data, made by the admin: two organizations, projects in every state, links.
+    let acme = app
+        .create(
+            "organizations",
+            json!({ "name": "Acme", "slug": "acme", "members": [client_id] }),
+        )
+        .await;
+    let globex = app
+        .create(
+            "organizations",
+            json!({ "name": "Globex", "slug": "globex" }),
+        )
+        .await;
+    let rust = app.create("skills", json!({ "name": "Rust" })).await;
+    let mut projects = Vec::new();
+    for (i, status) in ["draft", "open", "in_review", "closed"].iter().enumerate() {
+        for org in [&acme, &globex] {
+            projects.push(
+                app.create(
+                    "projects",
+                    json!({ "title": format!("{status} {i} {org}"), "client": org, "status": status, "internal_notes": "n", "skills": [rust] }),
+                )
+                .await,
+            );
+        }
+    }
+    for (i, p) in projects.iter().enumerate() {
+        let applicant = if i % 2 == 0 { &dev_id } else { &other_dev_id };
+        app.create(
+            "applications",
+            json!({ "project": p, "applicant": applicant }),
+        )
+        .await;
+    }
+    app.create("reviews", json!({ "project": projects[0], "author": dev_id, "subject": client_id, "rating": 4, "public": false })).await;
+    app.create("reviews", json!({ "project": projects[1], "author": other_dev_id, "subject": client_id, "rating": 5 })).await;
+
+    let engine = app.state.engine.load_full();
+    // Everything, as stored.
+    let mut data = Data {
+        records: HashMap::new(),
+    };
+    for e in engine.entities() {
+        let res = app.get(&format!("/api/{}?limit=200", e.plural)).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let table = res.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r.as_object().unwrap().clone(),
+                )
+            })
+            .collect();
+        data.records.insert(e.name.clone(), table);
+    }
+
+    let principal = |id: &str, role: &str| Principal::user(id, &[role], Map::new());
+    let callers = vec![
+        Caller {
+            name: "admin",
+            client: app.as_user(&admin_tok),
+            principal: principal(&admin_id, "admin"),
+        },
+        Caller {
+            name: "client member",
+            client: app.as_user(&client_tok),
+            principal: principal(&client_id, "client"),
+        },
+        Caller {
+            name: "other client",
+            client: app.as_user(&other_client_tok),
+            principal: principal("x", "client"),
+        },
+        Caller {
+            name: "contractor",
+            client: app.as_user(&dev_tok),
+            principal: principal(&dev_id, "contractor"),
+        },
+        Caller {
+            name: "other contractor",
+            client: app.as_user(&other_dev_tok),
+            principal: principal(&other_dev_id, "contractor"),
+        },
+        Caller {
+            name: "anonymous",
+            client: app.anonymous(),
+            principal: Principal::anonymous(),
+        },
+    ];
+    // The other client's principal needs their real id for `members has user.id`.
+    let other_client_id = data.records["user"]
+        .values()
+        .find(|u| u["display_name"] == "client@globex.example")
+        .and_then(|u| u["id"].as_str())
+        .unwrap()
+        .to_string();
+    let callers: Vec<Caller> = callers
+        .into_iter()
+        .map(|mut c| {
+            if c.name == "other client" {
+                c.principal = principal(&other_client_id, "client");
+            }
+            c
+        })
+        .collect();
+
+    let mut cases = 0;
+    for caller in &callers {
+        let who = &caller.principal;
+        let ctx = who.ctx();
+        for e in engine.entities() {
+            let hidden: BTreeSet<String> = engine.access.hidden(&e.name, who).into_iter().collect();
+            let all = &data.records[&e.name];
+            let visible = |action: &str| -> Option<BTreeSet<String>> {
+                match engine.access.decide(&e.name, action, who) {
+                    Decision::Deny => None,
+                    Decision::Allow(cond) => Some(
+                        all.iter()
+                            .filter(|(_, r)| eval(&cond, r, &data, &ctx) == Some(true))
+                            .map(|(id, _)| id.clone())
+                            .collect(),
+                    ),
+                }
+            };
+            let no_hidden = |body: &Value, what: &str| {
+                for f in &hidden {
+                    assert!(
+                        body.get(f).is_none(),
+                        "{}: {what} shows hidden `{f}`",
+                        caller.name
+                    );
+                }
+            };
+
+            // list
+            cases += 1;
+            let res = caller
+                .client
+                .get(&format!("/api/{}?limit=200", e.plural))
+                .await;
+            match visible("list") {
+                None => assert_eq!(
+                    res.status,
+                    if who.is_anonymous() {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::FORBIDDEN
+                    },
+                    "{} list {}: {}",
+                    caller.name,
+                    e.plural,
+                    res.body
+                ),
+                Some(expected) => {
+                    assert_eq!(
+                        res.status,
+                        StatusCode::OK,
+                        "{} list {}: {}",
+                        caller.name,
+                        e.plural,
+                        res.body
+                    );
+                    let got: BTreeSet<String> = res.body["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["id"].as_str().unwrap().to_string())
+                        .collect();
+                    assert_eq!(got, expected, "{} list {}", caller.name, e.plural);
+                    for item in res.body["items"].as_array().unwrap() {
+                        no_hidden(item, "a list");
+                    }
+                }
+            }
+
+            let readable = visible("read").unwrap_or_default();
+            let updatable = visible("update").unwrap_or_default();
+            for id in all.keys() {
+                // read
+                cases += 1;
+                let res = caller.client.get(&format!("/api/{}/{id}", e.plural)).await;
+                if readable.contains(id) {
+                    assert_eq!(
+                        res.status,
+                        StatusCode::OK,
+                        "{} read {} {id}",
+                        caller.name,
+                        e.name
+                    );
+                    no_hidden(&res.body, "a record");
+                } else {
+                    assert_eq!(
+                        res.status,
+                        StatusCode::NOT_FOUND,
+                        "{} read {} {id}: {}",
+                        caller.name,
+                        e.name,
+                        res.body
+                    );
+                    assert!(res.body.get("id").is_none(), "no row in a refusal");
+                }
+                // update (an empty change: allowed or not, it moves nothing)
+                cases += 1;
+                let res = caller
+                    .client
+                    .patch(&format!("/api/{}/{id}", e.plural), json!({}), &[])
+                    .await;
+                let expected = if !readable.contains(id) {
+                    StatusCode::NOT_FOUND
+                } else if !updatable.contains(id) {
+                    if who.is_anonymous() {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::FORBIDDEN
+                    }
+                } else {
+                    StatusCode::OK
+                };
+                assert_eq!(
+                    res.status, expected,
+                    "{} update {} {id}: {}",
+                    caller.name, e.name, res.body
+                );
+                if res.status == StatusCode::OK {
+                    no_hidden(&res.body, "an update's answer");
+                }
+            }
+        }
+    }
+    println!("authorization matrix: {cases} cases passed");
+    assert!(cases >= 300, "{cases}");
+}
+
+both!(matrix);
