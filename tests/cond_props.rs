@@ -579,3 +579,147 @@ async fn sql_equals_the_evaluator(db: Db) {
 }
 
 both!(sql_equals_the_evaluator);
+
+// ---- differential with callers: `user.<claim>` in conditions, as policies use them ----
+
+fn arb_user_cond(fields: BoxedStrategy<Cond>) -> BoxedStrategy<Cond> {
+    let p = |s: &str| Path {
+        segments: s.split('.').map(str::to_string).collect(),
+        span: span(),
+    };
+    let claim = |c: &str| value(Operand::User(c.split('.').map(str::to_string).collect()));
+    let eqs = prop_oneof![Just(Op::Eq), Just(Op::Ne)];
+    let leaf = prop_oneof![
+        (
+            eqs.clone(),
+            prop::sample::select(vec!["owner", "owner.boss", "owner.boss.boss"])
+        )
+            .prop_map(move |(op, path)| Cond::Cmp {
+                path: p(path),
+                op,
+                value: claim("id")
+            }),
+        (
+            eqs.clone(),
+            prop::sample::select(vec!["name", "owner.name", "tags.label"])
+        )
+            .prop_map(move |(op, path)| Cond::Cmp {
+                path: p(path),
+                op,
+                value: claim("name")
+            }),
+        prop::sample::select(vec!["tags", "owner.owned"]).prop_map(move |path| Cond::Has {
+            path: p(path),
+            value: claim("pick")
+        }),
+        Just(Cond::In {
+            path: p("owner"),
+            values: vec![claim("id"), claim("other")]
+        }),
+        fields,
+    ];
+    leaf.prop_recursive(3, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::Or(Box::new(a), Box::new(b))),
+            inner.prop_map(|a| Cond::Not(Box::new(a))),
+        ]
+    })
+    .boxed()
+}
+
+async fn sql_equals_the_evaluator_for_callers(db: Db) {
+    use trellis::engine::access::Principal;
+    use trellis::engine::query::list_request;
+
+    let app = TestApp::with_files(
+        db,
+        &[
+            ("models/item.yaml", ITEM),
+            ("models/person.yaml", PERSON),
+            ("models/tag.yaml", TAG),
+        ],
+    )
+    .await;
+    let data = load(&app, 0x0123_4567_89AB_CDEF).await;
+    let engine = app.state.engine.load_full();
+    let item = engine.entity("item").unwrap().clone();
+    let people: Vec<String> = data.people.keys().cloned().collect();
+    let mut picks: Vec<String> = data.tags.keys().cloned().collect();
+    picks.extend(data.items.keys().take(4).cloned());
+    let scope = Scope {
+        claims: Some(vec![
+            "id".into(),
+            "roles".into(),
+            "name".into(),
+            "pick".into(),
+            "other".into(),
+        ]),
+        ..Scope::default()
+    };
+    let strategy = (
+        arb_user_cond(arb_item_cond(picks.clone())),
+        prop::option::of(prop::sample::select(people.clone())),
+        prop::option::of(prop::sample::select(WORDS.to_vec())),
+        prop::option::of(prop::sample::select(picks.clone())),
+        prop::option::of(prop::sample::select(people)),
+    );
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        let mut runner = TestRunner::new(Config {
+            cases: 300,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(cond, id, name, pick, other)| {
+                let text = cond.to_string();
+                let parsed =
+                    parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
+                let typed = check(&engine, &item, &parsed, &scope)
+                    .map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
+                // A caller with some claims, or none at all (anonymous: every claim is NULL).
+                let mut claims = Map::new();
+                if let Some(n) = name {
+                    claims.insert("name".into(), json!(n));
+                }
+                if let Some(p) = pick {
+                    claims.insert("pick".into(), json!(p));
+                }
+                if let Some(o) = other {
+                    claims.insert("other".into(), json!(o));
+                }
+                let who = match &id {
+                    Some(id) => Principal::user(id, &["member"], claims),
+                    None => {
+                        let mut p = Principal::anonymous();
+                        p.claims = claims;
+                        p
+                    }
+                };
+                let ctx = who.ctx();
+                let expected: BTreeSet<String> = data
+                    .items
+                    .iter()
+                    .filter(|(_, r)| eval(&typed, r, &data, &ctx) == Some(true))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let mut req = list_request(&engine, &item, &[("limit".into(), "200".into())], &[])
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                req.filter = Some(typed);
+                let page = handle
+                    .block_on(app.store.list(&engine, &item, &req, &who))
+                    .map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+                let got: BTreeSet<String> = page
+                    .items
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect();
+                prop_assert_eq!(got, expected, "{} as {:?}", text, who.claims);
+                Ok(())
+            })
+            .unwrap();
+    });
+}
+
+both!(sql_equals_the_evaluator_for_callers);
