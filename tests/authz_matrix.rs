@@ -193,6 +193,7 @@ async fn matrix(db: Db) {
                     ),
                 }
             };
+            let conditional = engine.access.conditional(&e.name, who);
             let no_hidden = |body: &Value, what: &str| {
                 for f in &hidden {
                     assert!(
@@ -200,6 +201,19 @@ async fn matrix(db: Db) {
                         "{}: {what} shows hidden `{f}`",
                         caller.name
                     );
+                }
+                // Fields visible only where a condition holds, record by record.
+                let id = body["id"].as_str().unwrap_or_default();
+                if let Some(stored) = all.get(id) {
+                    for (f, cond) in &conditional {
+                        let shown = body.get(f).is_some();
+                        let allowed = eval(cond, stored, &data, &ctx) == Some(true);
+                        assert_eq!(
+                            shown, allowed,
+                            "{}: {what} of {} {id}: `{f}`",
+                            caller.name, e.name
+                        );
+                    }
                 }
             };
 

@@ -706,7 +706,62 @@ async fn bad_tokens_are_401(db: Db) {
     );
 }
 
+async fn fields_visible_on_some_records(db: Db) {
+    let m = market(db).await;
+    // Budgets: admins always, others while the project is open or when it is theirs.
+    let res = m
+        .client
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "budget": "900" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["budget"], "900.00");
+    let res = m.contractor.get(&format!("/api/projects/{}", m.open)).await;
+    assert_eq!(res.body["budget"], "900.00", "open: shown");
+    m.client
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "status": "in_review" }),
+            &[],
+        )
+        .await;
+    let res = m.contractor.get(&format!("/api/projects/{}", m.open)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.body.get("budget").is_none(),
+        "in review: hidden from contractors"
+    );
+    let res = m.client.get(&format!("/api/projects/{}", m.open)).await;
+    assert_eq!(res.body["budget"], "900.00", "the owner still sees it");
+    assert_eq!(
+        m.app.get(&format!("/api/projects/{}", m.open)).await.body["budget"],
+        "900.00"
+    );
+    // Lists too; and such a field cannot be filtered or sorted on.
+    let res = m.contractor.get("/api/projects").await;
+    assert!(res.body["items"][0].get("budget").is_none(), "{}", res.body);
+    let res = m
+        .contractor
+        .get("/api/projects?filter=budget%20%3E%20100")
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = m.client.get("/api/projects?sort=budget").await;
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_REQUEST,
+        "conditional for clients too"
+    );
+    assert_eq!(
+        m.app.get("/api/projects?sort=budget").await.status,
+        StatusCode::OK
+    );
+}
+
 both!(
+    fields_visible_on_some_records,
     refresh_rotation_logout_and_rate_limits,
     signup_and_login,
     anonymous_callers,

@@ -102,6 +102,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Field -> roles that may read it.
     pub read_roles: HashMap<String, Vec<String>>,
+    /// Field -> condition on the record under which it is visible.
+    pub read_where: HashMap<String, Typed>,
     pub write: HashMap<String, WriteRule>,
     /// Field -> claim path stored on create (`user.id` -> ["id"]).
     pub presets: HashMap<String, Vec<String>>,
@@ -165,12 +167,28 @@ impl Policy {
         }
     }
 
-    /// Fields of the entity this caller may not see.
+    /// Fields of the entity this caller may never see: `read.roles` without one of
+    /// the caller's roles, and no `read.where` to open them on some records.
     pub fn hidden(&self, p: &Principal) -> Vec<String> {
         self.read_roles
             .iter()
-            .filter(|(_, roles)| !p.has_role(roles))
+            .filter(|(f, roles)| !p.has_role(roles) && !self.read_where.contains_key(*f))
             .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// Fields this caller sees only on the records where a condition holds:
+    /// `read.where`, unless the caller has one of `read.roles` (who always see them).
+    pub fn conditional(&self, p: &Principal) -> Vec<(String, Typed)> {
+        self.read_where
+            .iter()
+            .filter(|(f, _)| {
+                !self
+                    .read_roles
+                    .get(*f)
+                    .is_some_and(|roles| p.has_role(roles))
+            })
+            .map(|(f, c)| (f.clone(), c.clone()))
             .collect()
     }
 }
@@ -207,15 +225,33 @@ impl Access {
             .unwrap_or_default()
     }
 
-    /// Every (entity, field) hidden from this caller (for checking filters).
+    /// Every (entity, field) this caller may not use in a query: the hidden ones, and
+    /// those visible only on some records (a filter would reveal them elsewhere).
     pub fn hidden_everywhere(&self, p: &Principal) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if !self.enforced || p.system {
+            return out;
+        }
         for (e, pol) in &self.policies {
             for f in pol.hidden(p) {
                 out.push((e.clone(), f));
             }
+            for (f, _) in pol.conditional(p) {
+                out.push((e.clone(), f));
+            }
         }
         out
+    }
+
+    /// Fields of `entity` visible to this caller only where a condition holds.
+    pub fn conditional(&self, entity: &str, p: &Principal) -> Vec<(String, Typed)> {
+        if !self.enforced || p.system {
+            return Vec::new();
+        }
+        self.policies
+            .get(entity)
+            .map(|pol| pol.conditional(p))
+            .unwrap_or_default()
     }
 
     pub fn policy(&self, entity: &str) -> Option<&Policy> {
@@ -459,6 +495,40 @@ fn compile_one(
         });
     }
     for f in &def.fields {
+        if let Some(text) = &f.read_where {
+            let checked = parse(&text.text)
+                .map_err(|e| {
+                    diag(
+                        &def.file,
+                        text.pos.line,
+                        text.pos.col + e.column as u32 - 1,
+                        "invalid-condition",
+                        format!(
+                            "`read.where` of `{}` cannot be read: {}",
+                            f.field.name, e.message
+                        ),
+                        e.hint,
+                    )
+                })
+                .and_then(|c| {
+                    check(engine, entity, &c, &scope).map_err(|e| {
+                        diag(
+                            &def.file,
+                            text.pos.line,
+                            text.pos.col + e.span.0 as u32,
+                            "invalid-condition",
+                            format!("`read.where` of `{}`: {}", f.field.name, e.message),
+                            e.hint,
+                        )
+                    })
+                });
+            match checked {
+                Ok(t) => {
+                    policy.read_where.insert(f.field.name.clone(), t);
+                }
+                Err(d) => out.push(d),
+            }
+        }
         if let Some(roles) = &f.read_roles {
             policy.read_roles.insert(
                 f.field.name.clone(),

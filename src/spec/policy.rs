@@ -60,6 +60,8 @@ pub struct FieldRuleDef {
     pub field: Named,
     /// Roles that may read the field (`None`: everyone who may read the record).
     pub read_roles: Option<Vec<Named>>,
+    /// A condition on the record under which the field is visible.
+    pub read_where: Option<CondText>,
     pub write: Option<(WriteDef, Pos)>,
     /// `on_create: user.id`: the claim stored on create.
     pub on_create: Option<Named>,
@@ -236,9 +238,13 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
                     let Some(fm) = map_with_keys(sink, v, "a field rule", &FIELD_RULE_KEYS) else {
                         continue;
                     };
-                    let read_roles = get(fm, "read").and_then(|r| {
-                        let rm = map_with_keys(sink, r, "`read`", &["roles"])?;
+                    let read_map = get(fm, "read")
+                        .and_then(|r| map_with_keys(sink, r, "`read`", &["roles", "where"]));
+                    let read_roles = read_map.and_then(|rm| {
                         get(rm, "roles").map(|n| name_list(sink, n, "`read.roles`"))
+                    });
+                    let read_where = read_map.and_then(|rm| {
+                        get(rm, "where").and_then(|n| cond_text(sink, n, "`read.where`"))
                     });
                     let write = get(fm, "write").and_then(|w| match &w.value {
                         Value::Str(s) if s == "never" => Some((WriteDef::Never, w.pos)),
@@ -274,6 +280,7 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
                     fields.push(FieldRuleDef {
                         field,
                         read_roles,
+                        read_where,
                         write,
                         on_create,
                     });

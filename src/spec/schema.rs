@@ -270,7 +270,7 @@ pub fn policy_schema() -> Value {
                     "type": "object",
                     "additionalProperties": false,
                     "properties": {
-                        "read": { "type": "object", "additionalProperties": false, "properties": { "roles": roles.clone() } },
+                        "read": { "type": "object", "additionalProperties": false, "properties": { "roles": roles.clone(), "where": { "type": "string", "description": "The field shows only on records where this holds." } } },
                         "write": {
                             "anyOf": [
                                 { "enum": ["never", "on_create"] },

@@ -278,6 +278,7 @@ impl Store {
         };
         self.load_links(e, &mut items).await?;
         self.expand(engine, e, &mut items, &req.expand, who).await?;
+        self.redact_conditional(engine, e, &mut items, who).await?;
         for item in &mut items {
             redact(engine, e, item, who);
             if let Some(fields) = &req.fields {
@@ -335,12 +336,53 @@ impl Store {
         let rec = self.get_where(e, id, &cond, &who.ctx()).await?;
         let mut items = vec![rec];
         self.expand(engine, e, &mut items, &req.expand, who).await?;
+        self.redact_conditional(engine, e, &mut items, who).await?;
         let mut rec = items.pop().ok_or(Error::NotFound)?;
         redact(engine, e, &mut rec, who);
         if let Some(fields) = &req.fields {
             select_fields(&mut rec, fields);
         }
         Ok(rec)
+    }
+
+    /// Removes the fields this caller sees only under a condition from the records
+    /// where it does not hold: one query per such field, whatever the number of records.
+    pub(crate) async fn redact_conditional(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        items: &mut [Record],
+        who: &Principal,
+    ) -> Result<(), Error> {
+        let conditional = engine.access.conditional(&e.name, who);
+        if conditional.is_empty() || items.is_empty() {
+            return Ok(());
+        }
+        let dialect = self.dialect();
+        let ctx = who.ctx();
+        let ids: Vec<Uuid> = items.iter().filter_map(record_id).collect();
+        for (field, cond) in conditional {
+            let mut q = Query::select();
+            q.from_as(e.name.clone(), "t0")
+                .column(("t0".to_string(), "id".to_string()))
+                .and_where(
+                    Expr::col(("t0".to_string(), "id".to_string()))
+                        .is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
+                )
+                .and_where(Compiler::new(dialect, &ctx).compile(&cond, "t0"));
+            let visible: Vec<String> = on_pool!(self, pool, qb => {
+                let (sql, values) = q.build_sqlx(qb());
+                let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+                rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?
+            });
+            for item in items.iter_mut() {
+                let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !visible.iter().any(|v| v == id) {
+                    item.remove(&field);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fills the `many` fields of records: one query per field, whatever the number of records.
@@ -455,7 +497,9 @@ impl Store {
         };
         fill_links_from_input(e, input, &mut rec);
         redact(engine, e, &mut rec, who);
-        Ok(rec)
+        let mut items = vec![rec];
+        self.redact_conditional(engine, e, &mut items, who).await?;
+        items.pop().ok_or(Error::NotFound)
     }
 
     /// Changes the given fields; with `if_match`, only if the version is still that.
@@ -557,7 +601,9 @@ impl Store {
         }
         fill_links_from_input(e, input, &mut rec);
         redact(engine, e, &mut rec, who);
-        Ok(rec)
+        let mut items = vec![rec];
+        self.redact_conditional(engine, e, &mut items, who).await?;
+        items.pop().ok_or(Error::NotFound)
     }
 
     /// Deletes a record. Restricting references answer [`Error::Restricted`].

@@ -153,6 +153,8 @@ impl Store {
                             self.fetch_by_ids(target, &ids, &cond, &ctx).await?
                         };
                         self.expand(engine, target, &mut related, sub, who).await?;
+                        self.redact_conditional(engine, target, &mut related, who)
+                            .await?;
                         let by_id: HashMap<String, Record> = related
                             .into_iter()
                             .filter_map(|r| {
@@ -192,6 +194,8 @@ impl Store {
                                 .await?
                         };
                         self.expand(engine, target, &mut children, sub, who).await?;
+                        self.redact_conditional(engine, target, &mut children, who)
+                            .await?;
                         let mut by_parent: HashMap<String, Vec<Value>> = HashMap::new();
                         for c in children {
                             let parent = match c.get(via) {
