@@ -53,6 +53,15 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Run the `tests:` of the policy files against a real database.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run against this database (each test starts from its own empty schema
+        /// only with the default, an in-memory SQLite per test).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Create a built-in account (e.g. the first admin) and print its password.
     #[command(name = "add-user")]
     AddUser {
@@ -109,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
+        Command::Test { dir, database_url } => policy_tests(&dir, database_url),
         Command::AddUser {
             email,
             dir,
@@ -414,6 +424,49 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
             .context("serving HTTP")?;
         store.close().await;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn policy_tests(dir: &Path, database_url: Option<String>) -> Result<ExitCode> {
+    let (loaded, engine) = load_all(dir);
+    let Some(engine) = engine else {
+        render(&loaded);
+        bail!(
+            "the project has problems ({}); fix them first",
+            summary(&loaded.diagnostics)
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(trellis::verify::run(
+        &engine,
+        &loaded.spec,
+        database_url.as_deref(),
+    ))?;
+    let mut failed = 0;
+    for o in &outcomes {
+        if o.failures.is_empty() {
+            println!("ok      {}:{}  {}", o.file, o.line, o.name);
+        } else {
+            failed += 1;
+            println!("FAILED  {}:{}  {}", o.file, o.line, o.name);
+            for f in &o.failures {
+                println!("          {f}");
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        println!("no policy tests: add `tests:` to the files in policies/");
+    }
+    println!(
+        "policy tests: {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

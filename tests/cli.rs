@@ -270,3 +270,54 @@ fn a_bad_database_url_is_a_clear_error() {
         text(&out.stderr)
     );
 }
+
+async fn policy_tests_run_and_report(db: Db) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let test_db = TestDb::new(db).await;
+    let mut args = vec!["test", root];
+    if db == Db::Postgres {
+        args.extend(["--database-url", test_db.url.as_str()]);
+    }
+    let out = run(&args);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("policy tests: 8 passed, 0 failed"),
+        "{stdout}"
+    );
+
+    // A wrong expectation fails with the action, the file and line, and exit 1.
+    let project = common::project(&[
+        (
+            "models/note.yaml",
+            "entity: note\nfields:\n  body: text\n  public: boolean\n",
+        ),
+        (
+            "policies/note.yaml",
+            "entity: note\nrules:\n  - roles: [authenticated]\n    allow: [list, read]\n    where: public\ntests:\n  - name: private notes are hidden\n    as: { id: u1, roles: [member] }\n    record: { body: x, public: false }\n    expect: { read: deny, list: deny }\n  - name: wrong on purpose\n    as: { id: u1, roles: [member] }\n    record: { body: x, public: true }\n    expect: { read: deny, update: deny }\n",
+        ),
+    ]);
+    let mut args = vec!["test", project.path().to_str().unwrap()];
+    if db == Db::Postgres {
+        args.extend(["--database-url", test_db.url.as_str()]);
+    }
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("ok      policies/note.yaml:7  private notes are hidden"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAILED  policies/note.yaml:11  wrong on purpose"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read: expected deny, got allow"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("update: expected"), "{stdout}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+}
+
+both!(policy_tests_run_and_report);

@@ -74,6 +74,181 @@ pub struct PolicyDef {
     pub conditions: Vec<(Named, CondText)>,
     pub rules: Vec<RuleDef>,
     pub fields: Vec<FieldRuleDef>,
+    pub tests: Vec<PolicyTest>,
+}
+
+/// Who a policy test acts as.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    User {
+        /// A user id, or `$handle` of a setup row.
+        id: String,
+        roles: Vec<String>,
+        claims: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// One `tests:` entry: a caller, rows to set up, a record, and what the caller may do.
+#[derive(Debug, Clone)]
+pub struct PolicyTest {
+    pub name: String,
+    pub pos: Pos,
+    pub caller: Caller,
+    /// Rows created first, in order: (entity, fields). A `$id: name` key names a row;
+    /// `$name` strings elsewhere stand for that row's id.
+    pub setup: Vec<(Named, serde_json::Map<String, serde_json::Value>)>,
+    /// The record of the policy's entity the actions are tried on.
+    pub record: serde_json::Map<String, serde_json::Value>,
+    /// Action -> allowed?
+    pub expect: Vec<(Named, bool)>,
+}
+
+pub const TEST_KEYS: [&str; 5] = ["name", "as", "setup", "record", "expect"];
+
+fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
+    let Some(items) = node.as_seq() else {
+        sink.error_hint(
+            node.pos,
+            "wrong-value-type",
+            "`tests` must be a list",
+            "start each test with `- name: …`",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(tm) = map_with_keys(sink, item, "a policy test", &TEST_KEYS) else {
+            continue;
+        };
+        let name = opt_string(sink, tm, "name", "`name`")
+            .map(|n| n.name)
+            .unwrap_or_else(|| format!("test {}", i + 1));
+        let caller = match get(tm, "as") {
+            None => {
+                sink.error_hint(
+                    item.pos,
+                    "missing-key",
+                    format!("the test `{name}` has no `as`"),
+                    "add e.g. `as: { id: u1, roles: [contractor] }` or `as: anonymous`",
+                );
+                continue;
+            }
+            Some(n) if n.as_str() == Some("anonymous") => Caller::Anonymous,
+            Some(n) => {
+                let Some(am) = map_with_keys(sink, n, "`as`", &["id", "roles", "claims"]) else {
+                    continue;
+                };
+                let id = opt_string(sink, am, "id", "`as.id`")
+                    .map(|n| n.name)
+                    .unwrap_or_else(|| "test-user".to_string());
+                let roles = get(am, "roles")
+                    .map(|r| {
+                        name_list(sink, r, "`as.roles`")
+                            .into_iter()
+                            .map(|n| n.name)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let claims = get(am, "claims")
+                    .and_then(|c| c.to_json().as_object().cloned())
+                    .unwrap_or_default();
+                Caller::User { id, roles, claims }
+            }
+        };
+        let mut setup = Vec::new();
+        if let Some(sn) = get(tm, "setup") {
+            match sn.as_map() {
+                Some(entries) => {
+                    for (k, rows) in entries {
+                        let entity = Named {
+                            name: k.name.clone(),
+                            pos: k.pos,
+                        };
+                        for row in rows.as_seq().unwrap_or(std::slice::from_ref(rows)) {
+                            match row.to_json() {
+                                serde_json::Value::Object(m) => setup.push((entity.clone(), m)),
+                                _ => sink.error(
+                                    row.pos,
+                                    "wrong-value-type",
+                                    "each setup row must be a mapping of fields",
+                                ),
+                            }
+                        }
+                    }
+                }
+                None => sink.error_hint(
+                    sn.pos,
+                    "wrong-value-type",
+                    "`setup` must map entity names to rows",
+                    "e.g. `setup: { organization: [{ $id: acme, name: Acme }] }`",
+                ),
+            }
+        }
+        let record = match get(tm, "record").map(|r| r.to_json()) {
+            Some(serde_json::Value::Object(m)) => m,
+            Some(_) => {
+                sink.error(
+                    item.pos,
+                    "wrong-value-type",
+                    "`record` must be a mapping of fields",
+                );
+                continue;
+            }
+            None => serde_json::Map::new(),
+        };
+        let mut expect = Vec::new();
+        match get(tm, "expect").and_then(|e| e.as_map().map(|m| (e, m))) {
+            Some((_, entries)) => {
+                for (k, v) in entries {
+                    let allowed = match v.as_str() {
+                        Some("allow") => true,
+                        Some("deny") => false,
+                        _ => {
+                            sink.error_hint(
+                                v.pos,
+                                "unknown-value",
+                                "expected `allow` or `deny`",
+                                "write e.g. `read: deny`",
+                            );
+                            continue;
+                        }
+                    };
+                    let action = Named {
+                        name: k.name.clone(),
+                        pos: k.pos,
+                    };
+                    if !["list", "read", "create", "update", "delete"]
+                        .contains(&action.name.as_str())
+                    {
+                        sink.error_hint(
+                            k.pos,
+                            "unknown-action",
+                            format!("`{}` cannot be tested here", k.name),
+                            suggest(&k.name, &["list", "read", "create", "update", "delete"]),
+                        );
+                        continue;
+                    }
+                    expect.push((action, allowed));
+                }
+            }
+            None => sink.error_hint(
+                item.pos,
+                "missing-key",
+                format!("the test `{name}` has no `expect`"),
+                "add e.g. `expect: { read: allow, update: deny }`",
+            ),
+        }
+        out.push(PolicyTest {
+            name,
+            pos: item.pos,
+            caller,
+            setup,
+            record,
+            expect,
+        });
+    }
+    out
 }
 
 fn cond_text(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option<CondText> {
@@ -218,14 +393,9 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
             ),
         }
     }
-    if let Some(pos) = super::walk::key_pos(map, "tests") {
-        sink.warning_hint(
-            pos,
-            "not-yet-supported",
-            "policy `tests:` are not run by this version of Trellis yet",
-            "they are kept; `trellis test` will run them",
-        );
-    }
+    let tests = get(map, "tests")
+        .map(|n| parse_tests(sink, n))
+        .unwrap_or_default();
     let mut fields = Vec::new();
     if let Some(node) = get(map, "fields") {
         match node.as_map() {
@@ -300,5 +470,6 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
         conditions,
         rules,
         fields,
+        tests,
     })
 }

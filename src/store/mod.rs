@@ -182,6 +182,42 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: a new empty schema and a URL whose connections use it (for
+    /// `trellis test`, so that each policy test starts empty). Drop it with
+    /// [`Store::drop_schema`].
+    pub async fn scratch_schema(url: &str) -> Result<(String, String), Error> {
+        let admin = Store::connect(url).await?;
+        let schema = format!("trellis_test_{}", uuid::Uuid::new_v4().simple());
+        if let Pool::Postgres(p) = &admin.pool {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA {}",
+                quote(&schema)
+            )))
+            .execute(p)
+            .await?;
+        }
+        admin.close().await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok((
+            format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+            schema,
+        ))
+    }
+
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), Error> {
+        let admin = Store::connect(url).await?;
+        if let Pool::Postgres(p) = &admin.pool {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                quote(schema)
+            )))
+            .execute(p)
+            .await?;
+        }
+        admin.close().await;
+        Ok(())
+    }
+
     /// Runs a raw read-only count; for tests and diagnostics.
     pub async fn count_rows(&self, table: &str) -> Result<i64, Error> {
         let sql = match self.dialect() {

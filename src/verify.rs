@@ -1,0 +1,237 @@
+//! `trellis test`: runs the `tests:` of policy files against a real database (a fresh
+//! in-memory SQLite per test unless told otherwise), through the same store
+//! operations the HTTP API uses.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::engine::access::Principal;
+use crate::engine::input::{Input, Mode, parse_body};
+use crate::engine::query::{GetRequest, list_request};
+use crate::engine::{Engine, Entity};
+use crate::spec::Spec;
+use crate::spec::policy::{Caller, PolicyTest};
+use crate::store::{self, Store};
+
+/// The result of one policy test.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub file: String,
+    pub line: u32,
+    pub name: String,
+    /// Empty when the test passed.
+    pub failures: Vec<String>,
+}
+
+/// Replaces `$handle` strings by the ids of the rows they name.
+fn resolve(v: &Value, handles: &HashMap<String, String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) if s.starts_with('$') => {
+            let name = &s[1..];
+            Value::String(handles.get(name).cloned().ok_or_else(|| {
+                format!("unknown handle `{s}` (name a setup row with `$id: {name}`)")
+            })?)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve(i, handles))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, handles)?)))
+                .collect::<Result<Map<_, _>, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn input_of(e: &Entity, body: &Value) -> Result<Input, String> {
+    parse_body(e, body, Mode::Create).map_err(|errors| {
+        let parts: Vec<String> = errors
+            .iter()
+            .map(|x| format!("{} {}", x.pointer, x.detail))
+            .collect();
+        format!(
+            "the {} does not fit its model: {}",
+            e.name,
+            parts.join("; ")
+        )
+    })
+}
+
+fn id_of(rec: &Map<String, Value>) -> Result<Uuid, String> {
+    rec.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| "a created row has no id".to_string())
+}
+
+/// Runs one test in its own database.
+async fn run_one(
+    engine: &Engine,
+    entity: &Entity,
+    test: &PolicyTest,
+    url: &str,
+) -> Result<Vec<String>, String> {
+    let store = Store::connect(url).await.map_err(|e| e.to_string())?;
+    store.sync_schema(engine).await.map_err(|e| e.to_string())?;
+    let system = Principal::system();
+    let mut handles: HashMap<String, String> = HashMap::new();
+    for (entity_name, row) in &test.setup {
+        let e = engine
+            .entity(&entity_name.name)
+            .ok_or_else(|| format!("setup names `{}`, which is not an entity", entity_name.name))?;
+        let mut row = row.clone();
+        let handle = row
+            .remove("$id")
+            .and_then(|v| v.as_str().map(str::to_string));
+        let body = resolve(&Value::Object(row), &handles)?;
+        let rec = store
+            .create(engine, e, &input_of(e, &body)?, &system)
+            .await
+            .map_err(|err| format!("setup of a {} failed: {err}", e.name))?;
+        if let Some(h) = handle {
+            handles.insert(h, id_of(&rec)?.to_string());
+        }
+    }
+    let who = match &test.caller {
+        Caller::Anonymous => Principal::anonymous(),
+        Caller::User { id, roles, claims } => {
+            let id = match resolve(&Value::String(id.clone()), &handles)? {
+                Value::String(s) => s,
+                _ => id.clone(),
+            };
+            let claims = match resolve(&Value::Object(claims.clone()), &handles)? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            Principal::user(&id, &roles, claims)
+        }
+    };
+    let body = resolve(&Value::Object(test.record.clone()), &handles)?;
+    let mut failures = Vec::new();
+    let word = |b: bool| if b { "allow" } else { "deny" };
+    // `create` first: the record the caller creates (if they may) is the one the other
+    // actions are tried on; otherwise Trellis creates it.
+    let mut created = None;
+    if let Some((_, expected)) = test.expect.iter().find(|(a, _)| a.name == "create") {
+        let rule_errors = engine.access.check_write(entity, &body, Mode::Create, &who);
+        let mut b = body.clone();
+        let attempt = if !rule_errors.is_empty() {
+            Err(store::Error::Forbidden("field rules".into()))
+        } else if engine.access.apply_presets(entity, &who, &mut b).is_err() {
+            Err(store::Error::Forbidden("presets".into()))
+        } else {
+            store
+                .create(engine, entity, &input_of(entity, &b)?, &who)
+                .await
+        };
+        let allowed = match attempt {
+            Ok(rec) => {
+                created = Some(rec);
+                true
+            }
+            Err(store::Error::Forbidden(_)) => false,
+            Err(other) => return Err(format!("create failed for another reason: {other}")),
+        };
+        if allowed != *expected {
+            failures.push(format!(
+                "create: expected {}, got {}",
+                word(*expected),
+                word(allowed)
+            ));
+        }
+    }
+    let rec = match created {
+        Some(rec) => rec,
+        None => store
+            .create(engine, entity, &input_of(entity, &body)?, &system)
+            .await
+            .map_err(|err| format!("creating the record failed: {err}"))?,
+    };
+    let id = id_of(&rec)?;
+
+    // Deletion last: it removes the record the others look at.
+    let mut expectations = test.expect.clone();
+    expectations.sort_by_key(|(a, _)| a.name == "delete");
+    for (action, expected) in expectations {
+        let allowed = match action.name.as_str() {
+            "create" => continue,
+            "read" => store
+                .get_with(engine, entity, id, &GetRequest::default(), &who)
+                .await
+                .is_ok(),
+            "list" => {
+                let req = list_request(engine, entity, &[("limit".into(), "200".into())], &[])
+                    .map_err(|e| e.message)?;
+                match store.list(engine, entity, &req, &who).await {
+                    Ok(page) => page.items.iter().any(|r| {
+                        r.get("id").and_then(Value::as_str) == Some(id.to_string().as_str())
+                    }),
+                    Err(_) => false,
+                }
+            }
+            "update" => store
+                .update(engine, entity, id, &Input::default(), None, &who)
+                .await
+                .is_ok(),
+            "delete" => store.delete(engine, entity, id, &who).await.is_ok(),
+            other => return Err(format!("`{other}` cannot be tested")),
+        };
+        if allowed != expected {
+            failures.push(format!(
+                "{}: expected {}, got {}",
+                action.name,
+                word(expected),
+                word(allowed)
+            ));
+        }
+    }
+    store.close().await;
+    Ok(failures)
+}
+
+/// Runs every policy test of the project. `url` is the database to use for each
+/// test (default: a fresh in-memory SQLite each time).
+pub async fn run(
+    engine: &Engine,
+    spec: &Spec,
+    url: Option<&str>,
+) -> Result<Vec<Outcome>, store::Error> {
+    let mut out = Vec::new();
+    for policy in &spec.policies {
+        let Some(entity) = engine.entity(&policy.entity.name) else {
+            continue;
+        };
+        for test in &policy.tests {
+            // Every test starts from an empty database: a fresh in-memory SQLite, or a
+            // scratch schema on the given PostgreSQL.
+            let result = match url {
+                Some(u) if u.starts_with("postgres") => {
+                    let (scoped, schema) = Store::scratch_schema(u).await?;
+                    let r = run_one(engine, entity, test, &scoped).await;
+                    Store::drop_schema(u, &schema).await?;
+                    r
+                }
+                Some(u) => run_one(engine, entity, test, u).await,
+                None => run_one(engine, entity, test, "sqlite::memory:").await,
+            };
+            let failures = match result {
+                Ok(f) => f,
+                Err(problem) => vec![problem],
+            };
+            out.push(Outcome {
+                file: policy.file.clone(),
+                line: test.pos.line,
+                name: test.name.clone(),
+                failures,
+            });
+        }
+    }
+    Ok(out)
+}
