@@ -62,6 +62,25 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Explain why a user may or may not do an action on a record.
+    Explain {
+        /// The entity, e.g. `project`.
+        entity: String,
+        /// The record's id.
+        id: String,
+        /// list, read, create, update, delete, aggregate or transition.<name>.
+        action: String,
+        /// The user id (absent: an anonymous caller).
+        #[arg(long = "as")]
+        as_user: Option<String>,
+        /// That user's roles, comma-separated.
+        #[arg(long, default_value = "")]
+        roles: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Create a built-in account (e.g. the first admin) and print its password.
     #[command(name = "add-user")]
     AddUser {
@@ -119,6 +138,15 @@ pub fn main() -> ExitCode {
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
         Command::Test { dir, database_url } => policy_tests(&dir, database_url),
+        Command::Explain {
+            entity,
+            id,
+            action,
+            as_user,
+            roles,
+            dir,
+            database_url,
+        } => explain(&dir, &entity, &id, &action, as_user, &roles, database_url),
         Command::AddUser {
             email,
             dir,
@@ -425,6 +453,45 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn explain(
+    dir: &Path,
+    entity: &str,
+    id: &str,
+    action: &str,
+    as_user: Option<String>,
+    roles: &str,
+    database_url_flag: Option<String>,
+) -> Result<ExitCode> {
+    let engine = load_engine(dir)?;
+    let Some(e) = engine.entity(entity).cloned() else {
+        bail!("there is no entity `{entity}`");
+    };
+    let id = uuid::Uuid::parse_str(id).with_context(|| format!("`{id}` is not a record id"))?;
+    let who = match as_user {
+        None => trellis::engine::access::Principal::anonymous(),
+        Some(uid) => {
+            let roles: Vec<&str> = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
+            trellis::engine::access::Principal::user(&uid, &roles, serde_json::Map::new())
+        }
+    };
+    let url = database_url(dir, database_url_flag, &engine)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let store = Store::connect(&url).await?;
+        let report = store.explain(&engine, &e, id, action, &who).await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>(report)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn policy_tests(dir: &Path, database_url: Option<String>) -> Result<ExitCode> {

@@ -760,7 +760,87 @@ async fn fields_visible_on_some_records(db: Db) {
     );
 }
 
+async fn explain_for_admins(db: Db) {
+    let m = market(db).await;
+    let q = |who: &str, roles: &str, action: &str, id: &str| {
+        format!("/_/explain?entity=project&id={id}&action={action}&as={who}&roles={roles}")
+    };
+    // A contractor and a draft: no allow rule holds.
+    let res = m
+        .app
+        .get(&q(&m.contractor_id, "contractor", "read", &m.draft))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["decision"], "deny");
+    let rules = res.body["rules"].as_array().unwrap();
+    let browse = rules
+        .iter()
+        .find(|r| r["name"] == "Signed-in people browse published projects")
+        .unwrap();
+    assert_eq!(browse["condition_holds"], false);
+    assert_eq!(browse["condition"], "published");
+    let admins = rules
+        .iter()
+        .find(|r| r["name"] == "Admins do everything")
+        .unwrap();
+    assert_eq!(admins["skipped"], "role");
+    assert_eq!(res.body["fields"]["internal_notes"], "hidden");
+    assert_eq!(res.body["fields"]["budget"], "hidden on this record");
+    // The client member: allowed by the members' rule.
+    let res = m
+        .app
+        .get(&q(&m.client_id, "client", "update", &m.draft))
+        .await;
+    assert_eq!(res.body["decision"], "allow", "{}", res.body);
+    assert!(
+        res.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Client members manage")
+    );
+    // Deny wins: closing the project, then deleting.
+    m.client
+        .patch(
+            &format!("/api/projects/{}", m.open),
+            json!({ "status": "closed" }),
+            &[],
+        )
+        .await;
+    let res = m
+        .app
+        .get(&q(&m.client_id, "client", "delete", &m.open))
+        .await;
+    assert_eq!(res.body["decision"], "deny");
+    assert!(
+        res.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Closed projects are not deleted")
+    );
+    // Only administrators may ask.
+    assert_eq!(
+        m.contractor
+            .get(&q(&m.contractor_id, "contractor", "read", &m.draft))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        m.app
+            .anonymous()
+            .get(&q(&m.contractor_id, "contractor", "read", &m.draft))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        m.app.get("/_/explain?entity=project").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
 both!(
+    explain_for_admins,
     fields_visible_on_some_records,
     refresh_rotation_logout_and_rate_limits,
     signup_and_login,

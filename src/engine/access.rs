@@ -87,6 +87,24 @@ pub struct Rule {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
     pub cond: Option<Typed>,
+    /// The `where` as written.
+    pub cond_text: Option<String>,
+}
+
+/// How one rule bears on a caller and an action (for `explain`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleTrace {
+    pub name: String,
+    /// `allow` or `deny`.
+    pub effect: &'static str,
+    /// Why the rule does not apply, if it does not: `role` or `action`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// The checked condition (not serialized); the store says whether it holds.
+    #[serde(skip)]
+    pub cond: Option<Typed>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +183,33 @@ impl Policy {
         } else {
             Decision::Allow(cond)
         }
+    }
+
+    /// Every rule of the policy and how it bears on this caller and action.
+    pub fn trace(&self, action: &str, p: &Principal) -> Vec<RuleTrace> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            for (effect, actions) in [("allow", &r.allow), ("deny", &r.deny)] {
+                if actions.is_empty() {
+                    continue;
+                }
+                let skipped = if !p.has_role(&r.roles) {
+                    Some("role")
+                } else if !matches(actions, action) {
+                    Some("action")
+                } else {
+                    None
+                };
+                out.push(RuleTrace {
+                    name: r.name.clone(),
+                    effect,
+                    skipped,
+                    condition: r.cond_text.clone(),
+                    cond: r.cond.clone(),
+                });
+            }
+        }
+        out
     }
 
     /// Fields of the entity this caller may never see: `read.roles` without one of
@@ -492,6 +537,7 @@ fn compile_one(
             allow: r.allow.iter().map(|n| n.name.clone()).collect(),
             deny: r.deny.iter().map(|n| n.name.clone()).collect(),
             cond,
+            cond_text: r.condition.as_ref().map(|c| c.text.clone()),
         });
     }
     for f in &def.fields {

@@ -27,6 +27,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             method: "get",
             path: "/openapi.json".into(),
         },
+        Route {
+            method: "get",
+            path: "/_/explain".into(),
+        },
     ];
     if engine.auth.users.is_some() {
         for path in [
@@ -511,6 +515,31 @@ pub fn document(engine: &Engine) -> Value {
                 "summary": "This document.",
                 "tags": ["System"],
                 "responses": { "200": { "description": "The OpenAPI document.", "content": json_content(json!({ "type": "object" })) } }
+            }
+        }),
+    );
+    let explain_param = |name: &str, description: &str, required: bool| json!({ "name": name, "in": "query", "required": required, "description": description, "schema": { "type": "string" } });
+    paths.insert(
+        "/_/explain".into(),
+        json!({
+            "get": {
+                "operationId": "explain",
+                "summary": "Why a user may or may not do an action on a record (administrators only)",
+                "tags": ["System"],
+                "parameters": [
+                    explain_param("entity", "The entity.", true),
+                    explain_param("id", "The record's id.", true),
+                    explain_param("action", "list, read, create, update, delete, aggregate or transition.<name>.", true),
+                    explain_param("as", "The user id to explain for (absent: anonymous).", false),
+                    explain_param("roles", "That user's roles, comma-separated.", false)
+                ],
+                "responses": {
+                    "200": { "description": "The rules, whether each applies and holds, the decision and the field visibility.", "content": json_content(json!({ "type": "object" })) },
+                    "400": problem("A parameter is missing or wrong."),
+                    "401": problem("Sign in as an administrator."),
+                    "403": problem("Only callers with the role `admin` may ask."),
+                    "404": problem("No such record.")
+                }
             }
         }),
     );

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/_/health", get(health))
         .route("/openapi.json", get(openapi))
+        .route("/_/explain", get(explain))
         .route("/auth/signup", post(users::signup))
         .route("/auth/login", post(users::login))
         .route("/auth/refresh", post(users::refresh))
@@ -127,6 +128,64 @@ async fn openapi(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// `GET /_/explain?entity=&id=&action=&as=&roles=`: for administrators, why a user
+/// may or may not do an action on a record.
+async fn explain(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    if !who.roles.iter().any(|r| r == "admin") {
+        return Err(if who.is_anonymous() {
+            auth::unauthorized("explain is for administrators; sign in")
+        } else {
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "explain is for callers with the role `admin`",
+            )
+        });
+    }
+    let pairs = query_pairs(query.as_deref())?;
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let engine = state.engine.load_full();
+    let missing = |name: &str| Problem::bad_request(format!("`{name}` is required"));
+    let entity_name = param("entity").ok_or_else(|| missing("entity"))?;
+    let e = engine
+        .entity(&entity_name)
+        .cloned()
+        .ok_or_else(|| Problem::bad_request(format!("there is no entity `{entity_name}`")))?;
+    let id = param("id")
+        .and_then(|s| Uuid::parse_str(&s).ok())
+        .ok_or_else(|| Problem::bad_request("`id` must be the id of a record"))?;
+    let action = param("action").ok_or_else(|| missing("action"))?;
+    let subject = match param("as") {
+        None => Principal::anonymous(),
+        Some(uid) => {
+            let roles = param("roles").unwrap_or_default();
+            let roles: Vec<&str> = roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
+            Principal::user(&uid, &roles, serde_json::Map::new())
+        }
+    };
+    let report = state
+        .store
+        .explain(&engine, &e, id, &action, &subject)
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn no_route() -> Problem {

@@ -5,6 +5,7 @@ mod accounts;
 mod crud;
 mod ddl;
 mod expand;
+mod explain;
 pub mod filter;
 mod values;
 
