@@ -839,7 +839,108 @@ async fn explain_for_admins(db: Db) {
     );
 }
 
+async fn asymmetric_keys_and_key_sets(db: Db) {
+    let keys = common::repo_root().join("tests/fixtures/keys");
+    let read = |f: &str| std::fs::read(keys.join(f)).unwrap();
+    let model = ("models/note.yaml", "entity: note\nfields:\n  body: text\n");
+    let policy = (
+        "policies/note.yaml",
+        "entity: note\nrules:\n  - roles: [authenticated]\n    allow: [list]\n",
+    );
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": "u1", "exp": now + 600 });
+    for (setting, alg, private, public, kid) in [
+        (
+            "algorithm: RS256, public_key_file: key.pem",
+            Algorithm::RS256,
+            "rsa.key.pem",
+            "rsa.pub.pem",
+            None,
+        ),
+        (
+            "algorithm: ES256, public_key_file: key.pem",
+            Algorithm::ES256,
+            "ec.key.pem",
+            "ec.pub.pem",
+            None,
+        ),
+        (
+            "algorithm: RS256, jwks_file: jwks.json",
+            Algorithm::RS256,
+            "rsa.key.pem",
+            "rsa.pub.pem",
+            Some("test-rsa-1"),
+        ),
+    ] {
+        let settings = format!("auth:\n  jwt: {{ {setting} }}\n");
+        let dir = common::project(&[model, policy, ("trellis.yaml", settings.as_str())]);
+        std::fs::write(dir.path().join("key.pem"), read(public)).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), read("jwks.json")).unwrap();
+        let app = TestApp::for_dir(db, dir.path()).await;
+        let key = if alg == Algorithm::RS256 {
+            EncodingKey::from_rsa_pem(&read(private)).unwrap()
+        } else {
+            EncodingKey::from_ec_pem(&read(private)).unwrap()
+        };
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        let good = encode(&header, &claims, &key).unwrap();
+        assert_eq!(
+            app.as_user(&good).get("/api/notes").await.status,
+            StatusCode::OK,
+            "{setting}"
+        );
+        assert_eq!(
+            app.anonymous().get("/api/notes").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        // Key confusion: an HS256 token "signed" with the public key as the secret.
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&read(public)),
+        )
+        .unwrap();
+        assert_eq!(
+            app.as_user(&confused).get("/api/notes").await.status,
+            StatusCode::UNAUTHORIZED,
+            "{setting}"
+        );
+        // Another key.
+        let other = if alg == Algorithm::RS256 {
+            "ec.key.pem"
+        } else {
+            "rsa.key.pem"
+        };
+        let other_alg = if alg == Algorithm::RS256 {
+            Algorithm::ES256
+        } else {
+            Algorithm::RS256
+        };
+        let other_key = if other_alg == Algorithm::RS256 {
+            EncodingKey::from_rsa_pem(&read(other)).unwrap()
+        } else {
+            EncodingKey::from_ec_pem(&read(other)).unwrap()
+        };
+        let wrong = encode(&Header::new(other_alg), &claims, &other_key).unwrap();
+        assert_eq!(
+            app.as_user(&wrong).get("/api/notes").await.status,
+            StatusCode::UNAUTHORIZED,
+            "{setting}"
+        );
+        if kid.is_some() {
+            let mut h = Header::new(alg);
+            h.kid = Some("unknown-key".into());
+            let unknown = encode(&h, &claims, &key).unwrap();
+            let res = app.as_user(&unknown).get("/api/notes").await;
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+            assert!(res.body["detail"].as_str().unwrap().contains("kid"));
+        }
+    }
+}
+
 both!(
+    asymmetric_keys_and_key_sets,
     explain_for_admins,
     fields_visible_on_some_records,
     refresh_rotation_logout_and_rate_limits,

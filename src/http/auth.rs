@@ -24,9 +24,15 @@ pub enum SetupError {
 }
 
 struct Verifier {
-    key: DecodingKey,
+    /// One key, or keys by `kid` (from a JWKS file).
+    keys: Keys,
     validation: Validation,
     settings: JwtSettings,
+}
+
+enum Keys {
+    One(DecodingKey),
+    ById(Vec<(String, DecodingKey)>),
 }
 
 /// Checks tokens and, with built-in accounts, issues them.
@@ -67,6 +73,21 @@ pub fn unauthorized(detail: impl Into<String>) -> Problem {
     p
 }
 
+fn validation(jwt: &JwtSettings, alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = jwt.leeway;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp"]);
+    match &jwt.audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    if let Some(iss) = &jwt.issuer {
+        validation.set_issuer(&[iss]);
+    }
+    validation
+}
+
 impl Auth {
     /// No authentication: every caller is anonymous.
     pub fn none() -> Auth {
@@ -101,39 +122,67 @@ impl Auth {
                 )
             }
             JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
-                let file = jwt.public_key_file.clone().unwrap_or_default();
-                let path = project.join(&file);
-                let pem = std::fs::read(&path).map_err(|e| SetupError::Key {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let key = if jwt.algorithm == JwtAlgorithm::Rs256 {
-                    DecodingKey::from_rsa_pem(&pem)
-                } else {
-                    DecodingKey::from_ec_pem(&pem)
-                }
-                .map_err(|e| SetupError::Key {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                (key, None)
+                let read = |file: &str| {
+                    let path = project.join(file);
+                    std::fs::read(&path).map_err(|e| SetupError::Key {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })
+                };
+                let keys = match (&jwt.public_key_file, &jwt.jwks_file) {
+                    (Some(file), _) => {
+                        let pem = read(file)?;
+                        let key = if jwt.algorithm == JwtAlgorithm::Rs256 {
+                            DecodingKey::from_rsa_pem(&pem)
+                        } else {
+                            DecodingKey::from_ec_pem(&pem)
+                        }
+                        .map_err(|e| SetupError::Key {
+                            path: file.clone(),
+                            reason: e.to_string(),
+                        })?;
+                        Keys::One(key)
+                    }
+                    (None, Some(file)) => {
+                        let bad = |reason: String| SetupError::Key {
+                            path: file.clone(),
+                            reason,
+                        };
+                        let set: jsonwebtoken::jwk::JwkSet =
+                            serde_json::from_slice(&read(file)?).map_err(|e| bad(e.to_string()))?;
+                        let mut keys = Vec::new();
+                        for jwk in &set.keys {
+                            let kid = jwk.common.key_id.clone().unwrap_or_default();
+                            let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(e.to_string()))?;
+                            keys.push((kid, key));
+                        }
+                        if keys.is_empty() {
+                            return Err(bad("the JWKS holds no keys".to_string()));
+                        }
+                        Keys::ById(keys)
+                    }
+                    (None, None) => {
+                        return Err(SetupError::Key {
+                            path: String::new(),
+                            reason: "no public_key_file or jwks_file".to_string(),
+                        });
+                    }
+                };
+                return Ok(Auth {
+                    verifier: Some(Verifier {
+                        keys,
+                        validation: validation(jwt, alg),
+                        settings: jwt.clone(),
+                    }),
+                    signer: None,
+                    users: engine.auth.users.clone(),
+                });
             }
         };
-        let mut validation = Validation::new(alg);
-        validation.leeway = jwt.leeway;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        match &jwt.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &jwt.issuer {
-            validation.set_issuer(&[iss]);
-        }
         Ok(Auth {
             verifier: Some(Verifier {
-                key,
-                validation,
+                keys: Keys::One(key),
+                validation: validation(jwt, alg),
                 settings: jwt.clone(),
             }),
             signer,
@@ -160,21 +209,38 @@ impl Auth {
                 ));
             }
         };
-        let data = decode::<Map<String, Value>>(token, &verifier.key, &verifier.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                let why = match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet",
-                    ErrorKind::InvalidIssuer => "the token was issued by another issuer",
-                    ErrorKind::InvalidAudience => "the token is meant for another audience",
-                    ErrorKind::InvalidSignature => "the token's signature is wrong",
-                    ErrorKind::InvalidAlgorithm => "the token uses another algorithm",
-                    ErrorKind::MissingRequiredClaim(_) => "the token has no expiry (`exp`)",
-                    _ => "the token cannot be read",
-                };
-                unauthorized(why)
-            })?;
+        let key = match &verifier.keys {
+            Keys::One(key) => key,
+            Keys::ById(keys) => {
+                let kid = jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .unwrap_or_default();
+                match keys.iter().find(|(id, _)| *id == kid) {
+                    Some((_, key)) => key,
+                    None if keys.len() == 1 && kid.is_empty() => &keys[0].1,
+                    None => {
+                        return Err(unauthorized(
+                            "the token's key id (`kid`) is not in the key set",
+                        ));
+                    }
+                }
+            }
+        };
+        let data = decode::<Map<String, Value>>(token, key, &verifier.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                ErrorKind::InvalidIssuer => "the token was issued by another issuer",
+                ErrorKind::InvalidAudience => "the token is meant for another audience",
+                ErrorKind::InvalidSignature => "the token's signature is wrong",
+                ErrorKind::InvalidAlgorithm => "the token uses another algorithm",
+                ErrorKind::MissingRequiredClaim(_) => "the token has no expiry (`exp`)",
+                _ => "the token cannot be read",
+            };
+            unauthorized(why)
+        })?;
         let mut claims = data.claims;
         let s = &verifier.settings;
         let id = match claims.get(&s.user_id_claim) {

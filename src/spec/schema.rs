@@ -194,7 +194,8 @@ pub fn settings_schema() -> Value {
                         "properties": {
                             "algorithm": { "enum": ["HS256", "RS256", "ES256"] },
                             "secret_env": { "type": "string", "description": "The environment variable holding the HS256 secret." },
-                            "public_key_file": { "type": "string" },
+                            "public_key_file": { "type": "string", "description": "A PEM public key (RS256, ES256)." },
+                            "jwks_file": { "type": "string", "description": "A JWKS file (RS256, ES256); the token's `kid` picks the key." },
                             "issuer": { "type": "string" },
                             "audience": { "type": "string" },
                             "leeway": { "type": "integer", "minimum": 0 },

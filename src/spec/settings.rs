@@ -39,6 +39,8 @@ pub struct JwtSettings {
     pub secret_env: Option<String>,
     /// A PEM public key (RS256, ES256), relative to the project folder.
     pub public_key_file: Option<String>,
+    /// A JWKS file (RS256, ES256): the token's `kid` picks the key.
+    pub jwks_file: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Seconds of clock skew tolerated for `exp` and `nbf`.
@@ -145,17 +147,11 @@ fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSetti
                 }
             },
         };
-        if let Some(pos) = super::walk::key_pos(jm, "jwks_file") {
-            sink.error_hint(
-                pos,
-                "not-yet-supported",
-                "`jwks_file` is not supported yet",
-                "use `public_key_file` with a PEM public key",
-            );
-        }
+
         let secret_env = opt_string(sink, jm, "secret_env", "`secret_env`").map(|n| n.name);
         let public_key_file =
             opt_string(sink, jm, "public_key_file", "`public_key_file`").map(|n| n.name);
+        let jwks_file = opt_string(sink, jm, "jwks_file", "`jwks_file`").map(|n| n.name);
         match algorithm {
             JwtAlgorithm::Hs256 if secret_env.is_none() => sink.error_hint(
                 jwt.pos,
@@ -163,13 +159,16 @@ fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSetti
                 "HS256 needs `secret_env`: the environment variable that holds the secret",
                 "add e.g. `secret_env: TRELLIS_JWT_SECRET` (secrets never go in files)",
             ),
-            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 if public_key_file.is_none() => sink
-                .error_hint(
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256
+                if public_key_file.is_none() && jwks_file.is_none() =>
+            {
+                sink.error_hint(
                     jwt.pos,
                     "missing-key",
-                    "RS256 and ES256 need `public_key_file`: a PEM public key",
+                    "RS256 and ES256 need `public_key_file` (a PEM public key) or `jwks_file`",
                     "add e.g. `public_key_file: keys/auth.pub.pem`",
-                ),
+                )
+            }
             _ => {}
         }
         let leeway = get(jm, "leeway")
@@ -180,6 +179,7 @@ fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSetti
             algorithm,
             secret_env,
             public_key_file,
+            jwks_file,
             issuer: opt_string(sink, jm, "issuer", "`issuer`").map(|n| n.name),
             audience: opt_string(sink, jm, "audience", "`audience`").map(|n| n.name),
             leeway,
