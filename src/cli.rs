@@ -62,6 +62,17 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Sign a token for trying the API (HS256 projects; the secret comes from the environment).
+    Token {
+        /// The user id (the `sub` claim, or the configured user id claim).
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated.
+        #[arg(long, default_value = "")]
+        roles: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Explain why a user may or may not do an action on a record.
     Explain {
         /// The entity, e.g. `project`.
@@ -138,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
         Command::Test { dir, database_url } => policy_tests(&dir, database_url),
+        Command::Token { sub, roles, dir } => token(&dir, &sub, &roles),
         Command::Explain {
             entity,
             id,
@@ -453,6 +465,31 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn token(dir: &Path, sub: &str, roles: &str) -> Result<ExitCode> {
+    let engine = load_engine(dir)?;
+    let Some(jwt) = &engine.auth.jwt else {
+        bail!("this project has no `auth.jwt` in trellis.yaml");
+    };
+    let auth = Auth::from_engine(&engine, dir, &|var| std::env::var(var).ok())?;
+    let roles: Vec<String> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (token, ttl) = auth
+        .issue(sub, &roles, serde_json::Map::new())
+        .with_context(|| {
+            format!(
+                "only HS256 projects can sign tokens here (this one uses {:?})",
+                jwt.algorithm
+            )
+        })?;
+    eprintln!("valid for {ttl} s");
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(
