@@ -106,6 +106,24 @@ fn not_enabled() -> Problem {
     )
 }
 
+/// The accounts settings and entity, or 404 when built-in accounts are off.
+fn accounts(
+    engine: &Engine,
+) -> Result<
+    (
+        crate::spec::settings::UsersSettings,
+        std::sync::Arc<crate::engine::Entity>,
+    ),
+    Problem,
+> {
+    let users = engine.auth.users.clone().ok_or_else(not_enabled)?;
+    let e = engine
+        .entity(&users.entity.name)
+        .cloned()
+        .ok_or_else(not_enabled)?;
+    Ok((users, e))
+}
+
 fn hash(password: &str) -> Option<String> {
     use argon2::password_hash::PasswordHasher;
     argon2::Argon2::default()
@@ -214,13 +232,7 @@ pub(super) async fn signup(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
-    let Some(users) = engine.auth.users.clone() else {
-        return Err(not_enabled());
-    };
-    let e = engine
-        .entity(&users.entity.name)
-        .cloned()
-        .ok_or_else(not_enabled)?;
+    let (users, e) = accounts(&engine)?;
     let mut value = json_body(&headers, body)?;
     let Some(obj) = value.as_object_mut() else {
         return Err(Problem::invalid(vec![FieldError::new(
@@ -280,13 +292,7 @@ pub(super) async fn login(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
-    let Some(users) = engine.auth.users.clone() else {
-        return Err(not_enabled());
-    };
-    let e = engine
-        .entity(&users.entity.name)
-        .cloned()
-        .ok_or_else(not_enabled)?;
+    let (_, e) = accounts(&engine)?;
     let value = json_body(&headers, body)?;
     let email = value
         .get("email")
@@ -369,13 +375,7 @@ pub(super) async fn refresh(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
-    let Some(users) = engine.auth.users.clone() else {
-        return Err(not_enabled());
-    };
-    let e = engine
-        .entity(&users.entity.name)
-        .cloned()
-        .ok_or_else(not_enabled)?;
+    let (_, e) = accounts(&engine)?;
     let token = refresh_token_of(&json_body(&headers, body)?)?;
     let outcome = state
         .store

@@ -144,43 +144,21 @@ pub fn load(root: &Path) -> Loaded {
             ),
         });
     }
-    for path in model_files {
-        let Some(node) = read_yaml(root, &path, &mut spec.sources, &mut diagnostics) else {
-            continue;
-        };
-        let rel = relative(root, &path);
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let mut sink = Sink {
-            file: &rel,
-            out: &mut diagnostics,
-        };
-        if let Some(model) = model::parse_model(&mut sink, &stem, &node) {
-            spec.models.push(model);
-        }
-    }
-
-    for path in yaml_files(root, "policies", &mut diagnostics) {
-        let Some(node) = read_yaml(root, &path, &mut spec.sources, &mut diagnostics) else {
-            continue;
-        };
-        let rel = relative(root, &path);
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let mut sink = Sink {
-            file: &rel,
-            out: &mut diagnostics,
-        };
-        if let Some(p) = policy::parse_policy(&mut sink, &stem, &node) {
-            spec.policies.push(p);
-        }
-    }
+    spec.models = read_all(
+        root,
+        model_files,
+        &mut spec.sources,
+        &mut diagnostics,
+        model::parse_model,
+    );
+    let policy_files = yaml_files(root, "policies", &mut diagnostics);
+    spec.policies = read_all(
+        root,
+        policy_files,
+        &mut spec.sources,
+        &mut diagnostics,
+        policy::parse_policy,
+    );
 
     for folder in ["workflows"] {
         for path in yaml_files(root, folder, &mut diagnostics) {
@@ -202,6 +180,36 @@ pub fn load(root: &Path) -> Loaded {
         (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
     });
     Loaded { spec, diagnostics }
+}
+
+/// Reads and parses each file with `parse` (given the file's stem), keeping what parses.
+fn read_all<T>(
+    root: &Path,
+    files: Vec<PathBuf>,
+    sources: &mut BTreeMap<String, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+    parse: fn(&mut Sink<'_>, &str, &yaml::Node) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for path in files {
+        let Some(node) = read_yaml(root, &path, sources, diagnostics) else {
+            continue;
+        };
+        let rel = relative(root, &path);
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut sink = Sink {
+            file: &rel,
+            out: diagnostics,
+        };
+        if let Some(item) = parse(&mut sink, &stem, &node) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// Parses YAML text from memory (used by tests and by `load`).
