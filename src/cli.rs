@@ -39,6 +39,9 @@ enum Command {
         /// Default: trellis.yaml's database.url, else DIR/.trellis/data.db.
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
+        /// Do not reload when definition files change.
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Check every file of the project and print every problem.
     Check {
@@ -144,7 +147,8 @@ pub fn main() -> ExitCode {
             port,
             host,
             database_url,
-        } => serve(&dir, &host, port, database_url),
+            no_watch,
+        } => serve(&dir, &host, port, database_url, !no_watch),
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
@@ -390,7 +394,13 @@ fn database_url(dir: &Path, flag: Option<String>, engine: &Engine) -> Result<Str
     Ok(format!("sqlite://{}", path.display()))
 }
 
-fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -> Result<ExitCode> {
+fn serve(
+    dir: &Path,
+    host: &str,
+    port: u16,
+    database_url_flag: Option<String>,
+    watch: bool,
+) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -436,17 +446,40 @@ fn serve(dir: &Path, host: &str, port: u16, database_url_flag: Option<String>) -
             Err(err) => return Err(err.into()),
         }
         let entities = engine.entities().len();
-        let auth = Auth::from_engine(&engine, dir, &|var| {
-            std::env::var(var).ok().or_else(|| {
-                // Development convenience: a fresh random secret, so `serve` works at
-                // once. Tokens then die with the process, and each instance has its own.
-                tracing::warn!(
-                    "{var} is not set: using a random JWT secret for this run only (tokens will not survive a restart; set {var} for anything real)"
-                );
-                Some(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
-            })
-        })?;
+        // Development convenience: without the secret in the environment, a random
+        // one for this run (tokens then die with the process; each instance has its
+        // own). The same one is used across reloads.
+        let fallback = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let secret: trellis::reload::SecretLookup = std::sync::Arc::new(move |var: &str| {
+                std::env::var(var).ok().or_else(|| Some(fallback.clone()))
+            });
+        if let Some(var) = engine.auth.jwt.as_ref().and_then(|j| j.secret_env.clone())
+            && std::env::var(&var).is_err()
+        {
+            tracing::warn!(
+                "{var} is not set: using a random JWT secret for this run only (tokens will not survive a restart; set {var} for anything real)"
+            );
+        }
+        let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let state = AppState::with_auth(engine, store.clone(), auth);
+        let (loaded, _) = load_all(dir);
+        state
+            .status
+            .store(std::sync::Arc::new(trellis::reload::Status::started(loaded.diagnostics)));
+        let _watcher = if watch {
+            match trellis::reload::watch(dir.to_path_buf(), state.clone(), secret.clone()) {
+                Ok(w) => {
+                    tracing::info!("watching {} for changes", dir.display());
+                    Some(w)
+                }
+                Err(err) => {
+                    tracing::warn!("cannot watch {} for changes ({err}); reload by restarting", dir.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let app = router(state);
         let addr: SocketAddr = format!("{host}:{port}")
             .parse()

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod http;
+pub mod reload;
 pub mod spec;
 pub mod store;
 pub mod verify;

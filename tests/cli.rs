@@ -321,3 +321,58 @@ async fn policy_tests_run_and_report(db: Db) {
 }
 
 both!(policy_tests_run_and_report);
+
+async fn serve_watches_the_files(db: Db) {
+    let project = common::project(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: string, required: true }\n",
+    )]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let port = free_port();
+    let url = (db == Db::Postgres).then_some(test_db.url.as_str());
+    let mut server = serve(&dir, port, url);
+    wait_healthy(&mut server, port);
+    assert_eq!(http(port, "GET", "/api/notes", None).unwrap().0, 404);
+    std::fs::write(
+        project.path().join("models/note.yaml"),
+        "entity: note\nfields:\n  body: text\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        if http(port, "GET", "/api/notes", None).is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the new entity never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(
+        project.path().join("models/note.yaml"),
+        "entity: note\nfields:\n  body: { type: nope }\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let (_, status) = http(port, "GET", "/_/status", None).unwrap();
+        if status["last_result"] == "failed" {
+            assert_eq!(status["diagnostics"][0]["file"], "models/note.yaml");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the broken file was never reported"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        http(port, "GET", "/api/notes", None).unwrap().0,
+        200,
+        "the last good definitions serve"
+    );
+}
+
+both!(serve_watches_the_files);

@@ -31,6 +31,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             method: "get",
             path: "/_/explain".into(),
         },
+        Route {
+            method: "get",
+            path: "/_/status".into(),
+        },
     ];
     if engine.auth.users.is_some() {
         for path in [
@@ -515,6 +519,35 @@ pub fn document(engine: &Engine) -> Value {
                 "summary": "This document.",
                 "tags": ["System"],
                 "responses": { "200": { "description": "The OpenAPI document.", "content": json_content(json!({ "type": "object" })) } }
+            }
+        }),
+    );
+    paths.insert(
+        "/_/status".into(),
+        json!({
+            "get": {
+                "operationId": "status",
+                "summary": "The loaded definitions and the result of the last reload",
+                "tags": ["System"],
+                "responses": {
+                    "200": {
+                        "description": "Generation, load times, entities, and the diagnostics of the last reload attempt (a failed reload keeps the previous definitions serving).",
+                        "content": json_content(json!({
+                            "type": "object",
+                            "required": ["generation", "loaded_at", "last_result", "diagnostics", "entities"],
+                            "properties": {
+                                "generation": { "type": "integer" },
+                                "loaded_at": { "type": "string", "format": "date-time" },
+                                "last_attempt_at": { "type": "string", "format": "date-time" },
+                                "last_result": { "enum": ["ok", "failed"] },
+                                "diagnostics": { "type": "array", "items": { "type": "object" } },
+                                "applied": { "type": "array", "items": { "type": "string" } },
+                                "entities": { "type": "array", "items": { "type": "object" } },
+                                "policies": { "type": "boolean" }
+                            }
+                        }))
+                    }
+                }
             }
         }),
     );

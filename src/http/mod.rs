@@ -40,6 +40,8 @@ pub struct AppState {
     pub store: Store,
     /// Login rate limits (per instance).
     pub limits: Arc<users::LoginLimits>,
+    /// What is loaded, and how the last reload went (`GET /_/status`).
+    pub status: crate::reload::StatusCell,
 }
 
 impl AppState {
@@ -54,6 +56,9 @@ impl AppState {
             auth: Arc::new(ArcSwap::from_pointee(auth)),
             store,
             limits: Arc::default(),
+            status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
+                Vec::new(),
+            ))),
         }
     }
 
@@ -69,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/_/explain", get(explain))
+        .route("/_/status", get(status))
         .route("/auth/signup", post(users::signup))
         .route("/auth/login", post(users::login))
         .route("/auth/refresh", post(users::refresh))
@@ -186,6 +192,12 @@ async fn explain(
         .await
         .map_err(|err| problem::from_store(err, &e.name))?;
     Ok(json_response(StatusCode::OK, &report))
+}
+
+/// `GET /_/status`: the loaded definitions, and the last reload's result and problems.
+async fn status(State(state): State<AppState>) -> Response {
+    let engine = state.engine.load_full();
+    json_response(StatusCode::OK, &state.status.load().to_json(&engine))
 }
 
 async fn no_route() -> Problem {
