@@ -2,6 +2,7 @@
 //! by every request as `Arc<Engine>`. Nothing here does I/O.
 
 pub mod access;
+pub mod aggregate;
 pub mod cond;
 pub mod input;
 pub mod openapi;

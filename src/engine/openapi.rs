@@ -58,6 +58,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
                 path: collection.clone(),
             });
         }
+        out.push(Route {
+            method: "get",
+            path: format!("/api/{}/aggregate", e.plural),
+        });
         for method in ["get", "patch", "delete"] {
             out.push(Route {
                 method,
@@ -239,6 +243,124 @@ fn list_params(e: &Entity) -> Value {
     Value::Array(params)
 }
 
+fn aggregate_path(e: &Entity, tag: &str) -> Value {
+    let numeric: Vec<&str> = e
+        .fields
+        .iter()
+        .filter(|f| f.ty.is_numeric())
+        .map(|f| f.name.as_str())
+        .collect();
+    let dates: Vec<&str> = e
+        .fields
+        .iter()
+        .filter(|f| matches!(f.ty, FieldType::Date | FieldType::Datetime))
+        .map(|f| f.name.as_str())
+        .chain(["created_at", "updated_at"])
+        .collect();
+    let groupable: Vec<&str> = e
+        .fields
+        .iter()
+        .filter(|f| {
+            !matches!(
+                f.ty,
+                FieldType::Json | FieldType::Many | FieldType::Inverse | FieldType::Text
+            )
+        })
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut group_props = Map::new();
+    for g in &groupable {
+        group_props.insert((*g).to_string(), json!({}));
+    }
+    let mut params = vec![
+        query_param(
+            "group_by",
+            format!(
+                "Comma-separated fields to group by ({}); dates and datetimes take a UTC bucket: `created_at:day`, `:week` (from Monday), `:month`, `:year`.",
+                groupable.join(", ")
+            ),
+            json!({ "type": "string" }),
+            json!({ "by_month": { "value": "created_at:month" } }),
+        ),
+        query_param(
+            "count",
+            "`true`: the number of records per group (also the default metric).".into(),
+            json!({ "type": "boolean" }),
+            json!({}),
+        ),
+    ];
+    for (name, what) in [
+        ("sum", "Sum"),
+        ("avg", "Average"),
+        ("min", "Smallest"),
+        ("max", "Largest"),
+    ] {
+        let fields = if matches!(name, "min" | "max") {
+            numeric
+                .iter()
+                .chain(dates.iter())
+                .copied()
+                .collect::<Vec<_>>()
+        } else {
+            numeric.clone()
+        };
+        params.push(query_param(
+            name,
+            format!(
+                "{what} of these comma-separated fields per group, as `{name}_<field>` ({}).",
+                if fields.is_empty() {
+                    "none here".to_string()
+                } else {
+                    fields.join(", ")
+                }
+            ),
+            json!({ "type": "string" }),
+            json!({}),
+        ));
+    }
+    params.push(query_param(
+        "filter",
+        "A condition, as for lists.".into(),
+        json!({ "type": "string" }),
+        json!({}),
+    ));
+    params.push(query_param(
+        "sort",
+        "Group keys or metric names (`-count`), `-` for descending; default: by the groups.".into(),
+        json!({ "type": "string" }),
+        json!({}),
+    ));
+    params.push(query_param(
+        "limit",
+        format!(
+            "At most this many groups (1 to {}, default {}).",
+            crate::engine::aggregate::MAX_GROUPS,
+            crate::engine::aggregate::DEFAULT_GROUPS
+        ),
+        json!({ "type": "integer", "minimum": 1, "maximum": crate::engine::aggregate::MAX_GROUPS }),
+        json!({}),
+    ));
+    json!({
+        "get": {
+            "operationId": format!("aggregate_{}", e.plural),
+            "summary": format!("Groups and metrics of {} records (the policy action `aggregate`)", e.name),
+            "tags": [tag],
+            "parameters": params,
+            "responses": {
+                "200": {
+                    "description": "One object per group: the group keys, then the metrics (`count`, `sum_<field>`, `avg_<field>`, …). Decimal sums are strings with their scale; averages are numbers.",
+                    "content": json_content(json!({
+                        "type": "object",
+                        "required": ["groups"],
+                        "properties": { "groups": { "type": "array", "items": { "type": "object" } } }
+                    }))
+                },
+                "400": problem("A parameter is invalid; `parameter` names it.")
+            }
+        }
+    })
+}
+
 fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
     let base = pascal_case(&e.name);
     let record = base.to_string();
@@ -340,6 +462,10 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
         }
     });
     paths.insert(format!("/api/{}", e.plural), collection);
+    paths.insert(
+        format!("/api/{}/aggregate", e.plural),
+        aggregate_path(e, &tag),
+    );
     paths.insert(format!("/api/{}/{{id}}", e.plural), item);
 }
 

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/refresh", post(users::refresh))
         .route("/auth/logout", post(users::logout))
         .route("/api/{plural}", get(list).post(create))
+        .route("/api/{plural}/aggregate", get(aggregate))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -315,6 +316,27 @@ async fn list(
         body["total"] = json!(total);
     }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn aggregate(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let pairs = query_pairs(query.as_deref())?;
+    let hidden = engine.access.hidden_everywhere(&who);
+    let req = crate::engine::aggregate::aggregate_request(&engine, &e, &pairs, &hidden)
+        .map_err(param_problem)?;
+    let groups = state
+        .store
+        .aggregate(&engine, &e, &req, &who)
+        .await
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    Ok(json_response(StatusCode::OK, &json!({ "groups": groups })))
 }
 
 async fn read(

@@ -2,6 +2,7 @@
 //! its own sqlx pool; statements are built with sea-query, values are always bound.
 
 mod accounts;
+mod aggregate;
 mod crud;
 mod ddl;
 mod expand;

@@ -1,0 +1,192 @@
+//! Aggregates: groups, buckets, metrics, filters and policies, with fixed data, on
+//! SQLite and PostgreSQL (the same answers from both).
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Db, TestApp};
+use serde_json::{Value, json};
+
+fn enc(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_string()
+}
+
+async fn data(app: &TestApp) -> (String, String) {
+    let acme = app
+        .create("organizations", json!({ "name": "Acme", "slug": "acme" }))
+        .await;
+    let globex = app
+        .create(
+            "organizations",
+            json!({ "name": "Globex", "slug": "globex" }),
+        )
+        .await;
+    for p in [
+        json!({ "title": "Proj 1", "client": acme, "status": "open", "budget": "100.50", "published_at": "2026-01-31T23:30:00Z", "deadline": "2026-02-01" }),
+        json!({ "title": "Proj 2", "client": acme, "status": "open", "budget": "200.25", "published_at": "2026-02-01T00:30:00Z", "deadline": "2026-02-28" }),
+        json!({ "title": "Proj 3", "client": globex, "status": "draft", "budget": 1000, "published_at": "2026-02-15T12:00:00+05:00" }),
+        json!({ "title": "Proj 4", "client": globex, "status": "closed", "deadline": "2026-03-02" }),
+    ] {
+        app.create("projects", p).await;
+    }
+    (acme, globex)
+}
+
+async fn groups(app: &TestApp, query: &str) -> Value {
+    let res = app.get(&format!("/api/projects/aggregate?{query}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{query}: {}", res.body);
+    res.body["groups"].clone()
+}
+
+async fn groups_and_metrics(db: Db) {
+    let app = TestApp::root(db).await;
+    let (acme, globex) = data(&app).await;
+    assert_eq!(
+        groups(&app, "group_by=status&count=true&sum=budget&avg=budget").await,
+        json!([
+            { "status": "closed", "count": 1, "sum_budget": null, "avg_budget": null },
+            { "status": "draft", "count": 1, "sum_budget": "1000.00", "avg_budget": 1000.0 },
+            { "status": "open", "count": 2, "sum_budget": "300.75", "avg_budget": 150.375 }
+        ])
+    );
+    // Month buckets are UTC: 23:30 on 31 January and 00:30 on 1 February differ;
+    // 12:00+05:00 on 15 February is February; missing values come last.
+    assert_eq!(
+        groups(&app, "group_by=published_at:month").await,
+        json!([
+            { "published_at:month": "2026-01-01", "count": 1 },
+            { "published_at:month": "2026-02-01", "count": 2 },
+            { "published_at:month": null, "count": 1 }
+        ])
+    );
+    assert_eq!(
+        groups(
+            &app,
+            "group_by=published_at:day&sort=-count,published_at:day"
+        )
+        .await,
+        json!([
+            { "published_at:day": "2026-01-31", "count": 1 },
+            { "published_at:day": "2026-02-01", "count": 1 },
+            { "published_at:day": "2026-02-15", "count": 1 },
+            { "published_at:day": null, "count": 1 }
+        ])
+    );
+    // Weeks start on Monday: Sunday 1 Feb is in the week of 26 Jan.
+    assert_eq!(
+        groups(&app, "group_by=deadline:week&filter=deadline%20is%20set").await,
+        json!([
+            { "deadline:week": "2026-01-26", "count": 1 },
+            { "deadline:week": "2026-02-23", "count": 1 },
+            { "deadline:week": "2026-03-02", "count": 1 }
+        ])
+    );
+    assert_eq!(
+        groups(&app, "group_by=deadline:year").await,
+        json!([{ "deadline:year": "2026-01-01", "count": 3 }, { "deadline:year": null, "count": 1 }])
+    );
+    // By a reference, sorted by a metric, limited.
+    let by_client = groups(
+        &app,
+        "group_by=client&count=true&sort=-count,client&limit=1",
+    )
+    .await;
+    assert_eq!(by_client.as_array().unwrap().len(), 1);
+    assert_eq!(by_client[0]["count"], 2);
+    assert!(by_client[0]["client"] == json!(acme) || by_client[0]["client"] == json!(globex));
+    // No groups: one row over everything; min and max keep their types.
+    assert_eq!(
+        groups(
+            &app,
+            "min=deadline,budget&max=budget,published_at&count=true"
+        )
+        .await,
+        json!([{
+            "count": 4, "min_deadline": "2026-02-01", "min_budget": "100.50",
+            "max_budget": "1000.00", "max_published_at": "2026-02-15T07:00:00Z"
+        }])
+    );
+    // With a filter, and a filter nobody matches.
+    assert_eq!(
+        groups(
+            &app,
+            &format!(
+                "group_by=status&sum=budget&filter={}",
+                enc("client.name = 'Acme'")
+            )
+        )
+        .await,
+        json!([{ "status": "open", "sum_budget": "300.75" }])
+    );
+    assert_eq!(
+        groups(&app, "group_by=status&filter=budget%20%3E%20999999").await,
+        json!([])
+    );
+    // Other entities, other types: integers sum as integers.
+    let res = app
+        .get("/api/organizations/aggregate?count=true&sum=headcount")
+        .await;
+    assert_eq!(
+        res.body["groups"],
+        json!([{ "count": 2, "sum_headcount": null }])
+    );
+}
+
+async fn mistakes_are_400(db: Db) {
+    let app = TestApp::root(db).await;
+    for (query, param) in [
+        ("", "group_by"),
+        ("group_by=statuss", "group_by"),
+        ("group_by=title:month", "group_by"),
+        ("group_by=published_at:fortnight", "group_by"),
+        ("group_by=summary", "group_by"),
+        ("group_by=skills", "group_by"),
+        ("sum=title", "sum"),
+        ("avg=deadline", "avg"),
+        ("group_by=status&sort=budget", "sort"),
+        ("group_by=status&limit=0", "limit"),
+        ("group_by=status&filter=statuss%20%3D%201", "filter"),
+        ("group_by=status&counts=true", "counts"),
+    ] {
+        let res = app.get(&format!("/api/projects/aggregate?{query}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {}", res.body);
+        assert_eq!(res.body["parameter"], param, "{query}");
+    }
+}
+
+async fn aggregates_follow_the_policies(db: Db) {
+    let app = TestApp::root(db).await;
+    data(&app).await;
+    let dev = app.as_user(&app.token(&uuid::Uuid::now_v7().to_string(), &["contractor"]));
+    // Contractors count published projects only: not the draft.
+    let res = dev.get("/api/projects/aggregate?group_by=status").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(
+        res.body["groups"],
+        json!([{ "status": "closed", "count": 1 }, { "status": "open", "count": 2 }])
+    );
+    // Hidden and conditionally visible fields cannot be aggregated or grouped.
+    for query in [
+        "sum=budget",
+        "group_by=internal_notes",
+        "max=budget",
+        "group_by=status&filter=budget%20%3E%201",
+    ] {
+        let res = dev.get(&format!("/api/projects/aggregate?{query}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {}", res.body);
+    }
+    // Contractors may not aggregate applications at all; anonymous callers nothing.
+    let res = dev.get("/api/applications/aggregate?count=true").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = app
+        .anonymous()
+        .get("/api/projects/aggregate?count=true")
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+both!(
+    groups_and_metrics,
+    mistakes_are_400,
+    aggregates_follow_the_policies
+);
