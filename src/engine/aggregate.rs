@@ -42,6 +42,8 @@ pub struct Group {
     pub bucket: Option<Bucket>,
     /// The key in the answer: `status`, `created_at:month`.
     pub key: String,
+    /// For a `many` field: its link table (a record counts once per linked id).
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,16 @@ fn column_of(
     param: &str,
     hidden: &[(String, String)],
 ) -> Result<Column, ParamError> {
+    column_or_link(e, name, param, hidden, false).map(|(c, _)| c)
+}
+
+fn column_or_link(
+    e: &Entity,
+    name: &str,
+    param: &str,
+    hidden: &[(String, String)],
+    allow_many: bool,
+) -> Result<(Column, Option<String>), ParamError> {
     if hidden.iter().any(|(en, f)| *en == e.name && f == name) {
         return Err(ParamError {
             param: param.into(),
@@ -115,6 +127,16 @@ fn column_of(
                 column: None,
             }
         })?;
+    if allow_many && field.ty == FieldType::Many {
+        return Ok((
+            Column {
+                name: field.name.clone(),
+                ty: FieldType::Uuid,
+                scale: 0,
+            },
+            Some(e.join_table(field)),
+        ));
+    }
     if matches!(
         field.ty,
         FieldType::Json | FieldType::Many | FieldType::Inverse
@@ -129,11 +151,14 @@ fn column_of(
             column: None,
         });
     }
-    Ok(Column {
-        name: field.name.clone(),
-        ty: field.ty,
-        scale: field.scale,
-    })
+    Ok((
+        Column {
+            name: field.name.clone(),
+            ty: field.ty,
+            scale: field.scale,
+        },
+        None,
+    ))
 }
 
 fn err(param: &str, message: impl Into<String>) -> ParamError {
@@ -201,7 +226,11 @@ pub fn aggregate_request(
                         }
                         None => (part, None),
                     };
-                    let column = column_of(e, field, "group_by", hidden)?;
+                    let (column, link) =
+                        column_or_link(e, field, "group_by", hidden, bucket.is_none())?;
+                    if link.is_some() && req.groups.iter().any(|g| g.link.is_some()) {
+                        return Err(err("group_by", "group by at most one many field"));
+                    }
                     if bucket.is_some()
                         && !matches!(column.ty, FieldType::Date | FieldType::Datetime)
                     {
@@ -222,6 +251,7 @@ pub fn aggregate_request(
                     req.groups.push(Group {
                         column,
                         bucket,
+                        link,
                         key: part.to_string(),
                     });
                 }

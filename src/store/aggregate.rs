@@ -1,7 +1,7 @@
 //! Aggregates: one grouped SQL query, with the caller's `aggregate` policy and the
 //! filter in its WHERE.
 
-use sea_query::{Alias, Expr, NullOrdering, Order, Query};
+use sea_query::{Alias, Expr, ExprTrait, NullOrdering, Order, Query};
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
@@ -22,6 +22,9 @@ fn col(name: &str) -> String {
 }
 
 fn group_sql(dialect: Dialect, g: &Group) -> String {
+    if g.link.is_some() {
+        return format!("{}.{}", quote("l0"), quote("target_id"));
+    }
     let c = col(&g.column.name);
     match (g.bucket, dialect) {
         (None, _) => c,
@@ -132,6 +135,17 @@ impl Store {
         let ctx = who.ctx();
         let mut q = Query::select();
         q.from_as(e.name.clone(), "t0");
+        if let Some(link) = req.groups.iter().find_map(|g| g.link.clone()) {
+            // Per linked id: a record counts once in each of its links' groups (and
+            // once under null when it has none).
+            q.join_as(
+                sea_query::JoinType::LeftJoin,
+                link,
+                "l0",
+                Expr::col(("l0".to_string(), "source_id".to_string()))
+                    .equals(("t0".to_string(), "id".to_string())),
+            );
+        }
         for (i, g) in req.groups.iter().enumerate() {
             q.expr_as(
                 Expr::cust(group_sql(dialect, g)),
