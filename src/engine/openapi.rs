@@ -260,12 +260,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
     let groupable: Vec<&str> = e
         .fields
         .iter()
-        .filter(|f| {
-            !matches!(
-                f.ty,
-                FieldType::Json | FieldType::Many | FieldType::Inverse | FieldType::Text
-            )
-        })
+        .filter(|f| !matches!(f.ty, FieldType::Json | FieldType::Inverse | FieldType::Text))
         .map(|f| f.name.as_str())
         .collect();
     let mut group_props = Map::new();
@@ -276,7 +271,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
         query_param(
             "group_by",
             format!(
-                "Comma-separated fields to group by ({}); dates and datetimes take a UTC bucket: `created_at:day`, `:week` (from Monday), `:month`, `:year`.",
+                "Comma-separated fields to group by ({}); a many field groups by each linked id; dates and datetimes take a UTC bucket: `created_at:day`, `:week` (from Monday), `:month`, `:year`.",
                 groupable.join(", ")
             ),
             json!({ "type": "string" }),
