@@ -315,12 +315,17 @@ fn load_all(dir: &Path) -> (Loaded, Option<Engine>) {
 }
 
 fn load_engine(dir: &Path) -> Result<Engine> {
+    load_engine_with_diagnostics(dir).map(|(engine, _)| engine)
+}
+
+/// The engine, and the (warning) diagnostics of loading it, rendered once.
+fn load_engine_with_diagnostics(dir: &Path) -> Result<(Engine, Vec<Diagnostic>)> {
     let (loaded, engine) = load_all(dir);
     if !loaded.diagnostics.is_empty() {
         render(&loaded);
     }
     match engine {
-        Some(engine) => Ok(engine),
+        Some(engine) => Ok((engine, loaded.diagnostics)),
         None => bail!(
             "the project in {} has problems ({}); fix them and try again",
             dir.display(),
@@ -409,7 +414,7 @@ fn serve(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let engine = load_engine(dir)?;
+    let (engine, warnings) = load_engine_with_diagnostics(dir)?;
     let url = database_url(dir, database_url_flag, &engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -462,10 +467,9 @@ fn serve(
         }
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let state = AppState::with_auth(engine, store.clone(), auth);
-        let (loaded, _) = load_all(dir);
         state
             .status
-            .store(std::sync::Arc::new(trellis::reload::Status::started(loaded.diagnostics)));
+            .store(std::sync::Arc::new(trellis::reload::Status::started(warnings)));
         let _watcher = if watch {
             match trellis::reload::watch(dir.to_path_buf(), state.clone(), secret.clone()) {
                 Ok(w) => {
