@@ -133,6 +133,45 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// A batch's open transaction.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` in a transaction `$tx`: a new one on the pool, or a savepoint of a
+/// batch's transaction (so that a failed operation can be inspected, and the batch
+/// still rolls back as a whole).
+macro_rules! in_tx {
+    ($store:expr, $batch:expr, $tx:ident, $qb:ident => $body:expr) => {{
+        $store.counted();
+        match $batch {
+            None => match &$store.pool {
+                Pool::Sqlite(pool) => {
+                    let $qb = || SqliteQueryBuilder;
+                    let mut $tx = pool.begin_with(AssertSqlSafe("BEGIN IMMEDIATE")).await?;
+                    $body
+                }
+                Pool::Postgres(pool) => {
+                    let $qb = || PostgresQueryBuilder;
+                    let mut $tx = pool.begin_with(AssertSqlSafe("BEGIN")).await?;
+                    $body
+                }
+            },
+            Some(Tx::Sqlite(outer)) => {
+                let $qb = || SqliteQueryBuilder;
+                let mut $tx = sqlx::Acquire::begin(&mut *outer).await?;
+                $body
+            }
+            Some(Tx::Postgres(outer)) => {
+                let $qb = || PostgresQueryBuilder;
+                let mut $tx = sqlx::Acquire::begin(&mut *outer).await?;
+                $body
+            }
+        }
+    }};
+}
+
 const SYSTEM_COLUMNS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
 
 /// The columns a record is read from, in the order [`record_from_row`] expects.
@@ -434,6 +473,17 @@ impl Store {
         input: &Input,
         who: &Principal,
     ) -> Result<Record, Error> {
+        self.create_in(None, engine, e, input, who).await
+    }
+
+    pub(crate) async fn create_in(
+        &self,
+        batch: Option<&mut Tx>,
+        engine: &Engine,
+        e: &Entity,
+        input: &Input,
+        who: &Principal,
+    ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let allowed = match engine.access.decide(&e.name, "create", who) {
@@ -470,10 +520,15 @@ impl Store {
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, false);
 
-        let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
-            let mut tx = pool.begin_with(AssertSqlSafe(self.begin_write())).await?;
+        let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = q.build_sqlx(qb());
-            let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await?;
+            let row = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await {
+                Ok(row) => row,
+                Err(err) => {
+                    tx.rollback().await?;
+                    return Err(err);
+                }
+            };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
                 let (sql, vals) = stmt.build_sqlx(qb());
@@ -490,7 +545,7 @@ impl Store {
             }
             tx.commit().await?;
             Ok(Ok(rec))
-        }.await);
+        })}.await;
         let mut rec = match result {
             Ok(inner) => inner?,
             Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
@@ -505,6 +560,21 @@ impl Store {
     /// Changes the given fields; with `if_match`, only if the version is still that.
     pub async fn update(
         &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        input: &Input,
+        if_match: Option<i64>,
+        who: &Principal,
+    ) -> Result<Record, Error> {
+        self.update_in(None, engine, e, id, input, if_match, who)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_in(
+        &self,
+        batch: Option<&mut Tx>,
         engine: &Engine,
         e: &Entity,
         id: Uuid,
@@ -549,10 +619,16 @@ impl Store {
         let after =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
 
-        let result: Result<Result<Record, Error>, sqlx::Error> = on_pool!(self, pool, qb => async {
-            let mut tx = pool.begin_with(AssertSqlSafe(self.begin_write())).await?;
+        let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = q.build_sqlx(qb());
-            let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
+            let updated = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
+                Ok(row) => row,
+                Err(err) => {
+                    tx.rollback().await?;
+                    return Err(err);
+                }
+            };
+            let Some(row) = updated else {
                 let (sql, vals) = current.build_sqlx(qb());
                 let found = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
                 let version: Option<i64> = match found {
@@ -582,7 +658,7 @@ impl Store {
             }
             tx.commit().await?;
             Ok(Ok(rec))
-        }.await);
+        })}.await;
         let mut rec = match result {
             Ok(inner) => inner?,
             Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
@@ -614,6 +690,17 @@ impl Store {
         id: Uuid,
         who: &Principal,
     ) -> Result<(), Error> {
+        self.delete_in(None, engine, e, id, who).await
+    }
+
+    pub(crate) async fn delete_in(
+        &self,
+        batch: Option<&mut Tx>,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        who: &Principal,
+    ) -> Result<(), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let read = match engine.access.decide(&e.name, "read", who) {
@@ -630,10 +717,22 @@ impl Store {
         if allowed != Typed::Const(true) {
             q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
         }
-        let result: Result<u64, sqlx::Error> = on_pool!(self, pool, qb => async {
-            let (sql, vals) = q.build_sqlx(qb());
-            Ok(sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected())
-        }.await);
+        let result: Result<u64, sqlx::Error> = async {
+            in_tx!(self, batch, tx, qb => {
+                let (sql, vals) = q.build_sqlx(qb());
+                match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
+                    Ok(done) => {
+                        tx.commit().await?;
+                        Ok(done.rows_affected())
+                    }
+                    Err(err) => {
+                        tx.rollback().await?;
+                        Err(err)
+                    }
+                }
+            })
+        }
+        .await;
         match result {
             Ok(0) => match self.get_where(e, id, &read, &ctx).await {
                 Ok(_) => Err(Error::Forbidden(format!(
@@ -887,5 +986,71 @@ fn fill_links_from_input(e: &Entity, input: &Input, rec: &mut Record) {
                 Value::Array(sorted.into_iter().map(Value::String).collect()),
             );
         }
+    }
+}
+
+/// Several writes in one transaction: all of them, or none (`POST /api/batch`). Each
+/// operation runs in a savepoint and is checked exactly as if it were sent alone.
+/// Dropping a batch without [`Batch::commit`] rolls everything back.
+pub struct Batch<'s> {
+    store: &'s Store,
+    tx: Tx,
+}
+
+impl Store {
+    pub async fn begin_batch(&self) -> Result<Batch<'_>, Error> {
+        let tx = match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with(AssertSqlSafe("BEGIN IMMEDIATE")).await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        };
+        Ok(Batch { store: self, tx })
+    }
+}
+
+impl Batch<'_> {
+    pub async fn create(
+        &mut self,
+        engine: &Engine,
+        e: &Entity,
+        input: &Input,
+        who: &Principal,
+    ) -> Result<Record, Error> {
+        self.store
+            .create_in(Some(&mut self.tx), engine, e, input, who)
+            .await
+    }
+
+    pub async fn update(
+        &mut self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        input: &Input,
+        if_match: Option<i64>,
+        who: &Principal,
+    ) -> Result<Record, Error> {
+        self.store
+            .update_in(Some(&mut self.tx), engine, e, id, input, if_match, who)
+            .await
+    }
+
+    pub async fn delete(
+        &mut self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        who: &Principal,
+    ) -> Result<(), Error> {
+        self.store
+            .delete_in(Some(&mut self.tx), engine, e, id, who)
+            .await
+    }
+
+    pub async fn commit(self) -> Result<(), Error> {
+        match self.tx {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::Refresh;
-pub use crud::{Page, Record};
+pub use crud::{Batch, Page, Record};
 pub use ddl::SyncReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,16 +150,6 @@ impl Store {
         match self.pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
             Pool::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
-    /// How a write transaction starts: SQLite takes the write lock at once
-    /// (`IMMEDIATE`), so that two writers wait for each other instead of one failing
-    /// when it upgrades from reading.
-    pub(crate) fn begin_write(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "BEGIN IMMEDIATE",
-            Pool::Postgres(_) => "BEGIN",
         }
     }
 
