@@ -35,6 +35,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             method: "get",
             path: "/_/status".into(),
         },
+        Route {
+            method: "post",
+            path: "/api/batch".into(),
+        },
     ];
     if engine.auth.users.is_some() {
         for path in [
@@ -640,6 +644,48 @@ pub fn document(engine: &Engine) -> Value {
                 "summary": "This document.",
                 "tags": ["System"],
                 "responses": { "200": { "description": "The OpenAPI document.", "content": json_content(json!({ "type": "object" })) } }
+            }
+        }),
+    );
+    paths.insert(
+        "/api/batch".into(),
+        json!({
+            "post": {
+                "operationId": "batch",
+                "summary": "Several writes in one transaction: all of them, or none",
+                "description": "Operations run in order; each is checked as if sent alone (validation, policies, field rules). A string \"$N.field\" in `id` or `data` is that field of operation N's result (\"$0.id\": the id operation 0 wrote). On failure nothing is written and the problem's `operation` names the failing index.",
+                "tags": ["System"],
+                "requestBody": { "required": true, "content": json_content(json!({
+                    "type": "object",
+                    "required": ["operations"],
+                    "properties": { "operations": { "type": "array", "maxItems": 100, "items": {
+                        "type": "object",
+                        "required": ["op", "entity"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "op": { "enum": ["create", "update", "delete"] },
+                            "entity": { "type": "string", "description": "The entity (or its plural)." },
+                            "id": { "type": "string", "description": "For update and delete: an id or a reference like \"$0.id\"." },
+                            "data": { "type": "object", "description": "For create and update: the body, as for a single request." },
+                            "if_match": { "type": "integer", "description": "For update: the expected version." }
+                        }
+                    } } }
+                })) },
+                "responses": {
+                    "200": { "description": "Every operation's result, in order (a deleted record as `{id, deleted: true}`).", "content": json_content(json!({
+                        "type": "object", "required": ["results"],
+                        "properties": { "results": { "type": "array", "items": { "type": "object" } } }
+                    })) },
+                    "400": problem("An operation is malformed; `operation` is its index."),
+                    "401": problem("An operation needs a signed-in caller."),
+                    "403": problem("An operation is not allowed; `operation` is its index."),
+                    "404": problem("An operation names a record that does not exist or is not visible."),
+                    "409": problem("An operation conflicts (unique value, reference)."),
+                    "412": problem("An update's `if_match` is stale."),
+                    "413": problem("More than 100 operations, or a body over 1 MiB."),
+                    "415": problem("The body is not declared as application/json."),
+                    "422": problem("An operation's data does not fit; `operation` is its index.")
+                }
             }
         }),
     );

@@ -2,6 +2,7 @@
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
 pub mod auth;
+mod batch;
 pub mod problem;
 
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(users::login))
         .route("/auth/refresh", post(users::refresh))
         .route("/auth/logout", post(users::logout))
+        .route("/api/batch", post(batch::batch))
         .route("/api/{plural}", get(list).post(create))
         .route("/api/{plural}/aggregate", get(aggregate))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))

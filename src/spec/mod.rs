@@ -372,6 +372,19 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
             );
         }
         let plural = plural_of(model);
+        if plural == "batch" {
+            let pos = model
+                .plural
+                .as_ref()
+                .map(|p| p.pos)
+                .unwrap_or(model.entity.pos);
+            sink.error_hint(
+                pos,
+                "reserved-name",
+                "`/api/batch` is reserved for batch writes",
+                "choose another `plural:`",
+            );
+        }
         let plural_pos = model
             .plural
             .as_ref()

@@ -1,0 +1,170 @@
+//! `POST /api/batch`: several writes in one transaction, all or nothing. Each
+//! operation is checked as if it were sent alone; a later one can use an earlier
+//! one's result: `"$0.id"` is the id of the record operation 0 wrote.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{AppState, Problem, checked_input, json_body, json_response, problem};
+use crate::engine::input::Mode;
+
+/// Most operations in one batch.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// Replaces `"$N.field"` strings by that field of operation N's result.
+fn resolve(v: &Value, results: &[Value], at: usize) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s)
+            if s.starts_with('$') && s[1..].starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            let (n, field) = s[1..].split_once('.').unwrap_or((&s[1..], "id"));
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("`{s}` is not a reference like \"$0.id\""))?;
+            if n >= at {
+                return Err(format!(
+                    "`{s}` refers to operation {n}, which has not run yet (operations run in order)"
+                ));
+            }
+            match results.get(n).and_then(|r| r.get(field)) {
+                Some(v) if !v.is_null() || results[n].is_object() => v.clone(),
+                _ => return Err(format!("`{s}`: operation {n} has no `{field}` to use")),
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve(i, results, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, results, at)?)))
+                .collect::<Result<Map<_, _>, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The problem of a failed operation, naming its index.
+fn failed(index: usize, mut p: Problem) -> Problem {
+    p.detail = format!("operation {index} failed: {}", p.detail);
+    p.extra.push(("operation".into(), json!(index)));
+    p
+}
+
+const OP_KEYS: [&str; 5] = ["op", "entity", "id", "data", "if_match"];
+
+pub(super) async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let value = json_body(&headers, body)?;
+    let Some(ops) = value.get("operations").and_then(Value::as_array) else {
+        return Err(Problem::invalid(vec![crate::engine::FieldError::new(
+            "/operations",
+            "is required: a list of { op, entity, id?, data? }",
+        )]));
+    };
+    if ops.len() > MAX_OPERATIONS {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Too many operations",
+            format!(
+                "a batch may hold at most {MAX_OPERATIONS} operations, not {}",
+                ops.len()
+            ),
+        ));
+    }
+    let mut batch = state
+        .store
+        .begin_batch()
+        .await
+        .map_err(|err| problem::from_store(err, "batch"))?;
+    let mut results: Vec<Value> = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let bad = |detail: String| failed(i, Problem::bad_request(detail));
+        let Some(obj) = op.as_object() else {
+            return Err(bad("an operation must be an object like {\"op\": \"create\", \"entity\": …, \"data\": {…}}".into()));
+        };
+        if let Some(k) = obj.keys().find(|k| !OP_KEYS.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown key `{k}` in an operation; keys: {}",
+                OP_KEYS.join(", ")
+            )));
+        }
+        let entity_name = obj
+            .get("entity")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let e = engine
+            .entity(entity_name)
+            .or_else(|| engine.entity_by_plural(entity_name))
+            .cloned()
+            .ok_or_else(|| bad(format!("there is no entity `{entity_name}`")))?;
+        let data = resolve(obj.get("data").unwrap_or(&Value::Null), &results, i).map_err(bad)?;
+        let id = || -> Result<Uuid, Problem> {
+            let raw = resolve(obj.get("id").unwrap_or(&Value::Null), &results, i).map_err(bad)?;
+            raw.as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| {
+                    bad("`id` must be the id of a record (or a reference like \"$0.id\")".into())
+                })
+        };
+        let outcome = match obj.get("op").and_then(Value::as_str) {
+            Some("create") => {
+                let input = checked_input(&engine, &e, &data, Mode::Create, &who)
+                    .map_err(|p| failed(i, p))?;
+                batch
+                    .create(&engine, &e, &input, &who)
+                    .await
+                    .map(Value::Object)
+            }
+            Some("update") => {
+                let id = id()?;
+                let input = checked_input(&engine, &e, &data, Mode::Update, &who)
+                    .map_err(|p| failed(i, p))?;
+                let if_match = obj.get("if_match").and_then(Value::as_i64);
+                batch
+                    .update(&engine, &e, id, &input, if_match, &who)
+                    .await
+                    .map(Value::Object)
+            }
+            Some("delete") => {
+                let id = id()?;
+                batch
+                    .delete(&engine, &e, id, &who)
+                    .await
+                    .map(|()| json!({ "id": id, "deleted": true }))
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "`{other}` is not an operation; use create, update or delete"
+                )));
+            }
+            None => return Err(bad("`op` is required: create, update or delete".into())),
+        };
+        match outcome {
+            Ok(v) => results.push(v),
+            // Dropping the batch rolls back every earlier operation.
+            Err(err) => return Err(failed(i, problem::for_caller(err, &e.name, &who))),
+        }
+    }
+    batch
+        .commit()
+        .await
+        .map_err(|err| problem::from_store(err, "batch"))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "results": results }),
+    ))
+}
