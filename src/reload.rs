@@ -158,6 +158,18 @@ pub async fn reload(
     true
 }
 
+/// Is this event a change of content or of names (not a read, not metadata)?
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        _ => false,
+    }
+}
+
 /// Does a change to this path concern the definitions (not the database files)?
 fn relevant(dir: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(dir) else {
@@ -187,10 +199,12 @@ pub fn watch(
         Duration::from_millis(300),
         None,
         move |result: notify_debouncer_full::DebounceEventResult| {
+            // Only real changes: reading the files (which every reload does) raises
+            // access and metadata events that must not trigger another reload.
             if let Ok(events) = result
-                && events
-                    .iter()
-                    .any(|e| e.paths.iter().any(|p| relevant(&watched, p)))
+                && events.iter().any(|e| {
+                    changes(&e.event.kind) && e.paths.iter().any(|p| relevant(&watched, p))
+                })
             {
                 let _ = tx.send(());
             }

@@ -373,6 +373,18 @@ async fn serve_watches_the_files(db: Db) {
         200,
         "the last good definitions serve"
     );
+    // Reloading reads the files; that must not trigger further reloads.
+    let (_, before) = http(port, "GET", "/_/status", None).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, after) = http(port, "GET", "/_/status", None).unwrap();
+    assert_eq!(
+        before["generation"], after["generation"],
+        "no reload without a change"
+    );
+    assert_eq!(
+        before["last_attempt_at"], after["last_attempt_at"],
+        "no reload attempt without a change"
+    );
 }
 
 both!(serve_watches_the_files);
