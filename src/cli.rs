@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
         /// Do not reload when definition files change.
         #[arg(long)]
         no_watch: bool,
+        /// How long the change log keeps events for reconnecting clients, in hours.
+        #[arg(long, env = "TRELLIS_EVENTS_RETENTION_HOURS", default_value_t = 24)]
+        events_retention_hours: u64,
     },
     /// Check every file of the project and print every problem.
     Check {
@@ -148,7 +152,15 @@ pub fn main() -> ExitCode {
             host,
             database_url,
             no_watch,
-        } => serve(&dir, &host, port, database_url, !no_watch),
+            events_retention_hours,
+        } => serve(
+            &dir,
+            &host,
+            port,
+            database_url,
+            !no_watch,
+            Duration::from_secs(events_retention_hours.saturating_mul(3600)),
+        ),
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
@@ -405,6 +417,7 @@ fn serve(
     port: u16,
     database_url_flag: Option<String>,
     watch: bool,
+    events_retention: Duration,
 ) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -467,6 +480,9 @@ fn serve(
         }
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let state = AppState::with_auth(engine, store.clone(), auth);
+        state
+            .feed
+            .prune_every(Duration::from_secs(600), events_retention);
         state
             .status
             .store(std::sync::Arc::new(trellis::reload::Status::started(warnings)));

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod feed;
 pub mod http;
 pub mod reload;
 pub mod spec;

@@ -388,3 +388,72 @@ async fn serve_watches_the_files(db: Db) {
 }
 
 both!(serve_watches_the_files);
+
+/// Reads server-sent events from a raw connection until `want` appears in one.
+fn read_events_until(stream: &mut TcpStream, want: &str) -> String {
+    let start = Instant::now();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(20) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if seen.contains(want) {
+                    return seen;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading events: {e}"),
+        }
+    }
+    panic!("never saw {want:?}; got:\n{seen}");
+}
+
+/// Two real server processes on one database: a change made through one reaches a
+/// subscriber of the other.
+async fn events_cross_instances(db: Db) {
+    let project = common::project(&[("models/note.yaml", "entity: note\nfields:\n  body: text\n")]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let url = (db == Db::Postgres).then_some(test_db.url.as_str());
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = serve(&dir, port_a, url);
+    wait_healthy(&mut a, port_a);
+    let mut b = serve(&dir, port_b, url);
+    wait_healthy(&mut b, port_b);
+
+    let mut sub = TcpStream::connect(("127.0.0.1", port_b)).unwrap();
+    sub.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    sub.write_all(
+        b"GET /api/notes/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .unwrap();
+    let head = read_events_until(&mut sub, "\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+
+    let (status, created) = http(
+        port_a,
+        "POST",
+        "/api/notes",
+        Some(&json!({ "body": "written on A" })),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let seen = read_events_until(&mut sub, "written on A");
+    assert!(seen.contains("event: created"), "{seen}");
+    assert!(seen.contains(&id), "{seen}");
+
+    let (status, _) = http(port_a, "DELETE", &format!("/api/notes/{id}"), None).unwrap();
+    assert_eq!(status, 204);
+    let seen = read_events_until(&mut sub, "event: deleted");
+    assert!(seen.contains(&id), "{seen}");
+}
+both!(events_cross_instances);

@@ -59,7 +59,11 @@ async fn served_routes_equal_documented(db: Db) {
     let mut paths = BTreeSet::new();
     for (method, path) in &documented {
         paths.insert(path.clone());
-        let concrete = path.replace("{id}", &id);
+        let mut concrete = path.replace("{id}", &id);
+        if path.ends_with("/events") {
+            // A stream never ends: a bad parameter shows the route is there.
+            concrete.push_str("?unknown=1");
+        }
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let body = matches!(method.as_str(), "post" | "patch").then(|| b"{}".to_vec());
         let res = app.call(m, &concrete, body, &[]).await;

@@ -66,6 +66,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             method: "get",
             path: format!("/api/{}/aggregate", e.plural),
         });
+        out.push(Route {
+            method: "get",
+            path: format!("/api/{}/events", e.plural),
+        });
         for method in ["get", "patch", "delete"] {
             out.push(Route {
                 method,
@@ -360,6 +364,35 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
     })
 }
 
+fn events_path(e: &Entity, tag: &str) -> Value {
+    let header = json!({
+        "name": "Last-Event-ID", "in": "header", "required": false,
+        "description": "The `id` of the last event received: the events after it are sent first (as long as the change log keeps them), then live ones.",
+        "schema": { "type": "string", "pattern": "^[0-9]+$" }
+    });
+    json!({
+        "get": {
+            "operationId": format!("events_{}", e.plural),
+            "summary": format!("Live changes to {} records (server-sent events)", e.name),
+            "description": "A stream of server-sent events for the records the caller may list (the policy action `list`) that match `filter`, with only the fields the caller may read, as they are when the event is sent. Event names: `created` and `updated` (data: `id`, `at`, `record`), `deleted` (the record is gone) and `removed` (the record left the caller's view), both with `id` and `at`. Each of these has an `id` to resume from with `Last-Event-ID`. Then there are notices without an `id`: `reset` (events were missed for good; reload, then follow the feed again), `dropped` (the client read too slowly; reconnect with `Last-Event-ID`) and `error`; the stream ends after `dropped` and `error`. Comments keep the connection alive.",
+            "tags": [tag],
+            "parameters": [
+                query_param("filter", "A condition, as for lists.".into(), json!({ "type": "string" }), json!({})),
+                header
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } }
+                },
+                "400": problem("A parameter is invalid; `parameter` names it."),
+                "401": problem("Sign in first."),
+                "403": problem("The caller may not list these records.")
+            }
+        }
+    })
+}
+
 fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
     let base = pascal_case(&e.name);
     let record = base.to_string();
@@ -465,6 +498,7 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
         format!("/api/{}/aggregate", e.plural),
         aggregate_path(e, &tag),
     );
+    paths.insert(format!("/api/{}/events", e.plural), events_path(e, &tag));
     paths.insert(format!("/api/{}/{{id}}", e.plural), item);
 }
 

@@ -352,7 +352,8 @@ fn is_hidden(hidden: &[(String, String)], entity: &str, field: &str) -> bool {
     hidden.iter().any(|(e, f)| e == entity && f == field)
 }
 
-fn filter(
+/// A `filter` parameter, checked against the entity (hidden fields refused).
+pub fn filter(
     engine: &Engine,
     e: &Entity,
     text: &str,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod batch;
+mod events;
 pub mod problem;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub limits: Arc<users::LoginLimits>,
     /// What is loaded, and how the last reload went (`GET /_/status`).
     pub status: crate::reload::StatusCell,
+    /// The change feed of this process.
+    pub feed: crate::feed::Feed,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
         AppState {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
+            feed: crate::feed::Feed::new(store.clone()),
             store,
             limits: Arc::default(),
             status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/batch", post(batch::batch))
         .route("/api/{plural}", get(list).post(create))
         .route("/api/{plural}/aggregate", get(aggregate))
+        .route("/api/{plural}/events", get(events::events))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 
 use sea_query::{
-    Asterisk, Expr, ExprTrait, NullOrdering, Order, PostgresQueryBuilder, Query, SelectStatement,
-    SqliteQueryBuilder,
+    Asterisk, Expr, ExprTrait, LockType, NullOrdering, Order, PostgresQueryBuilder, Query,
+    SelectStatement, SqliteQueryBuilder,
 };
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::changes::{ChangeKind, log_change, log_values};
 use super::filter::Compiler;
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
@@ -543,6 +544,7 @@ impl Store {
                     ))));
                 }
             }
+            log_change!(dialect, tx, log_values(e, id, ChangeKind::Created, None));
             tx.commit().await?;
             Ok(Ok(rec))
         })}.await;
@@ -619,7 +621,18 @@ impl Store {
         let after =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
 
+        let mut prior = select(e);
+        prior
+            .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
+        if dialect == Dialect::Postgres {
+            prior.lock(LockType::Update);
+        }
         let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
+            let (sql, vals) = prior.build_sqlx(qb());
+            let before = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? {
+                Some(row) => Some(record_from_row(e, &row)?),
+                None => None,
+            };
             let (sql, vals) = q.build_sqlx(qb());
             let updated = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                 Ok(row) => row,
@@ -656,6 +669,7 @@ impl Store {
                     ))));
                 }
             }
+            log_change!(dialect, tx, log_values(e, id, ChangeKind::Updated, before.as_ref()));
             tx.commit().await?;
             Ok(Ok(rec))
         })}.await;
@@ -717,13 +731,20 @@ impl Store {
         if allowed != Typed::Const(true) {
             q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
         }
+        q.returning(Query::returning().columns(select_columns(e)));
         let result: Result<u64, sqlx::Error> = async {
             in_tx!(self, batch, tx, qb => {
                 let (sql, vals) = q.build_sqlx(qb());
-                match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
-                    Ok(done) => {
+                match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
+                    Ok(Some(row)) => {
+                        let before = record_from_row(e, &row)?;
+                        log_change!(dialect, tx, log_values(e, id, ChangeKind::Deleted, Some(&before)));
                         tx.commit().await?;
-                        Ok(done.rows_affected())
+                        Ok(1)
+                    }
+                    Ok(None) => {
+                        tx.commit().await?;
+                        Ok(0)
                     }
                     Err(err) => {
                         tx.rollback().await?;

@@ -510,6 +510,7 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
         ));
     }
     statements.extend(late);
+    statements.extend(super::changes::ddl(dialect));
     Ok((statements, snapshots, report))
 }
 

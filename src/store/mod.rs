@@ -3,6 +3,7 @@
 
 mod accounts;
 mod aggregate;
+mod changes;
 mod crud;
 mod ddl;
 mod expand;
@@ -19,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::Refresh;
+pub use changes::{Change, ChangeKind};
 pub use crud::{Batch, Page, Record};
 pub use ddl::SyncReport;
 

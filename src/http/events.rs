@@ -1,0 +1,240 @@
+//! `GET /api/{plural}/events`: the change feed as server-sent events. Each subscriber
+//! gets the changes it may list (its `list` rule and its own `filter`), with only the
+//! fields it may read, evaluated when the event is delivered.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{AppState, Problem, entity, param_problem, problem, query_pairs};
+use crate::engine::access::{Decision, Principal};
+use crate::engine::cond::check::Typed;
+use crate::engine::query::{self, ParamError};
+use crate::store::{self, Change, ChangeKind};
+
+/// Events waiting to be written to one client.
+const QUEUE: usize = 64;
+
+pub(super) async fn events(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let mut filter = None;
+    for (k, v) in query_pairs(raw.as_deref())? {
+        if k != "filter" || filter.is_some() {
+            return Err(param_problem(ParamError {
+                param: k.clone(),
+                message: if k == "filter" {
+                    "`filter` is given twice".into()
+                } else {
+                    format!("`{k}` is not a parameter of the event feed; it takes `filter`")
+                },
+                hint: None,
+                column: None,
+            }));
+        }
+        let hidden = engine.access.hidden_everywhere(&who);
+        filter = Some(query::filter(&engine, &e, &v, &hidden).map_err(param_problem)?);
+    }
+    if let Decision::Deny = engine.access.decide(&e.name, "list", &who) {
+        return Err(problem::for_caller(
+            store::Error::Forbidden(format!("you may not list {} records", e.name)),
+            &e.name,
+            &who,
+        ));
+    }
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    Problem::bad_request("`Last-Event-ID` must be the id of an earlier event")
+                })?,
+        ),
+    };
+    let live = state
+        .feed
+        .subscribe()
+        .await
+        .map_err(|err| problem::from_store(err, &e.name))?;
+    let (out, queue) = mpsc::channel(QUEUE);
+    let sub = Subscriber {
+        state,
+        entity: e.name.clone(),
+        filter,
+        who,
+        out,
+    };
+    tokio::spawn(sub.run(last_id, live));
+    let stream = futures_util::stream::unfold(queue, |mut q| async move {
+        q.recv().await.map(|ev| (Ok::<Event, Infallible>(ev), q))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct Subscriber {
+    state: AppState,
+    entity: String,
+    filter: Option<Typed>,
+    who: Principal,
+    out: mpsc::Sender<Event>,
+}
+
+/// Why a subscription ends.
+enum End {
+    /// The client went away.
+    Gone,
+    /// Told to the client in a last event.
+    Told(&'static str, Value),
+}
+
+impl Subscriber {
+    async fn run(self, last_id: Option<i64>, mut live: broadcast::Receiver<Arc<Change>>) {
+        let end = tokio::select! {
+            end = self.serve(last_id, &mut live) => end,
+            () = self.out.closed() => End::Gone,
+        };
+        if let End::Told(name, data) = end {
+            let _ = self
+                .out
+                .send(Event::default().event(name).data(data.to_string()))
+                .await;
+        }
+    }
+
+    async fn serve(
+        &self,
+        last_id: Option<i64>,
+        live: &mut broadcast::Receiver<Arc<Change>>,
+    ) -> End {
+        let mut seen = 0;
+        if let Some(last) = last_id {
+            match self.replay(last).await {
+                Ok(Some(upto)) => seen = upto,
+                Ok(None) => return End::Gone,
+                Err(end) => return end,
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(c) if c.entity == self.entity && c.seq > seen => {
+                    if let Err(end) = self.deliver(&c).await {
+                        return end;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    return End::Told(
+                        "dropped",
+                        json!({
+                            "reason": format!("this client fell {missed} changes behind; reconnect with Last-Event-ID to catch up"),
+                        }),
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return End::Gone,
+            }
+        }
+    }
+
+    /// Sends what the log holds after `last`; the last sequence number read.
+    async fn replay(&self, last: i64) -> Result<Option<i64>, End> {
+        let store = &self.state.store;
+        let pruned = store.pruned_through().await.map_err(db_end)?;
+        if last < pruned {
+            let ev = Event::default().event("reset").data(
+                json!({
+                    "reason": format!("events up to {pruned} are no longer kept; reload the list, then follow the events from here"),
+                })
+                .to_string(),
+            );
+            if self.out.send(ev).await.is_err() {
+                return Ok(None);
+            }
+        }
+        let mut cursor = last.max(pruned);
+        loop {
+            let page = store
+                .changes_after(cursor, Some(&self.entity), crate::feed::PAGE)
+                .await
+                .map_err(db_end)?;
+            let full = page.len() as i64 == crate::feed::PAGE;
+            for c in &page {
+                self.deliver(c).await?;
+                cursor = c.seq;
+            }
+            if !full {
+                return Ok(Some(cursor));
+            }
+        }
+    }
+
+    /// Sends the change if this subscriber may see it, as it may see it.
+    async fn deliver(&self, c: &Change) -> Result<(), End> {
+        let engine = self.state.engine.load_full();
+        let Some(e) = engine.entity(&c.entity).cloned() else {
+            return Err(End::Told(
+                "reset",
+                json!({ "reason": format!("the entity `{}` is no longer defined", c.entity) }),
+            ));
+        };
+        let store = &self.state.store;
+        let filter = self.filter.as_ref();
+        let was_visible = match &c.before {
+            Some(before) => store
+                .feed_was_visible(&engine, &e, before, filter, &self.who)
+                .await
+                .map_err(db_end)?,
+            None => false,
+        };
+        let at = chrono::DateTime::from_timestamp_millis(c.at_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let id = c.record_id.hyphenated().to_string();
+        let (name, data) = match c.kind {
+            ChangeKind::Deleted if was_visible => ("deleted", json!({ "id": id, "at": at })),
+            ChangeKind::Deleted => return Ok(()),
+            ChangeKind::Created | ChangeKind::Updated => {
+                match store
+                    .feed_view(&engine, &e, c.record_id, filter, &self.who)
+                    .await
+                    .map_err(db_end)?
+                {
+                    Some(rec) => (
+                        c.kind.as_str(),
+                        json!({ "id": id, "at": at, "record": rec }),
+                    ),
+                    // Gone from this caller's view (or from the database).
+                    None if was_visible => ("removed", json!({ "id": id, "at": at })),
+                    None => return Ok(()),
+                }
+            }
+        };
+        let ev = Event::default()
+            .id(c.seq.to_string())
+            .event(name)
+            .data(data.to_string());
+        self.out.send(ev).await.map_err(|_| End::Gone)
+    }
+}
+
+fn db_end(err: store::Error) -> End {
+    tracing::warn!(%err, "change feed");
+    End::Told(
+        "error",
+        json!({ "reason": "the change log cannot be read right now; reconnect with Last-Event-ID" }),
+    )
+}

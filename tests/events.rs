@@ -1,0 +1,368 @@
+//! The change feed (`GET /api/{plural}/events`), in-process, on both databases:
+//! per-subscriber policies and filters, hidden fields, records moving in and out of
+//! view, replay with `Last-Event-ID`, retention, and the log's transaction.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{Db, TestApp};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "trellis.yaml",
+        "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+    ),
+    (
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: string, required: true }\n  owner: string\n  secret: string\n  done: { type: boolean, default: false }\n",
+    ),
+    (
+        "policies/task.yaml",
+        "entity: task\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n  - roles: [member]\n    allow: [list, read]\n    where: owner = user.id\nfields:\n  secret: { read: { roles: [admin] } }\n",
+    ),
+];
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: Option<String>,
+    event: String,
+    data: Value,
+}
+
+/// An open event stream.
+struct Stream {
+    body: Body,
+    buf: String,
+}
+
+impl Stream {
+    async fn open(
+        app: &TestApp,
+        token: Option<&str>,
+        query: &str,
+        last: Option<&str>,
+    ) -> Result<Stream, (StatusCode, Value)> {
+        let mut req = Request::get(format!("/api/tasks/events{query}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(l) = last {
+            req = req.header("last-event-id", l);
+        }
+        let res = app
+            .client
+            .router
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        if res.status() != StatusCode::OK {
+            let status = res.status();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            return Err((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ));
+        }
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Ok(Stream {
+            body: res.into_body(),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event (comments skipped); panics after 10 s.
+    async fn next(&mut self) -> Sse {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_string();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        ev.data = serde_json::from_str(v.trim()).unwrap();
+                        any = true;
+                    }
+                }
+                if any {
+                    return ev;
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream is open")
+                .expect("a frame");
+            if let Ok(data) = frame.into_data() {
+                self.buf.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for a while.
+    async fn quiet(&mut self) {
+        let got = tokio::time::timeout(Duration::from_millis(700), self.next()).await;
+        assert!(got.is_err(), "unexpected event: {:?}", got.ok());
+    }
+}
+
+async fn feed_follows_policies_and_filters(db: Db) {
+    let app = TestApp::with_files(db, FILES).await;
+    let member = app.token("u1", &["member"]);
+    let outsider = app.token("u3", &["guest"]);
+
+    // Refusals are problems, before any stream opens.
+    let (status, _) = Stream::open(&app, None, "", None).await.err().unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = Stream::open(&app, Some(&outsider), "", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = Stream::open(&app, Some(&member), "?filter=dne%20%3D%20false", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["parameter"], "filter");
+    let (status, body) = Stream::open(&app, Some(&member), "?sort=title", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = Stream::open(&app, Some(&member), "", Some("abc"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Hidden fields cannot be used to probe.
+    let (status, _) = Stream::open(&app, Some(&member), "?filter=secret%20%3D%20'x'", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let mut all = Stream::open(&app, Some(&member), "", None).await.unwrap();
+    let mut open = Stream::open(&app, Some(&member), "?filter=done%20%3D%20false", None)
+        .await
+        .unwrap();
+    let mut admin = Stream::open(&app, app.client.token.as_deref(), "", None)
+        .await
+        .unwrap();
+
+    let a = app
+        .create(
+            "tasks",
+            json!({ "title": "A", "owner": "u1", "secret": "s" }),
+        )
+        .await;
+    let b = app
+        .create(
+            "tasks",
+            json!({ "title": "B", "owner": "u2", "secret": "s" }),
+        )
+        .await;
+
+    let first = all.next().await;
+    assert_eq!(first.event, "created");
+    assert_eq!(first.data["id"], a);
+    assert_eq!(first.data["record"]["title"], "A");
+    assert!(
+        first.data["record"].get("secret").is_none(),
+        "hidden field sent"
+    );
+    let ev = open.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(a)));
+    // The administrator sees both, with every field.
+    let ev = admin.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(a)));
+    assert_eq!(ev.data["record"]["secret"], "s");
+    let ev = admin.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(b)));
+
+    // Leaves the filter's view, but not the policy's.
+    let res = app
+        .patch(&format!("/api/tasks/{a}"), json!({ "done": true }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let ev = all.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["record"]["done"]),
+        ("updated", &json!(true))
+    );
+    let ev = open.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("removed", &json!(a)));
+    assert!(ev.data.get("record").is_none());
+
+    // Leaves the policy's view, then comes back.
+    app.patch(&format!("/api/tasks/{a}"), json!({ "owner": "u2" }), &[])
+        .await;
+    let ev = all.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("removed", &json!(a)));
+    app.patch(&format!("/api/tasks/{a}"), json!({ "owner": "u1" }), &[])
+        .await;
+    let ev = all.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("updated", &json!(a)));
+
+    // Deletions: of a visible record, and of one never visible (nothing).
+    assert_eq!(
+        app.delete(&format!("/api/tasks/{a}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/api/tasks/{b}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let ev = all.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("deleted", &json!(a)));
+    let c = app
+        .create("tasks", json!({ "title": "C", "owner": "u1" }))
+        .await;
+    let last_live = all.next().await;
+    assert_eq!(
+        (last_live.event.as_str(), &last_live.data["id"]),
+        ("created", &json!(c))
+    );
+    open.next().await; // C, undone
+    open.quiet().await;
+
+    // Reconnecting after the first event replays the rest, in order, then goes live.
+    let mut again = Stream::open(&app, Some(&member), "", first.id.as_deref())
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    loop {
+        let ev = again.next().await;
+        let done = ev.data["id"] == c;
+        replayed.push(ev);
+        if done {
+            break;
+        }
+    }
+    // Replayed events carry records as they are now: A is gone, so its updates
+    // arrive as removals (or not at all when A was out of view), and the end state is
+    // the same as the live stream's.
+    let kinds: Vec<&str> = replayed.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["removed", "removed", "deleted", "created"]);
+    let ids: Vec<i64> = replayed
+        .iter()
+        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids[0] > first.id.as_deref().unwrap().parse::<i64>().unwrap());
+    assert_eq!(replayed.last().unwrap().id, last_live.id);
+    let d = app
+        .create("tasks", json!({ "title": "D", "owner": "u1" }))
+        .await;
+    let ev = again.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(d)));
+
+    // Past the retention: the client is told to reload.
+    let far = chrono::Utc::now().timestamp_millis() + 60_000;
+    assert!(app.store.prune_changes(far).await.unwrap() >= 9);
+    assert_eq!(app.rows("_trellis_changes").await, 0);
+    let mut late = Stream::open(&app, Some(&member), "", first.id.as_deref())
+        .await
+        .unwrap();
+    let ev = late.next().await;
+    assert_eq!(ev.event, "reset");
+    assert!(ev.data["reason"].as_str().unwrap().contains("reload"));
+}
+both!(feed_follows_policies_and_filters);
+
+async fn the_log_is_written_with_the_change(db: Db) {
+    let app = TestApp::with_files(db, FILES).await;
+    let before = app.rows("_trellis_changes").await;
+    // A batch that fails halfway writes neither records nor log rows.
+    let res = app
+        .post(
+            "/api/batch",
+            json!({ "operations": [
+                { "op": "create", "entity": "task", "data": { "title": "kept?" } },
+                { "op": "create", "entity": "task", "data": { "nope": 1 } }
+            ] }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(app.rows("task").await, 0);
+    assert_eq!(app.rows("_trellis_changes").await, before);
+    // A refused write writes no log row either.
+    let member = app.as_user(&app.token("u1", &["member"]));
+    let res = member.post("/api/tasks", json!({ "title": "mine" })).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.rows("_trellis_changes").await, before);
+    // Each successful write adds exactly one.
+    let id = app.create("tasks", json!({ "title": "T" })).await;
+    app.patch(&format!("/api/tasks/{id}"), json!({ "title": "U" }), &[])
+        .await;
+    app.delete(&format!("/api/tasks/{id}")).await;
+    assert_eq!(app.rows("_trellis_changes").await, before + 3);
+    let log = app.store.changes_after(0, Some("task"), 10).await.unwrap();
+    let kinds: Vec<&str> = log.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "updated", "deleted"]);
+    assert!(log[0].before.is_none());
+    assert_eq!(log[1].before.as_ref().unwrap()["title"], "T");
+    assert_eq!(log[2].before.as_ref().unwrap()["title"], "U");
+}
+both!(the_log_is_written_with_the_change);
+
+async fn a_slow_subscriber_is_dropped_with_a_reason(db: Db) {
+    let app = TestApp::with_files(db, FILES).await;
+    let mut slow = Stream::open(&app, app.client.token.as_deref(), "", None)
+        .await
+        .unwrap();
+    // More changes than the feed buffers, while the client reads nothing.
+    for round in 0..12 {
+        let ops: Vec<Value> = (0..100)
+            .map(|i| json!({ "op": "create", "entity": "task", "data": { "title": format!("t{round}-{i}") } }))
+            .collect();
+        let res = app.post("/api/batch", json!({ "operations": ops })).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    }
+    // Let the feed read the whole log meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What was queued for it arrives, then the reason it was dropped, then the end.
+    let mut created = 0;
+    loop {
+        let ev = slow.next().await;
+        if ev.event == "dropped" {
+            assert!(
+                ev.data["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Last-Event-ID")
+            );
+            break;
+        }
+        assert_eq!(ev.event, "created");
+        created += 1;
+        assert!(created < 1200, "never dropped");
+    }
+    assert!(
+        created < 1024,
+        "{created} events were buffered for one client"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), slow.body.frame()).await;
+    assert!(matches!(end, Ok(None)), "the stream ends after `dropped`");
+}
+both!(a_slow_subscriber_is_dropped_with_a_reason);
