@@ -49,7 +49,16 @@ impl Stream {
         query: &str,
         last: Option<&str>,
     ) -> Result<Stream, (StatusCode, Value)> {
-        let mut req = Request::get(format!("/api/tasks/events{query}"));
+        Stream::open_path(app, &format!("/api/tasks/events{query}"), token, last).await
+    }
+
+    async fn open_path(
+        app: &TestApp,
+        path: &str,
+        token: Option<&str>,
+        last: Option<&str>,
+    ) -> Result<Stream, (StatusCode, Value)> {
+        let mut req = Request::get(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -79,6 +88,14 @@ impl Stream {
             body: res.into_body(),
             buf: String::new(),
         })
+    }
+
+    /// An administrator's stream of another collection.
+    async fn open_at(app: &TestApp, plural: &str, last: Option<&str>) -> Stream {
+        let token = app.client.token.as_deref();
+        Stream::open_path(app, &format!("/api/{plural}/events"), token, last)
+            .await
+            .unwrap()
     }
 
     /// The next event (comments skipped); panics after 10 s.
@@ -366,3 +383,81 @@ async fn a_slow_subscriber_is_dropped_with_a_reason(db: Db) {
     assert!(matches!(end, Ok(None)), "the stream ends after `dropped`");
 }
 both!(a_slow_subscriber_is_dropped_with_a_reason);
+
+async fn what_the_database_deletes_along_is_logged(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            ("models/folder.yaml", "entity: folder\nfields:\n  name: string\n"),
+            (
+                "models/doc.yaml",
+                "entity: doc\nfields:\n  name: string\n  folder: { type: ref, to: folder, on_delete: cascade }\n",
+            ),
+            (
+                "models/page.yaml",
+                "entity: page\nfields:\n  name: string\n  doc: { type: ref, to: doc, on_delete: cascade }\n",
+            ),
+            (
+                "models/link.yaml",
+                "entity: link\nfields:\n  name: string\n  folder: { type: ref, to: folder, on_delete: set_null }\n",
+            ),
+        ],
+    )
+    .await;
+    let folder = app.create("folders", json!({ "name": "f" })).await;
+    let doc = app
+        .create("docs", json!({ "name": "d", "folder": folder }))
+        .await;
+    let page = app
+        .create("pages", json!({ "name": "p", "doc": doc }))
+        .await;
+    let link = app
+        .create("links", json!({ "name": "l", "folder": folder }))
+        .await;
+    let other = app.create("folders", json!({ "name": "other" })).await;
+    let kept = app
+        .create("docs", json!({ "name": "kept", "folder": other }))
+        .await;
+    let mut pages = Stream::open_at(&app, "pages", None).await;
+    let mut links = Stream::open_at(&app, "links", None).await;
+
+    let after = app.store.last_change().await.unwrap();
+    let res = app.delete(&format!("/api/folders/{folder}")).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.rows("page").await, 0);
+    assert_eq!(app.rows("doc").await, 1);
+    let log = app.store.changes_after(after, None, 100).await.unwrap();
+    let mut got: Vec<(String, String, String)> = log
+        .iter()
+        .map(|c| {
+            (
+                c.entity.clone(),
+                c.kind.as_str().to_string(),
+                c.record_id.to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        ("doc".to_string(), "deleted".to_string(), doc.clone()),
+        ("folder".to_string(), "deleted".to_string(), folder.clone()),
+        ("link".to_string(), "updated".to_string(), link.clone()),
+        ("page".to_string(), "deleted".to_string(), page.clone()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(!got.iter().any(|(_, _, id)| *id == kept));
+
+    let ev = pages.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("deleted", &json!(page))
+    );
+    let ev = links.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("updated", &json!(link))
+    );
+    assert_eq!(ev.data["record"]["folder"], Value::Null);
+}
+both!(what_the_database_deletes_along_is_logged);

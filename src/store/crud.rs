@@ -732,13 +732,47 @@ impl Store {
             q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
         }
         q.returning(Query::returning().columns(select_columns(e)));
+        let cascades = has_cascades(engine, &e.name);
         let result: Result<u64, sqlx::Error> = async {
             in_tx!(self, batch, tx, qb => {
+                // What the database will delete or clear along with this record, read
+                // first so that the change log tells about it too.
+                let mut along = Vec::new();
+                if cascades {
+                    let mut work = vec![(e.name.clone(), id)];
+                    let mut seen = std::collections::HashSet::from([(e.name.clone(), id)]);
+                    while let Some((parent, parent_id)) = work.pop() {
+                        for r in engine.referrers(&parent) {
+                            let Some(child) = engine.entity(&r.entity) else { continue };
+                            if r.on_delete == OnDelete::Restrict {
+                                continue;
+                            }
+                            let mut s = select(child);
+                            s.and_where(Expr::col(("t0".to_string(), r.field.clone())).eq(uuid_value(dialect, parent_id)));
+                            let (sql, vals) = s.build_sqlx(qb());
+                            for row in sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(&mut *tx).await? {
+                                let rec = record_from_row(child, &row)?;
+                                let Some(child_id) = record_id(&rec) else { continue };
+                                if r.on_delete == OnDelete::Cascade {
+                                    if seen.insert((child.name.clone(), child_id)) {
+                                        along.push(log_values(child, child_id, ChangeKind::Deleted, Some(&rec)));
+                                        work.push((child.name.clone(), child_id));
+                                    }
+                                } else {
+                                    along.push(log_values(child, child_id, ChangeKind::Updated, Some(&rec)));
+                                }
+                            }
+                        }
+                    }
+                }
                 let (sql, vals) = q.build_sqlx(qb());
                 match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                     Ok(Some(row)) => {
                         let before = record_from_row(e, &row)?;
                         log_change!(dialect, tx, log_values(e, id, ChangeKind::Deleted, Some(&before)));
+                        for values in along {
+                            log_change!(dialect, tx, values);
+                        }
                         tx.commit().await?;
                         Ok(1)
                     }
@@ -950,6 +984,14 @@ fn visible(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> S
         q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
     }
     q
+}
+
+/// Whether deleting a record of `entity` makes the database delete or change others.
+fn has_cascades(engine: &Engine, entity: &str) -> bool {
+    engine
+        .referrers(entity)
+        .iter()
+        .any(|r| r.on_delete != OnDelete::Restrict)
 }
 
 /// Removes the fields this caller may not read, here and in embedded records.
