@@ -127,6 +127,16 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10));
             let in_memory = path == ":memory:" || path.is_empty();
+            if !in_memory {
+                // Switching a new file to WAL needs the file to itself: do it on one
+                // connection before the pool opens several at once ("database is locked").
+                use sqlx::{ConnectOptions, Connection};
+                let first = options
+                    .connect()
+                    .await
+                    .map_err(|e| Error::Connect(e.to_string()))?;
+                let _ = first.close().await;
+            }
             let pool = SqlitePoolOptions::new()
                 // One in-memory database exists per connection: keep exactly one.
                 .max_connections(if in_memory { 1 } else { 8 })
