@@ -238,10 +238,8 @@ impl Store {
         });
         let mut items = vec![rec];
         self.load_links(e, &mut items).await?;
-        self.redact_conditional(engine, e, &mut items, who).await?;
-        let mut rec = items.pop().ok_or(Error::NotFound)?;
-        super::crud::redact(engine, e, &mut rec, who);
-        Ok(Some(rec))
+        let rec = items.pop().ok_or(Error::NotFound)?;
+        Ok(Some(self.as_seen_by(engine, e, rec, who).await?))
     }
 
     /// Whether the caller would have listed the record as it was (`before`), with

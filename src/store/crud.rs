@@ -385,6 +385,20 @@ impl Store {
         Ok(rec)
     }
 
+    /// The record without the fields this caller may not read.
+    pub(crate) async fn as_seen_by(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        mut rec: Record,
+        who: &Principal,
+    ) -> Result<Record, Error> {
+        redact(engine, e, &mut rec, who);
+        let mut items = vec![rec];
+        self.redact_conditional(engine, e, &mut items, who).await?;
+        items.pop().ok_or(Error::NotFound)
+    }
+
     /// Removes the fields this caller sees only under a condition from the records
     /// where it does not hold: one query per such field, whatever the number of records.
     pub(crate) async fn redact_conditional(
@@ -553,10 +567,7 @@ impl Store {
             Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
         };
         fill_links_from_input(e, input, &mut rec);
-        redact(engine, e, &mut rec, who);
-        let mut items = vec![rec];
-        self.redact_conditional(engine, e, &mut items, who).await?;
-        items.pop().ok_or(Error::NotFound)
+        self.as_seen_by(engine, e, rec, who).await
     }
 
     /// Changes the given fields; with `if_match`, only if the version is still that.
@@ -690,10 +701,7 @@ impl Store {
             rec = items.pop().ok_or(Error::NotFound)?;
         }
         fill_links_from_input(e, input, &mut rec);
-        redact(engine, e, &mut rec, who);
-        let mut items = vec![rec];
-        self.redact_conditional(engine, e, &mut items, who).await?;
-        items.pop().ok_or(Error::NotFound)
+        self.as_seen_by(engine, e, rec, who).await
     }
 
     /// Deletes a record. Restricting references answer [`Error::Restricted`].
