@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{AppState, Problem, entity, param_problem, problem, query_pairs};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
 use crate::engine::query::{self, ParamError};
 use crate::store::{self, Change, ChangeKind};
@@ -47,13 +47,8 @@ pub(super) async fn events(
         let hidden = engine.access.hidden_everywhere(&who);
         filter = Some(query::filter(&engine, &e, &v, &hidden).map_err(param_problem)?);
     }
-    if let Decision::Deny = engine.access.decide(&e.name, "list", &who) {
-        return Err(problem::for_caller(
-            store::Error::Forbidden(format!("you may not list {} records", e.name)),
-            &e.name,
-            &who,
-        ));
-    }
+    store::permitted(&engine, &e, "list", &who)
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     let last_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -10,7 +10,7 @@ use super::crud::on_pool;
 use super::filter::Compiler;
 use super::values::DecodeJson;
 use super::{Dialect, Error, Pool, Store, quote};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::Principal;
 use crate::engine::aggregate::{AggregateRequest, Bucket, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
@@ -119,15 +119,7 @@ impl Store {
         who: &Principal,
     ) -> Result<Vec<Map<String, Value>>, Error> {
         let dialect = self.dialect();
-        let policy = match engine.access.decide(&e.name, "aggregate", who) {
-            Decision::Deny => {
-                return Err(Error::Forbidden(format!(
-                    "you may not aggregate {} records",
-                    e.name
-                )));
-            }
-            Decision::Allow(c) => c,
-        };
+        let policy = super::crud::permitted(engine, e, "aggregate", who)?;
         let cond = match &req.filter {
             Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
             None => policy,

@@ -16,7 +16,7 @@ use super::crud::{Record, record_from_row, select_columns};
 use super::filter::Compiler;
 use super::values::cell_value;
 use super::{Dialect, Error, Pool, Store};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
 use crate::engine::query::cell_from_output;
 use crate::engine::{Engine, Entity, system_field};
@@ -297,11 +297,9 @@ fn feed_condition(
     filter: Option<&Typed>,
     who: &Principal,
 ) -> Option<Typed> {
-    match engine.access.decide(&e.name, "list", who) {
-        Decision::Deny => None,
-        Decision::Allow(policy) => Some(match filter {
-            Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
-            None => policy,
-        }),
-    }
+    let policy = super::crud::permitted(engine, e, "list", who).ok()?;
+    Some(match filter {
+        Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
+        None => policy,
+    })
 }

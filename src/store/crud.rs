@@ -232,15 +232,7 @@ impl Store {
     ) -> Result<Page, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let policy = match engine.access.decide(&e.name, "list", who) {
-            Decision::Deny => {
-                return Err(Error::Forbidden(format!(
-                    "you may not list {} records",
-                    e.name
-                )));
-            }
-            Decision::Allow(cond) => cond,
-        };
+        let policy = permitted(engine, e, "list", who)?;
         let mut q = select(e);
         let mut compiler = Compiler::new(dialect, &ctx);
         let combined = match &req.filter {
@@ -501,15 +493,7 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let allowed = match engine.access.decide(&e.name, "create", who) {
-            Decision::Deny => {
-                return Err(Error::Forbidden(format!(
-                    "you may not create {} records",
-                    e.name
-                )));
-            }
-            Decision::Allow(c) => c,
-        };
+        let allowed = permitted(engine, e, "create", who)?;
         let id = Uuid::now_v7();
         let check =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
@@ -992,6 +976,22 @@ fn visible(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> S
         q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
     }
     q
+}
+
+/// The caller's condition for `action` on the collection, or why it may not.
+pub fn permitted(
+    engine: &Engine,
+    e: &Entity,
+    action: &str,
+    who: &Principal,
+) -> Result<Typed, Error> {
+    match engine.access.decide(&e.name, action, who) {
+        Decision::Deny => Err(Error::Forbidden(format!(
+            "you may not {action} {} records",
+            e.name
+        ))),
+        Decision::Allow(cond) => Ok(cond),
+    }
 }
 
 /// Whether deleting a record of `entity` makes the database delete or change others.

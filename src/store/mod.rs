@@ -21,7 +21,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::Refresh;
 pub use changes::{Change, ChangeKind};
-pub use crud::{Batch, Page, Record};
+pub use crud::{Batch, Page, Record, permitted};
 pub use ddl::SyncReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
