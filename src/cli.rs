@@ -124,7 +124,7 @@ enum Command {
         /// Which file format.
         #[arg(long, value_enum, default_value_t = SchemaKind::Model)]
         kind: SchemaKind,
-        /// Write `model.schema.json`, `trellis.schema.json` and `policy.schema.json` into this folder instead.
+        /// Write `model.schema.json`, `trellis.schema.json`, `policy.schema.json` and `workflow.schema.json` into this folder instead.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -141,6 +141,7 @@ enum SchemaKind {
     Model,
     Settings,
     Policy,
+    Workflow,
 }
 
 pub fn main() -> ExitCode {
@@ -356,14 +357,16 @@ fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
     let model = serde_json::to_string_pretty(&spec::schema::model_schema())?;
     let settings = serde_json::to_string_pretty(&spec::schema::settings_schema())?;
     let policy = serde_json::to_string_pretty(&spec::schema::policy_schema())?;
+    let workflow = serde_json::to_string_pretty(&spec::schema::workflow_schema())?;
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("model.schema.json"), model + "\n")?;
             std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
             std::fs::write(dir.join("policy.schema.json"), policy + "\n")?;
+            std::fs::write(dir.join("workflow.schema.json"), workflow + "\n")?;
             eprintln!(
-                "wrote model.schema.json, trellis.schema.json and policy.schema.json to {}",
+                "wrote model.schema.json, trellis.schema.json, policy.schema.json and workflow.schema.json to {}",
                 dir.display()
             );
         }
@@ -373,6 +376,7 @@ fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
                 SchemaKind::Model => model,
                 SchemaKind::Settings => settings,
                 SchemaKind::Policy => policy,
+                SchemaKind::Workflow => workflow,
             }
         ),
     }
@@ -483,6 +487,7 @@ fn serve(
         state
             .feed
             .prune_every(Duration::from_secs(600), events_retention);
+        trellis::outbox::spawn(store.clone(), state.engine.clone());
         state
             .status
             .store(std::sync::Arc::new(trellis::reload::Status::started(warnings)));

@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod feed;
 pub mod http;
+pub mod outbox;
 pub mod reload;
 pub mod spec;
 pub mod store;

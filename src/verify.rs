@@ -50,7 +50,7 @@ fn resolve(v: &Value, handles: &HashMap<String, String>) -> Result<Value, String
 }
 
 fn input_of(e: &Entity, body: &Value) -> Result<Input, String> {
-    parse_body(e, body, Mode::Create).map_err(|errors| {
+    parse_body(e, body, Mode::Seed).map_err(|errors| {
         let parts: Vec<String> = errors
             .iter()
             .map(|x| format!("{} {}", x.pointer, x.detail))

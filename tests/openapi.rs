@@ -180,6 +180,11 @@ fn published_schemas_are_current() {
             "schemas/trellis.schema.json",
             spec::schema::settings_schema(),
         ),
+        ("schemas/policy.schema.json", spec::schema::policy_schema()),
+        (
+            "schemas/workflow.schema.json",
+            spec::schema::workflow_schema(),
+        ),
     ] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         let committed: Value = serde_json::from_str(&text).expect(file);
@@ -214,6 +219,7 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
     let model = jsonschema::validator_for(&spec::schema::model_schema()).unwrap();
     let settings = jsonschema::validator_for(&spec::schema::settings_schema()).unwrap();
     let policy = jsonschema::validator_for(&spec::schema::policy_schema()).unwrap();
+    let workflow = jsonschema::validator_for(&spec::schema::workflow_schema()).unwrap();
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
     let mut checked = 0;
@@ -234,6 +240,8 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
             "model.schema.json"
         } else if rel.contains("policies/") {
             "policy.schema.json"
+        } else if rel.contains("workflows/") {
+            "workflow.schema.json"
         } else {
             continue;
         };
@@ -250,6 +258,7 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
         let validator = match expected {
             "model.schema.json" => &model,
             "policy.schema.json" => &policy,
+            "workflow.schema.json" => &workflow,
             _ => &settings,
         };
         let errors: Vec<String> = validator

@@ -67,6 +67,9 @@ impl Input {
 pub enum Mode {
     Create,
     Update,
+    /// A create that may also set a workflow's state field (`trellis test` setup rows,
+    /// seeding): never reachable from the HTTP API.
+    Seed,
 }
 
 /// The canonical text of a datetime: RFC 3339 in UTC.
@@ -101,10 +104,25 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
         )]);
     };
     let validator = match mode {
-        Mode::Create => &entity.schemas.create_validator,
+        Mode::Create | Mode::Seed => &entity.schemas.create_validator,
         Mode::Update => &entity.schemas.update_validator,
     };
     let mut errors: Vec<FieldError> = Vec::new();
+    let protected = entity
+        .workflow_field
+        .as_deref()
+        .filter(|f| mode != Mode::Seed && obj.contains_key(*f));
+    if let Some(f) = protected {
+        errors.push(FieldError::new(
+            format!("/{f}"),
+            format!(
+                "`{f}` is kept by the workflow: a new {e} starts in its initial state, and only transitions change it; \
+                 fire one with POST /api/{p}/{{id}}/transitions/{{name}} (GET /api/{p}/{{id}}/transitions lists those you may fire)",
+                e = entity.name,
+                p = entity.plural
+            ),
+        ));
+    }
     for err in validator.iter_errors(body) {
         schema_error(entity, obj, &err, &mut errors);
     }
@@ -114,6 +132,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
     for (index, field) in entity.fields.iter().enumerate() {
         let pointer = format!("/{}", field.name);
         match obj.get(&field.name) {
+            Some(_) if protected == Some(field.name.as_str()) => {}
             Some(value) => {
                 if errors.iter().any(|e| e.pointer.starts_with(&pointer)) {
                     continue;
@@ -123,7 +142,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
                     Err(detail) => errors.push(FieldError::new(pointer, detail)),
                 }
             }
-            None if mode == Mode::Create => match &field.default {
+            None if mode != Mode::Update => match &field.default {
                 Some(SpecDefault::Now) => {
                     let cell = if field.ty == FieldType::Date {
                         Cell::Date(Utc::now().date_naive())

@@ -8,6 +8,7 @@ pub mod input;
 pub mod openapi;
 pub mod query;
 pub mod schemas;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +117,9 @@ pub struct Entity {
     pub search: Vec<String>,
     /// JSON Schemas of the request bodies and the record, and compiled validators.
     pub schemas: schemas::EntitySchemas,
+    /// The state field of the entity's workflow: set on create, changed only by
+    /// transitions.
+    pub workflow_field: Option<String>,
 }
 
 impl Entity {
@@ -163,6 +167,10 @@ pub struct Engine {
     pub access: access::Access,
     /// How callers authenticate (from `trellis.yaml`).
     pub auth: crate::spec::settings::AuthSettings,
+    /// State machines, by entity name.
+    pub workflows: HashMap<String, Arc<workflow::Workflow>>,
+    /// Webhook endpoints that workflow effects post to.
+    pub webhooks: Vec<crate::spec::settings::WebhookDef>,
 }
 
 impl Engine {
@@ -178,6 +186,12 @@ impl Engine {
             return Err(Error::Diagnostics(problems));
         }
         engine.access = access;
+        let (workflows, problems) = workflow::compile(&engine, &loaded.spec);
+        if !problems.is_empty() {
+            return Err(Error::Diagnostics(problems));
+        }
+        engine.workflows = workflows;
+        engine.webhooks = loaded.spec.settings.webhooks.clone();
         engine.auth = loaded.spec.settings.auth.clone();
         let doc = openapi::document(&engine);
         engine.openapi_json =
@@ -188,38 +202,25 @@ impl Engine {
     fn from_spec(spec: &Spec) -> Result<Engine, Error> {
         let mut entities = Vec::new();
         for model in &spec.models {
-            let fields: Vec<Field> = model
-                .fields
-                .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    ty: f.ty,
-                    required: f.required,
-                    unique: f.unique,
-                    default: f.default.as_ref().map(|(d, _)| d.clone()),
-                    min: f.min,
-                    max: f.max,
-                    pattern: f.pattern.as_ref().and_then(|p| Regex::new(p).ok()),
-                    values: f.values.clone(),
-                    target: f.target.as_ref().map(|t| t.name.clone()),
-                    via: f.via.as_ref().map(|v| v.name.clone()),
-                    on_delete: f.on_delete,
-                    scale: f.scale,
-                    precision: f.precision,
-                    label: f.label.clone(),
-                    description: f.description.clone(),
-                    renamed_from: f.renamed_from.as_ref().map(|r| r.name.clone()),
-                })
-                .collect();
+            let wf = spec.workflow(&model.entity.name);
+            let mut fields: Vec<Field> = model.fields.iter().map(field_from_def).collect();
+            // The state field starts in the workflow's initial state.
+            if let Some(wf) = wf
+                && let Some(f) = fields.iter_mut().find(|f| f.name == wf.field.name)
+            {
+                f.default = Some(SpecDefault::Value(serde_json::Value::String(
+                    wf.initial.name.clone(),
+                )));
+            }
+            let workflow_field = wf.map(|w| w.field.name.clone());
             let name = model.entity.name.clone();
             let label = model.label.clone().unwrap_or_else(|| title_case(&name));
             let schemas =
-                schemas::EntitySchemas::build(&name, &label, &fields).map_err(|message| {
-                    Error::Schema {
+                schemas::EntitySchemas::build(&name, &label, &fields, workflow_field.as_deref())
+                    .map_err(|message| Error::Schema {
                         entity: name.clone(),
                         message,
-                    }
-                })?;
+                    })?;
             entities.push(Arc::new(Entity {
                 plural: spec::plural_of(model),
                 name,
@@ -230,6 +231,7 @@ impl Engine {
                 unique: names(&model.unique),
                 search: model.search.iter().map(|n| n.name.clone()).collect(),
                 schemas,
+                workflow_field,
             }));
         }
         let by_name = entities
@@ -270,11 +272,18 @@ impl Engine {
             openapi_json: bytes::Bytes::new(),
             access: access::Access::default(),
             auth: Default::default(),
+            workflows: HashMap::new(),
+            webhooks: Vec::new(),
         };
         let doc = openapi::document(&engine);
         engine.openapi_json =
             bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
         Ok(engine)
+    }
+
+    /// The workflow of an entity, if it has one.
+    pub fn workflow(&self, entity: &str) -> Option<&Arc<workflow::Workflow>> {
+        self.workflows.get(entity)
     }
 
     pub fn entities(&self) -> &[Arc<Entity>] {
@@ -297,6 +306,29 @@ impl Engine {
     /// The OpenAPI document as a JSON value.
     pub fn openapi(&self) -> serde_json::Value {
         serde_json::from_slice(&self.openapi_json).unwrap_or_default()
+    }
+}
+
+/// A field of the model as the engine uses it.
+pub(crate) fn field_from_def(f: &spec::FieldDef) -> Field {
+    Field {
+        name: f.name.clone(),
+        ty: f.ty,
+        required: f.required,
+        unique: f.unique,
+        default: f.default.as_ref().map(|(d, _)| d.clone()),
+        min: f.min,
+        max: f.max,
+        pattern: f.pattern.as_ref().and_then(|p| Regex::new(p).ok()),
+        values: f.values.clone(),
+        target: f.target.as_ref().map(|t| t.name.clone()),
+        via: f.via.as_ref().map(|v| v.name.clone()),
+        on_delete: f.on_delete,
+        scale: f.scale,
+        precision: f.precision,
+        label: f.label.clone(),
+        description: f.description.clone(),
+        renamed_from: f.renamed_from.as_ref().map(|r| r.name.clone()),
     }
 }
 

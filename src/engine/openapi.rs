@@ -76,6 +76,20 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
                 path: item.clone(),
             });
         }
+        if let Some(wf) = engine.workflow(&e.name) {
+            for tail in ["transitions", "history"] {
+                out.push(Route {
+                    method: "get",
+                    path: format!("{item}/{tail}"),
+                });
+            }
+            for t in &wf.transitions {
+                out.push(Route {
+                    method: "post",
+                    path: format!("{item}/transitions/{}", t.name),
+                });
+            }
+        }
     }
     out
 }
@@ -502,6 +516,165 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
     paths.insert(format!("/api/{}/{{id}}", e.plural), item);
 }
 
+/// The transition endpoints, the list of what the caller may fire, and the history.
+fn workflow_paths(
+    e: &Entity,
+    wf: &super::workflow::Workflow,
+    paths: &mut Map<String, Value>,
+    schemas: &mut Map<String, Value>,
+) {
+    let base = pascal_case(&e.name);
+    let tag = e.label.clone();
+    let item = format!("/api/{}/{{id}}", e.plural);
+    let states: Vec<&str> = wf.states.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = wf.transitions.iter().map(|t| t.name.as_str()).collect();
+    schemas.insert(
+        format!("{base}Transitions"),
+        json!({
+            "type": "object",
+            "required": ["id", "state", "transitions"],
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "state": { "enum": states },
+                "state_label": { "type": ["string", "null"] },
+                "final": { "type": "boolean" },
+                "version": { "type": "integer" },
+                "transitions": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "label", "to", "allowed", "reasons"],
+                    "properties": {
+                        "name": { "enum": names },
+                        "label": { "type": "string" },
+                        "to": { "enum": states },
+                        "allowed": { "type": "boolean", "description": "May this caller fire it now?" },
+                        "reasons": { "type": "array", "items": { "type": "string" }, "description": "Why not: missing permission, failing guards." },
+                        "depends_on_input": { "type": "boolean", "description": "Some guards read the input, so they are judged when it is sent." },
+                        "input": { "type": "object", "description": "The JSON Schema of the input." }
+                    }
+                } }
+            }
+        }),
+    );
+    schemas.insert(
+        format!("{base}History"),
+        json!({
+            "type": "object",
+            "required": ["items", "next"],
+            "properties": {
+                "items": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "transition", "from", "to", "input", "at"],
+                    "properties": {
+                        "id": { "type": "string", "format": "uuid" },
+                        "transition": { "enum": names },
+                        "from": { "enum": states },
+                        "to": { "enum": states },
+                        "actor": { "type": ["string", "null"], "description": "The id of the caller who fired it." },
+                        "input": { "type": "object" },
+                        "at": { "type": "string", "format": "date-time" },
+                        "request_id": { "type": ["string", "null"] }
+                    }
+                } },
+                "next": { "type": ["string", "null"], "description": "Pass as `after` for the next page." }
+            }
+        }),
+    );
+    paths.insert(
+        format!("{item}/transitions"),
+        json!({
+            "parameters": [id_param(e)],
+            "get": {
+                "operationId": format!("transitions_of_{}", e.name),
+                "summary": format!("What this caller may fire on a {} now, and why not", e.name),
+                "tags": [tag],
+                "responses": {
+                    "200": { "description": "Every transition that leaves the current state.", "content": json_content(schema_ref(&format!("{base}Transitions"))) },
+                    "401": problem("Sign in first."),
+                    "404": problem("No such record.")
+                }
+            }
+        }),
+    );
+    paths.insert(
+        format!("{item}/history"),
+        json!({
+            "parameters": [id_param(e)],
+            "get": {
+                "operationId": format!("history_of_{}", e.name),
+                "summary": format!("The transitions of a {}, oldest first", e.name),
+                "tags": [tag],
+                "parameters": [
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 500, "default": 100 } },
+                    { "name": "after", "in": "query", "required": false, "description": "The `next` of the previous page.", "schema": { "type": "string", "format": "uuid" } }
+                ],
+                "responses": {
+                    "200": { "description": "A page of history.", "content": json_content(schema_ref(&format!("{base}History"))) },
+                    "400": problem("A query parameter is invalid."),
+                    "401": problem("Sign in first."),
+                    "404": problem("No such record.")
+                }
+            }
+        }),
+    );
+    for t in &wf.transitions {
+        let input = format!("{base}{}Input", pascal_case(&t.name));
+        schemas.insert(input.clone(), t.input.schemas.create.clone());
+        let mut guards: Vec<String> = t
+            .guards
+            .iter()
+            .map(|g| match g {
+                super::workflow::Guard::Check { message, .. }
+                | super::workflow::Guard::Where { message, .. } => format!("- {message}"),
+            })
+            .collect();
+        if !guards.is_empty() {
+            guards.insert(0, "Guards:".to_string());
+        }
+        let description = format!(
+            "From {} to `{}`. Allowed by the policy action `{}`. {}{}",
+            t.from
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.to,
+            t.action(),
+            t.description.clone().map(|d| d + " ").unwrap_or_default(),
+            guards.join("\n")
+        );
+        paths.insert(
+            format!("{item}/transitions/{}", t.name),
+            json!({
+                "parameters": [id_param(e)],
+                "post": {
+                    "operationId": format!("{}_{}", t.name, e.name),
+                    "summary": format!("{} ({} → {})", t.label, t.from.join(", "), t.to),
+                    "description": description,
+                    "tags": [tag],
+                    "parameters": [{
+                        "name": "If-Match", "in": "header", "required": false,
+                        "description": "The version you last saw; refused with 412 if the record has changed since.",
+                        "schema": { "type": "string" }
+                    }],
+                    "requestBody": { "required": false, "content": json_content(schema_ref(&input)) },
+                    "responses": {
+                        "200": { "description": "The record in its new state.", "headers": etag_header(), "content": json_content(schema_ref(&base)) },
+                        "400": problem("The body is not valid JSON, or If-Match is malformed."),
+                        "401": problem("Sign in first."),
+                        "403": problem("The caller may see the record but not fire this transition."),
+                        "404": problem("No such record."),
+                        "409": problem("The record is not in a state this transition leaves from (`state`, `possible`), or another change won a race."),
+                        "412": problem("The record changed since the version in If-Match."),
+                        "413": problem("The body is larger than 1 MiB."),
+                        "415": problem("The body is not declared as application/json."),
+                        "422": problem("The input does not fit (`errors`), or a guard failed (`reasons`).")
+                    }
+                }
+            }),
+        );
+    }
+}
+
 fn auth_paths(
     engine: &Engine,
     users: &str,
@@ -697,11 +870,12 @@ pub fn document(engine: &Engine) -> Value {
                         "required": ["op", "entity"],
                         "additionalProperties": false,
                         "properties": {
-                            "op": { "enum": ["create", "update", "delete"] },
+                            "op": { "enum": ["create", "update", "delete", "transition"] },
                             "entity": { "type": "string", "description": "The entity (or its plural)." },
-                            "id": { "type": "string", "description": "For update and delete: an id or a reference like \"$0.id\"." },
-                            "data": { "type": "object", "description": "For create and update: the body, as for a single request." },
-                            "if_match": { "type": "integer", "description": "For update: the expected version." }
+                            "id": { "type": "string", "description": "For update, delete and transition: an id or a reference like \"$0.id\"." },
+                            "data": { "type": "object", "description": "For create and update: the body, as for a single request; for transition: its input." },
+                            "name": { "type": "string", "description": "For transition: the transition's name." },
+                            "if_match": { "type": "integer", "description": "For update and transition: the expected version." }
                         }
                     } } }
                 })) },
@@ -714,8 +888,8 @@ pub fn document(engine: &Engine) -> Value {
                     "401": problem("An operation needs a signed-in caller."),
                     "403": problem("An operation is not allowed; `operation` is its index."),
                     "404": problem("An operation names a record that does not exist or is not visible."),
-                    "409": problem("An operation conflicts (unique value, reference)."),
-                    "412": problem("An update's `if_match` is stale."),
+                    "409": problem("An operation conflicts (unique value, reference, workflow state)."),
+                    "412": problem("An update's or transition's `if_match` is stale."),
                     "413": problem("More than 100 operations, or a body over 1 MiB."),
                     "415": problem("The body is not declared as application/json."),
                     "422": problem("An operation's data does not fit; `operation` is its index.")
@@ -779,6 +953,9 @@ pub fn document(engine: &Engine) -> Value {
     );
     for e in engine.entities() {
         entity_paths(e, &mut paths, &mut schemas);
+        if let Some(wf) = engine.workflow(&e.name) {
+            workflow_paths(e, wf, &mut paths, &mut schemas);
+        }
     }
     let mut info = json!({
         "title": engine.title,

@@ -236,7 +236,14 @@ fn output_schema(field: &Field) -> Value {
 }
 
 impl EntitySchemas {
-    pub fn build(entity: &str, label: &str, fields: &[Field]) -> Result<EntitySchemas, String> {
+    /// `protected`: a workflow's state field, left out of the documented request bodies
+    /// (clients cannot write it) but kept in the validators, which check seed data too.
+    pub fn build(
+        entity: &str,
+        label: &str,
+        fields: &[Field],
+        protected: Option<&str>,
+    ) -> Result<EntitySchemas, String> {
         let writable: Vec<&Field> = fields
             .iter()
             .filter(|f| f.ty != FieldType::Inverse)
@@ -245,6 +252,9 @@ impl EntitySchemas {
         let body = |documented: bool, for_create: bool| {
             let mut props = Map::new();
             for f in &writable {
+                if documented && protected == Some(f.name.as_str()) {
+                    continue;
+                }
                 let mut s = input_schema(f, documented);
                 if documented
                     && for_create
@@ -289,7 +299,14 @@ impl EntitySchemas {
         );
         record_props.insert("version".into(), json!({ "type": "integer", "minimum": 1, "readOnly": true, "description": "Incremented by every change; send it back in If-Match." }));
         for f in fields {
-            record_props.insert(f.name.clone(), output_schema(f));
+            let mut s = output_schema(f);
+            if protected == Some(f.name.as_str()) {
+                s["readOnly"] = json!(true);
+                s["description"] = json!(
+                    "The workflow state: set on create, changed only through the transition endpoints."
+                );
+            }
+            record_props.insert(f.name.clone(), s);
         }
         // Every field is present unless `fields=` selects some; `id` always is.
         let record = json!({

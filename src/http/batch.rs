@@ -58,7 +58,7 @@ fn failed(index: usize, mut p: Problem) -> Problem {
     p
 }
 
-const OP_KEYS: [&str; 5] = ["op", "entity", "id", "data", "if_match"];
+const OP_KEYS: [&str; 6] = ["op", "entity", "id", "data", "if_match", "name"];
 
 pub(super) async fn batch(
     State(state): State<AppState>,
@@ -146,12 +146,47 @@ pub(super) async fn batch(
                     .await
                     .map(|()| json!({ "id": id, "deleted": true }))
             }
+            Some("transition") => {
+                let id = id()?;
+                let wf = engine.workflow(&e.name).cloned().ok_or_else(|| {
+                    bad(format!(
+                        "`{}` has no workflow, so it has no transitions",
+                        e.name
+                    ))
+                })?;
+                let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
+                let t = wf.transition(name).ok_or_else(|| {
+                    let names: Vec<&str> = wf.transitions.iter().map(|t| t.name.as_str()).collect();
+                    bad(format!(
+                        "`name` must be a transition of `{}`: {}",
+                        e.name,
+                        names.join(", ")
+                    ))
+                })?;
+                let data = if data.is_null() { json!({}) } else { data };
+                let input =
+                    super::workflow::transition_input(t, &data).map_err(|p| failed(i, p))?;
+                let fire = crate::store::Fire {
+                    id,
+                    input: &input,
+                    if_match: obj.get("if_match").and_then(Value::as_i64),
+                    request_id: None,
+                };
+                batch
+                    .transition(&engine, &e, &wf, t, &fire, &who)
+                    .await
+                    .map(Value::Object)
+            }
             Some(other) => {
                 return Err(bad(format!(
-                    "`{other}` is not an operation; use create, update or delete"
+                    "`{other}` is not an operation; use create, update, delete or transition"
                 )));
             }
-            None => return Err(bad("`op` is required: create, update or delete".into())),
+            None => {
+                return Err(bad(
+                    "`op` is required: create, update, delete or transition".into(),
+                ));
+            }
         };
         match outcome {
             Ok(v) => results.push(v),

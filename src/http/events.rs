@@ -202,16 +202,24 @@ impl Subscriber {
         let (name, data) = match c.kind {
             ChangeKind::Deleted if was_visible => ("deleted", json!({ "id": id, "at": at })),
             ChangeKind::Deleted => return Ok(()),
-            ChangeKind::Created | ChangeKind::Updated => {
+            ChangeKind::Created | ChangeKind::Updated | ChangeKind::Transitioned => {
                 match store
                     .feed_view(&engine, &e, c.record_id, filter, &self.who)
                     .await
                     .map_err(db_end)?
                 {
-                    Some(rec) => (
-                        c.kind.as_str(),
-                        json!({ "id": id, "at": at, "record": rec }),
-                    ),
+                    Some(rec) => {
+                        let mut data = json!({ "id": id, "at": at, "record": rec });
+                        // A transition also says which state the record left.
+                        if let (ChangeKind::Transitioned, Some(wf), Some(before)) =
+                            (c.kind, engine.workflow(&e.name), &c.before)
+                            && let Some(from) = before.get(&wf.field)
+                            && rec.contains_key(&wf.field)
+                        {
+                            data["from"] = from.clone();
+                        }
+                        (c.kind.as_str(), data)
+                    }
                     // Gone from this caller's view (or from the database).
                     None if was_visible => ("removed", json!({ "id": id, "at": at })),
                     None => return Ok(()),

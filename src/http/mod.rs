@@ -5,6 +5,7 @@ pub mod auth;
 mod batch;
 mod events;
 pub mod problem;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -89,6 +90,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{plural}/aggregate", get(aggregate))
         .route("/api/{plural}/events", get(events::events))
         .route("/api/{plural}/{id}", get(read).patch(update).delete(remove))
+        .route("/api/{plural}/{id}/transitions", get(workflow::options))
+        .route(
+            "/api/{plural}/{id}/transitions/{name}",
+            post(workflow::fire),
+        )
+        .route("/api/{plural}/{id}/history", get(workflow::history))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -195,6 +195,53 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
             p.extra.push(("referenced_by".into(), json!(holders)));
             p
         }
+        store::Error::WrongState {
+            state,
+            transition,
+            from,
+            possible,
+        } => {
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "wrong-state",
+                "Wrong state",
+                format!(
+                    "cannot `{transition}` this {entity}: it is `{state}`, and `{transition}` leaves only from {}; {}",
+                    from.join(", "),
+                    if possible.is_empty() {
+                        format!("no transition leaves `{state}`")
+                    } else {
+                        format!("from `{state}` you can: {}", possible.join(", "))
+                    }
+                ),
+            );
+            p.extra.push(("state".into(), json!(state)));
+            p.extra.push(("possible".into(), json!(possible)));
+            p
+        }
+        store::Error::Guards(reasons) => {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "guard-failed",
+                "Transition not possible now",
+                reasons.join("; "),
+            );
+            p.extra.push(("reasons".into(), json!(reasons)));
+            p
+        }
+        store::Error::Conflict(why) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", why)
+        }
+        store::Error::Invalid(errors) => Problem::invalid(errors),
+        store::Error::Effect(why) => {
+            tracing::error!(error = %why, "workflow effect");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "effect-failed",
+                "Workflow effect failed",
+                why,
+            )
+        }
         other => {
             tracing::error!(error = %other, "store error");
             Problem::internal()

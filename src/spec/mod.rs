@@ -10,6 +10,7 @@ pub mod policy;
 pub mod schema;
 pub mod settings;
 pub mod walk;
+pub mod workflow;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub struct Spec {
     pub settings: Settings,
     pub models: Vec<ModelDef>,
     pub policies: Vec<policy::PolicyDef>,
+    pub workflows: Vec<workflow::WorkflowDef>,
     /// The text of every file read, by relative path, for rendering diagnostics.
     pub sources: BTreeMap<String, String>,
 }
@@ -39,6 +41,10 @@ pub struct Spec {
 impl Spec {
     pub fn model(&self, name: &str) -> Option<&ModelDef> {
         self.models.iter().find(|m| m.entity.name == name)
+    }
+
+    pub fn workflow(&self, entity: &str) -> Option<&workflow::WorkflowDef> {
+        self.workflows.iter().find(|w| w.entity.name == entity)
     }
 }
 
@@ -160,22 +166,18 @@ pub fn load(root: &Path) -> Loaded {
         policy::parse_policy,
     );
 
-    for folder in ["workflows"] {
-        for path in yaml_files(root, folder, &mut diagnostics) {
-            diagnostics.push(Diagnostic {
-                severity: Severity::Warning,
-                code: "not-yet-supported",
-                file: relative(root, &path),
-                line: 1,
-                column: 1,
-                message: format!("{folder} files are not loaded by this version of Trellis yet"),
-                hint: Some("this file is ignored for now".to_string()),
-            });
-        }
-    }
+    let workflow_files = yaml_files(root, "workflows", &mut diagnostics);
+    spec.workflows = read_all(
+        root,
+        workflow_files,
+        &mut spec.sources,
+        &mut diagnostics,
+        workflow::parse_workflow,
+    );
 
     check_project(&spec, &mut diagnostics);
     check_access(&spec, &mut diagnostics);
+    workflow::check_workflows(&spec, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
         (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
     });

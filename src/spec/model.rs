@@ -416,7 +416,7 @@ fn field_groups(
     groups
 }
 
-fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Option<FieldDef> {
+pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Option<FieldDef> {
     let name_ok = check_identifier(sink, name, "field");
     if name_ok
         && (SYSTEM_FIELDS.contains(&name.name.as_str())

@@ -11,6 +11,7 @@ use super::model::{ENTITY_KEYS, FieldType};
 pub const MODEL_SCHEMA_ID: &str = "https://trellis.dev/schemas/model.schema.json";
 pub const SETTINGS_SCHEMA_ID: &str = "https://trellis.dev/schemas/trellis.schema.json";
 pub const POLICY_SCHEMA_ID: &str = "https://trellis.dev/schemas/policy.schema.json";
+pub const WORKFLOW_SCHEMA_ID: &str = "https://trellis.dev/schemas/workflow.schema.json";
 
 fn identifier() -> Value {
     json!({ "type": "string", "pattern": "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", "maxLength": 48 })
@@ -221,7 +222,128 @@ pub fn settings_schema() -> Value {
                 "properties": {
                     "origins": { "type": "array", "items": { "type": "string" } }
                 }
+            },
+            "webhooks": {
+                "type": "object",
+                "description": "Endpoints that workflow `after_commit` effects post to, by name.",
+                "propertyNames": { "$ref": "#/$defs/identifier" },
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["url"],
+                    "properties": {
+                        "url": { "type": "string", "pattern": "^(https?://|\\$\\{)", "description": "http(s) address; `${VAR}` reads it from the environment." },
+                        "secret_env": { "type": "string", "description": "The environment variable holding the HMAC-SHA256 signing secret." },
+                        "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Extra headers; `${VAR}` in a value reads the environment." },
+                        "timeout": { "type": "integer", "minimum": 1, "maximum": 120, "description": "Seconds before an attempt is abandoned (default 10)." }
+                    }
+                }
             }
+        },
+        "$defs": { "identifier": identifier() }
+    })
+}
+
+/// The JSON Schema of `workflows/*.yaml`.
+pub fn workflow_schema() -> Value {
+    let model = model_schema();
+    let field = model["$defs"]["field"].clone();
+    let states = json!({ "oneOf": [
+        { "const": "*", "description": "Every state that is not final." },
+        { "$ref": "#/$defs/names" }
+    ]});
+    let transition = json!({
+        "type": "object",
+        "required": ["from", "to"],
+        "additionalProperties": false,
+        "properties": {
+            "label": { "type": "string" },
+            "description": { "type": "string" },
+            "from": states,
+            "to": { "$ref": "#/$defs/identifier" },
+            "require": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["message"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "check": { "type": "string", "description": "A minijinja expression over record, user, input and now." },
+                        "where": { "type": "string", "description": "A condition on the record, checked by the database in the same statement as the change." },
+                        "message": { "type": "string", "description": "What the caller is told when the guard fails." }
+                    },
+                    "oneOf": [ { "required": ["check"] }, { "required": ["where"] } ]
+                }
+            },
+            "input": {
+                "type": "object",
+                "propertyNames": { "$ref": "#/$defs/identifier" },
+                "additionalProperties": { "$ref": "#/$defs/field" }
+            },
+            "set": {
+                "type": "object",
+                "propertyNames": { "$ref": "#/$defs/identifier" },
+                "description": "Values assigned with the state change: constants, `now`, `user.<claim>`, `input.<field>`, `record.<field>`, `{ expr: … }` or `{ value: … }`."
+            },
+            "after_commit": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["webhook"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "webhook": {
+                            "type": "object",
+                            "required": ["endpoint"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "endpoint": { "$ref": "#/$defs/identifier", "description": "A name under `webhooks` in trellis.yaml." },
+                                "body": { "type": "string", "description": "A minijinja template; the default is a JSON description of the event." }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": WORKFLOW_SCHEMA_ID,
+        "title": "Trellis workflow",
+        "description": "A state machine bound to an entity's enum field: its transitions become endpoints.",
+        "type": "object",
+        "required": ["entity", "field", "initial", "states", "transitions"],
+        "additionalProperties": false,
+        "properties": {
+            "entity": { "$ref": "#/$defs/identifier" },
+            "field": { "$ref": "#/$defs/identifier", "description": "The state field: an enum of exactly the workflow's states." },
+            "initial": { "$ref": "#/$defs/identifier", "description": "The state of every new record." },
+            "label": { "type": "string" },
+            "description": { "type": "string" },
+            "states": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": { "$ref": "#/$defs/identifier" },
+                "additionalProperties": {
+                    "type": ["object", "null"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "label": { "type": "string" },
+                        "description": { "type": "string" },
+                        "final": { "type": "boolean", "description": "No transition leaves a final state." }
+                    }
+                }
+            },
+            "transitions": {
+                "type": "object",
+                "propertyNames": { "$ref": "#/$defs/identifier" },
+                "additionalProperties": transition
+            }
+        },
+        "$defs": {
+            "identifier": identifier(),
+            "names": names(),
+            "field": field
         }
     })
 }

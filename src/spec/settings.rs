@@ -14,6 +14,21 @@ pub struct Settings {
     /// Browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
     pub auth: AuthSettings,
+    /// Webhook endpoints that workflow effects may call, by name.
+    pub webhooks: Vec<WebhookDef>,
+}
+
+/// `webhooks.<name>`: where an `after_commit` effect posts to.
+#[derive(Debug, Clone)]
+pub struct WebhookDef {
+    pub name: Named,
+    pub url: String,
+    /// The environment variable holding the HMAC-SHA256 signing secret.
+    pub secret_env: Option<String>,
+    /// Extra headers; values may contain `${VAR}`, read from the environment at delivery.
+    pub headers: Vec<(String, String)>,
+    /// Seconds before one delivery attempt is abandoned.
+    pub timeout_secs: u64,
 }
 
 /// How callers prove who they are.
@@ -61,7 +76,15 @@ pub struct UsersSettings {
     pub pos: Pos,
 }
 
-pub const SETTINGS_KEYS: [&str; 5] = ["name", "description", "database", "cors", "auth"];
+pub const SETTINGS_KEYS: [&str; 6] = [
+    "name",
+    "description",
+    "database",
+    "cors",
+    "auth",
+    "webhooks",
+];
+const WEBHOOK_KEYS: [&str; 4] = ["url", "secret_env", "headers", "timeout"];
 const AUTH_KEYS: [&str; 3] = ["jwt", "users", "claims"];
 const JWT_KEYS: [&str; 9] = [
     "algorithm",
@@ -116,7 +139,98 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
     {
         settings.auth = parse_auth(sink, am);
     }
+    if let Some(hooks) = get(map, "webhooks") {
+        settings.webhooks = parse_webhooks(sink, hooks);
+    }
     settings
+}
+
+fn parse_webhooks(sink: &mut Sink<'_>, node: &Node) -> Vec<WebhookDef> {
+    let Some(entries) = node.as_map() else {
+        sink.error_hint(
+            node.pos,
+            "wrong-value-type",
+            "`webhooks` must be a mapping of endpoint names to their settings",
+            "write e.g. `webhooks: { crm: { url: \"https://crm.example.com/hook\", secret_env: CRM_SECRET } }`",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let name = Named {
+            name: key.name.clone(),
+            pos: key.pos,
+        };
+        super::walk::check_identifier(sink, &name, "webhook endpoint");
+        let Some(wm) = map_with_keys(sink, value, "a webhook endpoint", &WEBHOOK_KEYS) else {
+            continue;
+        };
+        let Some(url) = opt_string(sink, wm, "url", "`url`") else {
+            if get(wm, "url").is_none() {
+                sink.error_hint(
+                    value.pos,
+                    "missing-key",
+                    format!("the webhook endpoint `{}` has no `url`", name.name),
+                    "add e.g. `url: \"https://example.com/hooks/trellis\"`",
+                );
+            }
+            continue;
+        };
+        if !(url.name.starts_with("http://")
+            || url.name.starts_with("https://")
+            || url.name.starts_with("${"))
+            || url.name.contains(char::is_whitespace)
+        {
+            sink.error_hint(
+                url.pos,
+                "invalid-url",
+                format!("`{}` is not an http or https address", url.name),
+                "write it like `https://example.com/hooks/trellis`, or `${HOOK_URL}` to read it from the environment",
+            );
+            continue;
+        }
+        let secret_env = opt_string(sink, wm, "secret_env", "`secret_env`").map(|n| n.name);
+        let mut headers = Vec::new();
+        if let Some(h) = get(wm, "headers") {
+            match h.as_map() {
+                Some(hm) => {
+                    for (hk, hv) in hm {
+                        let valid_name = !hk.name.is_empty()
+                            && hk.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                        if !valid_name {
+                            sink.error(
+                                hk.pos,
+                                "invalid-header",
+                                format!("`{}` is not a valid header name", hk.name),
+                            );
+                            continue;
+                        }
+                        if let Some(v) = super::walk::string(sink, hv, "a header value") {
+                            headers.push((hk.name.clone(), v.name));
+                        }
+                    }
+                }
+                None => sink.error_hint(
+                    h.pos,
+                    "wrong-value-type",
+                    "`headers` must be a mapping of header names to values",
+                    "write e.g. `headers: { Authorization: \"Bearer ${CRM_TOKEN}\" }` (secrets come from the environment)",
+                ),
+            }
+        }
+        let timeout_secs = get(wm, "timeout")
+            .and_then(|n| whole_number(sink, n, "`timeout`"))
+            .map(|v| v.clamp(1, 120) as u64)
+            .unwrap_or(10);
+        out.push(WebhookDef {
+            name,
+            url: url.name,
+            secret_env,
+            headers,
+            timeout_secs,
+        });
+    }
+    out
 }
 
 fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSettings {

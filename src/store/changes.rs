@@ -33,6 +33,8 @@ pub enum ChangeKind {
     Created,
     Updated,
     Deleted,
+    /// A workflow transition changed the record's state (and maybe other fields).
+    Transitioned,
 }
 
 impl ChangeKind {
@@ -41,6 +43,7 @@ impl ChangeKind {
             ChangeKind::Created => "created",
             ChangeKind::Updated => "updated",
             ChangeKind::Deleted => "deleted",
+            ChangeKind::Transitioned => "transitioned",
         }
     }
 
@@ -49,6 +52,7 @@ impl ChangeKind {
             "created" => Some(ChangeKind::Created),
             "updated" => Some(ChangeKind::Updated),
             "deleted" => Some(ChangeKind::Deleted),
+            "transitioned" => Some(ChangeKind::Transitioned),
             _ => None,
         }
     }

@@ -172,6 +172,7 @@ macro_rules! in_tx {
         }
     }};
 }
+pub(crate) use in_tx;
 
 const SYSTEM_COLUMNS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
 
@@ -327,7 +328,7 @@ impl Store {
     }
 
     /// One record, if it satisfies `cond`.
-    async fn get_where(
+    pub(crate) async fn get_where(
         &self,
         e: &Entity,
         id: Uuid,
@@ -967,7 +968,13 @@ fn link_statements(
 }
 
 /// `SELECT t0.id FROM e AS t0 WHERE t0.id = ? AND cond`: is the record within reach?
-fn visible(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> SelectStatement {
+pub(crate) fn visible(
+    dialect: Dialect,
+    e: &Entity,
+    id: Uuid,
+    cond: &Typed,
+    ctx: &Ctx,
+) -> SelectStatement {
     let mut q = Query::select();
     q.from_as(e.name.clone(), "t0")
         .column(("t0".to_string(), "id".to_string()))
@@ -1117,11 +1124,26 @@ impl Batch<'_> {
             .await
     }
 
+    pub async fn transition(
+        &mut self,
+        engine: &Engine,
+        e: &Entity,
+        wf: &crate::engine::workflow::Workflow,
+        t: &crate::engine::workflow::Transition,
+        fire: &super::workflow::Fire<'_>,
+        who: &Principal,
+    ) -> Result<Record, Error> {
+        self.store
+            .transition_in(Some(&mut self.tx), engine, e, wf, t, fire, who)
+            .await
+    }
+
     pub async fn commit(self) -> Result<(), Error> {
         match self.tx {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
+        self.store.wake_outbox();
         Ok(())
     }
 }

@@ -511,6 +511,7 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
     }
     statements.extend(late);
     statements.extend(super::changes::ddl(dialect));
+    statements.extend(super::workflow::ddl());
     Ok((statements, snapshots, report))
 }
 

@@ -18,7 +18,13 @@ use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 
 impl Store {
     /// Does the record satisfy `cond` for this caller?
-    async fn holds(&self, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> Result<bool, Error> {
+    pub(crate) async fn holds(
+        &self,
+        e: &Entity,
+        id: Uuid,
+        cond: &Typed,
+        ctx: &Ctx,
+    ) -> Result<bool, Error> {
         let dialect = self.dialect();
         let mut q = Query::select();
         q.from_as(e.name.clone(), "t0")

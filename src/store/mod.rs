@@ -10,6 +10,7 @@ mod expand;
 mod explain;
 pub mod filter;
 mod values;
+mod workflow;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +24,7 @@ pub use accounts::Refresh;
 pub use changes::{Change, ChangeKind};
 pub use crud::{Batch, Page, Record, permitted};
 pub use ddl::SyncReport;
+pub use workflow::{Delivery, Fire, HistoryEntry, OutboxRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -42,6 +44,8 @@ pub struct Store {
     pool: Pool,
     /// Statements run so far (tests check that expansion does not issue one per row).
     queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Woken when this process commits webhook deliveries to the outbox.
+    outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What went wrong in the store. The HTTP layer maps each kind to a status.
@@ -64,6 +68,26 @@ pub enum Error {
     Restricted { total: i64, holders: Vec<Holder> },
     #[error("the database schema cannot follow these changes by itself:\n{}", .0.join("\n"))]
     NeedsMigration(Vec<String>),
+    /// The record is not in a state the transition leaves from.
+    #[error("cannot `{transition}` from the state `{state}`")]
+    WrongState {
+        state: String,
+        transition: String,
+        from: Vec<String>,
+        possible: Vec<String>,
+    },
+    /// Guards that do not hold, by message.
+    #[error("{}", .0.join("; "))]
+    Guards(Vec<String>),
+    /// Lost a race: the record changed between reading and writing it.
+    #[error("{0}")]
+    Conflict(String),
+    /// Values the workflow computed do not fit their fields.
+    #[error("invalid values")]
+    Invalid(Vec<crate::engine::FieldError>),
+    /// An effect could not be prepared (a template error).
+    #[error("{0}")]
+    Effect(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -103,6 +127,7 @@ impl Store {
             Ok(Store {
                 pool: Pool::Postgres(pool),
                 queries: Default::default(),
+                outbox_wake: Default::default(),
             })
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -150,6 +175,7 @@ impl Store {
             Ok(Store {
                 pool: Pool::Sqlite(pool),
                 queries: Default::default(),
+                outbox_wake: Default::default(),
             })
         } else {
             Err(Error::Connect(format!(

@@ -354,6 +354,27 @@ impl TestApp {
         self.client.with_token(None)
     }
 
+    /// Creates a record straight through the store, as Trellis itself: the body may
+    /// set a workflow's state field (fixtures in a given state). Returns its id.
+    pub async fn seed(&self, plural: &str, body: Value) -> String {
+        let engine = self.state.engine.load_full();
+        let e = engine.entity_by_plural(plural).expect("entity").clone();
+        let input =
+            trellis::engine::input::parse_body(&e, &body, trellis::engine::input::Mode::Seed)
+                .unwrap_or_else(|errors| panic!("seed {plural}: {errors:?}"));
+        let rec = self
+            .store
+            .create(
+                &engine,
+                &e,
+                &input,
+                &trellis::engine::access::Principal::system(),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("seed {plural}: {err}"));
+        rec["id"].as_str().expect("id").to_string()
+    }
+
     /// Counts rows straight from the database.
     pub async fn rows(&self, table: &str) -> i64 {
         self.store.count_rows(table).await.expect("count rows")

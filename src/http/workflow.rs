@@ -1,0 +1,190 @@
+//! Workflow routes: fire a transition, list what the caller may fire now, and read a
+//! record's history.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+use super::{
+    AppState, Problem, entity, if_match, json_body, json_response, problem, query_pairs, record_id,
+    record_response,
+};
+use crate::engine::input::{Mode, parse_body};
+use crate::engine::workflow::{Transition, Workflow};
+use crate::engine::{Engine, Entity};
+use crate::store::Fire;
+
+/// Most history entries in one page.
+pub const MAX_HISTORY_PAGE: usize = 500;
+
+fn workflow_of(engine: &Engine, e: &Entity) -> Result<Arc<Workflow>, Problem> {
+    engine.workflow(&e.name).cloned().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "Not found",
+            format!(
+                "`{}` has no workflow, so it has no transitions or history",
+                e.name
+            ),
+        )
+    })
+}
+
+fn transition_of<'w>(wf: &'w Workflow, e: &Entity, name: &str) -> Result<&'w Transition, Problem> {
+    wf.transition(name).ok_or_else(|| {
+        let names: Vec<&str> = wf.transitions.iter().map(|t| t.name.as_str()).collect();
+        let hint = match crate::spec::diag::did_you_mean(name, names.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("its transitions: {}", names.join(", ")),
+        };
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            "Not found",
+            format!(
+                "the workflow of `{}` has no transition `{name}`; {hint}",
+                e.name
+            ),
+        )
+    })
+}
+
+/// The caller's request id (`X-Request-Id`), or a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Validates a transition's input: `{}` when the body is empty.
+pub(super) fn transition_input(
+    t: &Transition,
+    value: &Value,
+) -> Result<Map<String, Value>, Problem> {
+    parse_body(&t.input, value, Mode::Create).map_err(Problem::invalid)?;
+    Ok(value.as_object().cloned().unwrap_or_default())
+}
+
+/// `POST /api/{plural}/{id}/transitions/{name}`
+pub(super) async fn fire(
+    State(state): State<AppState>,
+    Path((plural, id, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let wf = workflow_of(&engine, &e)?;
+    let t = transition_of(&wf, &e, &name)?;
+    let id = record_id(&e, &id)?;
+    let expected = if_match(&headers)?;
+    let empty = matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace));
+    let value = if empty {
+        Value::Object(Map::new())
+    } else {
+        match json_body(&headers, body)? {
+            Value::Null => Value::Object(Map::new()),
+            v => v,
+        }
+    };
+    let input = transition_input(t, &value)?;
+    let rid = request_id(&headers);
+    let fire = Fire {
+        id,
+        input: &input,
+        if_match: expected,
+        request_id: Some(rid.clone()),
+    };
+    let rec = state
+        .store
+        .transition(&engine, &e, &wf, t, &fire, &who)
+        .await
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    let mut res = record_response(StatusCode::OK, &rec);
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    Ok(res)
+}
+
+/// `GET /api/{plural}/{id}/transitions`
+pub(super) async fn options(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    let wf = workflow_of(&engine, &e)?;
+    let id = record_id(&e, &id)?;
+    let body = state
+        .store
+        .transition_options(&engine, &e, &wf, id, &who)
+        .await
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `GET /api/{plural}/{id}/history?limit=&after=`
+pub(super) async fn history(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    let engine = state.engine.load_full();
+    let e = entity(&engine, &plural)?;
+    workflow_of(&engine, &e)?;
+    let id = record_id(&e, &id)?;
+    let mut limit = 100usize;
+    let mut after = None;
+    for (k, v) in query_pairs(query.as_deref())? {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        Problem::bad_request(format!(
+                            "`limit` must be a whole number from 1 to {MAX_HISTORY_PAGE}, not `{v}`"
+                        ))
+                    })?
+            }
+            "after" => {
+                if uuid::Uuid::parse_str(&v).is_err() {
+                    return Err(Problem::bad_request(
+                        "`after` must be the `next` value of a previous page",
+                    ));
+                }
+                after = Some(v)
+            }
+            other => {
+                return Err(Problem::bad_request(format!(
+                    "unknown parameter `{other}`; history takes `limit` and `after`"
+                )));
+            }
+        }
+    }
+    let (items, next) = state
+        .store
+        .history(&engine, &e, id, &who, limit, after.as_deref())
+        .await
+        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "items": items, "next": next }),
+    ))
+}
