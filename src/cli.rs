@@ -80,6 +80,15 @@ enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Draw an entity's workflow: states, transitions, who may fire them, guards.
+    Diagram {
+        /// `[DIR] ENTITY`: the project folder (default `.`) and the entity.
+        #[arg(num_args = 1..=2, value_names = ["DIR", "ENTITY"], required = true)]
+        targets: Vec<String>,
+        /// mermaid (for Markdown) or dot (Graphviz).
+        #[arg(long, value_enum, default_value_t = DiagramFormat::Mermaid)]
+        format: DiagramFormat,
+    },
     /// Explain why a user may or may not do an action on a record.
     Explain {
         /// The entity, e.g. `project`.
@@ -137,6 +146,12 @@ enum Format {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum DiagramFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum SchemaKind {
     Model,
     Settings,
@@ -164,6 +179,7 @@ pub fn main() -> ExitCode {
         ),
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
+        Command::Diagram { targets, format } => diagram(&targets, format),
         Command::Schema { kind, out } => schema(kind, out.as_deref()),
         Command::Test { dir, database_url } => policy_tests(&dir, database_url),
         Command::Token { sub, roles, dir } => token(&dir, &sub, &roles),
@@ -345,6 +361,34 @@ fn load_engine_with_diagnostics(dir: &Path) -> Result<(Engine, Vec<Diagnostic>)>
             summary(&loaded.diagnostics)
         ),
     }
+}
+
+fn diagram(targets: &[String], format: DiagramFormat) -> Result<ExitCode> {
+    let (dir, entity) = match targets {
+        [entity] => (Path::new("."), entity.as_str()),
+        [dir, entity] => (Path::new(dir.as_str()), entity.as_str()),
+        _ => anyhow::bail!(
+            "give the entity, optionally after the project folder: `trellis diagram [DIR] ENTITY`"
+        ),
+    };
+    let engine = load_engine(dir)?;
+    let Some(wf) = engine.workflow(entity) else {
+        let with: Vec<&str> = engine.workflows.keys().map(String::as_str).collect();
+        anyhow::bail!(
+            "`{entity}` has no workflow{}",
+            if with.is_empty() {
+                " (this project has none)".to_string()
+            } else {
+                format!("; entities with one: {}", with.join(", "))
+            }
+        );
+    };
+    let format = match format {
+        DiagramFormat::Mermaid => trellis::engine::diagram::Format::Mermaid,
+        DiagramFormat::Dot => trellis::engine::diagram::Format::Dot,
+    };
+    print!("{}", trellis::engine::diagram::render(&engine, wf, format));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn openapi(dir: &Path) -> Result<ExitCode> {

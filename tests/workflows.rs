@@ -669,3 +669,41 @@ both!(
     concurrent_transitions_have_one_winner,
     batch_transitions_and_the_change_log,
 );
+
+/// `trellis diagram`: every transition with who may fire it and its guards.
+#[test]
+fn diagrams_show_transitions_permissions_and_guards() {
+    use trellis::engine::diagram::{Format, render};
+    let loaded = trellis::spec::load(&common::repo_root());
+    let engine = trellis::engine::Engine::build(&loaded).expect("engine");
+    let wf = engine.workflow("application").expect("a workflow");
+    let mermaid = render(&engine, wf, Format::Mermaid);
+    assert!(mermaid.starts_with("stateDiagram-v2\n"), "{mermaid}");
+    for line in [
+        "    [*] --> submitted",
+        "    state \"Shortlisted\" as shortlisted",
+        "    shortlisted --> accepted: accept<br/>client where to_my_projects<br/>admin<br/>if project.status = in_review",
+        "    submitted --> withdrawn: withdraw<br/>contractor where own<br/>admin<br/>not authenticated where not own",
+        "    accepted --> [*]",
+    ] {
+        assert!(
+            mermaid.lines().any(|l| l == line),
+            "missing `{line}` in\n{mermaid}"
+        );
+    }
+    let project = engine.workflow("project").expect("a workflow");
+    let mermaid = render(&engine, project, Format::Mermaid);
+    assert!(
+        mermaid.contains(
+            "<br/>if record.budget is not none and record.budget #gt; 0<br/>if skills is set"
+        ),
+        "`>` is escaped for Mermaid: {mermaid}"
+    );
+    let dot = render(&engine, project, Format::Dot);
+    assert!(dot.starts_with("digraph project {"), "{dot}");
+    assert!(
+        dot.contains("closed [label=\"Closed\", peripheries=2];"),
+        "{dot}"
+    );
+    assert!(dot.contains("draft -> open [label=\"publish\\nclient where mine\\nadmin\\nif record.budget is not none and record.budget > 0\\nif skills is set\"];"), "{dot}");
+}

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod aggregate;
 pub mod cond;
+pub mod diagram;
 pub mod input;
 pub mod openapi;
 pub mod query;

@@ -70,6 +70,8 @@ pub struct Transition {
     pub from: Vec<String>,
     pub to: String,
     pub guards: Vec<Guard>,
+    /// Each guard as written (`check` expression or `where` condition), for diagrams.
+    pub guard_texts: Vec<String>,
     /// The transition's input, as a pseudo-entity (its fields and request schema).
     pub input: Entity,
     pub set: Vec<Assign>,
@@ -301,7 +303,12 @@ fn compile_one(
     let mut transitions = Vec::new();
     for t in &def.transitions {
         let mut guards = Vec::new();
+        let mut guard_texts = Vec::new();
         for g in &t.require {
+            guard_texts.push(match g {
+                GuardDef::Check { expr, .. } => expr.clone(),
+                GuardDef::Where { cond, .. } => cond.text.clone(),
+            });
             match g {
                 GuardDef::Check { expr, message, .. } => {
                     let uses_input = env
@@ -467,6 +474,7 @@ fn compile_one(
             from,
             to: t.to.name.clone(),
             guards,
+            guard_texts,
             input,
             set,
             effects,

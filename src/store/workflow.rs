@@ -32,7 +32,7 @@ pub(crate) fn ddl() -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS ix_trellis_history_record ON {HISTORY} (entity, record_id, id)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {OUTBOX} (id TEXT PRIMARY KEY NOT NULL, endpoint TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL, created_ms BIGINT NOT NULL, next_attempt_ms BIGINT NOT NULL, attempts INTEGER NOT NULL, status TEXT NOT NULL, delivered_ms BIGINT, last_error TEXT)"
+            "CREATE TABLE IF NOT EXISTS {OUTBOX} (id TEXT PRIMARY KEY NOT NULL, endpoint TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL, created_ms BIGINT NOT NULL, next_attempt_ms BIGINT NOT NULL, attempts BIGINT NOT NULL, status TEXT NOT NULL, delivered_ms BIGINT, last_error TEXT)"
         ),
         format!(
             "CREATE INDEX IF NOT EXISTS ix_trellis_outbox_due ON {OUTBOX} (status, next_attempt_ms)"

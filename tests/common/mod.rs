@@ -2,6 +2,8 @@
 //! schema, called through the real router.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 
 use axum::Router;
