@@ -29,7 +29,8 @@ async fn data(app: &TestApp) -> (String, String) {
         json!({ "title": "Proj 3", "client": globex, "status": "draft", "budget": 1000, "published_at": "2026-02-15T12:00:00+05:00", "skills": [sql] }),
         json!({ "title": "Proj 4", "client": globex, "status": "closed", "deadline": "2026-03-02" }),
     ] {
-        app.create("projects", p).await;
+        // Fixtures in given workflow states: seeded, as transitions alone move them.
+        app.seed("projects", p).await;
     }
     (acme, globex)
 }

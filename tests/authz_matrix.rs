@@ -84,8 +84,10 @@ async fn matrix(db: Db) {
     let mut projects = Vec::new();
     for (i, status) in ["draft", "open", "in_review", "closed"].iter().enumerate() {
         for org in [&acme, &globex] {
+            // A project in a given state is a fixture: seeded, as only transitions
+            // move the state through the API.
             projects.push(
-                app.create(
+                app.seed(
                     "projects",
                     json!({ "title": format!("{status} {i} {org}"), "client": org, "status": status, "internal_notes": "n", "skills": [rust] }),
                 )

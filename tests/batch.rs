@@ -16,7 +16,7 @@ async fn writes_all_or_nothing(db: Db) {
             json!({ "operations": [
                 { "op": "create", "entity": "organization", "data": { "name": "Acme", "slug": "acme" } },
                 { "op": "create", "entity": "project", "data": { "title": "Launch", "client": "$0.id", "skills": [rust] } },
-                { "op": "update", "entity": "projects", "id": "$1.id", "data": { "status": "open" }, "if_match": 1 },
+                { "op": "update", "entity": "projects", "id": "$1.id", "data": { "budget": "250" }, "if_match": 1 },
                 { "op": "create", "entity": "skill", "data": { "name": "Temporary" } },
                 { "op": "delete", "entity": "skill", "id": "$3.id" }
             ] }),
@@ -30,7 +30,11 @@ async fn writes_all_or_nothing(db: Db) {
         "a reference to an earlier result"
     );
     assert_eq!(results[1]["skills"], json!([rust]));
-    assert_eq!(results[2]["status"], "open");
+    assert_eq!(results[2]["budget"], "250.00");
+    assert_eq!(
+        results[2]["status"], "draft",
+        "a new project starts in its initial state"
+    );
     assert_eq!(results[2]["version"], 2);
     assert_eq!(results[4]["deleted"], true);
     assert_eq!(app.rows("organization").await, 1);
@@ -156,13 +160,26 @@ async fn each_operation_is_checked_like_alone(db: Db) {
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
     assert_eq!(res.body["operation"], 0);
     assert_eq!(app.rows("project").await, 0);
-    // Field rules too: a contractor may not choose their application's status.
+    // Field rules too: a contractor may not choose their application's applicant.
     let project = app
-        .create(
+        .seed(
             "projects",
             json!({ "title": "Open work", "client": org, "status": "open" }),
         )
         .await;
+    let someone = uuid::Uuid::now_v7().to_string();
+    let res = dev
+        .post(
+            "/api/batch",
+            json!({ "operations": [
+                { "op": "create", "entity": "application", "data": { "project": project, "applicant": someone } }
+            ] }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.body["operation"], 0);
+    assert_eq!(res.body["errors"][0]["pointer"], "/applicant");
+    // Nor its status, which the workflow keeps.
     let res = dev
         .post(
             "/api/batch",
@@ -172,7 +189,15 @@ async fn each_operation_is_checked_like_alone(db: Db) {
         )
         .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.body["operation"], 0);
     assert_eq!(res.body["errors"][0]["pointer"], "/status");
+    assert!(
+        res.body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kept by the workflow")
+    );
+    assert_eq!(app.rows("application").await, 0);
     let res = app
         .anonymous()
         .post(

@@ -4,17 +4,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::process::{free_port, http, serve, trellis, wait_healthy};
 use common::{Db, TestDb};
 use serde_json::{Value, json};
-
-fn trellis() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
-    cmd.env_remove("DATABASE_URL").env_remove("TRELLIS_PORT");
-    cmd
-}
 
 fn run(args: &[&str]) -> Output {
     trellis().args(args).output().expect("run trellis")
@@ -103,75 +98,6 @@ fn openapi_and_schema_commands() {
     assert!(out.status.success());
     assert!(dir.path().join("model.schema.json").is_file());
     assert!(dir.path().join("trellis.schema.json").is_file());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP/1.1 client: enough for tests, no extra dependency.
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status: u16 = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &str, port: u16, db_url: Option<&str>) -> Server {
-    let mut cmd = trellis();
-    cmd.args(["serve", dir, "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(url) = db_url {
-        cmd.args(["--database-url", url]);
-    }
-    Server(cmd.spawn().expect("spawn serve"))
-}
-
-fn wait_healthy(server: &mut Server, port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some((200, body)) = http(port, "GET", "/_/health", None) {
-            assert_eq!(body, json!({ "status": "ok" }));
-            return;
-        }
-        if let Ok(Some(status)) = server.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = server.0.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("serve exited with {status}: {err}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("serve did not become healthy within 60 s");
 }
 
 async fn serve_creates_tables_and_answers(db: Db) {
@@ -457,3 +383,28 @@ async fn events_cross_instances(db: Db) {
     assert!(seen.contains(&id), "{seen}");
 }
 both!(events_cross_instances);
+
+#[test]
+fn diagram_prints_a_workflow() {
+    let root = common::repo_root();
+    let out = run(&["diagram", root.to_str().unwrap(), "application"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mermaid = text(&out.stdout);
+    assert!(mermaid.starts_with("stateDiagram-v2\n"), "{mermaid}");
+    assert!(mermaid.contains("    [*] --> submitted\n"), "{mermaid}");
+    let out = run(&[
+        "diagram",
+        root.to_str().unwrap(),
+        "project",
+        "--format",
+        "dot",
+    ]);
+    assert!(text(&out.stdout).starts_with("digraph project {"));
+    let out = run(&["diagram", root.to_str().unwrap(), "skill"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`skill` has no workflow") && err.contains("application"),
+        "{err}"
+    );
+}

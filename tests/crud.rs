@@ -33,7 +33,7 @@ async fn create_applies_defaults_and_returns_location(db: Db) {
     assert_eq!(res.header("content-type"), Some("application/json"));
     let b = &res.body;
     assert_eq!(b["version"], 1);
-    assert_eq!(b["status"], "draft", "enum default applied");
+    assert_eq!(b["status"], "draft", "the workflow's initial state applied");
     assert_eq!(b["remote"], true, "boolean default applied");
     assert_eq!(b["budget"], "1250.50", "decimal as a string with its scale");
     assert_eq!(b["deadline"], "2026-12-31");
@@ -152,7 +152,7 @@ async fn validation_reports_every_field(db: Db) {
             json!({
                 "title": "ab",
                 "budget": "12.345",
-                "status": "archived",
+                "status": "open",
                 "client": "not-a-uuid",
                 "remote": "yes",
                 "deadline": "2026-02-30",
@@ -192,14 +192,27 @@ async fn validation_reports_every_field(db: Db) {
         res.error_for("/budget")
             .contains("2 digits after the decimal point")
     );
+    // The workflow's state field is refused even with an allowed value.
     assert!(
         res.error_for("/status")
-            .contains("draft, open, in_review, closed")
+            .contains("`status` is kept by the workflow")
     );
     assert!(res.error_for("/remote").contains("true or false"));
     assert!(res.error_for("/deadline").contains("calendar date"));
     assert!(res.error_for("/contact").contains("email"));
     assert_eq!(app.rows("project").await, 0, "nothing written");
+
+    // An enum value outside the list (on an ordinary enum field) names the values.
+    let res = app
+        .post(
+            "/api/users",
+            json!({ "email": "eve@example.com", "display_name": "Eve", "role": "boss" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.pointers(), ["/role"]);
+    assert!(res.error_for("/role").contains("contractor, client, admin"));
+    assert_eq!(app.rows("user").await, 0, "nothing written");
 
     // Required fields, and null for a required field.
     let res = app.post("/api/projects", json!({ "title": null })).await;
@@ -348,13 +361,13 @@ async fn patch_with_versions(db: Db) {
     let res = app
         .patch(
             &path,
-            json!({ "status": "open", "budget": null }),
+            json!({ "summary": "First draft", "budget": null }),
             &[("if-match", "\"1\"")],
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["version"], 2);
-    assert_eq!(res.body["status"], "open");
+    assert_eq!(res.body["summary"], "First draft");
     assert_eq!(res.body["budget"], serde_json::Value::Null);
     assert_eq!(res.body["title"], "Versioned", "untouched fields stay");
     assert_eq!(res.header("etag"), Some("\"2\""));
@@ -362,11 +375,11 @@ async fn patch_with_versions(db: Db) {
 
     // A stale version is refused and changes nothing.
     let res = app
-        .patch(&path, json!({ "status": "closed" }), &[("if-match", "1")])
+        .patch(&path, json!({ "summary": "Stale" }), &[("if-match", "1")])
         .await;
     assert_eq!(res.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(res.body["current_version"], 2);
-    assert_eq!(app.get(&path).await.body["status"], "open");
+    assert_eq!(app.get(&path).await.body["summary"], "First draft");
 
     // Bare numbers, weak tags and `*` are accepted; garbage is 400.
     let res = app

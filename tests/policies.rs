@@ -235,16 +235,16 @@ async fn market(db: Db) -> Market {
         )
         .await;
     assert_eq!(draft.status, StatusCode::CREATED, "{}", draft.body);
-    let open = client
-        .post(
-            "/api/projects",
+    // A published project is a fixture in a given workflow state: seeded.
+    let open = app
+        .seed(
+            "projects",
             json!({ "title": "Public work", "client": org, "status": "open", "internal_notes": "budget is flexible" }),
         )
         .await;
-    assert_eq!(open.status, StatusCode::CREATED, "{}", open.body);
     Market {
         draft: draft.id(),
-        open: open.id(),
+        open,
         app,
         client,
         client_id,
@@ -364,13 +364,13 @@ async fn projects_by_role(db: Db) {
     );
     let res = m
         .client
-        .patch(
-            &format!("/api/projects/{}", m.open),
-            json!({ "status": "closed" }),
-            &[],
+        .post(
+            &format!("/api/projects/{}/transitions/close", m.open),
+            json!({ "reason": "Staffed elsewhere" }),
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "closed");
     assert_eq!(
         m.client
             .delete(&format!("/api/projects/{}", m.open))
@@ -459,13 +459,13 @@ async fn applications_by_role(db: Db) {
     // The client shortlists; the contractor edits the letter but not the status.
     let res = m
         .client
-        .patch(
-            &format!("/api/applications/{mine}"),
-            json!({ "status": "shortlisted" }),
-            &[],
+        .post(
+            &format!("/api/applications/{mine}/transitions/shortlist"),
+            json!({}),
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "shortlisted");
     let res = m
         .contractor
         .patch(
@@ -484,6 +484,19 @@ async fn applications_by_role(db: Db) {
         )
         .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.error_for("/status").contains("kept by the workflow"));
+    let res = m
+        .contractor
+        .post(
+            &format!("/api/applications/{mine}/transitions/accept"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    assert_eq!(
+        m.app.get(&format!("/api/applications/{mine}")).await.body["status"],
+        "shortlisted"
+    );
 
     // Expansions follow the related entity's policy: the contractor sees the open
     // project through the application, but the organization's projects only as far
@@ -721,13 +734,15 @@ async fn fields_visible_on_some_records(db: Db) {
     assert_eq!(res.body["budget"], "900.00");
     let res = m.contractor.get(&format!("/api/projects/{}", m.open)).await;
     assert_eq!(res.body["budget"], "900.00", "open: shown");
-    m.client
-        .patch(
-            &format!("/api/projects/{}", m.open),
-            json!({ "status": "in_review" }),
-            &[],
+    let res = m
+        .client
+        .post(
+            &format!("/api/projects/{}/transitions/review", m.open),
+            json!({}),
         )
         .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "in_review");
     let res = m.contractor.get(&format!("/api/projects/{}", m.open)).await;
     assert_eq!(res.status, StatusCode::OK);
     assert!(
@@ -799,13 +814,14 @@ async fn explain_for_admins(db: Db) {
             .contains("Client members manage")
     );
     // Deny wins: closing the project, then deleting.
-    m.client
-        .patch(
-            &format!("/api/projects/{}", m.open),
-            json!({ "status": "closed" }),
-            &[],
+    let res = m
+        .client
+        .post(
+            &format!("/api/projects/{}/transitions/close", m.open),
+            json!({ "reason": "Staffed elsewhere" }),
         )
         .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let res = m
         .app
         .get(&q(&m.client_id, "client", "delete", &m.open))

@@ -64,11 +64,13 @@ async fn fixture(db: Db) -> Fixture {
         json!({ "title": "Rust CLI", "client": globex, "budget": "1000", "status": "closed", "deadline": "2025-12-01", "skills": [rust], "remote": true }),
         json!({ "title": "Audit", "client": acme, "budget": "1000", "status": "open", "remote": true }),
     ];
+    // Records in given workflow states are seeded: only transitions move them
+    // through the API.
     let mut ids = Vec::new();
     for p in projects {
-        ids.push(app.create("projects", p).await);
+        ids.push(app.seed("projects", p).await);
     }
-    app.create(
+    app.seed(
         "applications",
         json!({ "project": ids[0], "applicant": bob, "status": "shortlisted" }),
     )

@@ -108,11 +108,19 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
         Mode::Update => &entity.schemas.update_validator,
     };
     let mut errors: Vec<FieldError> = Vec::new();
+    for err in validator.iter_errors(body) {
+        schema_error(entity, obj, &err, &mut errors);
+    }
+    errors.dedup();
     let protected = entity
         .workflow_field
         .as_deref()
         .filter(|f| mode != Mode::Seed && obj.contains_key(*f));
     if let Some(f) = protected {
+        // One answer for the state field, whatever its value.
+        let pointer = format!("/{f}");
+        let nested = format!("{pointer}/");
+        errors.retain(|e| e.pointer != pointer && !e.pointer.starts_with(&nested));
         errors.push(FieldError::new(
             format!("/{f}"),
             format!(
@@ -123,10 +131,6 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
             ),
         ));
     }
-    for err in validator.iter_errors(body) {
-        schema_error(entity, obj, &err, &mut errors);
-    }
-    errors.dedup();
 
     let mut input = Input::default();
     for (index, field) in entity.fields.iter().enumerate() {

@@ -813,6 +813,29 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
             }
         }
         check_fireable(&mut sink, spec, wf);
+        // Write rules on the state field have no effect: only transitions write it.
+        if let Some(p) = spec
+            .policies
+            .iter()
+            .find(|p| p.entity.name == wf.entity.name)
+        {
+            for rule in p.fields.iter().filter(|r| r.field.name == wf.field.name) {
+                if let Some((_, pos)) = &rule.write {
+                    out.push(Diagnostic {
+                        severity: super::Severity::Warning,
+                        code: "state-field-write-rule",
+                        file: p.file.clone(),
+                        line: pos.line,
+                        column: pos.col,
+                        message: format!(
+                            "`{}` is kept by the workflow in {}: only its transitions write it, so this write rule has no effect",
+                            wf.field.name, wf.file
+                        ),
+                        hint: Some("remove it; who may move the record is the policy action `transition.<name>`".to_string()),
+                    });
+                }
+            }
+        }
     }
     // Policy actions `transition.<name>` must name a transition of the entity's workflow.
     for p in &spec.policies {

@@ -70,6 +70,7 @@ fn assignments(
     t: &Transition,
     ctx: &Context,
     before: &Record,
+    given: &Map<String, Value>,
     who: &Principal,
 ) -> Result<Vec<(usize, Cell)>, Error> {
     let mut out = Vec::new();
@@ -91,7 +92,8 @@ fn assignments(
                 continue;
             }
             AssignValue::Claim(c) => who.claims.get(c).cloned().unwrap_or(Value::Null),
-            AssignValue::Input(i) => ctx.input.get(i).cloned().unwrap_or(Value::Null),
+            // As sent (the context has decimals as floats, which could round).
+            AssignValue::Input(i) => given.get(i).cloned().unwrap_or(Value::Null),
             AssignValue::Record(r) => before.get(r).cloned().unwrap_or(Value::Null),
             AssignValue::Expr(expr) => match wf.eval(expr, ctx) {
                 Ok(v) => v,
@@ -254,7 +256,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(Error::Guards(failed)));
             }
-            let cells = match assignments(wf, e, t, &ctx, &before, who) {
+            let cells = match assignments(wf, e, t, &ctx, &before, fire.input, who) {
                 Ok(c) => c,
                 Err(err) => {
                     tx.rollback().await?;
