@@ -46,6 +46,16 @@ enum Command {
         /// How long the change log keeps events for reconnecting clients, in hours.
         #[arg(long, env = "TRELLIS_EVENTS_RETENTION_HOURS", default_value_t = 24)]
         events_retention_hours: u64,
+        /// development: create missing tables and follow file changes; production:
+        /// never change the schema (refuse to start while migrations are pending),
+        /// no file watching, no made-up JWT secret. Default: trellis.yaml's `mode`.
+        #[arg(long, env = "TRELLIS_MODE", value_enum)]
+        mode: Option<RunMode>,
+    },
+    /// Reviewed schema migrations: plan a file, apply pending ones, list them.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
     },
     /// Check every file of the project and print every problem.
     Check {
@@ -145,6 +155,45 @@ enum Format {
     Json,
 }
 
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Compare the definitions with the last migration and write the next one to
+    /// migrations/ (nothing when nothing changed).
+    Plan {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// A few words for the file name, e.g. `add close reason`.
+        #[arg(long)]
+        name: Option<String>,
+        /// The database to count what destructive steps would lose (optional).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Apply pending migrations in order, each in one transaction.
+    Apply {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Apply steps that lose data (dropped entities or fields, narrowing types).
+        #[arg(long)]
+        allow_destructive: bool,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// List applied and pending migrations.
+    Status {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunMode {
+    Development,
+    Production,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DiagramFormat {
     Mermaid,
@@ -169,6 +218,7 @@ pub fn main() -> ExitCode {
             database_url,
             no_watch,
             events_retention_hours,
+            mode,
         } => serve(
             &dir,
             &host,
@@ -176,7 +226,9 @@ pub fn main() -> ExitCode {
             database_url,
             !no_watch,
             Duration::from_secs(events_retention_hours.saturating_mul(3600)),
+            mode,
         ),
+        Command::Migrate { action } => migrate(action),
         Command::Check { dir, format } => check(&dir, format),
         Command::Openapi { dir } => openapi(&dir),
         Command::Diagram { targets, format } => diagram(&targets, format),
@@ -448,6 +500,308 @@ fn expand_env(raw: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Why a production server may not start on this database: migration files not
+/// applied (or edited after applying), or definitions that no migration covers.
+async fn pending_work(dir: &Path, engine: &Engine, store: &Store) -> Result<Vec<String>> {
+    let (files, problems) = spec::migration::read_all(dir);
+    let mut out: Vec<String> = problems.iter().map(|d| d.to_string()).collect();
+    let applied = store.applied_migrations().await?;
+    for f in &files {
+        match applied.iter().find(|a| a.name == f.name) {
+            None => out.push(format!("{} is not applied", f.name)),
+            Some(a) if a.checksum != f.checksum => out.push(format!(
+                "{} was edited after it was applied (its checksum differs)",
+                f.name
+            )),
+            Some(_) => {}
+        }
+    }
+    let last = match files.last() {
+        Some(f) => Some(engine_of(f)?),
+        None => None,
+    };
+    if !trellis::engine::migration::steps(last.as_ref(), engine).is_empty() {
+        out.push(format!(
+            "the definitions changed since {}: run `trellis migrate plan` and review the new file",
+            files
+                .last()
+                .map(|f| f.name.as_str())
+                .unwrap_or("the first migration (there is none yet)")
+        ));
+    }
+    Ok(out)
+}
+
+/// The engine of a migration's definitions.
+fn engine_of(file: &spec::migration::MigrationFile) -> Result<Engine> {
+    let loaded = spec::migration::load_texts(&file.definitions);
+    if loaded.has_errors() {
+        let lines: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+        anyhow::bail!(
+            "the definitions kept in {} do not load:\n{}",
+            file.path.display(),
+            lines.join("\n")
+        );
+    }
+    Engine::build(&loaded)
+        .map_err(|e| anyhow::anyhow!("the definitions kept in {}: {e}", file.path.display()))
+}
+
+fn migrate(action: MigrateAction) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match action {
+        MigrateAction::Plan {
+            dir,
+            name,
+            database_url: flag,
+        } => runtime.block_on(migrate_plan(&dir, name, flag)),
+        MigrateAction::Apply {
+            dir,
+            allow_destructive,
+            database_url: flag,
+        } => runtime.block_on(migrate_apply(&dir, allow_destructive, flag)),
+        MigrateAction::Status {
+            dir,
+            database_url: flag,
+        } => runtime.block_on(migrate_status(&dir, flag)),
+    }
+}
+
+fn slug(words: &str) -> String {
+    let s: String = words
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let s = s
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("_");
+    if s.is_empty() {
+        "changes".to_string()
+    } else {
+        s.chars().take(48).collect()
+    }
+}
+
+async fn migrate_plan(dir: &Path, name: Option<String>, flag: Option<String>) -> Result<ExitCode> {
+    let (loaded, engine) = load_all(dir);
+    let Some(engine) = engine else {
+        render(&loaded);
+        anyhow::bail!("fix the errors above before planning a migration");
+    };
+    let (files, problems) = spec::migration::read_all(dir);
+    if let Some(p) = problems.first() {
+        anyhow::bail!("{p}");
+    }
+    let base = match files.last() {
+        Some(f) => Some(engine_of(f)?),
+        None => None,
+    };
+    let steps = trellis::engine::migration::steps(base.as_ref(), &engine);
+    if steps.is_empty() {
+        println!(
+            "Nothing changed since {}; no migration written.",
+            files.last().map(|f| f.name.as_str()).unwrap_or("the start")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let number = files.last().map(|f| f.number + 1).unwrap_or(1);
+    let file_name = format!(
+        "{number:04}_{}",
+        slug(
+            name.as_deref()
+                .unwrap_or(if number == 1 { "initial" } else { "changes" })
+        )
+    );
+    // Count what the destructive steps would lose, where the database is reachable.
+    let mut notes = Vec::new();
+    let url = database_url(dir, flag, &engine)?;
+    match Store::connect(&url).await {
+        Ok(store) => match store.migration_losses(&engine).await {
+            Ok(losses) if losses.is_empty() => notes.push(format!(
+                "Counted in {}: nothing would be lost.",
+                redact(&url)
+            )),
+            Ok(losses) => {
+                notes.push(format!("Counted in {} as it is now:", redact(&url)));
+                for l in &losses {
+                    notes.push(format!(
+                        "  {} {}",
+                        if l.blocking {
+                            "CANNOT APPLY:"
+                        } else {
+                            "LOSES DATA:"
+                        },
+                        l.what
+                    ));
+                }
+                notes.push("`migrate apply` refuses steps that lose data unless given --allow-destructive.".into());
+            }
+            Err(err) => notes.push(format!("Could not count what would be lost: {err}")),
+        },
+        Err(err) => notes.push(format!("Could not count what would be lost ({err}).")),
+    }
+    let planned_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let text = spec::migration::render(
+        &file_name,
+        &planned_at,
+        &steps,
+        &notes,
+        &spec::migration::schema_files(&loaded.spec),
+    );
+    let folder = dir.join("migrations");
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let path = folder.join(format!("{file_name}.yaml"));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("Wrote {}:", path.display());
+    for s in &steps {
+        println!("  - {s}");
+    }
+    for n in &notes {
+        println!("{n}");
+    }
+    println!("Review it, then run `trellis migrate apply`.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate_apply(dir: &Path, allow: bool, flag: Option<String>) -> Result<ExitCode> {
+    let (files, problems) = spec::migration::read_all(dir);
+    if let Some(p) = problems.first() {
+        anyhow::bail!("{p}");
+    }
+    let current = load_engine(dir)?;
+    let url = database_url(dir, flag, &current)?;
+    let store = Store::connect(&url).await?;
+    let applied = store.applied_migrations().await?;
+    let mut edited = Vec::new();
+    for a in &applied {
+        if let Some(f) = files.iter().find(|f| f.name == a.name)
+            && f.checksum != a.checksum
+        {
+            edited.push(format!(
+                "{} was applied on {} with checksum {}, but the file now has {}",
+                a.name, a.applied_at, a.checksum, f.checksum
+            ));
+        }
+    }
+    if !edited.is_empty() {
+        eprintln!("Refusing to apply anything: applied migrations were edited.");
+        for e in &edited {
+            eprintln!("  - {e}");
+        }
+        eprintln!(
+            "Restore them (e.g. from version control); changes go into a new migration (`trellis migrate plan`)."
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut count = 0;
+    for f in files
+        .iter()
+        .filter(|f| !applied.iter().any(|a| a.name == f.name))
+    {
+        let engine = engine_of(f)?;
+        match store
+            .apply_migration(&f.name, &f.checksum, &engine, allow)
+            .await
+        {
+            Ok(store::Applied::Now { report, losses }) => {
+                count += 1;
+                println!("applied {}", f.name);
+                for s in &f.steps {
+                    println!("  - {s}");
+                }
+                for l in &losses {
+                    println!("  lost: {}", l.what);
+                }
+                let _ = report;
+            }
+            Ok(store::Applied::Already) => {
+                println!("{}: already applied (by another process)", f.name);
+            }
+            Err(store::Error::Destructive(losses)) => {
+                eprintln!("Not applied: {} would lose data.", f.name);
+                for l in &losses {
+                    eprintln!(
+                        "  - {}{}",
+                        l.what,
+                        if l.blocking {
+                            " (cannot be allowed)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                if losses.iter().all(|l| !l.blocking) {
+                    eprintln!("If that is intended, run again with --allow-destructive.");
+                }
+                if count > 0 {
+                    eprintln!("({count} earlier migration(s) were applied.)");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(err) => {
+                eprintln!("Not applied: {}: {err}", f.name);
+                eprintln!("Nothing of it was changed (it ran in one transaction).");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    if count == 0 {
+        println!(
+            "Nothing to apply: the database has every migration ({}).",
+            files.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate_status(dir: &Path, flag: Option<String>) -> Result<ExitCode> {
+    let (files, problems) = spec::migration::read_all(dir);
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    let current = load_engine(dir)?;
+    let url = database_url(dir, flag, &current)?;
+    let store = Store::connect(&url).await?;
+    let applied = store.applied_migrations().await?;
+    println!("Database: {}", redact(&url));
+    for f in &files {
+        match applied.iter().find(|a| a.name == f.name) {
+            Some(a) if a.checksum == f.checksum => {
+                println!("  applied  {}  ({})", f.name, a.applied_at)
+            }
+            Some(a) => println!(
+                "  EDITED   {}  (applied {} with another checksum)",
+                f.name, a.applied_at
+            ),
+            None => println!("  pending  {}", f.name),
+        }
+    }
+    for a in applied
+        .iter()
+        .filter(|a| !files.iter().any(|f| f.name == a.name))
+    {
+        println!(
+            "  applied  {}  ({}; its file is missing)",
+            a.name, a.applied_at
+        );
+    }
+    let pending = pending_work(dir, &current, &store).await?;
+    if pending.is_empty() {
+        println!("Up to date.");
+    } else {
+        for p in &pending {
+            println!("  - {p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn database_url(dir: &Path, flag: Option<String>, engine: &Engine) -> Result<String> {
     if let Some(url) = flag.filter(|u| !u.is_empty()) {
         return Ok(url);
@@ -466,6 +820,7 @@ fn serve(
     database_url_flag: Option<String>,
     watch: bool,
     events_retention: Duration,
+    mode_flag: Option<RunMode>,
 ) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -477,13 +832,43 @@ fn serve(
         .init();
     let (engine, warnings) = load_engine_with_diagnostics(dir)?;
     let url = database_url(dir, database_url_flag, &engine)?;
+    let production = match mode_flag {
+        Some(m) => m == RunMode::Production,
+        None => engine.production,
+    };
+    let watch = watch && !production;
+    if production
+        && let Some(var) = engine.auth.jwt.as_ref().and_then(|j| j.secret_env.clone())
+        && std::env::var(&var).is_err()
+    {
+        eprintln!(
+            "{var} is not set. In production mode Trellis does not make up a JWT secret: set {var} (the same on every instance)."
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let store = Store::connect(&url).await?;
-        match store.sync_schema(&engine).await {
+        if production {
+            let pending = pending_work(dir, &engine, &store).await?;
+            if !pending.is_empty() {
+                eprintln!("Production mode never changes the schema, and the database is not up to date:");
+                for p in &pending {
+                    eprintln!("  - {p}");
+                }
+                eprintln!("Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).", dir.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        let synced = if production {
+            Ok(store::SyncReport::default())
+        } else {
+            store.sync_schema(&engine).await
+        };
+        match synced {
             Ok(report) => {
                 for t in &report.created_tables {
                     tracing::info!("created table {t}");

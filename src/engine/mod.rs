@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod cond;
 pub mod diagram;
 pub mod input;
+pub mod migration;
 pub mod openapi;
 pub mod query;
 pub mod schemas;
@@ -172,6 +173,8 @@ pub struct Engine {
     pub workflows: HashMap<String, Arc<workflow::Workflow>>,
     /// Webhook endpoints that workflow effects post to.
     pub webhooks: Vec<crate::spec::settings::WebhookDef>,
+    /// `mode: production` in trellis.yaml.
+    pub production: bool,
 }
 
 impl Engine {
@@ -275,6 +278,7 @@ impl Engine {
             auth: Default::default(),
             workflows: HashMap::new(),
             webhooks: Vec::new(),
+            production: spec.settings.production,
         };
         let doc = openapi::document(&engine);
         engine.openapi_json =

@@ -223,6 +223,7 @@ pub fn settings_schema() -> Value {
                     "origins": { "type": "array", "items": { "type": "string" } }
                 }
             },
+            "mode": { "enum": ["development", "production"], "description": "production: `serve` never changes the schema and refuses to start while migrations are pending." },
             "webhooks": {
                 "type": "object",
                 "description": "Endpoints that workflow `after_commit` effects post to, by name.",

@@ -16,6 +16,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Webhook endpoints that workflow effects may call, by name.
     pub webhooks: Vec<WebhookDef>,
+    /// `mode: production`: `serve` never changes the schema.
+    pub production: bool,
 }
 
 /// `webhooks.<name>`: where an `after_commit` effect posts to.
@@ -76,13 +78,14 @@ pub struct UsersSettings {
     pub pos: Pos,
 }
 
-pub const SETTINGS_KEYS: [&str; 6] = [
+pub const SETTINGS_KEYS: [&str; 7] = [
     "name",
     "description",
     "database",
     "cors",
     "auth",
     "webhooks",
+    "mode",
 ];
 const WEBHOOK_KEYS: [&str; 4] = ["url", "secret_env", "headers", "timeout"];
 const AUTH_KEYS: [&str; 3] = ["jwt", "users", "claims"];
@@ -138,6 +141,18 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
         && let Some(am) = map_with_keys(sink, auth, "`auth`", &AUTH_KEYS)
     {
         settings.auth = parse_auth(sink, am);
+    }
+    if let Some(mode) = opt_string(sink, map, "mode", "`mode`") {
+        match mode.name.as_str() {
+            "development" => {}
+            "production" => settings.production = true,
+            other => sink.error_hint(
+                mode.pos,
+                "unknown-value",
+                format!("`{other}` is not a mode"),
+                suggest(other, &["development", "production"]),
+            ),
+        }
     }
     if let Some(hooks) = get(map, "webhooks") {
         settings.webhooks = parse_webhooks(sink, hooks);

@@ -21,7 +21,7 @@ use crate::spec::{FieldType, OnDelete};
 
 /// The stored shape of one entity.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     /// Column name -> signature (SQL type, NOT NULL, reference).
     columns: BTreeMap<String, String>,
     /// Many field -> target entity.
@@ -29,6 +29,17 @@ struct Snapshot {
     /// Full-text search fields.
     #[serde(default)]
     search: Vec<String>,
+    /// Column name -> logical type (`decimal(18,2)`, `enum`, …): SQLite stores several
+    /// types alike, and a decimal's scale changes what its stored integers mean.
+    #[serde(default)]
+    types: BTreeMap<String, String>,
+}
+
+fn logical_type(f: &Field) -> String {
+    match f.ty {
+        FieldType::Decimal => format!("decimal({},{})", f.precision, f.scale),
+        ty => ty.name().to_string(),
+    }
 }
 
 /// What `sync_schema` did.
@@ -39,6 +50,10 @@ pub struct SyncReport {
     pub renamed_columns: Vec<String>,
     /// Things left in place (columns and tables of removed definitions).
     pub kept: Vec<String>,
+    /// Columns whose type, `required` or reference a migration changed.
+    pub changed_columns: Vec<String>,
+    /// Entities and fields a migration dropped.
+    pub dropped: Vec<String>,
 }
 
 impl SyncReport {
@@ -46,6 +61,8 @@ impl SyncReport {
         self.created_tables.is_empty()
             && self.added_columns.is_empty()
             && self.renamed_columns.is_empty()
+            && self.changed_columns.is_empty()
+            && self.dropped.is_empty()
     }
 }
 
@@ -92,6 +109,10 @@ fn snapshot(dialect: Dialect, e: &Entity) -> Snapshot {
             .map(|f| (f.name.clone(), f.target.clone().unwrap_or_default()))
             .collect(),
         search: e.search.clone(),
+        types: e
+            .column_fields()
+            .map(|f| (f.name.clone(), logical_type(f)))
+            .collect(),
     }
 }
 
@@ -327,6 +348,41 @@ impl Builder {
         out
     }
 
+    /// SQLite's way to change a table beyond ALTER: a new table of the new shape,
+    /// filled from the old one (`copy`: column -> expression over the old row), which
+    /// then takes its place. Run with foreign keys off (see `apply_migration`).
+    fn rebuild(&self, e: &Entity, copy: &[(String, String)]) -> Vec<String> {
+        let q = super::quote;
+        let temp = format!("{}__rebuild", e.name);
+        let mut t = Table::create();
+        t.table(temp.clone());
+        self.system_columns(&mut t);
+        for f in e.column_fields() {
+            t.col(self.column(f, false));
+        }
+        let mut cols = vec!["id", "created_at", "updated_at", "version"]
+            .into_iter()
+            .map(q)
+            .collect::<Vec<_>>();
+        let mut exprs = cols.clone();
+        for (col, expr) in copy {
+            cols.push(q(col));
+            exprs.push(expr.clone());
+        }
+        vec![
+            self.table(&t),
+            format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {}",
+                q(&temp),
+                cols.join(", "),
+                exprs.join(", "),
+                q(&e.name)
+            ),
+            format!("DROP TABLE {}", q(&e.name)),
+            format!("ALTER TABLE {} RENAME TO {}", q(&temp), q(&e.name)),
+        ]
+    }
+
     fn indexes(&self, e: &Entity) -> Vec<String> {
         let mut out = Vec::new();
         for f in e.column_fields() {
@@ -364,17 +420,162 @@ pub fn unique_groups(e: &Entity) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// Statements to run, snapshots to store, and what they do.
-type Plan = (Vec<String>, Vec<(String, String)>, SyncReport);
+/// How far a plan may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanMode {
+    /// `serve` and reload: additive changes only; anything else is refused.
+    Sync,
+    /// `trellis migrate apply`: also drops, type and `required` changes, relinks;
+    /// what they may lose is reported as [`Loss`]es, counted before anything runs.
+    Migrate,
+}
+
+/// A change that may lose data, with the query that counts what.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    /// In plain words, with `{n}` for the count.
+    pub what: String,
+    /// `SELECT COUNT(*) …`: how many records or values are affected.
+    pub count_sql: String,
+    /// Cannot be applied at all while the count is above zero (even when allowed).
+    pub blocking: bool,
+}
+
+/// Statements to run, snapshots to store or drop, what they do, and what they may lose.
+pub(crate) struct Planned {
+    pub statements: Vec<String>,
+    pub snapshots: Vec<(String, String)>,
+    pub dropped: Vec<String>,
+    pub report: SyncReport,
+    pub losses: Vec<Loss>,
+}
+
+/// The base SQL type of a stored signature (`TEXT NOT NULL REFERENCES …` -> `TEXT`).
+fn sig_type(sig: &str) -> &str {
+    let end = [" NOT NULL", " REFERENCES"]
+        .iter()
+        .filter_map(|m| sig.find(m))
+        .min()
+        .unwrap_or(sig.len());
+    &sig[..end]
+}
+
+fn sig_target(sig: &str) -> Option<&str> {
+    sig.split(" REFERENCES ").nth(1)?.split(' ').next()
+}
+
+/// How SQLite's rebuild copies a column whose type changed (`c` is the quoted
+/// old column): decimals are integers of their smallest unit.
+fn sqlite_copy(col: &str, old_type: Option<&str>, f: &Field) -> String {
+    let old = old_type.unwrap_or("");
+    let old_scale = old
+        .strip_prefix("decimal(")
+        .and_then(|r| r.trim_end_matches(')').split(',').nth(1))
+        .and_then(|s| s.parse::<u32>().ok());
+    let pow = |n: u32| 10i64.saturating_pow(n);
+    match (old_scale, f.ty) {
+        (Some(os), FieldType::Decimal) if f.scale >= os => {
+            format!("{col} * {}", pow(f.scale - os))
+        }
+        (Some(os), FieldType::Decimal) => {
+            format!(
+                "CAST(ROUND({col} * 1.0 / {}) AS INTEGER)",
+                pow(os - f.scale)
+            )
+        }
+        (Some(os), FieldType::Number) => format!("{col} * 1.0 / {}", pow(os)),
+        (Some(os), FieldType::Integer) => {
+            format!("CAST(ROUND({col} * 1.0 / {}) AS INTEGER)", pow(os))
+        }
+        (Some(os), _) => format!("CAST({col} * 1.0 / {} AS TEXT)", pow(os)),
+        (None, FieldType::Decimal) if old == "integer" || old == "number" => {
+            format!("CAST(ROUND({col} * {}) AS INTEGER)", pow(f.scale))
+        }
+        (None, FieldType::Decimal) => {
+            format!(
+                "CAST(ROUND(CAST({col} AS REAL) * {}) AS INTEGER)",
+                pow(f.scale)
+            )
+        }
+        (None, FieldType::Integer | FieldType::Boolean) => format!("CAST({col} AS INTEGER)"),
+        (None, FieldType::Number) => format!("CAST({col} AS REAL)"),
+        (None, _) if old.is_empty() || column_type(Dialect::Sqlite, f.ty, 0, 0) == "TEXT" => {
+            if matches!(old, "integer" | "number" | "boolean") {
+                format!("CAST({col} AS TEXT)")
+            } else {
+                col.to_string()
+            }
+        }
+        _ => col.to_string(),
+    }
+}
+
+/// Widening conversions keep every value; the others may not.
+fn widening(old_type: &str, f: &Field) -> bool {
+    let new = logical_type(f);
+    old_type == new
+        || matches!(f.ty, FieldType::Text | FieldType::String | FieldType::Json)
+            && !matches!(old_type, "json")
+        || (old_type == "integer" && matches!(f.ty, FieldType::Number | FieldType::Decimal))
+        || old_type
+            .strip_prefix("decimal(")
+            .and_then(|r| r.trim_end_matches(')').split_once(','))
+            .and_then(|(p, sc)| Some((p.parse::<u32>().ok()?, sc.parse::<u32>().ok()?)))
+            .is_some_and(|(p, sc)| {
+                f.ty == FieldType::Decimal && f.scale >= sc && f.precision - f.scale >= p - sc
+            })
+}
 
 /// The statements that bring a database from `old` to the engine's definitions.
-fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> Result<Plan, Error> {
+pub(crate) fn plan(
+    dialect: Dialect,
+    engine: &Engine,
+    old: &HashMap<String, Snapshot>,
+    mode: PlanMode,
+) -> Result<Planned, Error> {
     let b = Builder { dialect };
+    let q = super::quote;
     let mut report = SyncReport::default();
     let mut problems = Vec::new();
     let mut statements: Vec<String> = Vec::new();
     let mut late: Vec<String> = Vec::new();
     let mut snapshots: Vec<(String, String)> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    let mut losses: Vec<Loss> = Vec::new();
+    let migrate = mode == PlanMode::Migrate;
+    let count = |table: &str, cond: &str| format!("SELECT COUNT(*) FROM {}{cond}", q(table));
+
+    // Entities removed from the model: kept by `serve`, dropped by a migration.
+    for (name, prev) in old {
+        if engine.entity(name).is_some() {
+            continue;
+        }
+        if !migrate {
+            report.kept.push(format!(
+                "{name} (the entity was removed; its table and data are kept)"
+            ));
+            continue;
+        }
+        losses.push(Loss {
+            what: format!("drop the entity `{name}`: {{n}} record(s) are deleted"),
+            count_sql: count(name, ""),
+            blocking: false,
+        });
+        for field in prev.links.keys() {
+            statements.push(format!(
+                "DROP TABLE IF EXISTS {}",
+                q(&crate::spec::join_table(name, field))
+            ));
+        }
+        if dialect == Dialect::Sqlite {
+            statements.push(format!("DROP TABLE IF EXISTS {}", q(&fts_table(name))));
+            statements.push(format!("DROP TABLE IF EXISTS {}", q(name)));
+        } else {
+            statements.push(format!("DROP TABLE IF EXISTS {} CASCADE", q(name)));
+        }
+        dropped.push(name.clone());
+        report.dropped.push(format!("entity {name}"));
+    }
 
     for e in engine.entities() {
         let new = snapshot(dialect, e);
@@ -393,14 +594,138 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                 report.created_tables.push(e.name.clone());
             }
             Some(prev) => {
+                // Columns SQLite must rebuild the table for, and how to fill them.
+                let mut rebuild = false;
+                let mut copy: Vec<(String, String)> = Vec::new();
                 for f in e.column_fields() {
                     let sig = &new.columns[&f.name];
+                    let old_type = prev.types.get(&f.name).map(String::as_str);
+                    let new_type = logical_type(f);
+                    let type_changed = old_type.is_some_and(|t| t != new_type);
                     match prev.columns.get(&f.name) {
-                        Some(old_sig) if old_sig == sig => {}
-                        Some(old_sig) => problems.push(format!(
-                            "{}.{}: changed from `{old_sig}` to `{sig}`; a changed type, `required` or reference needs a migration",
-                            e.name, f.name
-                        )),
+                        Some(old_sig) if old_sig == sig && !type_changed => {
+                            copy.push((f.name.clone(), q(&f.name)));
+                        }
+                        Some(old_sig) if !migrate => problems.push(if type_changed {
+                            format!(
+                                "{}.{}: changed from {} to {new_type}; a changed type needs a migration",
+                                e.name,
+                                f.name,
+                                old_type.unwrap_or_default()
+                            )
+                        } else {
+                            format!(
+                                "{}.{}: changed from `{old_sig}` to `{sig}`; a changed type, `required` or reference needs a migration",
+                                e.name, f.name
+                            )
+                        }),
+                        Some(old_sig) => {
+                            let col = q(&f.name);
+                            let table = &e.name;
+                            let base_changed = sig_type(old_sig) != sig_type(sig) || type_changed;
+                            if base_changed {
+                                let lossless = old_type.is_some_and(|t| widening(t, f));
+                                losses.push(Loss {
+                                    what: format!(
+                                        "convert `{table}.{}` from {} to {new_type}: {{n}} value(s) are converted{}",
+                                        f.name,
+                                        old_type.unwrap_or(sig_type(old_sig)),
+                                        if lossless { "" } else { "; values that do not fit fail the migration (PostgreSQL) or are cast (SQLite)" }
+                                    ),
+                                    count_sql: if lossless {
+                                        "SELECT CAST(0 AS BIGINT)".to_string()
+                                    } else {
+                                        count(table, &format!(" WHERE {col} IS NOT NULL"))
+                                    },
+                                    blocking: false,
+                                });
+                            }
+                            let now_required = f.required && !old_sig.contains("NOT NULL");
+                            let fill = match &f.default {
+                                Some(SpecDefault::Value(v)) => input::convert(f, v)
+                                    .ok()
+                                    .map(|cell| cell_value(dialect, f.ty, f.scale, &cell)),
+                                _ => None,
+                            };
+                            if now_required && fill.is_none() {
+                                losses.push(Loss {
+                                    what: format!(
+                                        "make `{table}.{}` required: {{n}} record(s) have no value; give the field a `default:` (it fills them) or fill them first",
+                                        f.name
+                                    ),
+                                    count_sql: count(table, &format!(" WHERE {col} IS NULL")),
+                                    blocking: true,
+                                });
+                            }
+                            let target_changed = sig_target(old_sig) != sig_target(sig);
+                            if target_changed && sig_target(sig).is_some() {
+                                losses.push(Loss {
+                                    what: format!(
+                                        "point `{table}.{}` at `{}`: {{n}} record(s) hold an id of the old target, which must exist in the new one",
+                                        f.name,
+                                        f.target.as_deref().unwrap_or_default()
+                                    ),
+                                    count_sql: count(table, &format!(" WHERE {col} IS NOT NULL")),
+                                    blocking: false,
+                                });
+                            }
+                            let fill_sql = |v: &sea_query::Value| match dialect {
+                                Dialect::Sqlite => sea_query::Query::select()
+                                    .expr(sea_query::Expr::val(v.clone()))
+                                    .to_string(SqliteQueryBuilder),
+                                Dialect::Postgres => sea_query::Query::select()
+                                    .expr(sea_query::Expr::val(v.clone()))
+                                    .to_string(PostgresQueryBuilder),
+                            };
+                            let literal = fill.as_ref().map(|v| {
+                                fill_sql(v).trim_start_matches("SELECT ").to_string()
+                            });
+                            match dialect {
+                                Dialect::Sqlite => {
+                                    rebuild = true;
+                                    let mut expr = if base_changed {
+                                        sqlite_copy(&col, old_type, f)
+                                    } else {
+                                        col.clone()
+                                    };
+                                    if let Some(l) = &literal {
+                                        expr = format!("COALESCE({expr}, {l})");
+                                    }
+                                    copy.push((f.name.clone(), expr));
+                                }
+                                Dialect::Postgres => {
+                                    if base_changed {
+                                        let ty = column_type(dialect, f.ty, f.scale, f.precision);
+                                        statements.push(format!(
+                                            "ALTER TABLE {} ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}",
+                                            q(table)
+                                        ));
+                                    }
+                                    if let (true, Some(l)) = (now_required, &literal) {
+                                        statements.push(format!(
+                                            "UPDATE {} SET {col} = {l} WHERE {col} IS NULL",
+                                            q(table)
+                                        ));
+                                    }
+                                    if f.required != old_sig.contains("NOT NULL") {
+                                        statements.push(format!(
+                                            "ALTER TABLE {} ALTER COLUMN {col} {} NOT NULL",
+                                            q(table),
+                                            if f.required { "SET" } else { "DROP" }
+                                        ));
+                                    }
+                                    if sig_target(old_sig).is_some() || target_changed {
+                                        statements.push(format!(
+                                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                                            q(table),
+                                            q(&format!("fk_{table}_{}", f.name))
+                                        ));
+                                        late.extend(b.foreign_key(e, f));
+                                    }
+                                }
+                            }
+                            report.changed_columns.push(format!("{table}.{}", f.name));
+                        }
                         None => {
                             let renamed = f.renamed_from.as_deref().filter(|old_name| {
                                 prev.columns.get(*old_name) == Some(sig)
@@ -411,21 +736,43 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                                 t.table(e.name.clone())
                                     .rename_column(old_name.to_string(), f.name.clone());
                                 statements.push(b.alter(&t));
+                                copy.push((f.name.clone(), q(&f.name)));
                                 report
                                     .renamed_columns
                                     .push(format!("{}.{old_name} -> {}", e.name, f.name));
                             } else if f.required
                                 && !matches!(f.default, Some(SpecDefault::Value(_)))
                             {
-                                problems.push(format!(
-                                    "{}.{}: a new required field needs a fixed `default` for the records that already exist (or make it optional first)",
-                                    e.name, f.name
-                                ));
+                                if migrate {
+                                    losses.push(Loss {
+                                        what: format!(
+                                            "add the required field `{}.{}` without a default: {{n}} existing record(s) would have no value; give it a `default:` or add it as optional first",
+                                            e.name, f.name
+                                        ),
+                                        count_sql: count(&e.name, ""),
+                                        blocking: true,
+                                    });
+                                    if dialect == Dialect::Sqlite {
+                                        rebuild = true;
+                                    } else {
+                                        let mut t = Table::alter();
+                                        t.table(e.name.clone()).add_column(b.column(f, false));
+                                        statements.push(b.alter(&t));
+                                        late.extend(b.foreign_key(e, f));
+                                    }
+                                    report.added_columns.push(format!("{}.{}", e.name, f.name));
+                                } else {
+                                    problems.push(format!(
+                                        "{}.{}: a new required field needs a fixed `default` for the records that already exist (or make it optional first)",
+                                        e.name, f.name
+                                    ));
+                                }
                             } else {
                                 let mut t = Table::alter();
                                 t.table(e.name.clone()).add_column(b.column(f, true));
                                 statements.push(b.alter(&t));
                                 late.extend(b.foreign_key(e, f));
+                                copy.push((f.name.clone(), q(&f.name)));
                                 report.added_columns.push(format!("{}.{}", e.name, f.name));
                             }
                         }
@@ -438,7 +785,26 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                     if new.columns.contains_key(col) || renamed_away {
                         continue;
                     }
-                    if sig.contains("NOT NULL") {
+                    if migrate {
+                        losses.push(Loss {
+                            what: format!(
+                                "drop the field `{}.{col}`: the values of {{n}} record(s) are lost",
+                                e.name
+                            ),
+                            count_sql: count(&e.name, &format!(" WHERE {} IS NOT NULL", q(col))),
+                            blocking: false,
+                        });
+                        if dialect == Dialect::Sqlite {
+                            rebuild = true;
+                        } else {
+                            statements.push(format!(
+                                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                                q(&e.name),
+                                q(col)
+                            ));
+                        }
+                        report.dropped.push(format!("field {}.{col}", e.name));
+                    } else if sig.contains("NOT NULL") {
                         problems.push(format!(
                             "{}.{col}: the field was removed but its column is required, so new records could not be saved; put the field back, or make it optional first and remove it later",
                             e.name
@@ -450,19 +816,59 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
                         ));
                     }
                 }
-                if prev.search != new.search {
+                if rebuild {
+                    statements.extend(b.rebuild(e, &copy));
+                    // The new table has no full-text triggers yet.
+                    late.extend(b.search(e));
+                } else if prev.search != new.search {
                     late.extend(b.search(e));
                 }
                 for f in e.many_fields() {
+                    let table = e.join_table(f);
                     match prev.links.get(&f.name) {
                         None => late.extend(b.create_join(e, f)),
-                        Some(t) if Some(t) != f.target.as_ref() => problems.push(format!(
-                            "{}.{}: now links to `{}` instead of `{t}`; that needs a migration",
-                            e.name,
-                            f.name,
-                            f.target.as_deref().unwrap_or_default()
-                        )),
+                        Some(t) if Some(t) != f.target.as_ref() => {
+                            if migrate {
+                                losses.push(Loss {
+                                    what: format!(
+                                        "relink `{}.{}` from `{t}` to `{}`: {{n}} link(s) are deleted",
+                                        e.name,
+                                        f.name,
+                                        f.target.as_deref().unwrap_or_default()
+                                    ),
+                                    count_sql: count(&table, ""),
+                                    blocking: false,
+                                });
+                                statements.push(format!("DROP TABLE IF EXISTS {}", q(&table)));
+                                late.extend(b.create_join(e, f));
+                            } else {
+                                problems.push(format!(
+                                    "{}.{}: now links to `{}` instead of `{t}`; that needs a migration",
+                                    e.name,
+                                    f.name,
+                                    f.target.as_deref().unwrap_or_default()
+                                ));
+                            }
+                        }
                         Some(_) => {}
+                    }
+                }
+                if migrate {
+                    for field in prev.links.keys() {
+                        if e.field(field).is_some_and(|f| f.ty == FieldType::Many) {
+                            continue;
+                        }
+                        let table = crate::spec::join_table(&e.name, field);
+                        losses.push(Loss {
+                            what: format!(
+                                "drop the field `{}.{field}`: {{n}} link(s) are deleted",
+                                e.name
+                            ),
+                            count_sql: count(&table, ""),
+                            blocking: false,
+                        });
+                        statements.push(format!("DROP TABLE IF EXISTS {}", q(&table)));
+                        report.dropped.push(format!("field {}.{field}", e.name));
                     }
                 }
             }
@@ -472,13 +878,6 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
             snapshots.push((
                 e.name.clone(),
                 serde_json::to_string(&new).unwrap_or_default(),
-            ));
-        }
-    }
-    for name in old.keys() {
-        if engine.entity(name).is_none() {
-            report.kept.push(format!(
-                "{name} (the entity was removed; its table and data are kept)"
             ));
         }
     }
@@ -512,7 +911,23 @@ fn plan(dialect: Dialect, engine: &Engine, old: &HashMap<String, Snapshot>) -> R
     statements.extend(late);
     statements.extend(super::changes::ddl(dialect));
     statements.extend(super::workflow::ddl());
-    Ok((statements, snapshots, report))
+    Ok(Planned {
+        statements,
+        snapshots,
+        dropped,
+        report,
+        losses,
+    })
+}
+
+pub(crate) const UPSERT_SNAPSHOT: &str = "INSERT INTO _trellis_schema (name, definition) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition";
+pub(crate) const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS _trellis_schema (name TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL)";
+
+/// The stored shapes, by entity.
+pub(crate) fn parse_snapshots(rows: Vec<(String, String)>) -> HashMap<String, Snapshot> {
+    rows.into_iter()
+        .map(|(n, d)| (n, serde_json::from_str(&d).unwrap_or_default()))
+        .collect()
 }
 
 macro_rules! sync_in_tx {
@@ -534,16 +949,15 @@ macro_rules! sync_in_tx {
             .into_iter()
             .map(|(n, d)| (n, serde_json::from_str(&d).unwrap_or_default()))
             .collect();
-        let (statements, snapshots, report) = plan($dialect, $engine, &old)?;
-        for s in &statements {
+        let planned = plan($dialect, $engine, &old, PlanMode::Sync)?;
+        for s in &planned.statements {
             sqlx::query(sqlx::AssertSqlSafe(s.as_str())).execute(&mut *tx).await?;
         }
-        let upsert = "INSERT INTO _trellis_schema (name, definition) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition";
-        for (name, def) in &snapshots {
-            sqlx::query(upsert).bind(name).bind(def).execute(&mut *tx).await?;
+        for (name, def) in &planned.snapshots {
+            sqlx::query(UPSERT_SNAPSHOT).bind(name).bind(def).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(report)
+        Ok(planned.report)
     }};
 }
 

@@ -9,6 +9,7 @@ mod ddl;
 mod expand;
 mod explain;
 pub mod filter;
+mod migrate;
 mod values;
 mod workflow;
 
@@ -24,6 +25,7 @@ pub use accounts::Refresh;
 pub use changes::{Change, ChangeKind};
 pub use crud::{Batch, Page, Record, permitted};
 pub use ddl::SyncReport;
+pub use migrate::{Applied, AppliedMigration, CountedLoss};
 pub use workflow::{Delivery, Fire, HistoryEntry, OutboxRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,12 @@ pub enum Error {
     /// An effect could not be prepared (a template error).
     #[error("{0}")]
     Effect(String),
+    /// A migration would lose data (or cannot be applied while records lack values).
+    #[error("the migration would lose data")]
+    Destructive(Vec<CountedLoss>),
+    /// A statement of a migration failed; nothing was applied.
+    #[error("`{statement}` failed: {error}")]
+    MigrationFailed { statement: String, error: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -1,0 +1,332 @@
+//! `trellis migrate plan | apply | status` and production mode, as a user runs them:
+//! real processes against a real SQLite file or PostgreSQL schema, with rows present.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::process::{free_port, http, serve_with, trellis, wait_healthy};
+use common::{Db, TestDb};
+use serde_json::json;
+use trellis::store::Store;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn migrate(dir: &Path, url: &str, args: &[&str]) -> Output {
+    trellis()
+        .arg("migrate")
+        .arg(args[0])
+        .arg(dir)
+        .args(&args[1..])
+        .args(["--database-url", url])
+        .output()
+        .expect("run trellis migrate")
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+const TASK_V1: &str = "entity: task\nfields:\n  name: { type: string, required: true }\n  points: integer\n  notes: text\n  owner: string\n";
+/// `name` renamed to `title`, `points` widened to a decimal, `notes` dropped,
+/// `owner` now required with a default, a new entity.
+const TASK_V2: &str = "entity: task\nfields:\n  title: { type: string, required: true, renamed_from: name }\n  points: { type: decimal, scale: 1 }\n  owner: { type: string, required: true, default: nobody }\n";
+const LABEL: &str = "entity: label\nfields:\n  text: { type: string, required: true }\n";
+
+struct Project {
+    dir: tempfile::TempDir,
+    url: String,
+    _db: TestDb,
+}
+
+async fn project(db: Db) -> Project {
+    let dir = common::project(&[("models/task.yaml", TASK_V1)]);
+    let test_db = TestDb::new(db).await;
+    let url = match db {
+        Db::Postgres => test_db.url.clone(),
+        Db::Sqlite => format!("sqlite://{}", dir.path().join("data.db").display()),
+    };
+    Project {
+        dir,
+        url,
+        _db: test_db,
+    }
+}
+
+/// Starts `serve` in production mode and posts the records, then stops it.
+fn create_tasks(p: &Project, tasks: &[serde_json::Value]) {
+    let port = free_port();
+    let mut server = serve_with(
+        p.dir.path().to_str().unwrap(),
+        port,
+        Some(&p.url),
+        &[("TRELLIS_MODE", "production")],
+    );
+    wait_healthy(&mut server, port);
+    for t in tasks {
+        let (status, body) = http(port, "POST", "/api/tasks", Some(t)).unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+async fn plan_apply_and_status(db: Db) {
+    let p = project(db).await;
+    let dir = p.dir.path();
+
+    // Production mode refuses a database that no migration has prepared.
+    let out = trellis()
+        .args([
+            "serve",
+            dir.to_str().unwrap(),
+            "--mode",
+            "production",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .args(["--database-url", &p.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("never changes the schema") && err.contains("migrate plan"),
+        "{err}"
+    );
+
+    let out = ok(&migrate(dir, &p.url, &["plan"]));
+    assert!(out.contains("migrations/0001_initial.yaml"), "{out}");
+    assert!(out.contains("create the entity `task`"), "{out}");
+    let file = std::fs::read_to_string(dir.join("migrations/0001_initial.yaml")).unwrap();
+    assert!(
+        file.starts_with("# Trellis migration 0001_initial"),
+        "{file}"
+    );
+    assert!(
+        file.contains("definitions:\n  models/task.yaml: |\n    entity: task\n"),
+        "{file}"
+    );
+    // Planning again writes nothing.
+    let out = ok(&migrate(dir, &p.url, &["plan"]));
+    assert!(out.contains("Nothing changed since 0001_initial"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(dir.join("migrations")).unwrap().count(),
+        1
+    );
+
+    let out = ok(&migrate(dir, &p.url, &["status"]));
+    assert!(out.contains("pending  0001_initial"), "{out}");
+    let out = ok(&migrate(dir, &p.url, &["apply"]));
+    assert!(out.contains("applied 0001_initial"), "{out}");
+    // Applying twice is a no-op.
+    let out = ok(&migrate(dir, &p.url, &["apply"]));
+    assert!(out.contains("Nothing to apply"), "{out}");
+
+    create_tasks(
+        &p,
+        &[
+            json!({ "name": "Write docs", "points": 3, "notes": "long", "owner": "ann" }),
+            json!({ "name": "Fix bug", "points": 5 }),
+            json!({ "name": "Release", "notes": "tomorrow" }),
+        ],
+    );
+
+    // The next definitions: a rename, a widened type, a dropped field, a field made
+    // required with a default, a new entity.
+    std::fs::write(dir.join("models/task.yaml"), TASK_V2).unwrap();
+    std::fs::write(dir.join("models/label.yaml"), LABEL).unwrap();
+    let out = ok(&migrate(
+        dir,
+        &p.url,
+        &["plan", "--name", "Rename and tidy tasks"],
+    ));
+    for step in [
+        "create the entity `label`",
+        "rename the field `task.name` to `title` (its data is kept)",
+        "change the field `task.points`: type integer -> decimal(18, 1)",
+        "change the field `task.owner`: now required",
+        "drop the field `task.notes` (text) and its data",
+        "LOSES DATA: drop the field `task.notes`: the values of 2 record(s) are lost",
+    ] {
+        assert!(out.contains(step), "missing `{step}` in {out}");
+    }
+    assert!(
+        dir.join("migrations/0002_rename_and_tidy_tasks.yaml")
+            .is_file()
+    );
+
+    // Refused without --allow-destructive: nothing of it is applied.
+    let out = migrate(dir, &p.url, &["apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("0002_rename_and_tidy_tasks would lose data"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-destructive"), "{err}");
+    let store = Store::connect(&p.url).await.unwrap();
+    assert_eq!(store.count_rows("task").await.unwrap(), 3);
+    assert_eq!(store.applied_migrations().await.unwrap().len(), 1);
+    let out = ok(&migrate(dir, &p.url, &["status"]));
+    assert!(out.contains("pending  0002_rename_and_tidy_tasks"), "{out}");
+
+    let out = ok(&migrate(dir, &p.url, &["apply", "--allow-destructive"]));
+    assert!(out.contains("applied 0002_rename_and_tidy_tasks"), "{out}");
+    assert!(out.contains("lost: drop the field `task.notes`"), "{out}");
+
+    // The data followed: renamed, converted, filled; the new entity works.
+    let port = free_port();
+    let mut server = serve_with(
+        dir.to_str().unwrap(),
+        port,
+        Some(&p.url),
+        &[("TRELLIS_MODE", "production")],
+    );
+    wait_healthy(&mut server, port);
+    let (status, body) = http(port, "GET", "/api/tasks?sort=title", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<(String, serde_json::Value, String)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(t.get("notes").is_none(), "{t}");
+            (
+                t["title"].as_str().unwrap().to_string(),
+                t["points"].clone(),
+                t["owner"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Fix bug".to_string(), json!("5.0"), "nobody".to_string()),
+            ("Release".to_string(), json!(null), "nobody".to_string()),
+            ("Write docs".to_string(), json!("3.0"), "ann".to_string()),
+        ]
+    );
+    let (status, _) = http(
+        port,
+        "POST",
+        "/api/labels",
+        Some(&json!({ "text": "urgent" })),
+    )
+    .unwrap();
+    assert_eq!(status, 201);
+    drop(server);
+
+    // An applied migration that was edited is refused, and production will not start.
+    let path = dir.join("migrations/0001_initial.yaml");
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("points: integer", "points: number");
+    std::fs::write(&path, edited).unwrap();
+    let out = migrate(dir, &p.url, &["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("applied migrations were edited") && err.contains("0001_initial"),
+        "{err}"
+    );
+    let out = ok(&migrate(dir, &p.url, &["status"]));
+    assert!(out.contains("EDITED   0001_initial"), "{out}");
+    let out = trellis()
+        .args([
+            "serve",
+            dir.to_str().unwrap(),
+            "--mode",
+            "production",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .args(["--database-url", &p.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("0001_initial was edited after it was applied"));
+    store.close().await;
+}
+
+/// A required field without a default cannot be added while records exist, not even
+/// with --allow-destructive.
+async fn impossible_steps_are_refused(db: Db) {
+    let p = project(db).await;
+    let dir = p.dir.path();
+    ok(&migrate(dir, &p.url, &["plan"]));
+    ok(&migrate(dir, &p.url, &["apply"]));
+    create_tasks(&p, &[json!({ "name": "One" })]);
+    std::fs::write(
+        dir.join("models/task.yaml"),
+        format!("{TASK_V1}  due: {{ type: date, required: true }}\n"),
+    )
+    .unwrap();
+    let out = ok(&migrate(dir, &p.url, &["plan"]));
+    assert!(
+        out.contains("CANNOT APPLY: add the required field `task.due` without a default"),
+        "{out}"
+    );
+    let out = migrate(dir, &p.url, &["apply", "--allow-destructive"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("(cannot be allowed)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let store = Store::connect(&p.url).await.unwrap();
+    assert_eq!(store.applied_migrations().await.unwrap().len(), 1);
+    store.close().await;
+}
+
+both!(plan_apply_and_status, impossible_steps_are_refused);
+
+/// Two processes apply the same migrations at once against PostgreSQL: each
+/// migration is applied by exactly one of them; the other waits for the lock and
+/// finds it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appliers_on_postgres() {
+    let p = project(Db::Postgres).await;
+    let dir = p.dir.path();
+    ok(&migrate(dir, &p.url, &["plan"]));
+    std::fs::write(dir.join("models/label.yaml"), LABEL).unwrap();
+    ok(&migrate(dir, &p.url, &["plan", "--name", "labels"]));
+    std::fs::write(dir.join("models/task.yaml"), TASK_V2).unwrap();
+    ok(&migrate(dir, &p.url, &["plan", "--name", "tidy"]));
+    let spawn = || {
+        trellis()
+            .args([
+                "migrate",
+                "apply",
+                dir.to_str().unwrap(),
+                "--allow-destructive",
+            ])
+            .args(["--database-url", &p.url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = (ok(&a), ok(&b));
+    for name in ["0001_initial", "0002_labels", "0003_tidy"] {
+        let applied = [&a, &b]
+            .iter()
+            .filter(|o| o.contains(&format!("applied {name}\n")))
+            .count();
+        assert_eq!(applied, 1, "{name} applied once:\n--- a\n{a}\n--- b\n{b}");
+    }
+    println!("process a:\n{a}\nprocess b:\n{b}");
+    let store = Store::connect(&p.url).await.unwrap();
+    assert_eq!(store.applied_migrations().await.unwrap().len(), 3);
+    store.close().await;
+}
