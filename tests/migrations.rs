@@ -287,7 +287,49 @@ async fn impossible_steps_are_refused(db: Db) {
     store.close().await;
 }
 
-both!(plan_apply_and_status, impossible_steps_are_refused);
+/// Removing an enum value that records hold is a loss: counted, refused, then applied
+/// by emptying those records' field.
+async fn removed_enum_values(db: Db) {
+    let p = project(db).await;
+    let dir = p.dir.path();
+    let with = |values: &str| format!("{TASK_V1}  size: {{ type: enum, values: [{values}] }}\n");
+    std::fs::write(dir.join("models/task.yaml"), with("small, medium, large")).unwrap();
+    ok(&migrate(dir, &p.url, &["plan"]));
+    ok(&migrate(dir, &p.url, &["apply"]));
+    create_tasks(
+        &p,
+        &[
+            json!({ "name": "A", "size": "medium" }),
+            json!({ "name": "B", "size": "medium" }),
+            json!({ "name": "C", "size": "large" }),
+        ],
+    );
+    std::fs::write(dir.join("models/task.yaml"), with("small, large")).unwrap();
+    let out = ok(&migrate(dir, &p.url, &["plan", "--name", "no medium"]));
+    assert!(out.contains("values removed: medium"), "{out}");
+    assert!(
+        out.contains("LOSES DATA: remove `medium` from `task.size`: 2 record(s) hold them and become empty"),
+        "{out}"
+    );
+    assert_eq!(migrate(dir, &p.url, &["apply"]).status.code(), Some(1));
+    ok(&migrate(dir, &p.url, &["apply", "--allow-destructive"]));
+    let port = free_port();
+    let mut server = serve_with(dir.to_str().unwrap(), port, Some(&p.url), &[("TRELLIS_MODE", "production")]);
+    wait_healthy(&mut server, port);
+    let (_, body) = http(port, "GET", "/api/tasks?sort=name&fields=name,size", None).unwrap();
+    assert_eq!(
+        body["items"],
+        json!([{ "id": body["items"][0]["id"], "name": "A", "size": null },
+               { "id": body["items"][1]["id"], "name": "B", "size": null },
+               { "id": body["items"][2]["id"], "name": "C", "size": "large" }])
+    );
+}
+
+both!(
+    plan_apply_and_status,
+    impossible_steps_are_refused,
+    removed_enum_values
+);
 
 /// Two processes apply the same migrations at once against PostgreSQL: each
 /// migration is applied by exactly one of them; the other waits for the lock and
@@ -329,4 +371,23 @@ async fn concurrent_appliers_on_postgres() {
     let store = Store::connect(&p.url).await.unwrap();
     assert_eq!(store.applied_migrations().await.unwrap().len(), 3);
     store.close().await;
+}
+
+/// Every change to the root project's models comes with its migration: production
+/// deployments of it would otherwise refuse to start.
+#[test]
+fn the_root_project_migrations_cover_its_models() {
+    let root = common::repo_root();
+    let (files, problems) = trellis::spec::migration::read_all(&root);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let last = files.last().expect("migrations/ has the initial migration");
+    let base = trellis::engine::Engine::build(&trellis::spec::migration::load_texts(&last.definitions))
+        .expect("the last migration's definitions build");
+    let current = trellis::engine::Engine::build(&trellis::spec::load(&root)).expect("engine");
+    let steps = trellis::engine::migration::steps(Some(&base), &current);
+    assert!(
+        steps.is_empty(),
+        "the models changed since {}: run `cargo run -- migrate plan --name …` and commit the file:\n{steps:#?}",
+        last.name
+    );
 }

@@ -33,6 +33,9 @@ pub(crate) struct Snapshot {
     /// types alike, and a decimal's scale changes what its stored integers mean.
     #[serde(default)]
     types: BTreeMap<String, String>,
+    /// Enum field -> its values.
+    #[serde(default)]
+    values: BTreeMap<String, Vec<String>>,
 }
 
 fn logical_type(f: &Field) -> String {
@@ -112,6 +115,11 @@ fn snapshot(dialect: Dialect, e: &Entity) -> Snapshot {
         types: e
             .column_fields()
             .map(|f| (f.name.clone(), logical_type(f)))
+            .collect(),
+        values: e
+            .column_fields()
+            .filter(|f| f.ty == FieldType::Enum)
+            .map(|f| (f.name.clone(), f.values.clone()))
             .collect(),
     }
 }
@@ -777,6 +785,39 @@ pub(crate) fn plan(
                             }
                         }
                     }
+                }
+                // Enum values removed while records hold them: those records lose the value.
+                for f in e.column_fields().filter(|f| f.ty == FieldType::Enum) {
+                    let Some(before) = prev.values.get(&f.name) else {
+                        continue;
+                    };
+                    let gone: Vec<&String> = before.iter().filter(|v| !f.values.contains(v)).collect();
+                    if gone.is_empty() || !migrate {
+                        continue;
+                    }
+                    let list = gone
+                        .iter()
+                        .map(|v| format!("'{}'", v.replace('\'', "''")))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let col = q(&f.name);
+                    let names = gone.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+                    losses.push(Loss {
+                        what: if f.required {
+                            format!(
+                                "remove {names} from `{}.{}`: {{n}} record(s) hold them, and the field is required; change them first",
+                                e.name, f.name
+                            )
+                        } else {
+                            format!(
+                                "remove {names} from `{}.{}`: {{n}} record(s) hold them and become empty",
+                                e.name, f.name
+                            )
+                        },
+                        count_sql: count(&e.name, &format!(" WHERE {col} IN ({list})")),
+                        blocking: f.required,
+                    });
+                    statements.push(format!("UPDATE {} SET {col} = NULL WHERE {col} IN ({list})", q(&e.name)));
                 }
                 for (col, sig) in &prev.columns {
                     let renamed_away = e
