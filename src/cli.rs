@@ -912,7 +912,25 @@ fn serve(
             );
         }
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
-        let state = AppState::with_auth(engine, store.clone(), auth);
+        let mut state = AppState::with_auth(engine, store.clone(), auth);
+        if !production {
+            state.reloader = Some(trellis::reload::Reloader {
+                dir: dir.to_path_buf(),
+                secret: secret.clone(),
+            });
+        }
+        #[cfg(unix)]
+        if let Some(reloader) = state.reloader.clone() {
+            let state = state.clone();
+            let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("listening for SIGHUP")?;
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the definitions");
+                    reloader.reload(&state).await;
+                }
+            });
+        }
         state
             .feed
             .prune_every(Duration::from_secs(600), events_retention);

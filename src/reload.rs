@@ -185,8 +185,26 @@ fn relevant(dir: &Path, path: &Path) -> bool {
     )
 }
 
-/// Watches `dir` and reloads after changes settle (300 ms). Runs until the process
-/// ends; the returned guard must be kept alive.
+/// How long the file watcher waits for a burst of changes (an editor's
+/// write-and-rename, a `git checkout`) to settle before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// What it takes to reload on demand (`POST /_/reload`, SIGHUP): the project folder
+/// and the secrets.
+#[derive(Clone)]
+pub struct Reloader {
+    pub dir: PathBuf,
+    pub secret: SecretLookup,
+}
+
+impl Reloader {
+    pub async fn reload(&self, state: &AppState) -> bool {
+        reload(&self.dir, state, self.secret.as_ref()).await
+    }
+}
+
+/// Watches `dir` and reloads after changes settle ([`DEBOUNCE`]). Runs until the
+/// process ends; the returned guard must be kept alive.
 pub fn watch(
     dir: PathBuf,
     state: AppState,
@@ -196,7 +214,7 @@ pub fn watch(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watched = dir.clone();
     let mut debouncer = notify_debouncer_full::new_debouncer(
-        Duration::from_millis(300),
+        DEBOUNCE,
         None,
         move |result: notify_debouncer_full::DebounceEventResult| {
             // Only real changes: reading the files (which every reload does) raises

@@ -37,6 +37,10 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
         },
         Route {
             method: "post",
+            path: "/_/reload".into(),
+        },
+        Route {
+            method: "post",
             path: "/api/batch".into(),
         },
     ];
@@ -922,6 +926,24 @@ pub fn document(engine: &Engine) -> Value {
                             }
                         }))
                     }
+                }
+            }
+        }),
+    );
+    paths.insert(
+        "/_/reload".into(),
+        json!({
+            "post": {
+                "operationId": "reload",
+                "summary": "Load the definition files again now (administrators)",
+                "description": "Does what a file change or SIGHUP does: load, check, bring the database along (additive changes), swap. Not available in production mode.",
+                "tags": ["System"],
+                "responses": {
+                    "200": { "description": "The new definitions serve; the body is the status.", "content": json_content(json!({ "type": "object" })) },
+                    "401": problem("Sign in first."),
+                    "403": problem("Only callers with the role `admin` may reload."),
+                    "422": { "description": "The files have problems; the previous definitions keep serving. The body is the status, with `diagnostics`.", "content": json_content(json!({ "type": "object" })) },
+                    "503": problem("This server does not reload (production mode).")
                 }
             }
         }),

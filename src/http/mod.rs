@@ -47,6 +47,8 @@ pub struct AppState {
     pub status: crate::reload::StatusCell,
     /// The change feed of this process.
     pub feed: crate::feed::Feed,
+    /// Reloads on demand (`POST /_/reload`); absent when not serving a folder.
+    pub reloader: Option<crate::reload::Reloader>,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
                 Vec::new(),
             ))),
+            reloader: None,
         }
     }
 
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/_/explain", get(explain))
         .route("/_/status", get(status))
+        .route("/_/reload", post(reload_now))
         .route("/auth/signup", post(users::signup))
         .route("/auth/login", post(users::login))
         .route("/auth/refresh", post(users::refresh))
@@ -151,6 +155,59 @@ async fn openapi(State(state): State<AppState>) -> Response {
     res
 }
 
+/// Refuses callers without the role `admin` (401 for anonymous ones).
+fn admin_only(who: &Principal, what: &str) -> Result<(), Problem> {
+    if who.roles.iter().any(|r| r == "admin") {
+        return Ok(());
+    }
+    Err(if who.is_anonymous() {
+        auth::unauthorized(format!("{what} is for administrators; sign in"))
+    } else {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!("{what} is for callers with the role `admin`"),
+        )
+    })
+}
+
+/// `POST /_/reload`: for administrators, load the definition files again now (as a
+/// file change or SIGHUP would). Answers the status: 200 when the new definitions
+/// serve, 422 with the diagnostics when the previous ones keep serving.
+async fn reload_now(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let who = state.principal(&headers)?;
+    // A project without authentication and policies is open to its callers (and
+    // `serve` binds to loopback by default); otherwise only administrators reload.
+    let engine = state.engine.load_full();
+    if engine.auth.jwt.is_some() || engine.access.enforced {
+        admin_only(&who, "reload")?;
+    }
+    let Some(reloader) = state.reloader.clone() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-reload",
+            "Reload unavailable",
+            "this server was not started from a project folder",
+        ));
+    };
+    let ok = reloader.reload(&state).await;
+    drop(engine);
+    let engine = state.engine.load_full();
+    let body = state.status.load().to_json(&engine);
+    Ok(json_response(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        },
+        &body,
+    ))
+}
+
 /// `GET /_/explain?entity=&id=&action=&as=&roles=`: for administrators, why a user
 /// may or may not do an action on a record.
 async fn explain(
@@ -159,18 +216,7 @@ async fn explain(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let who = state.principal(&headers)?;
-    if !who.roles.iter().any(|r| r == "admin") {
-        return Err(if who.is_anonymous() {
-            auth::unauthorized("explain is for administrators; sign in")
-        } else {
-            Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                "explain is for callers with the role `admin`",
-            )
-        });
-    }
+    admin_only(&who, "explain")?;
     let pairs = query_pairs(query.as_deref())?;
     let param = |name: &str| {
         pairs

@@ -791,7 +791,8 @@ pub(crate) fn plan(
                     let Some(before) = prev.values.get(&f.name) else {
                         continue;
                     };
-                    let gone: Vec<&String> = before.iter().filter(|v| !f.values.contains(v)).collect();
+                    let gone: Vec<&String> =
+                        before.iter().filter(|v| !f.values.contains(v)).collect();
                     if gone.is_empty() || !migrate {
                         continue;
                     }
@@ -801,7 +802,11 @@ pub(crate) fn plan(
                         .collect::<Vec<_>>()
                         .join(", ");
                     let col = q(&f.name);
-                    let names = gone.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+                    let names = gone
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     losses.push(Loss {
                         what: if f.required {
                             format!(
@@ -817,7 +822,10 @@ pub(crate) fn plan(
                         count_sql: count(&e.name, &format!(" WHERE {col} IN ({list})")),
                         blocking: f.required,
                     });
-                    statements.push(format!("UPDATE {} SET {col} = NULL WHERE {col} IN ({list})", q(&e.name)));
+                    statements.push(format!(
+                        "UPDATE {} SET {col} = NULL WHERE {col} IN ({list})",
+                        q(&e.name)
+                    ));
                 }
                 for (col, sig) in &prev.columns {
                     let renamed_away = e
@@ -973,7 +981,15 @@ pub(crate) fn parse_snapshots(rows: Vec<(String, String)>) -> HashMap<String, Sn
 
 macro_rules! sync_in_tx {
     ($pool:expr, $dialect:expr, $engine:expr, $lock:expr) => {{
-        let mut tx = $pool.begin().await?;
+        // IMMEDIATE on SQLite: a read-then-write transaction that starts deferred
+        // cannot take the write lock once another connection has written (WAL).
+        let mut tx = $pool
+            .begin_with(sqlx::AssertSqlSafe(if $dialect == Dialect::Sqlite {
+                "BEGIN IMMEDIATE"
+            } else {
+                "BEGIN"
+            }))
+            .await?;
         if let Some(lock) = $lock {
             sqlx::query(lock).execute(&mut *tx).await?;
         }

@@ -232,7 +232,11 @@ impl Store {
                     .execute(&mut *conn)
                     .await?;
                 let outcome: Result<Applied, Error> = async {
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let mut tx = sqlx::Connection::begin_with(
+                        &mut *conn,
+                        sqlx::AssertSqlSafe("BEGIN IMMEDIATE"),
+                    )
+                    .await?;
                     run_migration!(tx, dialect, name, checksum, engine, allow_destructive)
                 }
                 .await;

@@ -312,7 +312,11 @@ impl TestApp {
                 Default::default(),
             )
             .map(|(t, _)| t);
-        let state = AppState::with_auth(engine, store.clone(), auth);
+        let mut state = AppState::with_auth(engine, store.clone(), auth);
+        state.reloader = Some(trellis::reload::Reloader {
+            dir: dir.to_path_buf(),
+            secret: std::sync::Arc::new(|_: &str| Some(TEST_SECRET.to_string())),
+        });
         TestApp {
             client: TestAppRouter::new(router(state.clone())).with_token(admin),
             store,
