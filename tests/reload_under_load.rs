@@ -35,7 +35,7 @@ async fn requests_never_fail_while_reloading(db: Db) {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let res = if n % 3 == 0 {
+                let res = if n.is_multiple_of(3) {
                     client
                         .post("/api/tasks", json!({ "title": format!("client {c} #{n}") }))
                         .await
