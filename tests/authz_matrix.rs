@@ -314,51 +314,41 @@ async fn helpdesk_matrix(db: Db) {
     let dir = common::repo_root().join("examples/helpdesk");
     let app = TestApp::for_dir(db, &dir).await;
     // The helpdesk has no built-in accounts: tokens name agents and customers by id.
-    // Records are made by the system first (leads need an agent record of their own).
-    let system = Principal::system();
-    let engine = app.state.engine.load_full();
-    let make = |entity: &'static str, body: Value| {
-        let engine = engine.clone();
-        let store = app.store.clone();
-        let system = system.clone();
-        async move {
-            let e = engine.entity(entity).unwrap().clone();
-            let input =
-                trellis::engine::input::parse_body(&e, &body, trellis::engine::input::Mode::Create)
-                    .unwrap();
-            store.create(&engine, &e, &input, &system).await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
-    let lead = make(
-        "agent",
-        json!({ "display_name": "Lea", "email": "lea@help.example" }),
-    )
-    .await;
-    let agent = make(
-        "agent",
-        json!({ "display_name": "Al", "email": "al@help.example" }),
-    )
-    .await;
-    let c1 = make(
-        "customer",
-        json!({ "name": "Cy", "email": "cy@example.com", "vip": true }),
-    )
-    .await;
-    let c2 = make(
-        "customer",
-        json!({ "name": "Di", "email": "di@example.com" }),
-    )
-    .await;
-    let team = make("team", json!({ "name": "Tier 1", "agents": [agent] })).await;
-    let tag = make("tag", json!({ "name": "billing" })).await;
+    // Records are made by the system first (leads need an agent record of their own);
+    // tickets in a given state are seeded, as only transitions move the state.
+    let lead = app
+        .seed(
+            "agents",
+            json!({ "display_name": "Lea", "email": "lea@help.example" }),
+        )
+        .await;
+    let agent = app
+        .seed(
+            "agents",
+            json!({ "display_name": "Al", "email": "al@help.example" }),
+        )
+        .await;
+    let c1 = app
+        .seed(
+            "customers",
+            json!({ "name": "Cy", "email": "cy@example.com", "vip": true }),
+        )
+        .await;
+    let c2 = app
+        .seed(
+            "customers",
+            json!({ "name": "Di", "email": "di@example.com" }),
+        )
+        .await;
+    let team = app
+        .seed("teams", json!({ "name": "Tier 1", "agents": [agent] }))
+        .await;
+    let tag = app.seed("tags", json!({ "name": "billing" })).await;
     let mut tickets = Vec::new();
     for (customer, status) in [(&c1, "new"), (&c1, "open"), (&c2, "new"), (&c2, "solved")] {
         tickets.push(
-            make(
-                "ticket",
+            app.seed(
+                "tickets",
                 json!({ "subject": format!("{status} issue"), "body": "help", "customer": customer, "status": status,
                         "assignee": agent, "team": team, "tags": [tag], "estimated_cost": "12.50", "metadata": { "src": "mail" } }),
             )
@@ -366,12 +356,12 @@ async fn helpdesk_matrix(db: Db) {
         );
     }
     for (i, t) in tickets.iter().enumerate() {
-        make(
-            "comment",
+        app.seed(
+            "comments",
             json!({ "ticket": t, "author": agent, "body": "public reply" }),
         )
         .await;
-        make("comment", json!({ "ticket": t, "author": if i % 2 == 0 { &lead } else { &agent }, "body": "internal note", "internal": true })).await;
+        app.seed("comments", json!({ "ticket": t, "author": if i % 2 == 0 { &lead } else { &agent }, "body": "internal note", "internal": true })).await;
     }
     let token = |id: &str, role: &str| app.token(id, &[role]);
     let principal = |id: &str, role: &str| Principal::user(id, &[role], Map::new());

@@ -515,3 +515,647 @@ fn auth_settings_are_checked() {
     ]);
     only(&d, "users-need-email");
 }
+
+// Workflows.
+
+const PROJECT: (&str, &str) = (
+    "models/project.yaml",
+    "entity: project\nfields:\n  title: { type: string, required: true }\n  budget: decimal\n  priority: integer\n  tags: { type: many, of: tag }\n  status: { type: enum, values: [draft, open, closed] }\n",
+);
+const TAG: (&str, &str) = ("models/tag.yaml", "entity: tag\nfields:\n  name: string\n");
+
+/// The head of a valid workflow of `project` (lines 1 to 8); transitions follow.
+const WF_HEAD: &str = "entity: project\nfield: status\ninitial: draft\nstates:\n  draft: {}\n  open: {}\n  closed: { final: true }\ntransitions:\n";
+/// Two transitions that make the head a valid workflow (lines 9 to 14).
+const WF_MOVES: &str = "  publish:\n    from: draft\n    to: open\n  close:\n    from: [draft, open]\n    to: closed\n";
+
+/// A project with the `project` model, a tag, and this workflow file.
+fn wf_diags(workflow: &str, more: &[(&str, &str)]) -> Vec<Diagnostic> {
+    let mut files = vec![PROJECT, TAG, ("workflows/project.yaml", workflow)];
+    files.extend_from_slice(more);
+    diags(&files)
+}
+
+fn hint(d: &Diagnostic) -> &str {
+    d.hint
+        .as_deref()
+        .unwrap_or_else(|| panic!("no hint on {d}"))
+}
+
+#[test]
+fn a_clean_workflow_has_no_diagnostics() {
+    let d = wf_diags(&format!("{WF_HEAD}{WF_MOVES}"), &[]);
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+#[test]
+fn a_workflow_for_an_unknown_entity() {
+    let d = diags(&[
+        PROJECT,
+        TAG,
+        (
+            "workflows/projekt.yaml",
+            &format!(
+                "{}{WF_MOVES}",
+                WF_HEAD.replace("entity: project", "entity: projekt")
+            ),
+        ),
+    ]);
+    let e = only(&d, "unknown-entity");
+    at(e, "workflows/projekt.yaml", 1, 9);
+    assert_eq!(e.severity, Severity::Error);
+    assert!(e.message.contains("`projekt`"), "{e}");
+    assert_eq!(hint(e), "did you mean `project`?");
+    assert_eq!(
+        d.len(),
+        1,
+        "nothing else is checked without the entity: {d:#?}"
+    );
+}
+
+#[test]
+fn two_workflows_for_one_entity() {
+    let d = wf_diags(
+        &format!("{WF_HEAD}{WF_MOVES}"),
+        &[("workflows/lifecycle.yaml", &format!("{WF_HEAD}{WF_MOVES}"))],
+    );
+    let dup = only(&d, "duplicate-name");
+    // Files are read in order; the second one is the duplicate.
+    at(dup, "workflows/project.yaml", 1, 9);
+    assert!(dup.message.contains("workflows/lifecycle.yaml"), "{dup}");
+    assert!(hint(dup).contains("merge the two files"), "{dup}");
+}
+
+#[test]
+fn the_state_field_is_an_enum_of_exactly_the_states() {
+    let wf = format!("{WF_HEAD}{WF_MOVES}");
+
+    let d = wf_diags(&wf.replace("field: status", "field: stauts"), &[]);
+    let f = only(&d, "unknown-field");
+    at(f, "workflows/project.yaml", 2, 8);
+    assert!(hint(f).starts_with("did you mean `status`?"), "{f}");
+    assert!(
+        hint(f).contains("stauts: { type: enum, values: [draft, open, closed] }"),
+        "{f}"
+    );
+
+    let d = wf_diags(&wf.replace("field: status", "field: title"), &[]);
+    let f = only(&d, "state-field-not-enum");
+    at(f, "workflows/project.yaml", 2, 8);
+    assert!(f.message.contains("string field"), "{f}");
+    assert!(
+        hint(f).contains("`title: { type: enum, values: [draft, open, closed] }`"),
+        "{f}"
+    );
+
+    let model = (
+        "models/project.yaml",
+        "entity: project\nfields:\n  title: string\n  status: { type: enum, values: [draft, open, archived] }\n",
+    );
+    let d = diags(&[model, ("workflows/project.yaml", &wf)]);
+    let f = only(&d, "state-field-mismatch");
+    at(f, "workflows/project.yaml", 2, 8);
+    assert!(
+        f.message
+            .contains("the states `closed` are not values of the enum")
+            && f.message
+                .contains("the enum values `archived` are not states"),
+        "{f}"
+    );
+    assert_eq!(
+        hint(f),
+        "write `values: [draft, open, closed]` in models/project.yaml"
+    );
+}
+
+#[test]
+fn a_default_on_the_state_field_is_ignored() {
+    let model = (
+        "models/project.yaml",
+        "entity: project\nfields:\n  status: { type: enum, values: [draft, open, closed], default: open }\n",
+    );
+    let d = diags(&[
+        model,
+        ("workflows/project.yaml", &format!("{WF_HEAD}{WF_MOVES}")),
+    ]);
+    let w = only(&d, "state-default-ignored");
+    assert_eq!(w.severity, Severity::Warning);
+    at(w, "models/project.yaml", 3, 65);
+    assert!(w.message.contains("starts every project in `draft`"), "{w}");
+    assert_eq!(hint(w), "remove the default, or write `default: draft`");
+    assert_eq!(d.len(), 1, "{d:#?}");
+
+    // The initial state as the default is what the workflow does anyway.
+    let model = (
+        model.0,
+        &*model.1.replace("default: open", "default: draft"),
+    );
+    let d = diags(&[
+        model,
+        ("workflows/project.yaml", &format!("{WF_HEAD}{WF_MOVES}")),
+    ]);
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+#[test]
+fn unknown_states_get_did_you_mean() {
+    let wf = format!(
+        "{}  publish:\n    from: drfat\n    to: opne\n  close:\n    from: [draft, open]\n    to: closed\n",
+        WF_HEAD.replace("initial: draft", "initial: darft")
+    );
+    let d = wf_diags(&wf, &[]);
+    let states: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-state").collect();
+    assert_eq!(states.len(), 3, "{d:#?}");
+    at(states[0], "workflows/project.yaml", 3, 10);
+    assert!(
+        states[0].message.starts_with("`initial` names `darft`"),
+        "{}",
+        states[0]
+    );
+    assert_eq!(hint(states[0]), "did you mean `draft`?");
+    at(states[1], "workflows/project.yaml", 10, 11);
+    assert!(
+        states[1].message.starts_with("`from` names `drfat`"),
+        "{}",
+        states[1]
+    );
+    assert_eq!(hint(states[1]), "did you mean `draft`?");
+    at(states[2], "workflows/project.yaml", 11, 9);
+    assert!(
+        states[2].message.starts_with("`to` names `opne`"),
+        "{}",
+        states[2]
+    );
+    assert_eq!(hint(states[2]), "did you mean `open`?");
+
+    // A transition whose target is misspelt still leaves its state: `draft` is not
+    // reported as a dead end on top of the misspelling.
+    let wf = format!(
+        "{WF_HEAD}  publish:\n    from: draft\n    to: opne\n  close:\n    from: [draft, open]\n    to: closed\n"
+    );
+    let d = wf_diags(&wf, &[]);
+    at(only(&d, "unknown-state"), "workflows/project.yaml", 11, 9);
+    assert!(d.iter().all(|d| d.code != "dead-end-state"), "{d:#?}");
+}
+
+#[test]
+fn the_initial_state_cannot_be_final() {
+    let wf = format!(
+        "{}{WF_MOVES}",
+        WF_HEAD.replace("initial: draft", "initial: closed")
+    );
+    let d = wf_diags(&wf, &[]);
+    let e = only(&d, "final-initial");
+    at(e, "workflows/project.yaml", 3, 10);
+    assert!(e.message.contains("`closed` is final"), "{e}");
+    assert_eq!(
+        hint(e),
+        "start in a state that is not final (`draft`, `open`), or drop `final: true` from `closed`"
+    );
+}
+
+#[test]
+fn no_transition_leaves_a_final_state() {
+    let wf = format!("{WF_HEAD}{WF_MOVES}  reopen:\n    from: [open, closed]\n    to: draft\n");
+    let d = wf_diags(&wf, &[]);
+    let e = only(&d, "from-final-state");
+    at(e, "workflows/project.yaml", 16, 18);
+    assert!(e.message.contains("`closed` is a final state"), "{e}");
+    assert_eq!(
+        hint(e),
+        "remove `closed` from `from`, or drop `final: true` from the state"
+    );
+}
+
+#[test]
+fn unreachable_and_dead_end_states() {
+    // `open` is never entered; `review` only goes back to itself.
+    let model = (
+        "models/project.yaml",
+        "entity: project\nfields:\n  status: { type: enum, values: [draft, open, review, closed] }\n",
+    );
+    let wf = "entity: project\nfield: status\ninitial: draft\nstates:\n  draft: {}\n  review: {}\n  open: {}\n  closed: { final: true }\ntransitions:\n  submit:\n    from: draft\n    to: review\n  stall:\n    from: review\n    to: review\n  close:\n    from: [draft, open]\n    to: closed\n";
+    let d = diags(&[model, ("workflows/project.yaml", wf)]);
+    let unreachable = only(&d, "unreachable-state");
+    at(unreachable, "workflows/project.yaml", 7, 3);
+    assert!(
+        unreachable
+            .message
+            .contains("from `draft` reaches the state `open`"),
+        "{unreachable}"
+    );
+    assert_eq!(
+        hint(unreachable),
+        "add a transition with `to: open`, or remove the state"
+    );
+    // A transition back to the same state is no way out.
+    let dead = only(&d, "dead-end-state");
+    at(dead, "workflows/project.yaml", 6, 3);
+    assert!(dead.message.contains("`review` is not final"), "{dead}");
+    assert_eq!(
+        hint(dead),
+        "mark it `final: true`, or add a transition with `from: review`"
+    );
+    assert_eq!(d.len(), 2, "{d:#?}");
+}
+
+const PROJECT_POLICY: &str =
+    "entity: project\nrules:\n  - roles: [member]\n    allow: [list, read, transition.publish]\n";
+
+#[test]
+fn transitions_no_policy_lets_anyone_fire() {
+    let wf = format!("{WF_HEAD}{WF_MOVES}");
+    let d = wf_diags(
+        &wf,
+        &[
+            ("policies/project.yaml", PROJECT_POLICY),
+            (
+                "policies/tag.yaml",
+                "entity: tag\nrules:\n  - roles: [member]\n    allow: [read]\n",
+            ),
+        ],
+    );
+    let w = only(&d, "transition-never-allowed");
+    assert_eq!(w.severity, Severity::Warning);
+    at(w, "workflows/project.yaml", 12, 3);
+    assert!(w.message.contains("`close`"), "{w}");
+    assert_eq!(
+        hint(w),
+        "allow `transition.close` to some roles in policies/project.yaml"
+    );
+    assert_eq!(d.len(), 1, "{d:#?}");
+
+    // `*` allows every transition.
+    let d = wf_diags(
+        &wf,
+        &[
+            (
+                "policies/project.yaml",
+                "entity: project\nrules:\n  - roles: [admin]\n    allow: ['*']\n",
+            ),
+            (
+                "policies/tag.yaml",
+                "entity: tag\nrules:\n  - roles: [member]\n    allow: [read]\n",
+            ),
+        ],
+    );
+    assert!(d.is_empty(), "{d:#?}");
+    // Without policy files, everyone may fire everything: no warning.
+    assert!(wf_diags(&wf, &[]).is_empty());
+}
+
+#[test]
+fn policy_actions_name_existing_transitions() {
+    let d = wf_diags(
+        &format!("{WF_HEAD}{WF_MOVES}"),
+        &[
+            (
+                "policies/project.yaml",
+                "entity: project\nrules:\n  - roles: [member]\n    allow: [read, transition.publsh, transition.close]\n",
+            ),
+            (
+                "policies/tag.yaml",
+                "entity: tag\nrules:\n  - roles: [member]\n    allow: [read, transition.archive]\n",
+            ),
+        ],
+    );
+    let unknown: Vec<&Diagnostic> = d
+        .iter()
+        .filter(|d| d.code == "unknown-transition")
+        .collect();
+    assert_eq!(unknown.len(), 2, "{d:#?}");
+    at(unknown[0], "policies/project.yaml", 4, 19);
+    assert!(
+        unknown[0].message.contains("no transition `publsh`"),
+        "{}",
+        unknown[0]
+    );
+    assert_eq!(hint(unknown[0]), "did you mean `transition.publish`?");
+    at(unknown[1], "policies/tag.yaml", 4, 19);
+    assert!(
+        unknown[1].message.contains("`tag` has no workflow"),
+        "{}",
+        unknown[1]
+    );
+    assert_eq!(
+        hint(unknown[1]),
+        "add workflows/tag.yaml, or remove `transition.archive`"
+    );
+
+    // A workflow without transitions: the hint says so (not an empty list).
+    let d = diags(&[
+        (
+            "models/note.yaml",
+            "entity: note\nfields:\n  status: { type: enum, values: [kept] }\n",
+        ),
+        (
+            "workflows/note.yaml",
+            "entity: note\nfield: status\ninitial: kept\nstates:\n  kept: { final: true }\ntransitions: {}\n",
+        ),
+        (
+            "policies/note.yaml",
+            "entity: note\nrules:\n  - roles: [member]\n    allow: [read, transition.archive]\n",
+        ),
+    ]);
+    let unknown = only(&d, "unknown-transition");
+    at(unknown, "policies/note.yaml", 4, 19);
+    assert_eq!(
+        hint(unknown),
+        "workflows/note.yaml has no transitions; add `archive` under `transitions:` there, or remove `transition.archive`"
+    );
+    assert_eq!(d.len(), 1, "{d:#?}");
+}
+
+/// A workflow whose `publish` (with an input `reason`) ends with `body` (`require:`,
+/// `set:`, …), which starts on line 17.
+fn publish_with(body: &str) -> String {
+    format!(
+        "{WF_HEAD}  close:\n    from: [draft, open]\n    to: closed\n  publish:\n    from: draft\n    to: open\n    input:\n      reason: text\n{body}"
+    )
+}
+
+#[test]
+fn names_in_guards_are_checked() {
+    // The guards' texts are on lines 18 and 20.
+    let wf = publish_with(
+        "    require:\n      - check: \"record.budgte > 0 and input.reson and user.rols\"\n        message: Not yet\n      - check: \"recod.budget > 0\"\n        message: Not yet\n",
+    );
+    let d = wf_diags(&wf, &[]);
+    let names: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-name").collect();
+    assert_eq!(names.len(), 4, "{d:#?}");
+    // One diagnostic per unknown name, at the guard's text (minijinja reports names
+    // without positions).
+    let messages: Vec<(&str, &str)> = names
+        .iter()
+        .map(|d| (d.message.as_str(), hint(d)))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "`input.reson` is not an input field of this transition",
+                "did you mean `reason`?"
+            ),
+            (
+                "`record.budgte` is not a field of the record",
+                "did you mean `budget`?"
+            ),
+            (
+                "`user.rols` is not a claim of the caller (declare others in `auth.claims`)",
+                "did you mean `roles`?"
+            ),
+            (
+                "`recod` is not a variable here",
+                "did you mean `record`? (the variables are `record`, `user`, `input`, `now`)"
+            ),
+        ]
+    );
+    for d in &names[..3] {
+        at(d, "workflows/project.yaml", 18, 16);
+    }
+    at(names[3], "workflows/project.yaml", 20, 16);
+}
+
+#[test]
+fn names_in_set_are_checked() {
+    let wf = publish_with(
+        "    set: { title: input.reasn, budget: record.budgte, priority: user.level }\n",
+    );
+    let d = wf_diags(&wf, &[]);
+    let names: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-name").collect();
+    assert_eq!(names.len(), 3, "{d:#?}");
+    at(names[0], "workflows/project.yaml", 17, 19);
+    assert_eq!(
+        names[0].message,
+        "`input.reasn`: there is no input field `reasn`"
+    );
+    assert_eq!(hint(names[0]), "did you mean `reason`?");
+    at(names[1], "workflows/project.yaml", 17, 40);
+    assert_eq!(hint(names[1]), "did you mean `budget`?");
+    at(names[2], "workflows/project.yaml", 17, 65);
+    assert!(names[2].message.contains("`user.level`"), "{}", names[2]);
+    assert!(hint(names[2]).contains("`id`, `roles`"), "{}", names[2]);
+
+    // An input name in a transition without input.
+    let wf = format!("{WF_HEAD}{WF_MOVES}").replace(
+        "    to: open\n",
+        "    to: open\n    set: { title: input.title }\n",
+    );
+    let d = wf_diags(&wf, &[]);
+    let n = only(&d, "unknown-name");
+    at(n, "workflows/project.yaml", 12, 19);
+    assert_eq!(hint(n), "the transition declares no `input` fields");
+}
+
+#[test]
+fn misspelt_filters_and_tests() {
+    let wf = publish_with(
+        "    require:\n      - check: \"input.reason | lenght > 3 and record.budget is not nonee\"\n        message: Explain why\n",
+    );
+    let d = wf_diags(&wf, &[]);
+    let calls: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-callable").collect();
+    assert_eq!(calls.len(), 2, "{d:#?}");
+    at(calls[0], "workflows/project.yaml", 18, 16);
+    assert_eq!(calls[0].message, "there is no filter `lenght`");
+    assert_eq!(hint(calls[0]), "did you mean `length`?");
+    assert_eq!(calls[1].message, "there is no test `nonee`");
+    assert_eq!(hint(calls[1]), "did you mean `none`?");
+}
+
+#[test]
+fn invalid_guard_expressions() {
+    let wf = publish_with(
+        "    require:\n      - check: \"record.budget >\"\n        message: Set a budget\n    set: { priority: { expr: \"record.priority +\" } }\n",
+    );
+    let d = wf_diags(&wf, &[]);
+    let bad: Vec<&Diagnostic> = d
+        .iter()
+        .filter(|d| d.code == "invalid-expression")
+        .collect();
+    assert_eq!(bad.len(), 2, "{d:#?}");
+    at(bad[0], "workflows/project.yaml", 18, 16);
+    assert!(
+        bad[0]
+            .message
+            .starts_with("a guard is not a valid expression"),
+        "{}",
+        bad[0]
+    );
+    assert!(hint(bad[0]).contains("record.budget > 0"), "{}", bad[0]);
+    at(bad[1], "workflows/project.yaml", 20, 22);
+    assert!(
+        bad[1]
+            .message
+            .starts_with("a `set` expression is not a valid expression"),
+        "{}",
+        bad[1]
+    );
+}
+
+#[test]
+fn webhook_endpoints_come_from_the_settings() {
+    let wf = publish_with("    after_commit:\n      - webhook: { endpoint: opps }\n");
+    let settings = (
+        "trellis.yaml",
+        "webhooks: { ops: { url: \"http://127.0.0.1:9/hook\" } }\n",
+    );
+    let d = wf_diags(&wf, &[settings]);
+    let e = only(&d, "unknown-endpoint");
+    at(e, "workflows/project.yaml", 18, 30);
+    assert_eq!(
+        e.message,
+        "there is no webhook endpoint `opps` in trellis.yaml"
+    );
+    assert_eq!(hint(e), "did you mean `ops`?");
+    assert_eq!(d.len(), 1, "{d:#?}");
+
+    // No endpoints at all: the hint shows how to declare one.
+    let d = wf_diags(&wf, &[]);
+    let e = only(&d, "unknown-endpoint");
+    assert!(hint(e).starts_with("add `webhooks: { opps: { url:"), "{e}");
+    assert!(hint(e).contains("to trellis.yaml"), "{e}");
+}
+
+#[test]
+fn set_cannot_write_the_state_or_derived_fields() {
+    let wf = publish_with("    set: { status: closed, tags: x, version: 3, titel: x }\n");
+    let d = wf_diags(&wf, &[]);
+    let state = only(&d, "set-state-field");
+    at(state, "workflows/project.yaml", 17, 12);
+    assert!(state.message.contains("sets it to `open`"), "{state}");
+    assert_eq!(hint(state), "remove it from `set`");
+    let bad: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "bad-set-field").collect();
+    assert_eq!(bad.len(), 2, "{d:#?}");
+    at(bad[0], "workflows/project.yaml", 17, 28);
+    assert_eq!(bad[0].message, "`set` cannot assign the many field `tags`");
+    assert!(
+        hint(bad[0]).contains("change `tags` with a PATCH"),
+        "{}",
+        bad[0]
+    );
+    at(bad[1], "workflows/project.yaml", 17, 37);
+    assert_eq!(
+        bad[1].message,
+        "`version` is kept by Trellis and cannot be set"
+    );
+    assert!(
+        hint(bad[1]).starts_with("remove it from `set`"),
+        "{}",
+        bad[1]
+    );
+    // A system field is reported once, as such; a misspelt field gets a settable
+    // suggestion.
+    let unknown = only(&d, "unknown-field");
+    at(unknown, "workflows/project.yaml", 17, 49);
+    assert_eq!(hint(unknown), "did you mean `title`?");
+    assert_eq!(d.len(), 4, "{d:#?}");
+}
+
+#[test]
+fn set_constants_must_fit_the_field() {
+    let wf =
+        publish_with("    set: { priority: high, title: now, budget: { value: \"12.5x\" } }\n");
+    let d = all_diags(&[PROJECT, TAG, ("workflows/project.yaml", &wf)]);
+    let bad: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "invalid-value").collect();
+    assert_eq!(bad.len(), 3, "{d:#?}");
+    at(bad[0], "workflows/project.yaml", 17, 22);
+    assert!(
+        bad[0]
+            .message
+            .starts_with("`priority` cannot be set to \"high\""),
+        "{}",
+        bad[0]
+    );
+    assert!(bad[0].message.contains("whole number"), "{}", bad[0]);
+    assert!(hint(bad[0]).contains("`{ expr: … }`"), "{}", bad[0]);
+    at(bad[1], "workflows/project.yaml", 17, 35);
+    assert_eq!(
+        bad[1].message,
+        "`now` is a time, but `title` is a string field"
+    );
+    assert_eq!(hint(bad[1]), "set `now` on a datetime or date field");
+    assert!(
+        bad[2]
+            .message
+            .starts_with("`budget` cannot be set to \"12.5x\""),
+        "{}",
+        bad[2]
+    );
+}
+
+#[test]
+fn where_guards_are_checked_against_the_model() {
+    let wf = publish_with(
+        "    require:\n      - where: budget > 0 and titel = 'x'\n        message: Not yet\n      - where: tags has\n        message: Tags\n",
+    );
+    let d = all_diags(&[PROJECT, TAG, ("workflows/project.yaml", &wf)]);
+    let conds: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "invalid-condition").collect();
+    assert_eq!(conds.len(), 2, "{d:#?}");
+    // The column of the unknown name inside the condition.
+    at(conds[0], "workflows/project.yaml", 18, 31);
+    assert!(
+        conds[0].message.contains("no field `titel`"),
+        "{}",
+        conds[0]
+    );
+    assert_eq!(hint(conds[0]), "did you mean `title`?");
+    assert_eq!(conds[1].line, 20, "{}", conds[1]);
+    assert!(
+        conds[1]
+            .message
+            .starts_with("the guard `tags has` cannot be read"),
+        "{}",
+        conds[1]
+    );
+}
+
+#[test]
+fn write_rules_on_the_state_field_warn() {
+    let d = wf_diags(
+        &format!("{WF_HEAD}{WF_MOVES}"),
+        &[(
+            "policies/project.yaml",
+            "entity: project\nrules:\n  - roles: [admin]\n    allow: ['*']\nfields:\n  title: { write: { roles: [admin] } }\n  status: { write: { roles: [admin] } }\n",
+        )],
+    );
+    let w = only(&d, "state-field-write-rule");
+    assert_eq!(w.severity, Severity::Warning);
+    at(w, "policies/project.yaml", 7, 20);
+    assert!(
+        w.message
+            .contains("kept by the workflow in workflows/project.yaml"),
+        "{w}"
+    );
+    assert!(hint(w).contains("`transition.<name>`"), "{w}");
+}
+
+#[test]
+fn a_transition_without_to() {
+    let wf = format!("{WF_HEAD}{WF_MOVES}  stop:\n    from: open\n");
+    let d = wf_diags(&wf, &[]);
+    let e = only(&d, "missing-key");
+    // At the transition's name, not at its first key.
+    at(e, "workflows/project.yaml", 15, 3);
+    assert_eq!(e.message, "the transition `stop` has no `to:`");
+    assert_eq!(hint(e), "add the state it leads to, e.g. `to: open`");
+}
+
+#[test]
+fn every_problem_of_a_broken_workflow_at_once() {
+    let wf = "entity: project\nfield: status\ninitial: draft\nstates:\n  draft: {}\n  open: {}\n  closed: { final: true }\ntransitions:\n  publish:\n    from: draft\n    to: opne\n    require:\n      - check: \"record.budgte > 0\"\n        message: Set a budget\n    set: { status: open }\n    after_commit:\n      - webhook: { endpoint: crm }\n  close:\n    from: [open, closed]\n    to: closed\n  stop:\n    from: draft\n";
+    let d = wf_diags(wf, &[]);
+    let found: Vec<(u32, &str)> = d.iter().map(|d| (d.line, d.code)).collect();
+    assert_eq!(
+        found,
+        [
+            (11, "unknown-state"),
+            (13, "unknown-name"),
+            (15, "set-state-field"),
+            (17, "unknown-endpoint"),
+            (19, "from-final-state"),
+            (21, "missing-key"),
+        ],
+        "{d:#?}"
+    );
+    assert!(d.iter().all(|d| d.file == "workflows/project.yaml"));
+}

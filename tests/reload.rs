@@ -107,3 +107,138 @@ async fn reloads_follow_the_files(db: Db) {
 }
 
 both!(reloads_follow_the_files);
+
+const STATUS_TASK: &str = "entity: task\nfields:\n  title: { type: string, required: true }\n  status: { type: enum, values: [todo, doing, done], default: todo }\n";
+
+const TASK_WORKFLOW: &str = "entity: task\nfield: status\ninitial: todo\nstates:\n  todo: {}\n  doing: {}\n  done: { final: true }\ntransitions:\n  start:\n    from: todo\n    to: doing\n  finish:\n    from: doing\n    to: done\n";
+
+async fn workflows_come_and_go_with_their_files(db: Db) {
+    let dir = common::project(&[("models/task.yaml", STATUS_TASK)]);
+    let app = TestApp::for_dir(db, dir.path()).await;
+    let secret = |_: &str| Some(TEST_SECRET.to_string());
+    let id = app.create("tasks", json!({ "title": "Write docs" })).await;
+    let path = format!("/api/tasks/{id}");
+
+    // Without a workflow, `status` is an ordinary field and there are no transitions.
+    let res = app.patch(&path, json!({ "status": "doing" }), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = app.patch(&path, json!({ "status": "todo" }), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = app
+        .post(&format!("{path}/transitions/start"), json!({}))
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
+
+    // The workflow appears: transitions work, the state field is the workflow's.
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(dir.path().join("workflows/task.yaml"), TASK_WORKFLOW).unwrap();
+    assert!(reload(dir.path(), &app.state, &secret).await);
+    let status = app.get("/_/status").await;
+    assert_eq!(status.body["last_result"], "ok");
+    assert_eq!(status.body["generation"], 2);
+    let res = app
+        .post(&format!("{path}/transitions/start"), json!({}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "doing");
+    let res = app.patch(&path, json!({ "status": "done" }), &[]).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(
+        res.error_for("/status").contains("kept by the workflow"),
+        "{}",
+        res.body
+    );
+    let res = app
+        .post("/api/tasks", json!({ "title": "New", "status": "done" }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    let fresh = app.create("tasks", json!({ "title": "New" })).await;
+    assert_eq!(
+        app.get(&format!("/api/tasks/{fresh}")).await.body["status"],
+        "todo"
+    );
+    let options = app.get(&format!("{path}/transitions")).await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    assert_eq!(options.body["state"], "doing");
+    let names: Vec<&str> = options.body["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["finish"]);
+
+    // A broken workflow (a state that does not exist): refused, the last good
+    // definitions keep serving, and the status says where.
+    std::fs::write(
+        dir.path().join("workflows/task.yaml"),
+        TASK_WORKFLOW.replace("    to: done\n", "    to: dnoe\n"),
+    )
+    .unwrap();
+    assert!(!reload(dir.path(), &app.state, &secret).await);
+    let status = app.get("/_/status").await;
+    assert_eq!(status.body["last_result"], "failed");
+    assert_eq!(status.body["generation"], 2);
+    let problems = status.body["diagnostics"].as_array().unwrap();
+    let d = problems
+        .iter()
+        .find(|d| d["severity"] == "error")
+        .unwrap_or_else(|| panic!("no error in {problems:?}"));
+    assert_eq!(d["code"], "unknown-state");
+    assert_eq!(d["file"], "workflows/task.yaml");
+    assert_eq!(d["line"], 14);
+    assert_eq!(d["column"], 9);
+    assert_eq!(d["hint"], "did you mean `done`?");
+    let res = app.patch(&path, json!({ "status": "done" }), &[]).await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the workflow still guards the field: {}",
+        res.body
+    );
+    let res = app
+        .post(&format!("{path}/transitions/finish"), json!({}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "done");
+
+    // Fixed (and `done` may now be reopened): served again.
+    std::fs::write(
+        dir.path().join("workflows/task.yaml"),
+        TASK_WORKFLOW.replace("  done: { final: true }\n", "  done: {}\n")
+            + "  reopen:\n    from: done\n    to: todo\n",
+    )
+    .unwrap();
+    assert!(reload(dir.path(), &app.state, &secret).await);
+    let status = app.get("/_/status").await;
+    assert_eq!(status.body["last_result"], "ok");
+    assert_eq!(status.body["generation"], 3);
+    let res = app
+        .post(&format!("{path}/transitions/reopen"), json!({}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "todo");
+    let history = app.get(&format!("{path}/history")).await;
+    let moves: Vec<(&str, &str, &str)> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["transition"].as_str().unwrap(),
+                h["from"].as_str().unwrap(),
+                h["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("start", "todo", "doing"),
+            ("finish", "doing", "done"),
+            ("reopen", "done", "todo")
+        ]
+    );
+}
+
+both!(workflows_come_and_go_with_their_files);

@@ -663,11 +663,233 @@ async fn batch_transitions_and_the_change_log(db: Db) {
     );
 }
 
+/// The helpdesk example's ticket workflow: customers open tickets and may reopen
+/// their own solved ones; agents take, park, resume, solve and close them.
+async fn helpdesk_ticket_lifecycle(db: Db) {
+    let app = TestApp::for_dir(db, &common::repo_root().join("examples/helpdesk")).await;
+    let al_id = app
+        .seed(
+            "agents",
+            json!({ "display_name": "Al", "email": "al@help.example" }),
+        )
+        .await;
+    let cy_id = app
+        .seed(
+            "customers",
+            json!({ "name": "Cy", "email": "cy@example.com" }),
+        )
+        .await;
+    let di_id = app
+        .seed(
+            "customers",
+            json!({ "name": "Di", "email": "di@example.com" }),
+        )
+        .await;
+    let al = app.as_user(&app.token(&al_id, &["agent"]));
+    let cy = app.as_user(&app.token(&cy_id, &["customer"]));
+    let di = app.as_user(&app.token(&di_id, &["customer"]));
+
+    // The customer opens a ticket; it starts `new`, whatever the body says.
+    let body = json!({ "subject": "Charged twice", "body": "Twice in March", "customer": cy_id });
+    let res = cy
+        .post("/api/tickets", json!({ "subject": "Charged twice", "body": "Twice", "customer": cy_id, "status": "solved" }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(res.error_for("/status").contains("kept by the workflow"));
+    let id = cy.create("tickets", body).await;
+    let path = format!("/api/tickets/{id}");
+    let fire = |who: &TestAppRouter, name: &str, input: Value| {
+        let who = who.clone();
+        let url = format!("{path}/transitions/{name}");
+        async move { who.post(&url, input).await }
+    };
+    let ticket = cy.get(&path).await;
+    assert_eq!(ticket.body["status"], "new");
+    assert_eq!(ticket.body["assignee"], Value::Null);
+
+    // `open` assigns the caller, so an agent needs an agent record: without one the
+    // reference is refused like in any write (not a server error), and nothing moves.
+    let ghost_id = "0190a000-0000-7000-8000-000000000001";
+    let ghost = app.as_user(&app.token(ghost_id, &["agent"]));
+    let res = fire(&ghost, "open", json!({})).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(
+        res.error_for("/assignee"),
+        format!("there is no agent with id {ghost_id}")
+    );
+    assert_eq!(cy.get(&path).await.body["status"], "new");
+    assert_eq!(
+        al.get(&format!("{path}/history")).await.body["items"],
+        json!([])
+    );
+    // The customer may not take their own ticket; the agent takes it and is assigned.
+    let res = fire(&cy, "open", json!({})).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = fire(&al, "open", json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "open");
+    assert_eq!(res.body["assignee"], al_id.as_str());
+    // Once open, the customer no longer edits it.
+    let res = cy
+        .patch(&path, json!({ "subject": "Charged three times" }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+
+    // Waiting for the customer, and back; the customer cannot resume it.
+    let res = fire(&al, "wait_for_customer", json!({})).await;
+    assert_eq!(res.body["status"], "pending", "{}", res.body);
+    let res = fire(&cy, "resume", json!({})).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = fire(&al, "resume", json!({})).await;
+    assert_eq!(res.body["status"], "open", "{}", res.body);
+
+    // Solving needs a resolution, and an assignee.
+    let res = fire(&al, "solve", json!({})).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.pointers(), ["/resolution"]);
+    let res = al.patch(&path, json!({ "assignee": null }), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let options = al.get(&format!("{path}/transitions")).await;
+    let solve = transition(&options.body, "solve").expect("solve is listed");
+    assert_eq!(solve["allowed"], false);
+    assert_eq!(
+        solve["reasons"],
+        json!(["Assign the ticket to an agent before solving it"])
+    );
+    let res = fire(&al, "solve", json!({ "resolution": "Refunded" })).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(
+        res.body["reasons"],
+        json!(["Assign the ticket to an agent before solving it"])
+    );
+    al.patch(&path, json!({ "assignee": al_id }), &[]).await;
+    let res = fire(
+        &al,
+        "solve",
+        json!({ "resolution": "Refunded the second charge" }),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "solved");
+    assert_eq!(res.body["resolution"], "Refunded the second charge");
+    assert!(res.body["solved_at"].is_string(), "{}", res.body);
+    // The resolution is the workflow's to write.
+    let res = al
+        .patch(&path, json!({ "resolution": "Something else" }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(
+        res.error_for("/resolution"),
+        "`resolution` cannot be written"
+    );
+
+    // Another customer does not see it; its customer reopens it.
+    let res = fire(&di, "reopen", json!({})).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
+    let options = cy.get(&format!("{path}/transitions")).await;
+    assert_eq!(options.status, StatusCode::OK, "{}", options.body);
+    let allowed: Vec<(&str, bool)> = options.body["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["allowed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(allowed, [("reopen", true), ("close", false)]);
+    let res = fire(&cy, "reopen", json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "open");
+    assert_eq!(res.body["solved_at"], Value::Null, "reopening clears it");
+    assert_eq!(res.body["resolution"], "Refunded the second charge");
+
+    // Solved again and closed by the agent: closed is final.
+    fire(&al, "solve", json!({ "resolution": "Refunded, for real" })).await;
+    let res = fire(&cy, "close", json!({})).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    let res = fire(&al, "close", json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["status"], "closed");
+    let res = fire(&cy, "reopen", json!({})).await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert_eq!(res.body["possible"], json!([]));
+
+    let history = al.get(&format!("{path}/history")).await;
+    let moves: Vec<(&str, &str)> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["transition"].as_str().unwrap(),
+                h["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("open", al_id.as_str()),
+            ("wait_for_customer", al_id.as_str()),
+            ("resume", al_id.as_str()),
+            ("solve", al_id.as_str()),
+            ("reopen", cy_id.as_str()),
+            ("solve", al_id.as_str()),
+            ("close", al_id.as_str()),
+        ]
+    );
+}
+
+/// `set:` values that break a unique or reference constraint are refused like the
+/// same values in an update (409, 422), and the transition does not happen.
+async fn set_values_that_break_constraints(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            ("models/member.yaml", "entity: member\nfields:\n  name: string\n"),
+            (
+                "models/badge.yaml",
+                "entity: badge\nfields:\n  code: { type: string, unique: true }\n  holder: { type: ref, to: member }\n  status: { type: enum, values: [blank, issued] }\n",
+            ),
+            (
+                "workflows/badge.yaml",
+                "entity: badge\nfield: status\ninitial: blank\nstates:\n  blank: {}\n  issued: { final: true }\ntransitions:\n  issue:\n    from: blank\n    to: issued\n    input:\n      code: { type: string, required: true }\n      holder: { type: ref, to: member }\n    set: { code: input.code, holder: input.holder }\n",
+            ),
+        ],
+    )
+    .await;
+    let ann = app.create("members", json!({ "name": "Ann" })).await;
+    let first = app.create("badges", json!({})).await;
+    let second = app.create("badges", json!({})).await;
+    let issue = |id: &str| format!("/api/badges/{id}/transitions/issue");
+    let res = app
+        .post(&issue(&first), json!({ "code": "A-1", "holder": ann }))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+
+    let res = app.post(&issue(&second), json!({ "code": "A-1" })).await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert_eq!(res.body["type"], "https://trellis.dev/problems/unique");
+    let missing = "0190a000-0000-7000-8000-000000000002";
+    let res = app
+        .post(&issue(&second), json!({ "code": "B-2", "holder": missing }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(
+        res.error_for("/holder"),
+        format!("there is no member with id {missing}")
+    );
+    let badge = app.get(&format!("/api/badges/{second}")).await;
+    assert_eq!(badge.body["status"], "blank");
+    assert_eq!(badge.body["code"], Value::Null);
+    assert_eq!(app.rows("_trellis_history").await, 1);
+}
+
 both!(
     project_lifecycle,
     application_workflow,
     concurrent_transitions_have_one_winner,
     batch_transitions_and_the_change_log,
+    helpdesk_ticket_lifecycle,
+    set_values_that_break_constraints,
 );
 
 /// `trellis diagram`: every transition with who may fire it and its guards.

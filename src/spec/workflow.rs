@@ -323,7 +323,7 @@ fn parse_transition(sink: &mut Sink<'_>, name: Named, node: &Node) -> Option<Tra
     let from = match get(tm, "from") {
         None => {
             sink.error_hint(
-                node.pos,
+                name.pos,
                 "missing-key",
                 format!("the transition `{}` has no `from:`", name.name),
                 "add the state(s) it leaves from, e.g. `from: draft`, `from: [open, in_review]` or `from: \"*\"`",
@@ -336,7 +336,7 @@ fn parse_transition(sink: &mut Sink<'_>, name: Named, node: &Node) -> Option<Tra
     let to = match get(tm, "to") {
         None => {
             sink.error_hint(
-                node.pos,
+                name.pos,
                 "missing-key",
                 format!("the transition `{}` has no `to:`", name.name),
                 "add the state it leads to, e.g. `to: open`",
@@ -707,13 +707,31 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
             .state(&wf.initial.name)
             .is_some_and(|s| s.is_final && wf.states.len() > 1)
         {
-            sink.error(
+            let open: Vec<&str> = wf
+                .states
+                .iter()
+                .filter(|s| !s.is_final)
+                .map(|s| s.name.name.as_str())
+                .collect();
+            sink.error_hint(
                 wf.initial.pos,
                 "final-initial",
                 format!(
                     "the initial state `{}` is final, so nothing can ever happen",
                     wf.initial.name
                 ),
+                if open.is_empty() {
+                    format!(
+                        "drop `final: true` from `{}`, or add a state that is not final to start in",
+                        wf.initial.name
+                    )
+                } else {
+                    format!(
+                        "start in a state that is not final ({}), or drop `final: true` from `{}`",
+                        list(&open),
+                        wf.initial.name
+                    )
+                },
             );
         }
         let mut edges: Vec<(String, String)> = Vec::new();
@@ -766,7 +784,13 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
             check_transition(&mut sink, spec, wf, model, t);
         }
         // Reachability from the initial state, and a way out of every non-final state.
-        if initial_ok {
+        // A misspelt `to` (reported above) leaves the graph incomplete: the states it
+        // was meant to reach would all be reported too.
+        let targets_known = wf
+            .transitions
+            .iter()
+            .all(|t| wf.state(&t.to.name).is_some());
+        if initial_ok && targets_known {
             let mut reached: BTreeSet<&str> = BTreeSet::from([wf.initial.name.as_str()]);
             let mut queue = VecDeque::from([wf.initial.name.as_str()]);
             while let Some(s) = queue.pop_front() {
@@ -794,9 +818,11 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
             }
         }
         for s in &wf.states {
-            let leaves = edges
+            // A transition whose `to` is unknown still leaves (that is reported above).
+            let leaves = wf
+                .transitions
                 .iter()
-                .any(|(a, b)| *a == s.name.name && *b != s.name.name);
+                .any(|t| t.to.name != s.name.name && wf.from_states(t).contains(&s.name.name));
             if !s.is_final && !leaves {
                 sink.error_hint(
                     s.name.pos,
@@ -877,6 +903,10 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
                             ),
                             match did_you_mean(t, names.iter().copied()) {
                                 Some(best) => format!("did you mean `transition.{best}`?"),
+                                None if names.is_empty() => format!(
+                                    "{} has no transitions; add `{t}` under `transitions:` there, or remove `{}`",
+                                    wf.file, a.name
+                                ),
                                 None => format!("its transitions: {}", list(&names)),
                             },
                         );
@@ -946,8 +976,16 @@ fn check_transition(
             check_expression(sink, expr, *pos, &names, &GUARD_VARIABLES, "a guard");
         }
     }
+    let settable: Vec<&str> = model
+        .fields
+        .iter()
+        .filter(|f| f.ty.has_column() && f.name != wf.field.name)
+        .map(|f| f.name.as_str())
+        .collect();
     for a in &t.set {
         match model.field(&a.field.name) {
+            // `id`, `version`, …: not model fields, and reported just below.
+            None if SYSTEM_FIELDS.contains(&a.field.name.as_str()) => {}
             None => sink.error_hint(
                 a.field.pos,
                 "unknown-field",
@@ -955,7 +993,7 @@ fn check_transition(
                     "`set` names `{}`, which is not a field of `{}`",
                     a.field.name, wf.entity.name
                 ),
-                suggest(&a.field.name, &record_fields),
+                suggest(&a.field.name, &settable),
             ),
             Some(_) if a.field.name == wf.field.name => sink.error_hint(
                 a.field.pos,
@@ -966,18 +1004,27 @@ fn check_transition(
                 ),
                 "remove it from `set`",
             ),
-            Some(f) if !f.ty.has_column() => sink.error(
+            Some(f) if !f.ty.has_column() => sink.error_hint(
                 a.field.pos,
                 "bad-set-field",
                 format!("`set` cannot assign the {} field `{}`", f.ty.name(), f.name),
+                format!(
+                    "`set` writes the record's own columns ({}); change `{}` with a PATCH",
+                    list(&settable),
+                    f.name
+                ),
             ),
             Some(_) => {}
         }
         if SYSTEM_FIELDS.contains(&a.field.name.as_str()) {
-            sink.error(
+            sink.error_hint(
                 a.field.pos,
                 "bad-set-field",
                 format!("`{}` is kept by Trellis and cannot be set", a.field.name),
+                format!(
+                    "remove it from `set`; Trellis maintains {} itself",
+                    list(&SYSTEM_FIELDS)
+                ),
             );
         }
         let (what, name, known): (&str, &str, &[&str]) = match &a.value {

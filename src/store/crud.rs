@@ -844,7 +844,7 @@ impl Store {
     }
 
     /// Turns a failed write into a precise error: which unique fields, which missing targets.
-    async fn explain_write_error(
+    pub(crate) async fn explain_write_error(
         &self,
         _engine: &Engine,
         e: &Entity,

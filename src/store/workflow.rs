@@ -189,6 +189,8 @@ impl Store {
         let now = input::now();
         let input_json = Value::Object(fire.input.clone()).to_string();
         let actor = who.id.clone();
+        // What `set:` writes, to explain a constraint the update breaks.
+        let mut written = input::Input { values: Vec::new() };
 
         let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = current.build_sqlx(qb());
@@ -263,6 +265,7 @@ impl Store {
                     return Ok(Err(err));
                 }
             };
+            written.values = cells.clone();
             // The compare-and-set: state, version, permission and guards in one statement.
             let mut q = Query::update();
             q.table(e.name.clone())
@@ -340,7 +343,15 @@ impl Store {
             tx.commit().await?;
             Ok(Ok(after))
         })}.await;
-        let rec = result??;
+        let rec = match result {
+            Ok(inner) => inner?,
+            // A `set:` value that breaks a unique or reference constraint: 409 / 422 as
+            // for an update, not a 500.
+            Err(err) if err.as_database_error().is_some() => {
+                return Err(self.explain_write_error(engine, e, &written, &err).await);
+            }
+            Err(err) => return Err(err.into()),
+        };
         self.as_seen_by(engine, e, rec, who).await
     }
 
