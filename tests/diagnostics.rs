@@ -292,7 +292,7 @@ fn invalid_regex_patterns() {
         "entity: task\nfields:\n  code: { type: string, pattern: '([A-Z' }\n",
     )]);
     let p = only(&d, "invalid-pattern");
-    at(p, "models/task.yaml", 3, 34);
+    at(p, "models/task.yaml", 3, 35);
     assert!(p.message.contains("not a valid regular expression"));
 }
 
@@ -911,9 +911,9 @@ fn names_in_guards_are_checked() {
         ]
     );
     for d in &names[..3] {
-        at(d, "workflows/project.yaml", 18, 16);
+        at(d, "workflows/project.yaml", 18, 17);
     }
-    at(names[3], "workflows/project.yaml", 20, 16);
+    at(names[3], "workflows/project.yaml", 20, 17);
 }
 
 #[test]
@@ -955,7 +955,7 @@ fn misspelt_filters_and_tests() {
     let d = wf_diags(&wf, &[]);
     let calls: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "unknown-callable").collect();
     assert_eq!(calls.len(), 2, "{d:#?}");
-    at(calls[0], "workflows/project.yaml", 18, 16);
+    at(calls[0], "workflows/project.yaml", 18, 17);
     assert_eq!(calls[0].message, "there is no filter `lenght`");
     assert_eq!(hint(calls[0]), "did you mean `length`?");
     assert_eq!(calls[1].message, "there is no test `nonee`");
@@ -973,7 +973,7 @@ fn invalid_guard_expressions() {
         .filter(|d| d.code == "invalid-expression")
         .collect();
     assert_eq!(bad.len(), 2, "{d:#?}");
-    at(bad[0], "workflows/project.yaml", 18, 16);
+    at(bad[0], "workflows/project.yaml", 18, 17);
     assert!(
         bad[0]
             .message
@@ -1158,4 +1158,20 @@ fn every_problem_of_a_broken_workflow_at_once() {
         "{d:#?}"
     );
     assert!(d.iter().all(|d| d.file == "workflows/project.yaml"));
+}
+
+/// A condition written in quotes is reported at the name inside them, not at the quote.
+#[test]
+fn quoted_conditions_point_inside_the_quotes() {
+    let d = all_diags(&[
+        ORG,
+        (
+            "policies/organization.yaml",
+            "entity: organization\nrules:\n  - name: Mine\n    roles: [member]\n    allow: [read]\n    where: \"nmae = 'x'\"\n",
+        ),
+    ]);
+    let c = only(&d, "invalid-condition");
+    // `    where: "` is 12 characters: the name starts in column 13.
+    at(c, "policies/organization.yaml", 6, 13);
+    assert_eq!(c.hint.as_deref(), Some("did you mean `name`?"));
 }

@@ -308,13 +308,20 @@ async fn removed_enum_values(db: Db) {
     let out = ok(&migrate(dir, &p.url, &["plan", "--name", "no medium"]));
     assert!(out.contains("values removed: medium"), "{out}");
     assert!(
-        out.contains("LOSES DATA: remove `medium` from `task.size`: 2 record(s) hold them and become empty"),
+        out.contains(
+            "LOSES DATA: remove `medium` from `task.size`: 2 record(s) hold them and become empty"
+        ),
         "{out}"
     );
     assert_eq!(migrate(dir, &p.url, &["apply"]).status.code(), Some(1));
     ok(&migrate(dir, &p.url, &["apply", "--allow-destructive"]));
     let port = free_port();
-    let mut server = serve_with(dir.to_str().unwrap(), port, Some(&p.url), &[("TRELLIS_MODE", "production")]);
+    let mut server = serve_with(
+        dir.to_str().unwrap(),
+        port,
+        Some(&p.url),
+        &[("TRELLIS_MODE", "production")],
+    );
     wait_healthy(&mut server, port);
     let (_, body) = http(port, "GET", "/api/tasks?sort=name&fields=name,size", None).unwrap();
     assert_eq!(
@@ -381,8 +388,9 @@ fn the_root_project_migrations_cover_its_models() {
     let (files, problems) = trellis::spec::migration::read_all(&root);
     assert!(problems.is_empty(), "{problems:#?}");
     let last = files.last().expect("migrations/ has the initial migration");
-    let base = trellis::engine::Engine::build(&trellis::spec::migration::load_texts(&last.definitions))
-        .expect("the last migration's definitions build");
+    let base =
+        trellis::engine::Engine::build(&trellis::spec::migration::load_texts(&last.definitions))
+            .expect("the last migration's definitions build");
     let current = trellis::engine::Engine::build(&trellis::spec::load(&root)).expect("engine");
     let steps = trellis::engine::migration::steps(Some(&base), &current);
     assert!(

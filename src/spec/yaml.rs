@@ -133,7 +133,11 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     match serde_saphyr::from_str_with_options::<Node>(text, options) {
-        Ok(node) => Ok(node),
+        Ok(mut node) => {
+            let lines: Vec<&str> = text.lines().collect();
+            skip_quotes(&mut node, &lines);
+            Ok(node)
+        }
         Err(err) => {
             let pos = err
                 .location()
@@ -166,6 +170,24 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
             }
             Err(ParseError { pos, message, code })
         }
+    }
+}
+
+/// A quoted scalar's position is its opening quote; moves it to the first character
+/// inside, so that a column within the text (a condition's) lands on the right
+/// character.
+fn skip_quotes(node: &mut Node, lines: &[&str]) {
+    match &mut node.value {
+        Value::Str(_) => {
+            let line = lines.get(node.pos.line.saturating_sub(1) as usize);
+            let at = line.and_then(|l| l.chars().nth(node.pos.col.saturating_sub(1) as usize));
+            if matches!(at, Some('"' | '\'')) {
+                node.pos.col += 1;
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|n| skip_quotes(n, lines)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, n)| skip_quotes(n, lines)),
+        _ => {}
     }
 }
 
