@@ -64,6 +64,7 @@ pub struct HistoryEntry {
 }
 
 /// Values of `set:` assignments, as cells for the update.
+#[allow(clippy::too_many_arguments)]
 fn assignments(
     wf: &Workflow,
     e: &Entity,
@@ -72,6 +73,7 @@ fn assignments(
     before: &Record,
     given: &Map<String, Value>,
     who: &Principal,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<(usize, Cell)>, Error> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -83,10 +85,11 @@ fn assignments(
                 continue;
             }
             AssignValue::Now => {
+                // The same instant as the record's `updated_at` and the history's `at`.
                 let cell = if field.ty == crate::spec::FieldType::Date {
-                    Cell::Date(chrono::Utc::now().date_naive())
+                    Cell::Date(now.date_naive())
                 } else {
-                    Cell::DateTime(input::now())
+                    Cell::DateTime(now)
                 };
                 out.push((a.field, cell));
                 continue;
@@ -258,7 +261,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(Error::Guards(failed)));
             }
-            let cells = match assignments(wf, e, t, &ctx, &before, fire.input, who) {
+            let cells = match assignments(wf, e, t, &ctx, &before, fire.input, who, now) {
                 Ok(c) => c,
                 Err(err) => {
                     tx.rollback().await?;
