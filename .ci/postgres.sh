@@ -48,6 +48,8 @@ as_pg "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w -t 60 \
 
 export PG_TMP PG_BIN
 export TRELLIS_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+# The outage test starts, stops and restarts a cluster of its own with these.
+export TRELLIS_TEST_PG_BIN="$PG_BIN" TRELLIS_TEST_PG_USER="$PG_USER"
 echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') running on 127.0.0.1:$PG_PORT"
 
 stop_postgres() {

@@ -833,8 +833,10 @@ pub fn document(engine: &Engine) -> Value {
             "get": {
                 "operationId": "health",
                 "summary": "Is the server ready?",
+                "description": "Ready when the database answers a trivial query within 3 s.",
                 "tags": ["System"],
                 "responses": {
+                    "503": problem("The database does not answer; try again later (Retry-After)."),
                     "200": {
                         "description": "Ready.",
                         "content": json_content(json!({

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     match cors {
@@ -141,8 +142,36 @@ fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
     Some(layer.allow_origin(origins))
 }
 
-async fn health() -> Response {
-    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+/// Ready when the database answers: load balancers take an instance out while its
+/// database is unreachable.
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        Err(err) => {
+            tracing::warn!(%err, "health: the database does not answer");
+            problem::unavailable().into_response()
+        }
+    }
+}
+
+/// Every request is answered within this time (a 503 problem otherwise). Streams
+/// (`/events`) are not cut: their response starts at once.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn request_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timeout",
+            format!(
+                "the request took longer than {} s and was abandoned",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn openapi(State(state): State<AppState>) -> Response {

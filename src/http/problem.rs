@@ -106,6 +106,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if let Some(challenge) = self.www_authenticate {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, *challenge);
@@ -123,6 +127,18 @@ pub fn for_caller(err: store::Error, entity: &str, who: &Principal) -> Problem {
         }
         other => from_store(other, entity),
     }
+}
+
+/// The database is down or too slow: 503, try again shortly.
+pub fn unavailable() -> Problem {
+    let mut p = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database-unavailable",
+        "Service unavailable",
+        "the database is not answering right now; try again in a few seconds",
+    );
+    p.extra.push(("retry_after".into(), json!(5)));
+    p
 }
 
 /// What a store error means to a client.
@@ -241,6 +257,10 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                 "Workflow effect failed",
                 why,
             )
+        }
+        other if other.is_unavailable() => {
+            tracing::warn!(error = %other, "database unavailable");
+            unavailable()
         }
         other => {
             tracing::error!(error = %other, "store error");

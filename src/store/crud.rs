@@ -549,7 +549,7 @@ impl Store {
         })}.await;
         let mut rec = match result {
             Ok(inner) => inner?,
-            Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
+            Err(err) => return Err(self.explain_write_error(engine, e, input, err).await),
         };
         fill_links_from_input(e, input, &mut rec);
         self.as_seen_by(engine, e, rec, who).await
@@ -671,7 +671,7 @@ impl Store {
         })}.await;
         let mut rec = match result {
             Ok(inner) => inner?,
-            Err(err) => return Err(self.explain_write_error(engine, e, input, &err).await),
+            Err(err) => return Err(self.explain_write_error(engine, e, input, err).await),
         };
         // Links not written by this change are read back.
         let given: Vec<&str> = input
@@ -849,10 +849,11 @@ impl Store {
         _engine: &Engine,
         e: &Entity,
         input: &Input,
-        err: &sqlx::Error,
+        err: sqlx::Error,
     ) -> Error {
         let Some(db) = err.as_database_error() else {
-            return Error::Database(clone_error(err));
+            // Not a constraint: kept as it is (a lost connection must stay one).
+            return Error::Database(err);
         };
         if db.is_unique_violation() {
             let groups = ddl::unique_groups(e);
@@ -897,7 +898,7 @@ impl Store {
                 return Error::MissingTargets(missing_all);
             }
         }
-        Error::Database(clone_error(err))
+        Error::Database(err)
     }
 
     async fn missing_ids(&self, table: &str, wanted: &[Uuid]) -> Result<Vec<String>, Error> {
@@ -923,11 +924,6 @@ impl Store {
 /// foreign-key one, so the message is checked too.
 fn is_fk_violation(db: &dyn sqlx::error::DatabaseError) -> bool {
     db.is_foreign_key_violation() || db.message().contains("FOREIGN KEY constraint failed")
-}
-
-/// sqlx errors are not `Clone`; keep the message.
-fn clone_error(err: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(err.to_string())
 }
 
 /// Statements that write the `many` fields given in `input`.

@@ -118,16 +118,73 @@ pub struct Holder {
     pub ids: Vec<String>,
 }
 
+/// How long a request waits for a free database connection before it is answered
+/// 503 (a database that is down makes every connection attempt wait this long).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one SQL statement may run on PostgreSQL (`statement_timeout`).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Error {
+    /// Is the database unreachable, or too slow (as opposed to refusing a request)?
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Connect(_) => true,
+            Error::Database(e) => match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                // A connection cut mid-conversation (the server went away).
+                sqlx::Error::Protocol(msg) => {
+                    msg.contains("communicating with database") || msg.contains("EOF")
+                }
+                sqlx::Error::Database(db) => {
+                    // 57014 query_canceled (statement_timeout), 57P01..57P03 shutdown,
+                    // 08xxx connection exceptions; SQLite: busy / locked.
+                    let code = db.code().unwrap_or_default();
+                    code == "57014"
+                        || code.starts_with("57P")
+                        || code.starts_with("08")
+                        || code == "5"
+                        || code == "6"
+                        || code == "517"
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl Store {
+    /// Is the database answering? (`GET /_/health`)
+    pub async fn ping(&self) -> Result<(), Error> {
+        let probe = async {
+            match &self.pool {
+                Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+                Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, probe).await {
+            Ok(r) => r.map_err(Error::Database),
+            Err(_) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
     /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options =
-                PgConnectOptions::from_str(url).map_err(|e| Error::Connect(e.to_string()))?;
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::Connect(e.to_string()))?
+                .options([(
+                    "statement_timeout",
+                    format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+                )]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await

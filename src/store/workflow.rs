@@ -351,7 +351,7 @@ impl Store {
             // A `set:` value that breaks a unique or reference constraint: 409 / 422 as
             // for an update, not a 500.
             Err(err) if err.as_database_error().is_some() => {
-                return Err(self.explain_write_error(engine, e, &written, &err).await);
+                return Err(self.explain_write_error(engine, e, &written, err).await);
             }
             Err(err) => return Err(err.into()),
         };

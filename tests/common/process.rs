@@ -92,3 +92,140 @@ pub fn wait_healthy(server: &mut Server, port: u16) {
     }
     panic!("serve did not become healthy within 60 s");
 }
+
+/// A PostgreSQL cluster of a test's own, which the test may stop and start (the
+/// database outage test). Built with the binaries `.ci/postgres.sh` found
+/// (`TRELLIS_TEST_PG_BIN`), run as `TRELLIS_TEST_PG_USER` (initdb refuses root).
+pub struct OwnPostgres {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    bin: std::path::PathBuf,
+    user: String,
+}
+
+impl OwnPostgres {
+    fn as_pg(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if me == self.user {
+            Command::new(path)
+        } else {
+            let mut c = Command::new("runuser");
+            c.args(["-u", &self.user, "--"]).arg(path);
+            c
+        }
+    }
+
+    pub fn start_new() -> OwnPostgres {
+        let bin = std::env::var("TRELLIS_TEST_PG_BIN").unwrap_or_else(|_| {
+            panic!(
+                "TRELLIS_TEST_PG_BIN is not set: the outage test needs PostgreSQL's binaries. \
+                 Run the suite with `bash .ci/run`, or set it (e.g. /usr/lib/postgresql/15/bin) \
+                 and TRELLIS_TEST_PG_USER (the user that runs them)."
+            )
+        });
+        let user = std::env::var("TRELLIS_TEST_PG_USER").unwrap_or_else(|_| "postgres".into());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = OwnPostgres {
+            port: free_port(),
+            bin: bin.into(),
+            user,
+            dir,
+        };
+        let status = Command::new("chown")
+            .args([&pg.user, pg.dir.path().to_str().unwrap()])
+            .status()
+            .expect("chown");
+        assert!(
+            status.success(),
+            "chown the cluster's folder to {}",
+            pg.user
+        );
+        let out = pg
+            .as_pg("initdb")
+            .args([
+                "-D",
+                pg.data().as_str(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        let out = self
+            .as_pg("pg_ctl")
+            .args([
+                "-D",
+                self.data().as_str(),
+                "-l",
+                log.as_str(),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                opts.as_str(),
+                "start",
+            ])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops at once, as a crash or a network cut would look to clients.
+    pub fn stop(&self) {
+        let out = self
+            .as_pg("pg_ctl")
+            .args(["-D", self.data().as_str(), "-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_pg("pg_ctl")
+            .args(["-D", self.data().as_str(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
