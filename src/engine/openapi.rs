@@ -392,7 +392,7 @@ fn events_path(e: &Entity, tag: &str) -> Value {
         "get": {
             "operationId": format!("events_{}", e.plural),
             "summary": format!("Live changes to {} records (server-sent events)", e.name),
-            "description": "A stream of server-sent events for the records the caller may list (the policy action `list`) that match `filter`, with only the fields the caller may read, as they are when the event is sent. Event names: `created` and `updated` (data: `id`, `at`, `record`), `deleted` (the record is gone) and `removed` (the record left the caller's view), both with `id` and `at`. Each of these has an `id` to resume from with `Last-Event-ID`. Then there are notices without an `id`: `reset` (events were missed for good; reload, then follow the feed again), `dropped` (the client read too slowly; reconnect with `Last-Event-ID`) and `error`; the stream ends after `dropped` and `error`. Comments keep the connection alive.",
+            "description": "A stream of server-sent events for the records the caller may list (the policy action `list`) that match `filter`, with only the fields the caller may read, as they are when the event is sent. Event names: `created`, `updated` and `transitioned` (data: `id`, `at`, `record`; a transition also `from`, the state the record left), `deleted` (the record is gone) and `removed` (the record left the caller's view), both with `id` and `at`. Each of these has an `id` to resume from with `Last-Event-ID`. Then there are notices without an `id`: `reset` (events were missed for good; reload, then follow the feed again), `dropped` (the client read too slowly; reconnect with `Last-Event-ID`) and `error`; the stream ends after `dropped` and `error`. Comments keep the connection alive.",
             "tags": [tag],
             "parameters": [
                 query_param("filter", "A condition, as for lists.".into(), json!({ "type": "string" }), json!({})),
@@ -401,7 +401,16 @@ fn events_path(e: &Entity, tag: &str) -> Value {
             "responses": {
                 "200": {
                     "description": "The event stream.",
-                    "content": { "text/event-stream": { "schema": { "type": "string" } } }
+                    "content": { "text/event-stream": { "schema": {
+                        "type": "object",
+                        "description": "One event of the stream (the stream is a sequence of them; comments are not events).",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "id": { "type": "string", "pattern": "^[0-9]+$", "description": "Resume after this event with Last-Event-ID." },
+                            "event": { "enum": ["created", "updated", "transitioned", "deleted", "removed", "reset", "dropped", "error"] },
+                            "data": { "type": "string", "contentMediaType": "application/json", "description": "A JSON object: `id`, `at`, and `record` (created, updated, transitioned), `from` (transitioned), or `reason` (notices)." }
+                        }
+                    } } }
                 },
                 "400": problem("A parameter is invalid; `parameter` names it."),
                 "401": problem("Sign in first."),
@@ -871,7 +880,7 @@ pub fn document(engine: &Engine) -> Value {
                 "requestBody": { "required": true, "content": json_content(json!({
                     "type": "object",
                     "required": ["operations"],
-                    "properties": { "operations": { "type": "array", "maxItems": 100, "items": {
+                    "properties": { "operations": { "type": "array", "description": "At most 100 operations (413 beyond).", "items": {
                         "type": "object",
                         "required": ["op", "entity"],
                         "additionalProperties": false,
