@@ -406,7 +406,8 @@ impl Access {
     }
 }
 
-fn diag(
+/// An error diagnostic of a compile step (policies, workflows).
+pub(crate) fn diag(
     file: &str,
     line: u32,
     column: u32,

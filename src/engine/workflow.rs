@@ -15,7 +15,7 @@ use super::cond::parse::parse;
 use super::input::{Cell, convert, format_datetime};
 use super::{Engine, Entity, Field, schemas};
 use crate::spec::workflow::{FromDef, GuardDef, SetValue, WorkflowDef};
-use crate::spec::{Diagnostic, FieldType, Severity, Spec};
+use crate::spec::{Diagnostic, FieldType, Spec};
 
 #[derive(Debug, Clone)]
 pub struct State {
@@ -247,15 +247,7 @@ fn diag(
     message: String,
     hint: Option<String>,
 ) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Error,
-        code,
-        file: file.to_string(),
-        line: pos.line,
-        column: pos.col,
-        message,
-        hint,
-    }
+    super::access::diag(file, pos.line, pos.col, code, message, hint)
 }
 
 /// Compiles every workflow of `spec` against the built engine (entities and policies).
