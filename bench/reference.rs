@@ -6,6 +6,8 @@
 //!     cargo build --release --features bench --bin trellis-reference
 //!     trellis-reference --db URL --port N        (BENCH_JWT_SECRET in the environment)
 #![forbid(unsafe_code)]
+// Handlers answer early with a ready `Response`; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -134,7 +136,11 @@ fn admin(c: &Claims) -> Result<(), Response> {
     }
 }
 
-async fn get_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_item(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let c = match claims(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
@@ -142,7 +148,8 @@ async fn get_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
     let Ok(uuid) = Uuid::parse_str(&id) else {
         return fail(StatusCode::NOT_FOUND, "no such item");
     };
-    let region = (!c.roles.iter().any(|r| r == "admin")).then(|| c.region.clone().unwrap_or_default());
+    let region =
+        (!c.roles.iter().any(|r| r == "admin")).then(|| c.region.clone().unwrap_or_default());
     let found = match &app.db {
         Db::Pg(p) => {
             let row = match &region {
@@ -171,13 +178,18 @@ async fn get_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
 
 /// `GET /api/items`: the benchmark's two lists: the filtered, sorted one (for admins,
 /// or with the region rule for members), and the plain one with `expand=owner`.
-async fn list_items(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn list_items(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let c = match claims(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let expand = q.as_deref().unwrap_or("").contains("expand=owner");
-    let region = (!c.roles.iter().any(|r| r == "admin")).then(|| c.region.clone().unwrap_or_default());
+    let region =
+        (!c.roles.iter().any(|r| r == "admin")).then(|| c.region.clone().unwrap_or_default());
     let rule = if region.is_some() {
         " AND EXISTS (SELECT 1 FROM owner o WHERE o.id = t.owner AND o.region = $2)"
     } else {
@@ -186,7 +198,9 @@ async fn list_items(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q)
     let sql = if expand {
         format!("SELECT {ITEM} FROM item t ORDER BY id LIMIT 21")
     } else {
-        format!("SELECT {ITEM} FROM item t WHERE status = 'open' AND price > $1{rule} ORDER BY price DESC NULLS LAST, id LIMIT 21")
+        format!(
+            "SELECT {ITEM} FROM item t WHERE status = 'open' AND price > $1{rule} ORDER BY price DESC NULLS LAST, id LIMIT 21"
+        )
     };
     let (mut items, owners): (Vec<Item>, Vec<Owner>) = match &app.db {
         Db::Pg(p) => {
@@ -204,14 +218,24 @@ async fn list_items(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q)
             let items: Vec<Item> = rows.iter().map(pg_item).collect();
             let mut owners = Vec::new();
             if expand {
-                let ids: Vec<Uuid> = items.iter().filter_map(|i| Uuid::parse_str(&i.owner).ok()).collect();
+                let ids: Vec<Uuid> = items
+                    .iter()
+                    .filter_map(|i| Uuid::parse_str(&i.owner).ok())
+                    .collect();
                 let rows = match sqlx::query("SELECT id, created_at, updated_at, version, name, region FROM owner WHERE id = ANY($1)").bind(ids).fetch_all(p).await {
                     Ok(r) => r,
                     Err(e) => return db_fail(e),
                 };
                 owners = rows
                     .iter()
-                    .map(|r| Owner { id: r.get::<Uuid, _>(0).to_string(), created_at: time(r.get(1)), updated_at: time(r.get(2)), version: r.get(3), name: r.get(4), region: r.get(5) })
+                    .map(|r| Owner {
+                        id: r.get::<Uuid, _>(0).to_string(),
+                        created_at: time(r.get(1)),
+                        updated_at: time(r.get(2)),
+                        version: r.get(3),
+                        name: r.get(4),
+                        region: r.get(5),
+                    })
                     .collect();
             }
             (items, owners)
@@ -232,7 +256,9 @@ async fn list_items(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q)
             let mut owners = Vec::new();
             if expand {
                 let marks = vec!["?"; items.len().max(1)].join(", ");
-                let sql = format!("SELECT id, created_at, updated_at, version, name, region FROM owner WHERE id IN ({marks})");
+                let sql = format!(
+                    "SELECT id, created_at, updated_at, version, name, region FROM owner WHERE id IN ({marks})"
+                );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
                 for i in &items {
                     query = query.bind(i.owner.clone());
@@ -243,7 +269,14 @@ async fn list_items(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(q)
                 };
                 owners = rows
                     .iter()
-                    .map(|r| Owner { id: r.get(0), created_at: r.get(1), updated_at: r.get(2), version: r.get(3), name: r.get(4), region: r.get(5) })
+                    .map(|r| Owner {
+                        id: r.get(0),
+                        created_at: r.get(1),
+                        updated_at: r.get(2),
+                        version: r.get(3),
+                        name: r.get(4),
+                        region: r.get(5),
+                    })
                     .collect();
             }
             (items, owners)
@@ -273,7 +306,11 @@ struct NewItem {
     owner: Uuid,
 }
 
-async fn create_item(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<NewItem>) -> Response {
+async fn create_item(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(body): Json<NewItem>,
+) -> Response {
     if let Err(r) = claims(&app, &headers).and_then(|c| admin(&c)) {
         return r;
     }
@@ -287,16 +324,47 @@ async fn create_item(State(app): State<Arc<App>>, headers: HeaderMap, Json(body)
     };
     let id = Uuid::now_v7();
     let now = Utc::now();
-    let sql = format!("INSERT INTO item (id, created_at, updated_at, version, title, price, quantity, status, owner) VALUES ($1, $2, $2, 1, $3, $4, $5, 'open', $6) RETURNING {ITEM}");
+    let sql = format!(
+        "INSERT INTO item (id, created_at, updated_at, version, title, price, quantity, status, owner) VALUES ($1, $2, $2, 1, $3, $4, $5, 'open', $6) RETURNING {ITEM}"
+    );
     let item = match &app.db {
-        Db::Pg(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(now).bind(&body.title).bind(price).bind(body.quantity).bind(body.owner).fetch_one(p).await.map(|r| pg_item(&r)),
+        Db::Pg(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(id)
+            .bind(now)
+            .bind(&body.title)
+            .bind(price)
+            .bind(body.quantity)
+            .bind(body.owner)
+            .fetch_one(p)
+            .await
+            .map(|r| pg_item(&r)),
         Db::Lite(p) => {
-            let units = price.map(|d| (d * Decimal::new(100, 0)).trunc().to_string().parse::<i64>().unwrap_or(0));
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id.to_string()).bind(time(now)).bind(&body.title).bind(units).bind(body.quantity).bind(body.owner.to_string()).fetch_one(p).await.map(|r| lite_item(&r))
+            let units = price.map(|d| {
+                (d * Decimal::new(100, 0))
+                    .trunc()
+                    .to_string()
+                    .parse::<i64>()
+                    .unwrap_or(0)
+            });
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(id.to_string())
+                .bind(time(now))
+                .bind(&body.title)
+                .bind(units)
+                .bind(body.quantity)
+                .bind(body.owner.to_string())
+                .fetch_one(p)
+                .await
+                .map(|r| lite_item(&r))
         }
     };
     match item {
-        Ok(item) => (StatusCode::CREATED, [("location", format!("/api/items/{}", item.id))], Json(item)).into_response(),
+        Ok(item) => (
+            StatusCode::CREATED,
+            [("location", format!("/api/items/{}", item.id))],
+            Json(item),
+        )
+            .into_response(),
         Err(e) => db_fail(e),
     }
 }
@@ -306,7 +374,12 @@ struct Patch {
     title: String,
 }
 
-async fn patch_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, Json(body): Json<Patch>) -> Response {
+async fn patch_item(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Patch>,
+) -> Response {
     if let Err(r) = claims(&app, &headers).and_then(|c| admin(&c)) {
         return r;
     }
@@ -314,10 +387,24 @@ async fn patch_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
         return fail(StatusCode::NOT_FOUND, "no such item");
     };
     let now = Utc::now();
-    let sql = format!("UPDATE item SET title = $1, updated_at = $2, version = version + 1 WHERE id = $3 RETURNING {ITEM}");
+    let sql = format!(
+        "UPDATE item SET title = $1, updated_at = $2, version = version + 1 WHERE id = $3 RETURNING {ITEM}"
+    );
     let item = match &app.db {
-        Db::Pg(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(&body.title).bind(now).bind(uuid).fetch_optional(p).await.map(|r| r.as_ref().map(pg_item)),
-        Db::Lite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(&body.title).bind(time(now)).bind(id).fetch_optional(p).await.map(|r| r.as_ref().map(lite_item)),
+        Db::Pg(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(&body.title)
+            .bind(now)
+            .bind(uuid)
+            .fetch_optional(p)
+            .await
+            .map(|r| r.as_ref().map(pg_item)),
+        Db::Lite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(&body.title)
+            .bind(time(now))
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map(|r| r.as_ref().map(lite_item)),
     };
     match item {
         Ok(Some(item)) => Json(item).into_response(),
@@ -328,7 +415,11 @@ async fn patch_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): P
 
 /// `POST /api/items/{id}/transitions/bump`: a compare-and-set on the state and the
 /// version, and a history row, in one transaction.
-async fn bump_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn bump_item(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let who = match claims(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
@@ -341,29 +432,73 @@ async fn bump_item(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pa
     };
     let now = Utc::now();
     let select = format!("SELECT {ITEM} FROM item WHERE id = $1");
-    let update = format!("UPDATE item SET status = 'open', updated_at = $1, version = version + 1 WHERE id = $2 AND status = 'open' AND version = $3 RETURNING {ITEM}");
+    let update = format!(
+        "UPDATE item SET status = 'open', updated_at = $1, version = version + 1 WHERE id = $2 AND status = 'open' AND version = $3 RETURNING {ITEM}"
+    );
     let history = "INSERT INTO _trellis_history (id, entity, record_id, transition, from_state, to_state, actor, input, at, request_id) VALUES ($1, 'item', $2, 'bump', 'open', 'open', NULL, '{}', $3, NULL)";
     let result: Result<Option<Item>, sqlx::Error> = match &app.db {
-        Db::Pg(p) => async {
-            let mut tx = p.begin().await?;
-            let Some(cur) = sqlx::query(sqlx::AssertSqlSafe(select.clone())).bind(uuid).fetch_optional(&mut *tx).await? else { return Ok(None) };
-            let v: i64 = cur.get(3);
-            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(now).bind(uuid).bind(v).fetch_optional(&mut *tx).await? else { return Ok(None) };
-            sqlx::query(history).bind(Uuid::now_v7().to_string()).bind(&id).bind(time(now)).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Some(pg_item(&row)))
+        Db::Pg(p) => {
+            async {
+                let mut tx = p.begin().await?;
+                let Some(cur) = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+                    .bind(uuid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let v: i64 = cur.get(3);
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                    .bind(now)
+                    .bind(uuid)
+                    .bind(v)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query(history)
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(&id)
+                    .bind(time(now))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(pg_item(&row)))
+            }
+            .await
         }
-        .await,
-        Db::Lite(p) => async {
-            let mut tx = p.begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE")).await?;
-            let Some(cur) = sqlx::query(sqlx::AssertSqlSafe(select.clone())).bind(&id).fetch_optional(&mut *tx).await? else { return Ok(None) };
-            let v: i64 = cur.get(3);
-            let Some(row) = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(time(now)).bind(&id).bind(v).fetch_optional(&mut *tx).await? else { return Ok(None) };
-            sqlx::query(history).bind(Uuid::now_v7().to_string()).bind(&id).bind(time(now)).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Some(lite_item(&row)))
+        Db::Lite(p) => {
+            async {
+                let mut tx = p.begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE")).await?;
+                let Some(cur) = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let v: i64 = cur.get(3);
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                    .bind(time(now))
+                    .bind(&id)
+                    .bind(v)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query(history)
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(&id)
+                    .bind(time(now))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(lite_item(&row)))
+            }
+            .await
         }
-        .await,
     };
     match result {
         Ok(Some(item)) => Json(item).into_response(),
@@ -400,13 +535,19 @@ async fn main() {
         }
     } else {
         let options = match SqliteConnectOptions::from_str(&url) {
-            Ok(o) => o.synchronous(SqliteSynchronous::Normal).busy_timeout(std::time::Duration::from_secs(10)),
+            Ok(o) => o
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10)),
             Err(e) => {
                 eprintln!("bad url: {e}");
                 std::process::exit(2)
             }
         };
-        match SqlitePoolOptions::new().max_connections(8).connect_with(options).await {
+        match SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+        {
             Ok(p) => Db::Lite(p),
             Err(e) => {
                 eprintln!("cannot open: {e}");
@@ -419,7 +560,10 @@ async fn main() {
         key: jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
     });
     let router = Router::new()
-        .route("/_/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/_/health",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/api/items", get(list_items).post(create_item))
         .route("/api/items/{id}", get(get_item).patch(patch_item))
         .route("/api/items/{id}/transitions/bump", post(bump_item))
