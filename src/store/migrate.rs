@@ -162,8 +162,14 @@ impl Store {
                 sqlx::query_as(sql).fetch_all(p).await?
             }
             Pool::Postgres(p) => {
-                sqlx::query(MIGRATIONS_TABLE).execute(p).await?;
-                sqlx::query_as(sql).fetch_all(p).await?
+                // `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one
+                // (two appliers starting at once): take the schema lock for it.
+                let mut tx = p.begin().await?;
+                sqlx::query(SCHEMA_LOCK).execute(&mut *tx).await?;
+                sqlx::query(MIGRATIONS_TABLE).execute(&mut *tx).await?;
+                let rows = sqlx::query_as(sql).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
             }
         };
         Ok(rows
@@ -204,7 +210,15 @@ impl Store {
         }
         match &self.pool {
             Pool::Sqlite(p) => losses_on!(p),
-            Pool::Postgres(p) => losses_on!(p),
+            Pool::Postgres(p) => {
+                // Create the shapes table under the schema lock (a concurrent
+                // `CREATE TABLE IF NOT EXISTS` can fail), then count on the pool.
+                let mut tx = p.begin().await?;
+                sqlx::query(SCHEMA_LOCK).execute(&mut *tx).await?;
+                sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
+                tx.commit().await?;
+                losses_on!(p)
+            }
         }
     }
 
