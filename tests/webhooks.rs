@@ -98,7 +98,11 @@ async fn outbox_when(
 }
 
 async fn delivered_after_a_crash(db: Db) {
-    let hook_port = free_port();
+    // The receiver's port stays reserved (bound, not listening: connections are
+    // refused) until the receiver starts, so that no other test's server takes it.
+    let hold = tokio::net::TcpSocket::new_v4().unwrap();
+    hold.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hook_port = hold.local_addr().unwrap().port();
     let dir = project(hook_port);
     let path = dir.path().to_str().unwrap().to_string();
     let test_db = TestDb::new(db).await;
@@ -174,6 +178,7 @@ async fn delivered_after_a_crash(db: Db) {
     // kill -9: the server gets no chance to do anything else.
     drop(server);
 
+    drop(hold);
     let seen = receiver(hook_port).await;
     let mut server = serve_with(&path, port, Some(&url), &env);
     wait_healthy(&mut server, port);
@@ -206,6 +211,13 @@ async fn delivered_after_a_crash(db: Db) {
     assert!((chrono::Utc::now().timestamp() - t).abs() < 120);
     assert_eq!(signature, trellis::outbox::signature(SECRET, t, body));
     assert!(rows[0].attempts >= 2, "{rows:?}");
+    // Operators see the outbox in the status.
+    let (_, status) = http(port, "GET", "/_/status", None).unwrap();
+    assert_eq!(
+        status["webhooks"],
+        json!({ "delivered": 1, "failed": 0, "pending": 0 }),
+        "{status}"
+    );
     drop(server);
     store.close().await;
 }

@@ -933,7 +933,16 @@ pub fn document(engine: &Engine) -> Value {
                                 "diagnostics": { "type": "array", "items": { "type": "object" } },
                                 "applied": { "type": "array", "items": { "type": "string" } },
                                 "entities": { "type": "array", "items": { "type": "object" } },
-                                "policies": { "type": "boolean" }
+                                "policies": { "type": "boolean" },
+                                "webhooks": {
+                                    "type": "object",
+                                    "description": "Webhook deliveries in the outbox by state.",
+                                    "properties": {
+                                        "pending": { "type": "integer" },
+                                        "delivered": { "type": "integer" },
+                                        "failed": { "type": "integer" }
+                                    }
+                                }
                             }
                         }))
                     }

@@ -287,7 +287,12 @@ async fn explain(
 /// `GET /_/status`: the loaded definitions, and the last reload's result and problems.
 async fn status(State(state): State<AppState>) -> Response {
     let engine = state.engine.load_full();
-    json_response(StatusCode::OK, &state.status.load().to_json(&engine))
+    let mut body = state.status.load().to_json(&engine);
+    // Webhook deliveries by state, so that operators see a backlog or failures.
+    if let Ok(counts) = state.store.outbox_counts().await {
+        body["webhooks"] = json!(counts);
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 async fn no_route() -> Problem {

@@ -629,6 +629,20 @@ impl Store {
             .collect())
     }
 
+    /// How many webhook deliveries are pending, delivered and failed.
+    pub async fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, Error> {
+        let sql = format!("SELECT status, COUNT(*) FROM {OUTBOX} GROUP BY status");
+        let rows: Vec<(String, i64)> = on_pool!(self, pool, _qb => {
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await?
+        });
+        let mut out: std::collections::BTreeMap<String, i64> = ["pending", "delivered", "failed"]
+            .into_iter()
+            .map(|s| (s.to_string(), 0))
+            .collect();
+        out.extend(rows);
+        Ok(out)
+    }
+
     /// Wakes the webhook sender of this process (after a commit that added deliveries).
     pub fn wake_outbox(&self) {
         self.outbox_wake.notify_one();
