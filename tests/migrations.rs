@@ -37,6 +37,17 @@ fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
+/// Runs `serve --mode production` and returns how it ended (it refuses to start).
+fn serve_in_production(dir: &Path, url: &str) -> Output {
+    trellis()
+        .arg("serve")
+        .arg(dir)
+        .args(["--mode", "production", "--port", &free_port().to_string()])
+        .args(["--database-url", url])
+        .output()
+        .expect("run trellis serve")
+}
+
 const TASK_V1: &str = "entity: task\nfields:\n  name: { type: string, required: true }\n  points: integer\n  notes: text\n  owner: string\n";
 /// `name` renamed to `title`, `points` widened to a decimal, `notes` dropped,
 /// `owner` now required with a default, a new entity.
@@ -84,18 +95,7 @@ async fn plan_apply_and_status(db: Db) {
     let dir = p.dir.path();
 
     // Production mode refuses a database that no migration has prepared.
-    let out = trellis()
-        .args([
-            "serve",
-            dir.to_str().unwrap(),
-            "--mode",
-            "production",
-            "--port",
-            &free_port().to_string(),
-        ])
-        .args(["--database-url", &p.url])
-        .output()
-        .unwrap();
+    let out = serve_in_production(dir, &p.url);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -240,18 +240,7 @@ async fn plan_apply_and_status(db: Db) {
     );
     let out = ok(&migrate(dir, &p.url, &["status"]));
     assert!(out.contains("EDITED   0001_initial"), "{out}");
-    let out = trellis()
-        .args([
-            "serve",
-            dir.to_str().unwrap(),
-            "--mode",
-            "production",
-            "--port",
-            &free_port().to_string(),
-        ])
-        .args(["--database-url", &p.url])
-        .output()
-        .unwrap();
+    let out = serve_in_production(dir, &p.url);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("0001_initial was edited after it was applied"));
     store.close().await;

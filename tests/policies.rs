@@ -364,8 +364,9 @@ async fn projects_by_role(db: Db) {
     );
     let res = m
         .client
-        .post(
-            &format!("/api/projects/{}/transitions/close", m.open),
+        .fire(
+            &format!("/api/projects/{}", m.open),
+            "close",
             json!({ "reason": "Staffed elsewhere" }),
         )
         .await;
@@ -459,10 +460,7 @@ async fn applications_by_role(db: Db) {
     // The client shortlists; the contractor edits the letter but not the status.
     let res = m
         .client
-        .post(
-            &format!("/api/applications/{mine}/transitions/shortlist"),
-            json!({}),
-        )
+        .fire(&format!("/api/applications/{mine}"), "shortlist", json!({}))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["status"], "shortlisted");
@@ -487,10 +485,7 @@ async fn applications_by_role(db: Db) {
     assert!(res.error_for("/status").contains("kept by the workflow"));
     let res = m
         .contractor
-        .post(
-            &format!("/api/applications/{mine}/transitions/accept"),
-            json!({}),
-        )
+        .fire(&format!("/api/applications/{mine}"), "accept", json!({}))
         .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
     assert_eq!(
@@ -736,10 +731,7 @@ async fn fields_visible_on_some_records(db: Db) {
     assert_eq!(res.body["budget"], "900.00", "open: shown");
     let res = m
         .client
-        .post(
-            &format!("/api/projects/{}/transitions/review", m.open),
-            json!({}),
-        )
+        .fire(&format!("/api/projects/{}", m.open), "review", json!({}))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["status"], "in_review");
@@ -816,8 +808,9 @@ async fn explain_for_admins(db: Db) {
     // Deny wins: closing the project, then deleting.
     let res = m
         .client
-        .post(
-            &format!("/api/projects/{}/transitions/close", m.open),
+        .fire(
+            &format!("/api/projects/{}", m.open),
+            "close",
             json!({ "reason": "Staffed elsewhere" }),
         )
         .await;

@@ -121,10 +121,7 @@ async fn project_lifecycle(db: Db) {
     );
 
     // A failing guard answers 422 with every message; nothing changes.
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/publish"), json!({}))
-        .await;
+    let res = m.ann.fire(&path, "publish", json!({})).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert_eq!(
         res.body["type"],
@@ -133,10 +130,7 @@ async fn project_lifecycle(db: Db) {
     assert_eq!(res.body["reasons"].as_array().unwrap().len(), 2);
     let res = m.ann.patch(&path, json!({ "budget": "1500" }), &[]).await;
     assert_eq!(res.status, StatusCode::OK);
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/publish"), Value::Null)
-        .await;
+    let res = m.ann.fire(&path, "publish", Value::Null).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         res.body["reasons"],
@@ -175,10 +169,7 @@ async fn project_lifecycle(db: Db) {
     assert_eq!(res.header("x-request-id"), Some("req-publish-1"));
 
     // Publishing again: the record is no longer in a state `publish` leaves from.
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/publish"), json!({}))
-        .await;
+    let res = m.ann.fire(&path, "publish", json!({})).await;
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     assert_eq!(res.body["state"], "open");
     assert_eq!(res.body["possible"], json!(["review", "close"]));
@@ -192,30 +183,17 @@ async fn project_lifecycle(db: Db) {
         review["reasons"],
         json!(["you may not `review` this project"])
     );
-    let res = m
-        .dev
-        .post(&format!("{path}/transitions/review"), json!({}))
-        .await;
+    let res = m.dev.fire(&path, "review", json!({})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
     // Anonymous callers may not read projects, so for them the record is not there.
-    let res = m
-        .app
-        .anonymous()
-        .post(&format!("{path}/transitions/review"), json!({}))
-        .await;
+    let res = m.app.anonymous().fire(&path, "review", json!({})).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     // Another organization's member sees the open project, and may not move it either.
-    let res = m
-        .other_client
-        .post(&format!("{path}/transitions/review"), json!({}))
-        .await;
+    let res = m.other_client.fire(&path, "review", json!({})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
 
     // Unknown transitions and bad input.
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/reveiw"), json!({}))
-        .await;
+    let res = m.ann.fire(&path, "reveiw", json!({})).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert!(
         res.body["detail"]
@@ -223,32 +201,20 @@ async fn project_lifecycle(db: Db) {
             .unwrap()
             .contains("did you mean `review`?")
     );
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/close"), json!({}))
-        .await;
+    let res = m.ann.fire(&path, "close", json!({})).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert_eq!(res.pointers(), ["/reason"]);
     let res = m
         .ann
-        .post(
-            &format!("{path}/transitions/close"),
-            json!({ "reason": "ok", "extra": 1 }),
-        )
+        .fire(&path, "close", json!({ "reason": "ok", "extra": 1 }))
         .await;
     assert_eq!(res.pointers(), ["/extra", "/reason"], "{}", res.body);
 
-    let res = m
-        .ann
-        .post(&format!("{path}/transitions/review"), json!({}))
-        .await;
+    let res = m.ann.fire(&path, "review", json!({})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let res = m
         .ann
-        .post(
-            &format!("{path}/transitions/close"),
-            json!({ "reason": "Hired someone" }),
-        )
+        .fire(&path, "close", json!({ "reason": "Hired someone" }))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["status"], "closed");
@@ -322,8 +288,9 @@ async fn project_lifecycle(db: Db) {
     }
     let res = m
         .other_client
-        .post(
-            &format!("/api/projects/{draft}/transitions/close"),
+        .fire(
+            &format!("/api/projects/{draft}"),
+            "close",
             json!({ "reason": "mine now" }),
         )
         .await;
@@ -370,33 +337,18 @@ async fn application_workflow(db: Db) {
         .await;
 
     // Only the client organization's members shortlist, accept or reject.
-    let res = m
-        .dev
-        .post(
-            &format!("{}/transitions/shortlist", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.dev.fire(&app_path(&mine), "shortlist", json!({})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
     let res = m
         .other_client
-        .post(
-            &format!("{}/transitions/shortlist", app_path(&mine)),
-            json!({}),
-        )
+        .fire(&app_path(&mine), "shortlist", json!({}))
         .await;
     assert_eq!(
         res.status,
         StatusCode::NOT_FOUND,
         "not their project: invisible"
     );
-    let res = m
-        .ann
-        .post(
-            &format!("{}/transitions/shortlist", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.ann.fire(&app_path(&mine), "shortlist", json!({})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["status"], "shortlisted");
 
@@ -408,44 +360,20 @@ async fn application_workflow(db: Db) {
         accept["reasons"],
         json!(["Applications are accepted only while their project is in review"])
     );
-    let res = m
-        .ann
-        .post(
-            &format!("{}/transitions/accept", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.ann.fire(&app_path(&mine), "accept", json!({})).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
 
     // Only the applicant withdraws: not the client, not an admin, not another contractor.
-    let res = m
-        .ann
-        .post(
-            &format!("{}/transitions/withdraw", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.ann.fire(&app_path(&mine), "withdraw", json!({})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
-    let res = m
-        .app
-        .post(
-            &format!("{}/transitions/withdraw", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.app.fire(&app_path(&mine), "withdraw", json!({})).await;
     assert_eq!(
         res.status,
         StatusCode::FORBIDDEN,
         "admins do not withdraw: {}",
         res.body
     );
-    let res = m
-        .dev
-        .post(
-            &format!("{}/transitions/withdraw", app_path(&theirs)),
-            json!({}),
-        )
-        .await;
+    let res = m.dev.fire(&app_path(&theirs), "withdraw", json!({})).await;
     assert_eq!(
         res.status,
         StatusCode::NOT_FOUND,
@@ -458,26 +386,18 @@ async fn application_workflow(db: Db) {
     // The project goes into review; now the client accepts one and rejects the other.
     let res = m
         .ann
-        .post(
-            &format!("/api/projects/{project}/transitions/review"),
-            json!({}),
-        )
+        .fire(&format!("/api/projects/{project}"), "review", json!({}))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    let res = m
-        .ann
-        .post(
-            &format!("{}/transitions/accept", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.ann.fire(&app_path(&mine), "accept", json!({})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["status"], "accepted");
     assert!(res.body["decided_at"].is_string());
     let res = m
         .ann
-        .post(
-            &format!("{}/transitions/reject", app_path(&theirs)),
+        .fire(
+            &app_path(&theirs),
+            "reject",
             json!({ "feedback": "Too late" }),
         )
         .await;
@@ -485,13 +405,7 @@ async fn application_workflow(db: Db) {
     assert_eq!(res.body["feedback"], "Too late");
 
     // Accepted is final: withdrawing now is a conflict naming the state.
-    let res = m
-        .dev
-        .post(
-            &format!("{}/transitions/withdraw", app_path(&mine)),
-            json!({}),
-        )
-        .await;
+    let res = m.dev.fire(&app_path(&mine), "withdraw", json!({})).await;
     assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
     assert_eq!(res.body["state"], "accepted");
     assert_eq!(res.body["possible"], json!([]));

@@ -148,7 +148,7 @@ impl Store {
         let rec = self
             .transition_in(None, engine, e, wf, t, fire, who)
             .await?;
-        self.outbox_wake.notify_one();
+        self.wake_outbox();
         Ok(rec)
     }
 

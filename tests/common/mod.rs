@@ -250,6 +250,12 @@ impl TestAppRouter {
             .await
     }
 
+    /// Fires the transition `name` of the record at `record` (`/api/projects/{id}`).
+    pub async fn fire(&self, record: &str, name: &str, input: Value) -> Resp {
+        self.post(&format!("{record}/transitions/{name}"), input)
+            .await
+    }
+
     pub async fn patch(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
         self.call(
             Method::PATCH,
