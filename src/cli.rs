@@ -864,7 +864,10 @@ fn serve(
             }
         }
         let synced = if production {
-            Ok(store::SyncReport::default())
+            store
+                .ensure_log_triggers(&engine)
+                .await
+                .map(|()| store::SyncReport::default())
         } else {
             store.sync_schema(&engine).await
         };

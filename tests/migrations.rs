@@ -223,6 +223,22 @@ async fn plan_apply_and_status(db: Db) {
     )
     .unwrap();
     assert_eq!(status, 201);
+    // The change log's triggers follow the new shape of the table (SQLite rebuilt it).
+    let first = body["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = http(
+        port,
+        "PATCH",
+        &format!("/api/tasks/{first}"),
+        Some(&json!({ "title": "Fix the bug" })),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let log = store.changes_after(0, Some("task"), 100).await.unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.kind.as_str(), "updated");
+    assert_eq!(last.before_text("title").as_deref(), Some("Fix bug"));
+    assert_eq!(last.before_text("owner").as_deref(), Some("nobody"));
+    assert!(!last.before.as_deref().unwrap().contains("notes"));
     drop(server);
 
     // An applied migration that was edited is refused, and production will not start.

@@ -557,22 +557,17 @@ async fn batch_transitions_and_the_change_log(db: Db) {
         .changes_after(0, Some("project"), 100)
         .await
         .unwrap();
-    let kinds: Vec<(&str, Option<&str>)> = changes
+    let kinds: Vec<(&str, Option<String>)> = changes
         .iter()
         .filter(|c| c.entity == "project")
-        .map(|c| {
-            (
-                c.kind.as_str(),
-                c.before.as_ref().and_then(|b| b["status"].as_str()),
-            )
-        })
+        .map(|c| (c.kind.as_str(), c.before_text("status")))
         .collect();
     assert_eq!(
         kinds,
         [
             ("created", None),
-            ("transitioned", Some("draft")),
-            ("transitioned", Some("open"))
+            ("transitioned", Some("draft".to_string())),
+            ("transitioned", Some("open".to_string()))
         ]
     );
 }

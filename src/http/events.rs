@@ -211,12 +211,12 @@ impl Subscriber {
                     Some(rec) => {
                         let mut data = json!({ "id": id, "at": at, "record": rec });
                         // A transition also says which state the record left.
-                        if let (ChangeKind::Transitioned, Some(wf), Some(before)) =
-                            (c.kind, engine.workflow(&e.name), &c.before)
-                            && let Some(from) = before.get(&wf.field)
+                        if let (ChangeKind::Transitioned, Some(wf)) =
+                            (c.kind, engine.workflow(&e.name))
+                            && let Some(from) = c.before_text(&wf.field)
                             && rec.contains_key(&wf.field)
                         {
-                            data["from"] = from.clone();
+                            data["from"] = from.into();
                         }
                         (c.kind.as_str(), data)
                     }

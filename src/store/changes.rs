@@ -12,20 +12,171 @@ use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use std::collections::HashMap;
+
 use super::crud::{Record, record_from_row, select_columns};
 use super::filter::Compiler;
-use super::values::cell_value;
 use super::{Dialect, Error, Pool, Store};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
-use crate::engine::query::cell_from_output;
-use crate::engine::{Engine, Entity, system_field};
+use crate::engine::{Engine, Entity};
 
 pub(crate) const CHANGES: &str = "_trellis_changes";
 pub(crate) const PRUNED: &str = "_trellis_changes_pruned";
-/// Held from the log insert to the commit (PostgreSQL).
-pub(crate) const LOG_LOCK: &str = "SELECT pg_advisory_xact_lock(7204114)";
-pub(crate) const LOG_INSERT: &str = "INSERT INTO _trellis_changes (entity, record_id, kind, before, at_ms) VALUES ($1, $2, $3, $4, $5)";
+/// The name of the PostgreSQL function and of each table's trigger that write the log.
+const PG_LOG: &str = "_trellis_log";
+/// The prefix of the SQLite triggers that write the log.
+const SQLITE_LOG_PREFIX: &str = "_trellis_log_";
+
+/// The PostgreSQL trigger function. It runs at commit (the triggers are deferred
+/// constraint triggers), takes the log lock there and holds it to the end of the
+/// commit, so sequence numbers follow commit order. `before` is the old row as
+/// PostgreSQL writes it in JSON; [`Store::feed_was_visible`] reads it back with
+/// `json_populate_record`, so no value is rounded on the way.
+const PG_LOG_FUNCTION: &str = r#"CREATE OR REPLACE FUNCTION _trellis_log() RETURNS trigger LANGUAGE plpgsql AS $trellis$
+DECLARE
+  at BIGINT;
+BEGIN
+  PERFORM pg_advisory_xact_lock(7204114);
+  at := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO _trellis_changes (entity, record_id, kind, before, at_ms)
+      VALUES (TG_TABLE_NAME, NEW.id::text, 'created', NULL, at);
+  ELSIF TG_OP = 'UPDATE' THEN
+    INSERT INTO _trellis_changes (entity, record_id, kind, before, at_ms)
+      VALUES (TG_TABLE_NAME, OLD.id::text,
+        CASE WHEN strpos(coalesce(current_setting('trellis.transitioned', true), ''), OLD.id::text) > 0
+          THEN 'transitioned' ELSE 'updated' END,
+        row_to_json(OLD)::text, at);
+  ELSE
+    INSERT INTO _trellis_changes (entity, record_id, kind, before, at_ms)
+      VALUES (TG_TABLE_NAME, OLD.id::text, 'deleted', row_to_json(OLD)::text, at);
+  END IF;
+  RETURN NULL;
+END
+$trellis$"#;
+
+/// Marks a record's next update in this transaction as a workflow transition
+/// (PostgreSQL; the trigger reads the mark at commit).
+pub(crate) const PG_MARK_TRANSITION: &str = "SELECT set_config('trellis.transitioned', coalesce(current_setting('trellis.transitioned', true), '') || $1 || ' ', true)";
+/// Turns the log row the trigger just wrote for a record into a transition (SQLite).
+pub(crate) const SQLITE_MARK_TRANSITION: &str = "UPDATE _trellis_changes SET kind = 'transitioned' WHERE seq = (SELECT MAX(seq) FROM _trellis_changes WHERE entity = $1 AND record_id = $2)";
+
+/// Milliseconds since 1970 in SQLite.
+const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+/// The three SQLite triggers of an entity, by name. The old row is written with
+/// `json_object`, whose values keep their storage class, so that
+/// [`Store::feed_was_visible`] reads back exactly what was stored.
+fn sqlite_triggers(e: &Entity) -> Vec<(String, String)> {
+    let table = super::quote(&e.name);
+    let entity = e.name.replace('\'', "''");
+    let columns = select_columns(e);
+    // json_object takes at most 127 arguments in older SQLite builds: 60 pairs per call.
+    let parts: Vec<String> = columns
+        .chunks(60)
+        .map(|chunk| {
+            let pairs: Vec<String> = chunk
+                .iter()
+                .map(|c| format!("'{}', OLD.{}", c.replace('\'', "''"), super::quote(c)))
+                .collect();
+            format!("json_object({})", pairs.join(", "))
+        })
+        .collect();
+    let old = parts
+        .into_iter()
+        .reduce(|a, b| format!("json_patch({a}, {b})"))
+        .unwrap_or_else(|| "NULL".into());
+    let insert = |kind: &str, id: &str, before: &str| {
+        format!(
+            "INSERT INTO {CHANGES} (entity, record_id, kind, before, at_ms) VALUES ('{entity}', {id}, '{kind}', {before}, {SQLITE_NOW_MS})"
+        )
+    };
+    [
+        ("i", "INSERT", insert("created", "NEW.\"id\"", "NULL")),
+        ("u", "UPDATE", insert("updated", "OLD.\"id\"", &old)),
+        ("d", "DELETE", insert("deleted", "OLD.\"id\"", &old)),
+    ]
+    .into_iter()
+    .map(|(tag, event, body)| {
+        let name = format!("{SQLITE_LOG_PREFIX}{tag}_{}", e.name);
+        let sql = format!(
+            "CREATE TRIGGER {} AFTER {event} ON {table} FOR EACH ROW BEGIN {body}; END",
+            super::quote(&name)
+        );
+        (name, sql)
+    })
+    .collect()
+}
+
+/// Installs the triggers that write the change log, on every entity's table, and
+/// replaces those that no longer match the definitions. With `drop_all` (before a
+/// migration rebuilds tables on SQLite) every log trigger is dropped first and the
+/// caller calls again with `false` afterwards.
+pub(crate) trait LogTriggers {
+    async fn log_triggers(&mut self, engine: &Engine, drop_all: bool) -> Result<(), sqlx::Error>;
+}
+
+impl LogTriggers for sqlx::SqliteConnection {
+    async fn log_triggers(&mut self, engine: &Engine, drop_all: bool) -> Result<(), sqlx::Error> {
+        let existing: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 13) = '_trellis_log_'",
+        )
+        .fetch_all(&mut *self)
+        .await?;
+        let wanted: HashMap<String, String> = if drop_all {
+            HashMap::new()
+        } else {
+            engine
+                .entities()
+                .iter()
+                .flat_map(|e| sqlite_triggers(e))
+                .collect()
+        };
+        for (name, sql) in &existing {
+            if wanted.get(name) != Some(sql) {
+                let drop = format!("DROP TRIGGER IF EXISTS {}", super::quote(name));
+                sqlx::query(AssertSqlSafe(drop)).execute(&mut *self).await?;
+            }
+        }
+        let have: HashMap<&String, &String> = existing.iter().map(|(n, s)| (n, s)).collect();
+        for (name, sql) in &wanted {
+            if have.get(name) != Some(&sql) {
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .execute(&mut *self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogTriggers for sqlx::PgConnection {
+    async fn log_triggers(&mut self, engine: &Engine, drop_all: bool) -> Result<(), sqlx::Error> {
+        if drop_all {
+            // The PostgreSQL trigger names no column: nothing to drop before a migration.
+            return Ok(());
+        }
+        sqlx::query(PG_LOG_FUNCTION).execute(&mut *self).await?;
+        let have: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = $1 AND c.relnamespace = current_schema()::regnamespace",
+        )
+        .bind(PG_LOG)
+        .fetch_all(&mut *self)
+        .await?;
+        for e in engine.entities() {
+            if have.iter().any(|(t,)| *t == e.name) {
+                continue;
+            }
+            let sql = format!(
+                "CREATE CONSTRAINT TRIGGER {PG_LOG} AFTER INSERT OR UPDATE OR DELETE ON {} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {PG_LOG}()",
+                super::quote(&e.name)
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+}
 
 /// What happened to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +217,9 @@ pub struct Change {
     pub entity: String,
     pub record_id: Uuid,
     pub kind: ChangeKind,
-    /// The stored columns before an update or delete, as the API writes them.
-    pub before: Option<Record>,
+    /// The stored row before an update or delete, as the database wrote it in JSON
+    /// (read with [`Change::before_field`] and [`Store::feed_was_visible`]).
+    pub before: Option<String>,
     /// When the change was committed, in milliseconds since 1970 (UTC).
     pub at_ms: i64,
 }
@@ -88,43 +240,6 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
     ]
 }
 
-/// The log row's values: entity, record id, kind, before (JSON), time.
-pub(crate) fn log_values(
-    e: &Entity,
-    id: Uuid,
-    kind: ChangeKind,
-    before: Option<&Record>,
-) -> (String, String, &'static str, Option<String>, i64) {
-    (
-        e.name.clone(),
-        id.hyphenated().to_string(),
-        kind.as_str(),
-        before.map(|b| serde_json::Value::Object(b.clone()).to_string()),
-        chrono::Utc::now().timestamp_millis(),
-    )
-}
-
-/// Writes a change log row inside the transaction `$tx`.
-macro_rules! log_change {
-    ($dialect:expr, $tx:ident, $values:expr) => {{
-        let (entity, record_id, kind, before, at_ms) = $values;
-        if $dialect == Dialect::Postgres {
-            sqlx::query(super::changes::LOG_LOCK)
-                .execute(&mut *$tx)
-                .await?;
-        }
-        sqlx::query(super::changes::LOG_INSERT)
-            .bind(entity)
-            .bind(record_id)
-            .bind(kind)
-            .bind(before)
-            .bind(at_ms)
-            .execute(&mut *$tx)
-            .await?;
-    }};
-}
-pub(crate) use log_change;
-
 type Row = (i64, String, String, String, Option<String>, i64);
 
 fn change_from_row(row: Row) -> Option<Change> {
@@ -134,12 +249,17 @@ fn change_from_row(row: Row) -> Option<Change> {
         entity,
         record_id: Uuid::parse_str(&record_id).ok()?,
         kind: ChangeKind::parse(&kind)?,
-        before: before.and_then(|b| match serde_json::from_str(&b) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => None,
-        }),
+        before,
         at_ms,
     })
+}
+
+impl Change {
+    /// A text field of the stored row before the change (e.g. the old state).
+    pub fn before_text(&self, name: &str) -> Option<String> {
+        let before: serde_json::Value = serde_json::from_str(self.before.as_deref()?).ok()?;
+        before.get(name)?.as_str().map(str::to_string)
+    }
 }
 
 impl Store {
@@ -246,14 +366,14 @@ impl Store {
         Ok(Some(self.as_seen_by(engine, e, rec, who).await?))
     }
 
-    /// Whether the caller would have listed the record as it was (`before`), with
-    /// `filter`. The stored columns come from the log; related records are read as
-    /// they are now.
+    /// Whether the caller would have listed the record as it was (`before`, the
+    /// stored row from the log), with `filter`. Related records are read as they are
+    /// now.
     pub async fn feed_was_visible(
         &self,
         engine: &Engine,
         e: &Entity,
-        before: &Record,
+        before: &str,
         filter: Option<&Typed>,
         who: &Principal,
     ) -> Result<bool, Error> {
@@ -265,23 +385,28 @@ impl Store {
         }
         let dialect = self.dialect();
         let ctx = who.ctx();
-        // The old row as a one-row table named like the real one.
+        // The old row as a one-row table named like the real one, with the stored
+        // types: the database reads its own JSON back.
         let mut row = Query::select();
-        for name in select_columns(e) {
-            let Some(field) = system_field(&name).or_else(|| e.field(&name)) else {
-                continue;
-            };
-            let value = before
-                .get(&name)
-                .unwrap_or(&serde_json::Value::Null)
-                .clone();
-            let Some(cell) = cell_from_output(field.ty, field.scale, &value) else {
-                return Ok(false);
-            };
-            row.expr_as(
-                Expr::val(cell_value(dialect, field.ty, field.scale, &cell)),
-                name,
-            );
+        match dialect {
+            Dialect::Sqlite => {
+                let mut json = Query::select();
+                json.expr_as(Expr::val(before), "j");
+                for name in select_columns(e) {
+                    let path = format!("$.\"{}\"", name.replace('\'', "''"));
+                    row.expr_as(Expr::cust(format!("json_extract(j, '{path}')")), name);
+                }
+                row.from_subquery(json, "j");
+            }
+            Dialect::Postgres => {
+                row.expr(Expr::cust_with_values(
+                    format!(
+                        "(json_populate_record(NULL::{}, CAST($1 AS json))).*",
+                        super::quote(&e.name)
+                    ),
+                    [before],
+                ));
+            }
         }
         let mut q = Query::select();
         q.expr(Expr::val(1i64))

@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 
 use sea_query::{
-    Asterisk, Expr, ExprTrait, LockType, NullOrdering, Order, PostgresQueryBuilder, Query,
-    SelectStatement, SqliteQueryBuilder,
+    Asterisk, Expr, ExprTrait, NullOrdering, Order, PostgresQueryBuilder, Query, SelectStatement,
+    SqliteQueryBuilder,
 };
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::changes::{ChangeKind, log_change, log_values};
 use super::filter::Compiler;
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
@@ -520,7 +519,22 @@ impl Store {
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, false);
 
-        let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
+        // One statement when nothing else is written or checked: the database's
+        // trigger writes the change log in the same statement.
+        let result: Result<Result<Record, Error>, sqlx::Error> = if batch.is_none()
+            && links.is_empty()
+            && check.is_none()
+        {
+            async {
+                on_pool!(self, pool, qb => {
+                    let (sql, vals) = q.build_sqlx(qb());
+                    let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(pool).await?;
+                    Ok(Ok(record_from_row(e, &row)?))
+                })
+            }
+            .await
+        } else {
+            async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = q.build_sqlx(qb());
             let row = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await {
                 Ok(row) => row,
@@ -543,10 +557,10 @@ impl Store {
                     ))));
                 }
             }
-            log_change!(dialect, tx, log_values(e, id, ChangeKind::Created, None));
             tx.commit().await?;
             Ok(Ok(rec))
-        })}.await;
+        })}.await
+        };
         let mut rec = match result {
             Ok(inner) => inner?,
             Err(err) => return Err(self.explain_write_error(engine, e, input, err).await),
@@ -617,18 +631,38 @@ impl Store {
         let after =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
 
-        let mut prior = select(e);
-        prior
-            .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
-        if dialect == Dialect::Postgres {
-            prior.lock(LockType::Update);
-        }
-        let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
-            let (sql, vals) = prior.build_sqlx(qb());
-            let before = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? {
-                Some(row) => Some(record_from_row(e, &row)?),
-                None => None,
-            };
+        // Why nothing was updated, asked after the fact.
+        let explain = |version: Option<i64>| match version {
+            None => Error::NotFound,
+            Some(current) if if_match.is_some_and(|v| v != current) => Error::Stale { current },
+            Some(_) => Error::Forbidden(format!("you may not change this {}", e.name)),
+        };
+        // One statement when nothing else is written or checked: the database's
+        // trigger writes the change log, with the old row, in the same statement.
+        let result: Result<Result<Record, Error>, sqlx::Error> = if batch.is_none()
+            && links.is_empty()
+            && after.is_none()
+        {
+            async {
+                on_pool!(self, pool, qb => {
+                    let (sql, vals) = q.build_sqlx(qb());
+                    match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await? {
+                        Some(row) => Ok(Ok(record_from_row(e, &row)?)),
+                        None => {
+                            let (sql, vals) = current.build_sqlx(qb());
+                            let found = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?;
+                            let version: Option<i64> = match found {
+                                Some(row) => Some(row.int(1)?),
+                                None => None,
+                            };
+                            Ok(Err(explain(version)))
+                        }
+                    }
+                })
+            }
+            .await
+        } else {
+            async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = q.build_sqlx(qb());
             let updated = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                 Ok(row) => row,
@@ -645,11 +679,7 @@ impl Store {
                     None => None,
                 };
                 tx.rollback().await?;
-                return Ok(Err(match version {
-                    None => Error::NotFound,
-                    Some(current) if if_match.is_some_and(|v| v != current) => Error::Stale { current },
-                    Some(_) => Error::Forbidden(format!("you may not change this {}", e.name)),
-                }));
+                return Ok(Err(explain(version)));
             };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
@@ -665,10 +695,10 @@ impl Store {
                     ))));
                 }
             }
-            log_change!(dialect, tx, log_values(e, id, ChangeKind::Updated, before.as_ref()));
             tx.commit().await?;
             Ok(Ok(rec))
-        })}.await;
+        })}.await
+        };
         let mut rec = match result {
             Ok(inner) => inner?,
             Err(err) => return Err(self.explain_write_error(engine, e, input, err).await),
@@ -724,63 +754,34 @@ impl Store {
         if allowed != Typed::Const(true) {
             q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
         }
-        q.returning(Query::returning().columns(select_columns(e)));
-        let cascades = has_cascades(engine, &e.name);
-        let result: Result<u64, sqlx::Error> = async {
-            in_tx!(self, batch, tx, qb => {
-                // What the database will delete or clear along with this record, read
-                // first so that the change log tells about it too.
-                let mut along = Vec::new();
-                if cascades {
-                    let mut work = vec![(e.name.clone(), id)];
-                    let mut seen = std::collections::HashSet::from([(e.name.clone(), id)]);
-                    while let Some((parent, parent_id)) = work.pop() {
-                        for r in engine.referrers(&parent) {
-                            let Some(child) = engine.entity(&r.entity) else { continue };
-                            if r.on_delete == OnDelete::Restrict {
-                                continue;
-                            }
-                            let mut s = select(child);
-                            s.and_where(Expr::col(("t0".to_string(), r.field.clone())).eq(uuid_value(dialect, parent_id)));
-                            let (sql, vals) = s.build_sqlx(qb());
-                            for row in sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(&mut *tx).await? {
-                                let rec = record_from_row(child, &row)?;
-                                let Some(child_id) = record_id(&rec) else { continue };
-                                if r.on_delete == OnDelete::Cascade {
-                                    if seen.insert((child.name.clone(), child_id)) {
-                                        along.push(log_values(child, child_id, ChangeKind::Deleted, Some(&rec)));
-                                        work.push((child.name.clone(), child_id));
-                                    }
-                                } else {
-                                    along.push(log_values(child, child_id, ChangeKind::Updated, Some(&rec)));
-                                }
-                            }
+        // The database's triggers log the deletion, and what its foreign keys delete
+        // or clear along with the record.
+        let result: Result<u64, sqlx::Error> = if batch.is_none() {
+            async {
+                on_pool!(self, pool, qb => {
+                    let (sql, vals) = q.build_sqlx(qb());
+                    Ok(sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected())
+                })
+            }
+            .await
+        } else {
+            async {
+                in_tx!(self, batch, tx, qb => {
+                    let (sql, vals) = q.build_sqlx(qb());
+                    match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
+                        Ok(done) => {
+                            tx.commit().await?;
+                            Ok(done.rows_affected())
+                        }
+                        Err(err) => {
+                            tx.rollback().await?;
+                            Err(err)
                         }
                     }
-                }
-                let (sql, vals) = q.build_sqlx(qb());
-                match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
-                    Ok(Some(row)) => {
-                        let before = record_from_row(e, &row)?;
-                        log_change!(dialect, tx, log_values(e, id, ChangeKind::Deleted, Some(&before)));
-                        for values in along {
-                            log_change!(dialect, tx, values);
-                        }
-                        tx.commit().await?;
-                        Ok(1)
-                    }
-                    Ok(None) => {
-                        tx.commit().await?;
-                        Ok(0)
-                    }
-                    Err(err) => {
-                        tx.rollback().await?;
-                        Err(err)
-                    }
-                }
-            })
-        }
-        .await;
+                })
+            }
+            .await
+        };
         match result {
             Ok(0) => match self.get_where(e, id, &read, &ctx).await {
                 Ok(_) => Err(Error::Forbidden(format!(
@@ -998,13 +999,6 @@ pub fn permitted(
 }
 
 /// Whether deleting a record of `entity` makes the database delete or change others.
-fn has_cascades(engine: &Engine, entity: &str) -> bool {
-    engine
-        .referrers(entity)
-        .iter()
-        .any(|r| r.on_delete != OnDelete::Restrict)
-}
-
 /// Removes the fields this caller may not read, here and in embedded records.
 pub(crate) fn redact(engine: &Engine, e: &Entity, rec: &mut Record, who: &Principal) {
     if !engine.access.enforced {

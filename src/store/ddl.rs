@@ -1010,6 +1010,7 @@ macro_rules! sync_in_tx {
         for s in &planned.statements {
             sqlx::query(sqlx::AssertSqlSafe(s.as_str())).execute(&mut *tx).await?;
         }
+        super::changes::LogTriggers::log_triggers(&mut *tx, $engine, false).await?;
         for (name, def) in &planned.snapshots {
             sqlx::query(UPSERT_SNAPSHOT).bind(name).bind(def).execute(&mut *tx).await?;
         }
@@ -1032,5 +1033,38 @@ impl Store {
                 Some("SELECT pg_advisory_xact_lock(7204113)")
             ),
         }
+    }
+
+    /// Installs the triggers that write the change log where they are missing or out
+    /// of date, and nothing else (production mode, which never changes the schema:
+    /// the triggers are Trellis's own, like its `_trellis_*` tables).
+    pub async fn ensure_log_triggers(&self, engine: &Engine) -> Result<(), Error> {
+        use super::changes::LogTriggers;
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE")).await?;
+                for s in super::changes::ddl(Dialect::Sqlite) {
+                    sqlx::query(sqlx::AssertSqlSafe(s))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.log_triggers(engine, false).await?;
+                tx.commit().await?;
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7204113)")
+                    .execute(&mut *tx)
+                    .await?;
+                for s in super::changes::ddl(Dialect::Postgres) {
+                    sqlx::query(sqlx::AssertSqlSafe(s))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.log_triggers(engine, false).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -96,6 +96,15 @@ macro_rules! run_migration {
                 return Err(err);
             }
         };
+        // SQLite's triggers name the columns: none may stand in the way of a rebuild.
+        super::changes::LogTriggers::log_triggers(&mut *$tx, $engine, true).await?;
+        // PostgreSQL's log triggers are deferred to the commit, and an ALTER TABLE
+        // refuses a table with pending trigger events: here they fire at once.
+        if $dialect == Dialect::Postgres {
+            sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
+                .execute(&mut *$tx)
+                .await?;
+        }
         for s in &planned.statements {
             if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(s.as_str()))
                 .execute(&mut *$tx)
@@ -107,6 +116,7 @@ macro_rules! run_migration {
                 });
             }
         }
+        super::changes::LogTriggers::log_triggers(&mut *$tx, $engine, false).await?;
         for (name, def) in &planned.snapshots {
             sqlx::query(UPSERT_SNAPSHOT)
                 .bind(name)

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::changes::{ChangeKind, log_change, log_values};
+use super::changes::{PG_MARK_TRANSITION, SQLITE_MARK_TRANSITION};
 use super::crud::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns, visible};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Pool, Store};
@@ -295,6 +295,12 @@ impl Store {
                 q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, c, &ctx_sql)));
             }
             q.returning(Query::returning().columns(select_columns(e)));
+            // The log trigger writes this update as a transition: on PostgreSQL it
+            // reads a mark at commit; on SQLite its row is marked just after.
+            let id_text = id.hyphenated().to_string();
+            if dialect == Dialect::Postgres {
+                sqlx::query(PG_MARK_TRANSITION).bind(&id_text).execute(&mut *tx).await?;
+            }
             let (sql, vals) = q.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
@@ -302,6 +308,9 @@ impl Store {
                     "the {} changed while `{}` was being fired; reload it and try again", e.name, t.name
                 ))));
             };
+            if dialect == Dialect::Sqlite {
+                sqlx::query(SQLITE_MARK_TRANSITION).bind(e.name.clone()).bind(&id_text).execute(&mut *tx).await?;
+            }
             let mut after = record_from_row(e, &row)?;
             for (name, _) in &links {
                 after.insert(name.clone(), before.get(name).cloned().unwrap_or(Value::Array(Vec::new())));
@@ -342,7 +351,6 @@ impl Store {
                         .await?;
                 }
             }
-            log_change!(dialect, tx, log_values(e, id, ChangeKind::Transitioned, Some(&before)));
             tx.commit().await?;
             Ok(Ok(after))
         })}.await;
