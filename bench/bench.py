@@ -224,6 +224,8 @@ def run_db(db, args, pg_admin):
     rproc = start([reference, "--db", url, "--port", str(rport)], rport, env)
     results = []
     for name, method, path, body, who in REQUESTS:
+        if args.only and not any(o in name for o in args.only.split(",")):
+            continue
         script = lua(work, re.sub(r"\W+", "_", name), method, path, body, tokens[who])
         runs = {"trellis": [], "reference": []}
         for port in (tport, rport):
@@ -262,6 +264,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--only", default="", help="comma-separated parts of request names, e.g. create,patch")
     args = ap.parse_args()
     pg_admin = os.environ.get("TRELLIS_BENCH_PG_URL") or os.environ.get("TRELLIS_TEST_PG_URL", "")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]

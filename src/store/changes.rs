@@ -56,11 +56,13 @@ BEGIN
 END
 $trellis$"#;
 
-/// Marks a record's next update in this transaction as a workflow transition
-/// (PostgreSQL; the trigger reads the mark at commit).
-pub(crate) const PG_MARK_TRANSITION: &str = "SELECT set_config('trellis.transitioned', coalesce(current_setting('trellis.transitioned', true), '') || $1 || ' ', true)";
-/// Turns the log row the trigger just wrote for a record into a transition (SQLite).
-pub(crate) const SQLITE_MARK_TRANSITION: &str = "UPDATE _trellis_changes SET kind = 'transitioned' WHERE seq = (SELECT MAX(seq) FROM _trellis_changes WHERE entity = $1 AND record_id = $2)";
+/// A condition, always true, added to a transition's `UPDATE`: it marks the record
+/// for this transaction, and the log trigger, at commit, logs the update as a
+/// transition (PostgreSQL). `$1` is the record id.
+pub(crate) const PG_MARK_TRANSITION: &str = "set_config('trellis.transitioned', coalesce(current_setting('trellis.transitioned', true), '') || $1 || ' ', true) IS NOT NULL";
+/// On SQLite the transition's history row re-kinds the log row its `UPDATE` has
+/// just written (the newest one; SQLite has one writer at a time).
+pub(crate) const SQLITE_HISTORY_MARKS: &str = "CREATE TRIGGER IF NOT EXISTS _trellis_history_marks AFTER INSERT ON _trellis_history FOR EACH ROW BEGIN UPDATE _trellis_changes SET kind = 'transitioned' WHERE seq = (SELECT MAX(seq) FROM _trellis_changes) AND entity = NEW.entity AND record_id = NEW.record_id; END";
 
 /// Milliseconds since 1970 in SQLite.
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";

@@ -959,7 +959,7 @@ pub(crate) fn plan(
     }
     statements.extend(late);
     statements.extend(super::changes::ddl(dialect));
-    statements.extend(super::workflow::ddl());
+    statements.extend(super::workflow::ddl(dialect));
     Ok(Planned {
         statements,
         snapshots,
@@ -1043,7 +1043,10 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE")).await?;
-                for s in super::changes::ddl(Dialect::Sqlite) {
+                for s in super::changes::ddl(Dialect::Sqlite)
+                    .into_iter()
+                    .chain(super::workflow::ddl(Dialect::Sqlite))
+                {
                     sqlx::query(sqlx::AssertSqlSafe(s))
                         .execute(&mut *tx)
                         .await?;
@@ -1056,7 +1059,10 @@ impl Store {
                 sqlx::query("SELECT pg_advisory_xact_lock(7204113)")
                     .execute(&mut *tx)
                     .await?;
-                for s in super::changes::ddl(Dialect::Postgres) {
+                for s in super::changes::ddl(Dialect::Postgres)
+                    .into_iter()
+                    .chain(super::workflow::ddl(Dialect::Postgres))
+                {
                     sqlx::query(sqlx::AssertSqlSafe(s))
                         .execute(&mut *tx)
                         .await?;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::changes::{PG_MARK_TRANSITION, SQLITE_MARK_TRANSITION};
+use super::changes::PG_MARK_TRANSITION;
 use super::crud::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns, visible};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Pool, Store};
@@ -23,8 +23,8 @@ pub(crate) const OUTBOX: &str = "_trellis_outbox";
 const HISTORY_INSERT: &str = "INSERT INTO _trellis_history (id, entity, record_id, transition, from_state, to_state, actor, input, at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const OUTBOX_INSERT: &str = "INSERT INTO _trellis_outbox (id, endpoint, event, body, created_ms, next_attempt_ms, attempts, status) VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')";
 
-pub(crate) fn ddl() -> Vec<String> {
-    vec![
+pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
+    let mut statements = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {HISTORY} (id TEXT PRIMARY KEY NOT NULL, entity TEXT NOT NULL, record_id TEXT NOT NULL, transition TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, actor TEXT, input TEXT NOT NULL, at TEXT NOT NULL, request_id TEXT)"
         ),
@@ -37,7 +37,11 @@ pub(crate) fn ddl() -> Vec<String> {
         format!(
             "CREATE INDEX IF NOT EXISTS ix_trellis_outbox_due ON {OUTBOX} (status, next_attempt_ms)"
         ),
-    ]
+    ];
+    if dialect == Dialect::Sqlite {
+        statements.push(super::changes::SQLITE_HISTORY_MARKS.to_string());
+    }
+    statements
 }
 
 /// One transition request.
@@ -296,10 +300,10 @@ impl Store {
             }
             q.returning(Query::returning().columns(select_columns(e)));
             // The log trigger writes this update as a transition: on PostgreSQL it
-            // reads a mark at commit; on SQLite its row is marked just after.
-            let id_text = id.hyphenated().to_string();
+            // reads a mark at commit, set by the statement itself; on SQLite the
+            // history row's trigger re-kinds the log row.
             if dialect == Dialect::Postgres {
-                sqlx::query(PG_MARK_TRANSITION).bind(&id_text).execute(&mut *tx).await?;
+                q.and_where(Expr::cust_with_values(PG_MARK_TRANSITION, [id.hyphenated().to_string()]));
             }
             let (sql, vals) = q.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
@@ -308,9 +312,6 @@ impl Store {
                     "the {} changed while `{}` was being fired; reload it and try again", e.name, t.name
                 ))));
             };
-            if dialect == Dialect::Sqlite {
-                sqlx::query(SQLITE_MARK_TRANSITION).bind(e.name.clone()).bind(&id_text).execute(&mut *tx).await?;
-            }
             let mut after = record_from_row(e, &row)?;
             for (name, _) in &links {
                 after.insert(name.clone(), before.get(name).cloned().unwrap_or(Value::Array(Vec::new())));
