@@ -222,6 +222,8 @@ def run_db(db, args, pg_admin):
     tokens = {"admin": token("bench-admin", ["admin"]), "member": token("bench-member", ["member"], REGIONS[3])}
     tproc = start(tcmd, tport, env)
     rproc = start([reference, "--db", url, "--port", str(rport)], rport, env)
+    # For profiling: `perf record -p <pid>` while the requests run.
+    print(f"# {db}: trellis pid {tproc.pid}, reference pid {rproc.pid}", flush=True)
     results = []
     for name, method, path, body, who in REQUESTS:
         if args.only and not any(o in name for o in args.only.split(",")):

@@ -9,6 +9,10 @@
 // Handlers answer early with a ready `Response`; boxing it would only add noise here.
 #![allow(clippy::result_large_err)]
 
+// The same allocator as Trellis, so that the ratio measures the engine, not malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
