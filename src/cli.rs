@@ -964,12 +964,11 @@ fn serve(
             .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
         let shown = redact(&url);
         tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving HTTP")?;
+        trellis::http::server::serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")?;
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })

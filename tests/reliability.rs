@@ -213,3 +213,74 @@ fn a_database_outage_is_answered_and_recovered_from() {
         "outage: slowest answer while down {slowest:?}; first success {recovered:?} after PostgreSQL came back"
     );
 }
+
+/// Slow clients (slowloris): connections that trickle their request headers are
+/// cut off after the header timeout, and while hundreds of them are open, other
+/// clients are served as usual.
+async fn slow_clients_are_cut_off(db: Db) {
+    use std::io::{Read, Write};
+    let project = common::project(&[("models/task.yaml", TASK)]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let url = match db {
+        Db::Postgres => test_db.url.clone(),
+        Db::Sqlite => format!("sqlite://{}", project.path().join("data.db").display()),
+    };
+    let port = free_port();
+    let mut server = serve(&dir, port, Some(&url));
+    wait_healthy(&mut server, port);
+
+    // 300 connections, each sending part of a request and then a byte per second.
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /api/tasks HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        slow.push(s);
+    }
+    // Meanwhile, an ordinary client is served at once.
+    let t = Instant::now();
+    let (status, body) = http(port, "POST", "/api/tasks", Some(&json!({ "title": "A" }))).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = http(port, "GET", "/api/tasks", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Trickle until the server hangs up on every one of them.
+    let mut open: Vec<bool> = vec![true; slow.len()];
+    let mut buf = [0u8; 512];
+    while open.iter().any(|o| *o) && started.elapsed() < Duration::from_secs(40) {
+        for (i, s) in slow.iter_mut().enumerate() {
+            if !open[i] {
+                continue;
+            }
+            let wrote = s.write_all(b"X-Slow: 1\r\n").is_ok();
+            let closed = match s.read(&mut buf) {
+                Ok(0) => true,
+                // A 408 answer before the close is fine too.
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            };
+            if !wrote || closed {
+                open[i] = false;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let still_open = open.iter().filter(|o| **o).count();
+    let took = started.elapsed();
+    println!("300 slow clients cut off after {took:?}; still open: {still_open}");
+    assert_eq!(still_open, 0, "slow clients still connected after {took:?}");
+    // Not before the header timeout (10 s): ordinary slow networks are not cut.
+    assert!(took >= Duration::from_secs(9), "{took:?}");
+    // And the server is still fine.
+    let (status, body) = http(port, "GET", "/api/tasks", None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+}
+both!(slow_clients_are_cut_off);

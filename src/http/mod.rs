@@ -5,6 +5,7 @@ pub mod auth;
 mod batch;
 mod events;
 pub mod problem;
+pub mod server;
 mod workflow;
 
 use std::sync::Arc;
