@@ -3,7 +3,8 @@
 mod cli;
 
 // mimalloc: fewer cycles per request than glibc's allocator under many small
-// allocations (docs/BENCHMARKS.md), and it returns memory to the system.
+// allocations (docs/BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
