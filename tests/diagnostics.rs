@@ -311,6 +311,18 @@ fn unknown_fields_in_indexes_unique_and_search() {
 }
 
 #[test]
+fn descending_fields_in_indexes_only() {
+    let d = diags(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: string\n  done: boolean\nindexes:\n  - [done, -title, id]\nunique:\n  - [-title]\n",
+    )]);
+    // `-title` is a descending index column; in `unique` it names no field.
+    let unknown = only(&d, "unknown-field");
+    at(unknown, "models/task.yaml", 8, 6);
+    assert!(unknown.message.contains("-title"), "{unknown:?}");
+}
+
+#[test]
 fn wrong_value_types() {
     let d = diags(&[(
         "models/task.yaml",

@@ -229,7 +229,12 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
             .unwrap()
             .to_string_lossy()
             .to_string();
-        if rel.starts_with("tests/") || rel.starts_with(".ci/") || rel.starts_with(".github/") {
+        // The fuzzers' seeds are inputs, broken ones among them, not project files.
+        if rel.starts_with("tests/")
+            || rel.starts_with(".ci/")
+            || rel.starts_with(".github/")
+            || rel.starts_with("fuzz/")
+        {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

@@ -233,3 +233,60 @@ both!(
     a_new_entity_referencing_an_old_one,
     root_project_twice_is_a_no_op,
 );
+
+/// `indexes: [[done, -score, id]]`: an index for `filter=done = false&sort=-score`,
+/// descending with nulls last as lists sort, on both databases.
+async fn an_index_for_a_sort(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[(
+            "models/task.yaml",
+            "entity: task\nfields:\n  title: string\n  done: { type: boolean, default: false }\n  score: integer\nindexes:\n  - [done, -score, id]\n",
+        )],
+    )
+    .await;
+    for (title, score) in [("a", Some(5)), ("b", None), ("c", Some(9)), ("d", Some(5))] {
+        app.create("tasks", json!({ "title": title, "score": score }))
+            .await;
+    }
+    let res = app
+        .get("/api/tasks?filter=done%20%3D%20false&sort=-score,title")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let titles: Vec<&str> = res.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["c", "a", "d", "b"]);
+    let sql = "ix_task_done_score_desc_id";
+    let definition: String = match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+            let (d,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = $1")
+                .bind(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            d
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+            let (d,): (String,) = sqlx::query_as(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1 AND schemaname = current_schema()",
+            )
+            .bind(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            d
+        }
+    };
+    let expected = match db {
+        Db::Sqlite => r#"("done", "score" DESC, "id")"#,
+        Db::Postgres => "(done, score DESC NULLS LAST, id)",
+    };
+    assert!(definition.contains(expected), "{definition}");
+}
+both!(an_index_for_a_sort);

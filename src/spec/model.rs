@@ -386,7 +386,15 @@ fn field_groups(
     for item in items {
         let names = name_list(sink, item, &format!("`{key}`"));
         let mut ok = !names.is_empty();
-        for name in &names {
+        for given in &names {
+            // An index may list a field in descending order, as `sort=` does: `-price`.
+            let name = &match given.name.strip_prefix('-') {
+                Some(rest) if key == "indexes" => Named {
+                    name: rest.to_string(),
+                    pos: given.pos,
+                },
+                _ => given.clone(),
+            };
             match fields.iter().find(|(n, _)| *n == name.name) {
                 Some((_, ty)) if !ty.has_column() => {
                     ok = false;

@@ -124,6 +124,22 @@ pub fn model_schema() -> Value {
         "type": "array",
         "items": { "$ref": "#/$defs/names" }
     });
+    // An index may list a field in descending order, as `sort=` does: `-price`.
+    let sorted = json!({
+        "type": "string",
+        "pattern": "^-?[a-z][a-z0-9_]*$",
+        "description": "A field; `-field` in descending order (an index for a sort)."
+    });
+    let index_group = json!({
+        "type": "array",
+        "description": "Indexes, each a list of fields. An index for a sorted list lists the filter fields, then the sort fields as in `sort=` (`-price` descending), then `id`.",
+        "items": {
+            "oneOf": [
+                sorted.clone(),
+                { "type": "array", "items": sorted, "minItems": 1 }
+            ]
+        }
+    });
     let _ = ENTITY_KEYS;
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -144,7 +160,7 @@ pub fn model_schema() -> Value {
                 "propertyNames": { "$ref": "#/$defs/identifier", "not": { "enum": ["id", "created_at", "updated_at", "version", "deleted_at", "_links", "items"] } },
                 "additionalProperties": { "$ref": "#/$defs/field" }
             },
-            "indexes": group.clone(),
+            "indexes": index_group,
             "unique": group,
             "search": { "$ref": "#/$defs/names" }
         },

@@ -260,11 +260,14 @@ impl Store {
             q.offset(req.offset);
         }
         for k in &req.sort {
-            q.order_by_with_nulls(
-                ("t0".to_string(), k.column.name.clone()),
-                if k.desc { Order::Desc } else { Order::Asc },
-                NullOrdering::Last,
-            );
+            let order = if k.desc { Order::Desc } else { Order::Asc };
+            let col = ("t0".to_string(), k.column.name.clone());
+            if k.column.name == "id" {
+                // Never null: a plain order, which an index ending in `id` serves.
+                q.order_by(col, order);
+            } else {
+                q.order_by_with_nulls(col, order, NullOrdering::Last);
+            }
         }
         q.limit(u64::from(req.limit) + 1);
         let mut items = on_pool!(self, pool, qb => {

@@ -144,6 +144,13 @@ pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
 
 /// A deterministic index name within PostgreSQL's 63-byte limit.
 pub(crate) fn index_name(prefix: &str, table: &str, cols: &[String]) -> String {
+    let cols: Vec<String> = cols
+        .iter()
+        .map(|c| match c.strip_prefix('-') {
+            Some(desc) => format!("{desc}_desc"),
+            None => c.clone(),
+        })
+        .collect();
     let name = format!("{prefix}_{table}_{}", cols.join("_"));
     if name.len() <= 60 {
         return name;
@@ -284,6 +291,26 @@ impl Builder {
 
     fn index(&self, table: &str, cols: &[String], unique: bool) -> String {
         let name = index_name(if unique { "uq" } else { "ix" }, table, cols);
+        if cols.iter().any(|c| c.starts_with('-')) {
+            // A descending column, for a sort (`-price`): nulls last, as lists sort
+            // them; SQLite's descending order already puts them last.
+            let q = super::quote;
+            let rendered: Vec<String> = cols
+                .iter()
+                .map(|c| match (c.strip_prefix('-'), self.dialect) {
+                    (Some(d), Dialect::Postgres) => format!("{} DESC NULLS LAST", q(d)),
+                    (Some(d), Dialect::Sqlite) => format!("{} DESC", q(d)),
+                    (None, _) => q(c),
+                })
+                .collect();
+            return format!(
+                "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+                if unique { "UNIQUE " } else { "" },
+                q(&name),
+                q(table),
+                rendered.join(", ")
+            );
+        }
         let mut i = Index::create();
         i.if_not_exists().name(name).table(table.to_string());
         for c in cols {
