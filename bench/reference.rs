@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 // The same allocator as Trellis, so that the ratio measures the engine, not malloc.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

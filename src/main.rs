@@ -2,8 +2,8 @@
 
 mod cli;
 
-// mimalloc: fewer cycles per request than glibc's allocator under many small
-// allocations (docs/BENCHMARKS.md).
+// mimalloc (the default `mimalloc` feature): fewer cycles per request than glibc's
+// allocator (docs/BENCHMARKS.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

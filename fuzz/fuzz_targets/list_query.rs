@@ -1,5 +1,5 @@
 //! The query strings of `GET /api/{plural}` (and, on the same input, of
-//! `GET /api/{plural}/{id}` and `GET /api/{plural}/_aggregate`): the raw query
+//! `GET /api/{plural}/{id}` and `GET /api/{plural}/aggregate`): the raw query
 //! string is split as the HTTP layer splits it (`serde_urlencoded`, see
 //! `http::query_pairs`), then read by `engine::query::list_request`,
 //! `engine::query::get_request` and `engine::aggregate::aggregate_request` for

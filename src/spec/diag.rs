@@ -112,6 +112,11 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Names are at most 48 characters: a much longer word is no typo of one, and
+    // comparing it would only cost time (the fuzzer sends kilobytes).
+    if word.len() > 64 {
+        return None;
+    }
     let lower = word.to_lowercase();
     // Close by edits (a typo, a swapped pair of letters), or by Jaro-Winkler
     // similarity for longer words.
