@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
-cargo build --release --quiet --bin trellis
-cargo build --release --quiet --features bench --bin trellis-reference
+# Both servers are built with the default allocator (mimalloc);
+# TRELLIS_BENCH_GLIBC=1 builds both with glibc's malloc instead.
+flags=()
+if [ -n "${TRELLIS_BENCH_GLIBC:-}" ]; then flags=(--no-default-features); fi
+cargo build --release --quiet "${flags[@]}" --bin trellis
+cargo build --release --quiet "${flags[@]}" --features bench --bin trellis-reference
 if [ -z "${TRELLIS_BENCH_PG_URL:-}" ]; then
   source .ci/postgres.sh
   trap stop_postgres EXIT
