@@ -24,7 +24,17 @@ struct Known {
     in_flight: Option<String>,
 }
 
-async fn acknowledged_writes_survive_kill_9(db: Db) {
+/// A `serve` process of a one-entity project, healthy, and what it runs on.
+struct Running {
+    _project: tempfile::TempDir,
+    _db: TestDb,
+    dir: String,
+    url: String,
+    port: u16,
+    server: common::process::Server,
+}
+
+async fn task_server(db: Db) -> Running {
     let project = common::project(&[("models/task.yaml", TASK)]);
     let dir = project.path().to_str().unwrap().to_string();
     let test_db = TestDb::new(db).await;
@@ -35,6 +45,25 @@ async fn acknowledged_writes_survive_kill_9(db: Db) {
     let port = free_port();
     let mut server = serve(&dir, port, Some(&url));
     wait_healthy(&mut server, port);
+    Running {
+        _project: project,
+        _db: test_db,
+        dir,
+        url,
+        port,
+        server,
+    }
+}
+
+async fn acknowledged_writes_survive_kill_9(db: Db) {
+    let Running {
+        _project,
+        _db,
+        dir,
+        url,
+        port,
+        server,
+    } = task_server(db).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let known: Arc<Mutex<Vec<Known>>> = Arc::default();
@@ -219,16 +248,8 @@ fn a_database_outage_is_answered_and_recovered_from() {
 /// clients are served as usual.
 async fn slow_clients_are_cut_off(db: Db) {
     use std::io::{Read, Write};
-    let project = common::project(&[("models/task.yaml", TASK)]);
-    let dir = project.path().to_str().unwrap().to_string();
-    let test_db = TestDb::new(db).await;
-    let url = match db {
-        Db::Postgres => test_db.url.clone(),
-        Db::Sqlite => format!("sqlite://{}", project.path().join("data.db").display()),
-    };
-    let port = free_port();
-    let mut server = serve(&dir, port, Some(&url));
-    wait_healthy(&mut server, port);
+    let running = task_server(db).await;
+    let port = running.port;
 
     // 300 connections, each sending part of a request and then a byte per second.
     let started = Instant::now();
