@@ -938,6 +938,7 @@ fn serve(
             .feed
             .prune_every(Duration::from_secs(600), events_retention);
         trellis::outbox::spawn(store.clone(), state.engine.clone());
+        store.checkpoint_every(Duration::from_secs(2));
         state
             .status
             .store(std::sync::Arc::new(trellis::reload::Status::started(warnings)));

@@ -305,3 +305,57 @@ async fn slow_clients_are_cut_off(db: Db) {
     assert_eq!(body["items"].as_array().unwrap().len(), 1);
 }
 both!(slow_clients_are_cut_off);
+
+/// SQLite's write-ahead log stays bounded: while a reader pins an old snapshot the
+/// log cannot be reset and grows; once the reader is gone, `checkpoint_wal` (run
+/// every 2 s by `serve`) resets it and cuts the file back. On PostgreSQL there is
+/// nothing to do.
+async fn the_sqlite_wal_is_kept_bounded(db: Db) {
+    let app = common::TestApp::with_files(db, &[("models/task.yaml", TASK)]).await;
+    if db == Db::Postgres {
+        assert_eq!(app.store.checkpoint_wal().await.unwrap(), 0);
+        return;
+    }
+    let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+    // A reader holding its snapshot, as steady overlapping traffic does.
+    let mut reader = pool.begin().await.unwrap();
+    let _: (i64,) = sqlx::query_as("SELECT count(*) FROM task")
+        .fetch_one(&mut *reader)
+        .await
+        .unwrap();
+    let page = "x".repeat(4000);
+    for batch in 0..12 {
+        let mut tx = pool.begin().await.unwrap();
+        for i in 0..1000 {
+            sqlx::query("INSERT INTO task (id, created_at, updated_at, version, title, n) VALUES ($1, '2026-11-27T00:00:00.000Z', '2026-11-27T00:00:00.000Z', 1, $2, $3)")
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&page)
+                .bind(batch * 1000 + i)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let wal =
+        std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://").to_string() + "-wal");
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        grown > 40 * 1024 * 1024,
+        "the WAL did not grow: {grown} bytes"
+    );
+    // Pinned: the log cannot be reset yet.
+    let frames = app.store.checkpoint_wal().await.unwrap();
+    assert!(frames > trellis::store::WAL_RESTART_FRAMES, "{frames}");
+    reader.rollback().await.unwrap();
+    pool.close().await;
+    assert_eq!(app.store.checkpoint_wal().await.unwrap(), 0);
+    let after = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        after <= trellis::store::WAL_LIMIT_BYTES as u64,
+        "{after} bytes left"
+    );
+    println!("WAL: {grown} bytes while pinned, {after} after the checkpoint");
+    assert_eq!(app.rows("task").await, 12_000);
+}
+both!(the_sqlite_wal_is_kept_bounded);

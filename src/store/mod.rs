@@ -157,6 +157,12 @@ impl Error {
     }
 }
 
+/// The WAL's file is cut back to this size after a checkpoint resets it (SQLite).
+pub const WAL_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+/// A log of more frames than this (about 40 MiB of 4 KiB pages) is restarted by
+/// [`Store::checkpoint_wal`] rather than left to SQLite's passive checkpoints.
+pub const WAL_RESTART_FRAMES: i64 = 10_000;
+
 impl Store {
     /// Is the database answering? (`GET /_/health`)
     pub async fn ping(&self) -> Result<(), Error> {
@@ -215,7 +221,9 @@ impl Store {
             let options = options
                 .foreign_keys(true)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // Once a checkpoint resets the WAL, its file shrinks back to this.
+                .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
             let in_memory = path == ":memory:" || path.is_empty();
             if !in_memory {
                 // Switching a new file to WAL needs the file to itself: do it on one
@@ -268,6 +276,59 @@ impl Store {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Keeps SQLite's write-ahead log bounded. Under steady overlapping reads and
+    /// writes SQLite's own (passive) checkpoints never find a moment without
+    /// readers, so the WAL, and the memory that indexes it, grow without end
+    /// ("checkpoint starvation"). This checkpoints passively and, once the log
+    /// passes [`WAL_RESTART_FRAMES`], restarts it: new writers wait (at most 250 ms)
+    /// while the readers of old frames finish; if they do not, the next call tries
+    /// again. Returns the log's frames
+    /// after the call; always 0 on PostgreSQL.
+    pub async fn checkpoint_wal(&self) -> Result<i64, Error> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(0);
+        };
+        let (_, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+        if log < WAL_RESTART_FRAMES {
+            return Ok(log.max(0));
+        }
+        // Writers wait while this waits for readers: never longer than a moment.
+        let mut conn = pool.acquire().await?;
+        sqlx::query("PRAGMA busy_timeout = 250")
+            .execute(&mut *conn)
+            .await?;
+        let done: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *conn)
+                .await;
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await?;
+        let (_, log, _) = done?;
+        Ok(log.max(0))
+    }
+
+    /// Runs [`Store::checkpoint_wal`] every `every` (SQLite files; nothing to do on
+    /// PostgreSQL).
+    pub fn checkpoint_every(&self, every: Duration) {
+        if !matches!(self.pool, Pool::Sqlite(_)) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = store.checkpoint_wal().await {
+                    tracing::debug!(%err, "WAL checkpoint");
+                }
+            }
+        });
     }
 
     pub async fn close(&self) {
