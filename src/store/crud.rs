@@ -215,6 +215,19 @@ pub(crate) fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Reco
     Ok(rec)
 }
 
+/// How often a one-statement write is retried after SQLite's `SQLITE_BUSY_SNAPSHOT`.
+const SNAPSHOT_RETRIES: u32 = 20;
+
+/// SQLite's `SQLITE_BUSY_SNAPSHOT` (517): an autocommit write began on a snapshot
+/// that another connection's commit made stale, so it could not take the write
+/// lock, and changed nothing. The busy timeout does not cover it; running the
+/// statement again, on a fresh snapshot, is safe.
+fn stale_snapshot(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "517")
+}
+
 fn record_id(rec: &Record) -> Option<Uuid> {
     rec.get("id")
         .and_then(Value::as_str)
@@ -530,8 +543,14 @@ impl Store {
         {
             async {
                 on_pool!(self, pool, qb => {
-                    let (sql, vals) = q.build_sqlx(qb());
-                    let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(pool).await?;
+                    let mut tries = 0;
+                    let row = loop {
+                        let (sql, vals) = q.build_sqlx(qb());
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(pool).await {
+                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
+                            other => break other?,
+                        }
+                    };
                     Ok(Ok(record_from_row(e, &row)?))
                 })
             }
@@ -648,8 +667,15 @@ impl Store {
         {
             async {
                 on_pool!(self, pool, qb => {
-                    let (sql, vals) = q.build_sqlx(qb());
-                    match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await? {
+                    let mut tries = 0;
+                    let updated = loop {
+                        let (sql, vals) = q.build_sqlx(qb());
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await {
+                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
+                            other => break other?,
+                        }
+                    };
+                    match updated {
                         Some(row) => Ok(Ok(record_from_row(e, &row)?)),
                         None => {
                             let (sql, vals) = current.build_sqlx(qb());
@@ -762,8 +788,14 @@ impl Store {
         let result: Result<u64, sqlx::Error> = if batch.is_none() {
             async {
                 on_pool!(self, pool, qb => {
-                    let (sql, vals) = q.build_sqlx(qb());
-                    Ok(sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected())
+                    let mut tries = 0;
+                    loop {
+                        let (sql, vals) = q.build_sqlx(qb());
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await {
+                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
+                            other => break Ok(other?.rows_affected()),
+                        }
+                    }
                 })
             }
             .await
