@@ -228,6 +228,21 @@ fn stale_snapshot(err: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "517")
 }
 
+/// Runs statement `$q` once on `$pool` with sqlx's `$run` (`fetch_one`, `execute`…),
+/// again after a stale SQLite snapshot (up to [`SNAPSHOT_RETRIES`] times).
+macro_rules! one_statement {
+    ($q:expr, $qb:ident, $pool:expr, $run:ident) => {{
+        let mut tries = 0;
+        loop {
+            let (sql, vals) = $q.build_sqlx($qb());
+            match sqlx::query_with(AssertSqlSafe(sql), vals).$run($pool).await {
+                Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
 fn record_id(rec: &Record) -> Option<Uuid> {
     rec.get("id")
         .and_then(Value::as_str)
@@ -543,14 +558,7 @@ impl Store {
         {
             async {
                 on_pool!(self, pool, qb => {
-                    let mut tries = 0;
-                    let row = loop {
-                        let (sql, vals) = q.build_sqlx(qb());
-                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(pool).await {
-                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
-                            other => break other?,
-                        }
-                    };
+                    let row = one_statement!(q, qb, pool, fetch_one)?;
                     Ok(Ok(record_from_row(e, &row)?))
                 })
             }
@@ -667,14 +675,7 @@ impl Store {
         {
             async {
                 on_pool!(self, pool, qb => {
-                    let mut tries = 0;
-                    let updated = loop {
-                        let (sql, vals) = q.build_sqlx(qb());
-                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await {
-                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
-                            other => break other?,
-                        }
-                    };
+                    let updated = one_statement!(q, qb, pool, fetch_optional)?;
                     match updated {
                         Some(row) => Ok(Ok(record_from_row(e, &row)?)),
                         None => {
@@ -788,14 +789,7 @@ impl Store {
         let result: Result<u64, sqlx::Error> = if batch.is_none() {
             async {
                 on_pool!(self, pool, qb => {
-                    let mut tries = 0;
-                    loop {
-                        let (sql, vals) = q.build_sqlx(qb());
-                        match sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await {
-                            Err(err) if stale_snapshot(&err) && tries < SNAPSHOT_RETRIES => tries += 1,
-                            other => break Ok(other?.rows_affected()),
-                        }
-                    }
+                    Ok(one_statement!(q, qb, pool, execute)?.rows_affected())
                 })
             }
             .await
