@@ -176,9 +176,9 @@ impl Store {
                 );
             }
         }
-        q.limit(u64::from(req.limit));
         let groups = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
+            let sql = super::paged(sql, u64::from(req.limit), None);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| read_row(req, r)).collect::<Result<Vec<_>, _>>()?
         });

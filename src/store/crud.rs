@@ -285,8 +285,8 @@ impl Store {
             && let Some((_, rank)) = &search
         {
             q.order_by_expr(rank.clone(), Order::Asc);
-            q.offset(req.offset);
         }
+        let offset = (req.relevance && search.is_some()).then_some(req.offset);
         for k in &req.sort {
             let order = if k.desc { Order::Desc } else { Order::Asc };
             let col = ("t0".to_string(), k.column.name.clone());
@@ -297,9 +297,9 @@ impl Store {
                 q.order_by_with_nulls(col, order, NullOrdering::Last);
             }
         }
-        q.limit(u64::from(req.limit) + 1);
         let mut items = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
+            let sql = super::paged(sql, u64::from(req.limit) + 1, offset);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
         });

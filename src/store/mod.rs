@@ -399,3 +399,20 @@ impl Store {
 pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
+
+/// `sql` (a whole SELECT) with its LIMIT and OFFSET written as numbers, not bound.
+///
+/// They are integers Trellis computed (a validated page size), so nothing a caller
+/// sends reaches the text. PostgreSQL needs them as literals: with `LIMIT $n` its
+/// generic plan must assume a tenth of the table is wanted, costs more than the
+/// custom one, and so a cached statement is planned again at every execution (the
+/// plan cache's `custom_plans` counter keeps growing). With a literal limit, the
+/// generic plan wins from the sixth execution on a connection (tests/statements.rs).
+pub(crate) fn paged(mut sql: String, limit: u64, offset: Option<u64>) -> String {
+    use std::fmt::Write;
+    let _ = write!(sql, " LIMIT {limit}");
+    if let Some(offset) = offset.filter(|o| *o > 0) {
+        let _ = write!(sql, " OFFSET {offset}");
+    }
+    sql
+}

@@ -479,8 +479,7 @@ impl Store {
             ])
             .and_where(Expr::col("entity").eq(e.name.clone()))
             .and_where(Expr::col("record_id").eq(id.hyphenated().to_string()))
-            .order_by("id", Order::Asc)
-            .limit(limit as u64 + 1);
+            .order_by("id", Order::Asc);
         if let Some(a) = after {
             q.and_where(Expr::col("id").gt(a.to_string()));
         }
@@ -496,6 +495,7 @@ impl Store {
         );
         let rows: Vec<Row> = on_pool!(self, pool, qb => {
             let (sql, vals) = q.build_sqlx(qb());
+            let sql = super::paged(sql, limit as u64 + 1, None);
             sqlx::query_as_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?
         });
         let more = rows.len() > limit;
