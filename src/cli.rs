@@ -917,7 +917,7 @@ fn serve(
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let mut state = AppState::with_auth(engine, store.clone(), auth);
         if !production {
-            state.reloader = Some(trellis::reload::Reloader {
+            state.set_reloader(trellis::reload::Reloader {
                 dir: dir.to_path_buf(),
                 secret: secret.clone(),
             });

@@ -36,9 +36,14 @@ pub mod users;
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler shares.
+/// What every handler shares: one pointer, so that handing it to a handler is a
+/// single reference-count increment (axum clones the state for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     pub engine: Arc<ArcSwap<Engine>>,
     pub auth: Arc<ArcSwap<Auth>>,
     pub store: Store,
@@ -52,6 +57,13 @@ pub struct AppState {
     pub reloader: Option<crate::reload::Reloader>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// Without authentication: every caller is anonymous.
     pub fn new(engine: Engine, store: Store) -> AppState {
@@ -59,7 +71,7 @@ impl AppState {
     }
 
     pub fn with_auth(engine: Engine, store: Store, auth: Auth) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
             feed: crate::feed::Feed::new(store.clone()),
@@ -69,7 +81,12 @@ impl AppState {
                 Vec::new(),
             ))),
             reloader: None,
-        }
+        }))
+    }
+
+    /// Reloads on demand (`POST /_/reload`) and on SIGHUP from this folder.
+    pub fn set_reloader(&mut self, reloader: crate::reload::Reloader) {
+        Arc::make_mut(&mut self.0).reloader = Some(reloader);
     }
 
     fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
@@ -104,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(request_timeout))
+        .layer(Deadline)
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     match cors {
@@ -159,19 +176,61 @@ async fn health(State(state): State<AppState>) -> Response {
 /// (`/events`) are not cut: their response starts at once.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn request_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "Request timeout",
-            format!(
-                "the request took longer than {} s and was abandoned",
-                REQUEST_TIMEOUT.as_secs()
-            ),
-        )
-        .into_response(),
+/// Abandons a request after [`REQUEST_TIMEOUT`] with a 503 problem. A plain
+/// layer rather than `middleware::from_fn`, which clones the whole router
+/// service for every request.
+#[derive(Clone, Copy)]
+struct Deadline;
+
+impl<S> tower::Layer<S> for Deadline {
+    type Service = WithDeadline<S>;
+    fn layer(&self, inner: S) -> WithDeadline<S> {
+        WithDeadline(inner)
+    }
+}
+
+#[derive(Clone)]
+struct WithDeadline<S>(S);
+
+impl<S> tower::Service<axum::extract::Request> for WithDeadline<S>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let answer = self.0.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+                Ok(res) => res,
+                Err(_) => Ok(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "Request timeout",
+                    format!(
+                        "the request took longer than {} s and was abandoned",
+                        REQUEST_TIMEOUT.as_secs()
+                    ),
+                )
+                .into_response()),
+            }
+        })
     }
 }
 
