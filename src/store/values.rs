@@ -124,6 +124,61 @@ pub fn cell_value(dialect: Dialect, ty: FieldType, scale: u32, cell: &Cell) -> S
     }
 }
 
+/// The API's text of a datetime stored by SQLite. Trellis stores the fixed-width
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` ([`sqlite_datetime`]); the API drops trailing
+/// groups of zeros in the fraction ([`format_datetime`]). That is done on the text
+/// itself, without parsing, since a read does it for every datetime of every row;
+/// any other text (written beside Trellis) is parsed.
+fn stored_datetime_text(mut s: String) -> Result<String, String> {
+    let b = s.as_bytes();
+    let canonical = b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    let number = |from: usize, to: usize| s[from..to].parse::<u32>().unwrap_or(u32::MAX);
+    if canonical
+        && i32::try_from(number(0, 4))
+            .ok()
+            .and_then(|y| NaiveDate::from_ymd_opt(y, number(5, 7), number(8, 10)))
+            .is_some()
+        && number(11, 13) < 24
+        && number(14, 16) < 60
+        && number(17, 19) < 60
+    {
+        if &s[23..26] == "000" {
+            let keep = if &s[20..23] == "000" { 19 } else { 23 };
+            s.truncate(keep);
+            s.push('Z');
+        }
+        return Ok(s);
+    }
+    DateTime::parse_from_rfc3339(&s)
+        .map(|d| format_datetime(&d.with_timezone(&Utc)))
+        .map_err(|e| e.to_string())
+}
+
+/// The text of a decimal stored as an integer of its smallest unit (`1250`, scale 2:
+/// `12.50`), as `Decimal::to_string` writes it, without building a `Decimal`.
+fn units_text(units: i64, scale: u32) -> String {
+    if scale > 18 {
+        return Decimal::new(units, scale).to_string();
+    }
+    let magnitude = units.unsigned_abs();
+    let unit = 10u64.pow(scale);
+    let (whole, fraction) = (magnitude / unit, magnitude % unit);
+    let sign = if units < 0 { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction:0width$}", width = scale as usize)
+    }
+}
+
 /// Reads one column of a row as the JSON the API returns.
 pub trait DecodeJson {
     fn json(&self, index: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error>;
@@ -153,18 +208,14 @@ impl DecodeJson for SqliteRow {
                 .unwrap_or(Value::Null),
             FieldType::Decimal => self
                 .try_get::<Option<i64>, _>(i)?
-                .map(|units| Value::String(Decimal::new(units, scale).to_string()))
+                .map(|units| Value::String(units_text(units, scale)))
                 .unwrap_or(Value::Null),
             FieldType::Boolean => self
                 .try_get::<Option<i64>, _>(i)?
                 .map(|v| Value::Bool(v != 0))
                 .unwrap_or(Value::Null),
             FieldType::Datetime => match self.try_get::<Option<String>, _>(i)? {
-                Some(s) => Value::String(
-                    DateTime::parse_from_rfc3339(&s)
-                        .map(|d| format_datetime(&d.with_timezone(&Utc)))
-                        .map_err(|e| decode_err(i, e.to_string()))?,
-                ),
+                Some(s) => Value::String(stored_datetime_text(s).map_err(|e| decode_err(i, e))?),
                 None => Value::Null,
             },
             FieldType::Json => match self.try_get::<Option<String>, _>(i)? {
@@ -183,10 +234,7 @@ impl DecodeJson for SqliteRow {
     }
 
     fn datetime_text(&self, i: usize) -> Result<String, sqlx::Error> {
-        let s: String = self.try_get(i)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|d| format_datetime(&d.with_timezone(&Utc)))
-            .map_err(|e| decode_err(i, e.to_string()))
+        stored_datetime_text(self.try_get(i)?).map_err(|e| decode_err(i, e))
     }
 
     fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
@@ -247,5 +295,43 @@ impl DecodeJson for PgRow {
 
     fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
         self.try_get::<i64, _>(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The text shortcut gives exactly what parsing and formatting give.
+        #[test]
+        fn stored_datetimes_read_as_formatted(
+            secs in -62_000_000_000i64..250_000_000_000i64,
+            micros in prop_oneof![Just(0u32), Just(123_000), Just(5_000), 0u32..1_000_000],
+        ) {
+            let dt = DateTime::from_timestamp(secs, micros * 1000).unwrap_or_default();
+            let stored = sqlite_datetime(&dt);
+            prop_assert_eq!(stored_datetime_text(stored).ok(), Some(format_datetime(&dt)));
+        }
+
+        #[test]
+        fn units_read_as_decimals(units in any::<i64>(), scale in 0u32..=20) {
+            prop_assert_eq!(units_text(units, scale), Decimal::new(units, scale).to_string());
+        }
+    }
+
+    #[test]
+    fn other_datetime_texts_are_parsed() {
+        assert_eq!(
+            stored_datetime_text("2026-11-27T12:00:00+02:00".into()).ok(),
+            Some("2026-11-27T10:00:00Z".to_string())
+        );
+        assert_eq!(
+            stored_datetime_text("2026-02-30T12:00:00.000000Z".into()).ok(),
+            None,
+            "an impossible date is an error, as before"
+        );
+        assert!(stored_datetime_text("not a time".into()).is_err());
     }
 }
