@@ -7,7 +7,8 @@
 //! written last in its transaction, under a transaction-level advisory lock, so a
 //! reader that has seen number N will never later find a smaller one commit.
 
-use sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+use sea_query::extension::postgres::PgExpr;
+use sea_query::{Expr, ExprTrait, Func, PostgresQueryBuilder, Query, SqliteQueryBuilder};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -58,8 +59,20 @@ $trellis$"#;
 
 /// A condition, always true, added to a transition's `UPDATE`: it marks the record
 /// for this transaction, and the log trigger, at commit, logs the update as a
-/// transition (PostgreSQL). `$1` is the record id.
-pub(crate) const PG_MARK_TRANSITION: &str = "set_config('trellis.transitioned', coalesce(current_setting('trellis.transitioned', true), '') || $1 || ' ', true) IS NOT NULL";
+/// transition (PostgreSQL):
+/// `set_config('trellis.transitioned', coalesce(current_setting(…, true), '') || $id, true) IS NOT NULL`
+/// (built from parts: a custom expression with values is tokenized at every use).
+pub(crate) fn pg_mark_transition(id: Uuid) -> Expr {
+    let marks = Expr::cust("coalesce(current_setting('trellis.transitioned', true), '')")
+        .concat(Expr::val(format!("{} ", id.hyphenated())));
+    Expr::from(
+        Func::cust("set_config")
+            .arg(Expr::val("trellis.transitioned"))
+            .arg(marks)
+            .arg(Expr::val(true)),
+    )
+    .is_not_null()
+}
 /// On SQLite the transition's history row re-kinds the log row its `UPDATE` has
 /// just written (the newest one; SQLite has one writer at a time).
 pub(crate) const SQLITE_HISTORY_MARKS: &str = "CREATE TRIGGER IF NOT EXISTS _trellis_history_marks AFTER INSERT ON _trellis_history FOR EACH ROW BEGIN UPDATE _trellis_changes SET kind = 'transitioned' WHERE seq = (SELECT MAX(seq) FROM _trellis_changes) AND entity = NEW.entity AND record_id = NEW.record_id; END";

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::changes::PG_MARK_TRANSITION;
+use super::changes::pg_mark_transition;
 use super::crud::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns, visible};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Pool, Store};
@@ -69,11 +69,11 @@ pub struct HistoryEntry {
 
 /// Values of `set:` assignments, as cells for the update.
 #[allow(clippy::too_many_arguments)]
-fn assignments(
+fn assignments<'a>(
     wf: &Workflow,
     e: &Entity,
     t: &Transition,
-    ctx: &Context,
+    ctx: impl Fn() -> &'a Context,
     before: &Record,
     given: &Map<String, Value>,
     who: &Principal,
@@ -102,7 +102,7 @@ fn assignments(
             // As sent (the context has decimals as floats, which could round).
             AssignValue::Input(i) => given.get(i).cloned().unwrap_or(Value::Null),
             AssignValue::Record(r) => before.get(r).cloned().unwrap_or(Value::Null),
-            AssignValue::Expr(expr) => match wf.eval(expr, ctx) {
+            AssignValue::Expr(expr) => match wf.eval(expr, ctx()) {
                 Ok(v) => v,
                 Err(err) => {
                     errors.push(FieldError::new(
@@ -241,11 +241,14 @@ impl Store {
                     return Ok(Err(Error::Forbidden(format!("your policy does not let you `{}` this {}", t.name, e.name))));
                 }
             }
-            let ctx = Workflow::context(e, &before, who, &t.input, fire.input);
+            // The template context copies the record: built only for a transition
+            // whose `check:` guards or `set:` expressions read it.
+            let ctx = std::sync::OnceLock::new();
+            let ctx = || ctx.get_or_init(|| Workflow::context(e, &before, who, &t.input, fire.input));
             let mut failed = Vec::new();
             for g in &t.guards {
                 let holds = match g {
-                    Guard::Check { expr, .. } => match wf.check(expr, &ctx) {
+                    Guard::Check { expr, .. } => match wf.check(expr, ctx()) {
                         Ok(b) => b,
                         Err(err) => {
                             tracing::warn!(entity = %e.name, transition = %t.name, error = %err, "a guard could not be evaluated; it counts as failed");
@@ -265,7 +268,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(Error::Guards(failed)));
             }
-            let cells = match assignments(wf, e, t, &ctx, &before, fire.input, who, now) {
+            let cells = match assignments(wf, e, t, ctx, &before, fire.input, who, now) {
                 Ok(c) => c,
                 Err(err) => {
                     tx.rollback().await?;
@@ -303,7 +306,7 @@ impl Store {
             // reads a mark at commit, set by the statement itself; on SQLite the
             // history row's trigger re-kinds the log row.
             if dialect == Dialect::Postgres {
-                q.and_where(Expr::cust_with_values(PG_MARK_TRANSITION, [id.hyphenated().to_string()]));
+                q.and_where(pg_mark_transition(id));
             }
             let (sql, vals) = q.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
