@@ -20,8 +20,10 @@ const SECRET: &str = "hook-secret-for-tests";
 
 type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
-/// A webhook receiver on `port` that records every request and answers 204.
-async fn receiver(port: u16) -> Received {
+/// A webhook receiver on the bound socket `hold` that records every request and
+/// answers 204. The socket itself starts listening: the port is never released in
+/// between, where another connection could take it as its local port.
+async fn receiver(hold: tokio::net::TcpSocket) -> Received {
     let seen: Received = Arc::default();
     let log = seen.clone();
     let app = Router::new().route(
@@ -36,9 +38,7 @@ async fn receiver(port: u16) -> Received {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind the receiver");
+    let listener = hold.listen(128).expect("listen on the receiver's port");
     tokio::spawn(async move { axum::serve(listener, app).await });
     seen
 }
@@ -178,8 +178,7 @@ async fn delivered_after_a_crash(db: Db) {
     // kill -9: the server gets no chance to do anything else.
     drop(server);
 
-    drop(hold);
-    let seen = receiver(hook_port).await;
+    let seen = receiver(hold).await;
     let mut server = serve_with(&path, port, Some(&url), &env);
     wait_healthy(&mut server, port);
     let rows = outbox_when(&store, "delivery after the restart", |rows| {
