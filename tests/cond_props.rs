@@ -528,7 +528,7 @@ async fn sql_equals_the_evaluator(db: Db) {
         // The server uses the real clock; the data lies well before it.
         let ctx = Ctx {
             now: Utc::now(),
-            user: Map::new(),
+            user: Map::new().into(),
         };
         let expected: BTreeSet<String> = data
             .items
@@ -693,7 +693,7 @@ async fn sql_equals_the_evaluator_for_callers(db: Db) {
                     Some(id) => Principal::user(id, &["member"], claims),
                     None => {
                         let mut p = Principal::anonymous();
-                        p.claims = claims;
+                        p.claims = claims.into();
                         p
                     }
                 };

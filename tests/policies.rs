@@ -714,6 +714,48 @@ async fn bad_tokens_are_401(db: Db) {
     );
 }
 
+/// Verified tokens are cached (http/auth.rs), but a cached token still expires on
+/// time, and a reload (say, with another issuer or key) forgets every cached token.
+async fn cached_tokens_expire_and_reloads_forget_them(db: Db) {
+    let settings = |issuer: &str| {
+        format!(
+            "name: Tokens\nauth:\n  jwt: {{ algorithm: HS256, secret_env: TOKEN_SECRET, issuer: {issuer}, leeway: 0 }}\n"
+        )
+    };
+    let dir = common::project(&[
+        ("trellis.yaml", &settings("one")),
+        (
+            "models/note.yaml",
+            "entity: note\nfields:\n  title: { type: string }\n",
+        ),
+    ]);
+    let app = TestApp::for_dir(db, dir.path()).await;
+    let claims = |exp: i64| json!({ "sub": "u1", "roles": ["member"], "iss": "one", "exp": exp });
+    let now = chrono::Utc::now().timestamp();
+    let short = sign(claims(now + 2), TEST_SECRET, Algorithm::HS256);
+    for _ in 0..3 {
+        let res = app.as_user(&short).get("/api/notes").await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    }
+    // Past its expiry (and the leeway of 0 s), the cached token is refused.
+    while chrono::Utc::now().timestamp() <= now + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let res = app.as_user(&short).get("/api/notes").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert_eq!(res.body["detail"], "the token has expired");
+
+    let long = sign(claims(now + 600), TEST_SECRET, Algorithm::HS256);
+    let res = app.as_user(&long).get("/api/notes").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    std::fs::write(dir.path().join("trellis.yaml"), settings("two")).unwrap();
+    let res = app.post("/_/reload", json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = app.as_user(&long).get("/api/notes").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert_eq!(res.body["detail"], "the token was issued by another issuer");
+}
+
 async fn fields_visible_on_some_records(db: Db) {
     let m = market(db).await;
     // Budgets: admins always, others while the project is open or when it is theirs.
@@ -960,4 +1002,5 @@ both!(
     updates_may_not_move_rows_out_of_reach,
     users_and_hidden_fields,
     bad_tokens_are_401,
+    cached_tokens_expire_and_reloads_forget_them,
 );

@@ -5,6 +5,7 @@
 //! any policy file is open (and `trellis check` says so).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -23,8 +24,8 @@ pub struct Principal {
     pub id: Option<String>,
     /// `anonymous`, or `authenticated` plus the token's roles.
     pub roles: Vec<String>,
-    /// Every claim of the token, plus `id` and `roles`.
-    pub claims: Map<String, Value>,
+    /// Every claim of the token, plus `id` and `roles` (shared with every [`Ctx`]).
+    pub claims: Arc<Map<String, Value>>,
     /// Trellis itself (built-in signup): no policy applies.
     pub system: bool,
 }
@@ -34,7 +35,7 @@ impl Principal {
         Principal {
             id: None,
             roles: vec!["anonymous".to_string()],
-            claims: Map::new(),
+            claims: Default::default(),
             system: false,
         }
     }
@@ -44,7 +45,7 @@ impl Principal {
         Principal {
             id: None,
             roles: Vec::new(),
-            claims: Map::new(),
+            claims: Default::default(),
             system: true,
         }
     }
@@ -58,7 +59,7 @@ impl Principal {
         Principal {
             id: Some(id.to_string()),
             roles: all,
-            claims,
+            claims: Arc::new(claims),
             system: false,
         }
     }

@@ -147,7 +147,7 @@ impl Workflow {
             let v = given.get(&f.name).cloned().unwrap_or(Value::Null);
             inp.insert(f.name.clone(), numeric(Some(f), &v));
         }
-        let mut user = who.claims.clone();
+        let mut user = (*who.claims).clone();
         user.entry("id").or_insert(Value::Null);
         user.entry("roles")
             .or_insert_with(|| json!(who.roles.clone()));

@@ -2,6 +2,7 @@
 //! (`POST /auth/signup`, `POST /auth/login`) that issue such tokens.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -28,6 +29,70 @@ struct Verifier {
     keys: Keys,
     validation: Validation,
     settings: JwtSettings,
+    /// Tokens already verified, by their text: a client sends the same token with
+    /// every request until it expires, and checking its signature and reading its
+    /// claims again is most of the cost of a small read. A new [`Auth`] (after a
+    /// reload, e.g. with a new key) starts with an empty cache.
+    verified: TokenCache,
+}
+
+/// Verified tokens: the caller each one stands for, and when it expires.
+struct TokenCache(quick_cache::sync::Cache<Box<str>, Verified, TokenWeight>);
+
+#[derive(Clone)]
+struct Verified {
+    who: Arc<Principal>,
+    /// The token's `exp`, in seconds since the epoch.
+    exp: i64,
+}
+
+/// A cached token weighs its length: the claims it carries are of the same size.
+#[derive(Clone)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<Box<str>, Verified> for TokenWeight {
+    fn weight(&self, key: &Box<str>, _: &Verified) -> u64 {
+        key.len() as u64
+    }
+}
+
+/// Tokens longer than this are verified every time (they are not cached).
+const CACHED_TOKEN_MAX: usize = 4096;
+/// The total length of the cached tokens (a few MiB with their principals).
+const TOKEN_CACHE_BYTES: u64 = 2 * 1024 * 1024;
+
+impl TokenCache {
+    fn new() -> TokenCache {
+        TokenCache(quick_cache::sync::Cache::with_weighter(
+            4096,
+            TOKEN_CACHE_BYTES,
+            TokenWeight,
+        ))
+    }
+
+    /// The caller of a token verified before, while it has not expired (with the
+    /// same leeway the verification allows).
+    fn get(&self, token: &str, leeway: u64) -> Option<Arc<Principal>> {
+        let hit = self.0.get(token)?;
+        if chrono::Utc::now().timestamp() > hit.exp.saturating_add(leeway as i64) {
+            self.0.remove(token);
+            return None;
+        }
+        Some(hit.who)
+    }
+
+    fn insert(&self, token: &str, who: &Arc<Principal>, exp: Option<f64>) {
+        let Some(exp) = exp else {
+            return;
+        };
+        if token.len() <= CACHED_TOKEN_MAX && exp.is_finite() {
+            let verified = Verified {
+                who: who.clone(),
+                exp: exp.floor() as i64,
+            };
+            self.0.insert(token.into(), verified);
+        }
+    }
 }
 
 enum Keys {
@@ -38,6 +103,7 @@ enum Keys {
 /// Checks tokens and, with built-in accounts, issues them.
 pub struct Auth {
     verifier: Option<Verifier>,
+    anonymous: Arc<Principal>,
     signer: Option<(EncodingKey, JwtSettings)>,
     pub users: Option<UsersSettings>,
 }
@@ -93,6 +159,7 @@ impl Auth {
     pub fn none() -> Auth {
         Auth {
             verifier: None,
+            anonymous: Arc::new(Principal::anonymous()),
             signer: None,
             users: None,
         }
@@ -173,7 +240,9 @@ impl Auth {
                         keys,
                         validation: validation(jwt, alg),
                         settings: jwt.clone(),
+                        verified: TokenCache::new(),
                     }),
+                    anonymous: Arc::new(Principal::anonymous()),
                     signer: None,
                     users: engine.auth.users.clone(),
                 });
@@ -184,16 +253,18 @@ impl Auth {
                 keys: Keys::One(key),
                 validation: validation(jwt, alg),
                 settings: jwt.clone(),
+                verified: TokenCache::new(),
             }),
+            anonymous: Arc::new(Principal::anonymous()),
             signer,
             users: engine.auth.users.clone(),
         })
     }
 
     /// The caller of a request: anonymous without a token, 401 for a bad one.
-    pub fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
+    pub fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
         let Some(raw) = headers.get(header::AUTHORIZATION) else {
-            return Ok(Principal::anonymous());
+            return Ok(self.anonymous.clone());
         };
         let Some(verifier) = &self.verifier else {
             return Err(unauthorized(
@@ -209,6 +280,9 @@ impl Auth {
                 ));
             }
         };
+        if let Some(who) = verifier.verified.get(token, verifier.validation.leeway) {
+            return Ok(who);
+        }
         let key = match &verifier.keys {
             Keys::One(key) => key,
             Keys::ById(keys) => {
@@ -265,12 +339,15 @@ impl Auth {
         all.extend(roles.into_iter().filter(|r| r != "anonymous"));
         claims.insert("id".into(), json!(id));
         claims.insert("roles".into(), json!(all));
-        Ok(Principal {
+        let exp = claims.get("exp").and_then(Value::as_f64);
+        let who = Arc::new(Principal {
             id: Some(id),
             roles: all,
-            claims,
+            claims: Arc::new(claims),
             system: false,
-        })
+        });
+        verifier.verified.insert(token, &who, exp);
+        Ok(who)
     }
 
     /// Signs an access token for a built-in account. Returns it and its lifetime.

@@ -86,7 +86,7 @@ struct Subscriber {
     state: AppState,
     entity: String,
     filter: Option<Typed>,
-    who: Principal,
+    who: Arc<Principal>,
     out: mpsc::Sender<Event>,
 }
 

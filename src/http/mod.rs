@@ -89,7 +89,7 @@ impl AppState {
         Arc::make_mut(&mut self.0).reloader = Some(reloader);
     }
 
-    fn principal(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
+    fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
         self.auth.load().principal(headers)
     }
 }

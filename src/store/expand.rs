@@ -123,10 +123,10 @@ impl Store {
         tree: &'a Expand,
         who: &'a Principal,
     ) -> Boxed<'a> {
+        if items.is_empty() || tree.children.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         Box::pin(async move {
-            if items.is_empty() {
-                return Ok(());
-            }
             let ctx = who.ctx();
             for (name, sub) in &tree.children {
                 let Some(field) = e.field(name) else { continue };

@@ -634,14 +634,14 @@ fn decimal(field: &Field, raw: &str, span: Span) -> Result<Cell, CheckError> {
 pub struct Ctx {
     pub now: chrono::DateTime<Utc>,
     /// The caller's claims (`user.<name>`), as JSON.
-    pub user: serde_json::Map<String, serde_json::Value>,
+    pub user: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Ctx {
     pub fn now() -> Ctx {
         Ctx {
             now: crate::engine::input::now(),
-            user: serde_json::Map::new(),
+            user: Default::default(),
         }
     }
 }
