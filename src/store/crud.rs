@@ -1092,6 +1092,8 @@ fn fill_links_from_input(e: &Entity, input: &Input, rec: &mut Record) {
 pub struct Batch<'s> {
     store: &'s Store,
     tx: Tx,
+    /// A transition of the batch queued webhook deliveries.
+    queued: bool,
 }
 
 impl Store {
@@ -1100,7 +1102,11 @@ impl Store {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin_with(AssertSqlSafe("BEGIN IMMEDIATE")).await?),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         };
-        Ok(Batch { store: self, tx })
+        Ok(Batch {
+            store: self,
+            tx,
+            queued: false,
+        })
     }
 }
 
@@ -1152,9 +1158,12 @@ impl Batch<'_> {
         fire: &super::workflow::Fire<'_>,
         who: &Principal,
     ) -> Result<Record, Error> {
-        self.store
+        let rec = self
+            .store
             .transition_in(Some(&mut self.tx), engine, e, wf, t, fire, who)
-            .await
+            .await?;
+        self.queued |= !t.effects.is_empty();
+        Ok(rec)
     }
 
     pub async fn commit(self) -> Result<(), Error> {
@@ -1162,7 +1171,9 @@ impl Batch<'_> {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
-        self.store.wake_outbox();
+        if self.queued {
+            self.store.wake_outbox();
+        }
         Ok(())
     }
 }

@@ -152,7 +152,10 @@ impl Store {
         let rec = self
             .transition_in(None, engine, e, wf, t, fire, who)
             .await?;
-        self.wake_outbox();
+        // Only deliveries wake the sender: each wake costs it a query.
+        if !t.effects.is_empty() {
+            self.wake_outbox();
+        }
         Ok(rec)
     }
 
