@@ -711,7 +711,7 @@ fn auth_paths(
         .and_then(|u| u.role_field.as_ref())
         && let Some(props) = signup["properties"].as_object_mut()
     {
-        props.remove(&rf.name);
+        props.shift_remove(&rf.name);
     }
     if let Some(schemas) = components["schemas"].as_object_mut() {
         schemas.insert("Signup".into(), signup);

@@ -462,13 +462,12 @@ async fn list(
     let req = query::list_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
     let page = state
         .store
-        .list(&engine, &e, &req, &who)
+        .list_json(&engine, &e, &req, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
-    // Serialized straight from the records (json! would copy every one first).
     #[derive(serde::Serialize)]
     struct ListBody<'a> {
-        items: &'a [Record],
+        items: &'a serde_json::value::RawValue,
         next: &'a Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         total: Option<i64>,

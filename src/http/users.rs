@@ -186,7 +186,7 @@ async fn token_response(
         .and_then(|u| engine.entity(&u.entity.name))
     {
         for f in engine.access.hidden(&users.name, &who) {
-            user.remove(&f);
+            user.shift_remove(&f);
         }
     }
     let refresh = format!(

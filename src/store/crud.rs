@@ -7,6 +7,7 @@ use sea_query::{
     SqliteQueryBuilder,
 };
 use sea_query_sqlx::SqlxBinder;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -31,6 +32,25 @@ pub struct Page {
     pub next: Option<String>,
     /// The number of records matching the filter, when asked for.
     pub total: Option<i64>,
+}
+
+/// A page of a list with its records as the JSON array the API answers with.
+#[derive(Debug)]
+pub struct JsonPage {
+    pub items: Box<RawValue>,
+    pub next: Option<String>,
+    pub total: Option<i64>,
+}
+
+/// The records of a page as read: as maps, or written straight to JSON.
+enum Rows {
+    Records(Vec<Record>),
+    Json {
+        /// A JSON array of at most `limit` records.
+        array: Vec<u8>,
+        /// The last record of the page, when more follow (for the cursor).
+        last: Option<Record>,
+    },
 }
 
 /// Rows strictly after the cursor in the order of `sort` (NULLs last in both
@@ -215,6 +235,59 @@ pub(crate) fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Reco
     Ok(rec)
 }
 
+/// Writes the record of `row` as a JSON object, without the `hidden` fields: the
+/// same JSON as [`record_from_row`] (for an entity without `many` fields), without
+/// building the map.
+pub(crate) fn write_record<R: DecodeJson>(
+    e: &Entity,
+    row: &R,
+    hidden: &[String],
+    out: &mut Vec<u8>,
+) -> Result<(), sqlx::Error> {
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, name: &str| -> Result<bool, sqlx::Error> {
+        if hidden.iter().any(|h| h == name) {
+            return Ok(false);
+        }
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, name).map_err(|err| sqlx::Error::Decode(err.into()))?;
+        out.push(b':');
+        Ok(true)
+    };
+    let text = |out: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *out, s).map_err(|err| sqlx::Error::Decode(err.into()))
+    };
+    out.push(b'{');
+    if key(out, "id")? {
+        text(out, &row.uuid_text(0)?)?;
+    }
+    if key(out, "created_at")? {
+        text(out, &row.datetime_text(1)?)?;
+    }
+    if key(out, "updated_at")? {
+        text(out, &row.datetime_text(2)?)?;
+    }
+    if key(out, "version")? {
+        serde_json::to_writer(&mut *out, &row.int(3)?)
+            .map_err(|err| sqlx::Error::Decode(err.into()))?;
+    }
+    for (col, f) in (4..).zip(e.column_fields()) {
+        if key(out, &f.name)? {
+            row.write_json(col, f.ty, f.scale, out)?;
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A page that could not be written as JSON (it cannot happen: every value comes
+/// from a JSON value or a string).
+fn not_json(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Database(sqlx::Error::Decode(Box::new(err)))
+}
+
 /// How often a one-statement write is retried after SQLite's `SQLITE_BUSY_SNAPSHOT`.
 const SNAPSHOT_RETRIES: u32 = 20;
 
@@ -258,6 +331,72 @@ impl Store {
         req: &ListRequest,
         who: &Principal,
     ) -> Result<Page, Error> {
+        let (rows, next, total) = self.list_rows(engine, e, req, who, None).await?;
+        let Rows::Records(mut items) = rows else {
+            unreachable!("records were asked for")
+        };
+        self.load_links(e, &mut items).await?;
+        self.expand(engine, e, &mut items, &req.expand, who).await?;
+        self.redact_conditional(engine, e, &mut items, who).await?;
+        for item in &mut items {
+            redact(engine, e, item, who);
+            if let Some(fields) = &req.fields {
+                select_fields(item, fields);
+            }
+        }
+        Ok(Page { items, next, total })
+    }
+
+    /// [`Store::list`] as the JSON the API answers with. When nothing is added to or
+    /// taken from the records but hidden fields (no `many` fields, `expand`, `fields=`
+    /// or fields visible only on some records), rows are written straight to JSON,
+    /// without a map per record.
+    pub async fn list_json(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        req: &ListRequest,
+        who: &Principal,
+    ) -> Result<JsonPage, Error> {
+        let direct = e.many_fields().next().is_none()
+            && req.expand.children.is_empty()
+            && req.fields.is_none()
+            && engine.access.conditional(&e.name, who).is_empty();
+        if !direct {
+            let page = self.list(engine, e, req, who).await?;
+            return Ok(JsonPage {
+                items: serde_json::value::to_raw_value(&page.items).map_err(not_json)?,
+                next: page.next,
+                total: page.total,
+            });
+        }
+        let hidden = if engine.access.enforced {
+            engine.access.hidden(&e.name, who)
+        } else {
+            Vec::new()
+        };
+        let (rows, next, total) = self.list_rows(engine, e, req, who, Some(&hidden)).await?;
+        let Rows::Json { array, .. } = rows else {
+            unreachable!("JSON was asked for")
+        };
+        let text = String::from_utf8(array).map_err(not_json)?;
+        Ok(JsonPage {
+            items: RawValue::from_string(text).map_err(not_json)?,
+            next,
+            total,
+        })
+    }
+
+    /// The rows of a page (as records, or as JSON without the fields in `json`), the
+    /// cursor of the next page and the count.
+    async fn list_rows(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        req: &ListRequest,
+        who: &Principal,
+        json: Option<&[String]>,
+    ) -> Result<(Rows, Option<String>, Option<i64>), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let policy = permitted(engine, e, "list", who)?;
@@ -297,14 +436,45 @@ impl Store {
                 q.order_by_with_nulls(col, order, NullOrdering::Last);
             }
         }
-        let mut items = on_pool!(self, pool, qb => {
+        let limit = req.limit as usize;
+        let mut rows = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             let sql = super::paged(sql, u64::from(req.limit) + 1, offset);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
-            rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
+            match json {
+                None => Rows::Records(rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?),
+                Some(hidden) => {
+                    let mut array = Vec::with_capacity(64 + 256 * rows.len().min(limit));
+                    array.push(b'[');
+                    for (n, row) in rows.iter().take(limit).enumerate() {
+                        if n > 0 {
+                            array.push(b',');
+                        }
+                        write_record(e, row, hidden, &mut array)?;
+                    }
+                    array.push(b']');
+                    let last = match rows.len() > limit {
+                        true => rows.get(limit.saturating_sub(1)).map(|r| record_from_row(e, r)).transpose()?,
+                        false => None,
+                    };
+                    Rows::Json { array, last }
+                }
+            }
         });
-        let next = if items.len() > req.limit as usize {
-            items.truncate(req.limit as usize);
+        let more = match &mut rows {
+            Rows::Records(items) => {
+                let more = items.len() > limit;
+                items.truncate(limit);
+                more
+            }
+            // `limit` is at least 1: the last record of the page is there.
+            Rows::Json { last, .. } => last.is_some(),
+        };
+        let last = match &rows {
+            Rows::Records(items) => items.last(),
+            Rows::Json { last, .. } => last.as_ref(),
+        };
+        let next = if more {
             if req.relevance {
                 Some(
                     Cursor {
@@ -315,9 +485,7 @@ impl Store {
                     .encode(),
                 )
             } else {
-                items
-                    .last()
-                    .map(|r| Cursor::after(r, &req.cursor_key(), &req.sort).encode())
+                last.map(|r| Cursor::after(r, &req.cursor_key(), &req.sort).encode())
             }
         } else {
             None
@@ -339,16 +507,7 @@ impl Store {
         } else {
             None
         };
-        self.load_links(e, &mut items).await?;
-        self.expand(engine, e, &mut items, &req.expand, who).await?;
-        self.redact_conditional(engine, e, &mut items, who).await?;
-        for item in &mut items {
-            redact(engine, e, item, who);
-            if let Some(fields) = &req.fields {
-                select_fields(item, fields);
-            }
-        }
-        Ok(Page { items, next, total })
+        Ok((rows, next, total))
     }
 
     /// One record, as stored.
@@ -455,7 +614,7 @@ impl Store {
             for item in items.iter_mut() {
                 let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
                 if !visible.iter().any(|v| v == id) {
-                    item.remove(&field);
+                    item.shift_remove(&field);
                 }
             }
         }
@@ -1034,7 +1193,7 @@ pub(crate) fn redact(engine: &Engine, e: &Entity, rec: &mut Record, who: &Princi
         return;
     }
     for f in engine.access.hidden(&e.name, who) {
-        rec.remove(&f);
+        rec.shift_remove(&f);
     }
     for f in &e.fields {
         let Some(target) = f.target.as_deref().and_then(|t| engine.entity(t)) else {

@@ -182,6 +182,17 @@ fn units_text(units: i64, scale: u32) -> String {
 /// Reads one column of a row as the JSON the API returns.
 pub trait DecodeJson {
     fn json(&self, index: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error>;
+    /// Writes [`DecodeJson::json`] as JSON text.
+    fn write_json(
+        &self,
+        index: usize,
+        ty: FieldType,
+        scale: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), sqlx::Error> {
+        let value = self.json(index, ty, scale)?;
+        serde_json::to_writer(out, &value).map_err(|err| sqlx::Error::Decode(err.into()))
+    }
     fn uuid_text(&self, index: usize) -> Result<String, sqlx::Error>;
     fn datetime_text(&self, index: usize) -> Result<String, sqlx::Error>;
     fn int(&self, index: usize) -> Result<i64, sqlx::Error>;
@@ -227,6 +238,42 @@ impl DecodeJson for SqliteRow {
                 .map(Value::String)
                 .unwrap_or(Value::Null),
         })
+    }
+
+    /// Text and integers are written from the row as they are (no `Value` between).
+    fn write_json(
+        &self,
+        i: usize,
+        ty: FieldType,
+        scale: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), sqlx::Error> {
+        match ty {
+            FieldType::String
+            | FieldType::Text
+            | FieldType::Date
+            | FieldType::Uuid
+            | FieldType::Email
+            | FieldType::Url
+            | FieldType::Enum
+            | FieldType::Ref => match self.try_get::<Option<&str>, _>(i)? {
+                Some(s) => {
+                    serde_json::to_writer(out, s).map_err(|err| sqlx::Error::Decode(err.into()))?
+                }
+                None => out.extend_from_slice(b"null"),
+            },
+            FieldType::Integer => match self.try_get::<Option<i64>, _>(i)? {
+                Some(n) => {
+                    serde_json::to_writer(out, &n).map_err(|err| sqlx::Error::Decode(err.into()))?
+                }
+                None => out.extend_from_slice(b"null"),
+            },
+            _ => {
+                let value = self.json(i, ty, scale)?;
+                serde_json::to_writer(out, &value).map_err(|err| sqlx::Error::Decode(err.into()))?
+            }
+        }
+        Ok(())
     }
 
     fn uuid_text(&self, i: usize) -> Result<String, sqlx::Error> {
