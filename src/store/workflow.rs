@@ -2,7 +2,10 @@
 //! row, its change-log row and its outbox rows, all in the transaction that changes
 //! the state; the history and "what may I fire now" reads.
 
-use sea_query::{Expr, ExprTrait, Order, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+use sea_query::{
+    Asterisk, CommonTableExpression, Expr, ExprTrait, Order, PostgresQueryBuilder, Query,
+    SqliteQueryBuilder, WithClause,
+};
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
@@ -21,6 +24,19 @@ pub(crate) const HISTORY: &str = "_trellis_history";
 pub(crate) const OUTBOX: &str = "_trellis_outbox";
 
 const HISTORY_INSERT: &str = "INSERT INTO _trellis_history (id, entity, record_id, transition, from_state, to_state, actor, input, at, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// The columns of [`HISTORY_INSERT`], for the PostgreSQL transition statement.
+const HISTORY_COLUMNS: [&str; 10] = [
+    "id",
+    "entity",
+    "record_id",
+    "transition",
+    "from_state",
+    "to_state",
+    "actor",
+    "input",
+    "at",
+    "request_id",
+];
 const OUTBOX_INSERT: &str = "INSERT INTO _trellis_outbox (id, endpoint, event, body, created_ms, next_attempt_ms, attempts, status) VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')";
 
 pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
@@ -308,10 +324,44 @@ impl Store {
             // The log trigger writes this update as a transition: on PostgreSQL it
             // reads a mark at commit, set by the statement itself; on SQLite the
             // history row's trigger re-kinds the log row.
-            if dialect == Dialect::Postgres {
+            let history = [
+                Uuid::now_v7().hyphenated().to_string(),
+                e.name.clone(),
+                id.hyphenated().to_string(),
+                t.name.clone(),
+                state.clone(),
+                t.to.clone(),
+            ];
+            let at = input::format_datetime(&now);
+            let (sql, vals) = if dialect == Dialect::Postgres {
                 q.and_where(pg_mark_transition(id));
-            }
-            let (sql, vals) = q.build_sqlx(qb());
+                // One round trip: the history row is inserted by the same statement,
+                // from the updated row (so only when the compare-and-set matched).
+                let mut from_u = Query::select();
+                from_u
+                    .exprs(history.iter().map(|v| Expr::val(v.as_str())))
+                    .expr(Expr::val(actor.clone()))
+                    .expr(Expr::val(input_json.as_str()))
+                    .expr(Expr::val(at.as_str()))
+                    .expr(Expr::val(fire.request_id.clone()))
+                    .from("u");
+                let mut insert = Query::insert();
+                insert
+                    .into_table(HISTORY)
+                    .columns(HISTORY_COLUMNS)
+                    .select_from(from_u)
+                    .map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+                let (mut update, mut history_row) = (CommonTableExpression::new(), CommonTableExpression::new());
+                update.query(q).table_name("u");
+                history_row.query(insert).table_name("h");
+                let mut with = WithClause::new();
+                with.cte(update).cte(history_row);
+                let mut updated = Query::select();
+                updated.column(Asterisk).from("u");
+                with.query(updated).build_sqlx(qb())
+            } else {
+                q.build_sqlx(qb())
+            };
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
                 return Ok(Err(Error::Conflict(format!(
@@ -322,19 +372,22 @@ impl Store {
             for (name, _) in &links {
                 after.insert(name.clone(), before.get(name).cloned().unwrap_or(Value::Array(Vec::new())));
             }
-            sqlx::query(HISTORY_INSERT)
-                .bind(Uuid::now_v7().hyphenated().to_string())
-                .bind(e.name.clone())
-                .bind(id.hyphenated().to_string())
-                .bind(t.name.clone())
-                .bind(state.clone())
-                .bind(t.to.clone())
-                .bind(actor.clone())
-                .bind(input_json.clone())
-                .bind(input::format_datetime(&now))
-                .bind(fire.request_id.clone())
-                .execute(&mut *tx)
-                .await?;
+            if dialect == Dialect::Sqlite {
+                let [history_id, entity, record, transition, from, to] = &history;
+                sqlx::query(HISTORY_INSERT)
+                    .bind(history_id)
+                    .bind(entity)
+                    .bind(record)
+                    .bind(transition)
+                    .bind(from)
+                    .bind(to)
+                    .bind(actor.clone())
+                    .bind(input_json.as_str())
+                    .bind(at.as_str())
+                    .bind(fire.request_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if !t.effects.is_empty() {
                 let after_ctx = Workflow::context(e, &after, who, &t.input, fire.input);
                 let at_ms = chrono::Utc::now().timestamp_millis();
