@@ -165,14 +165,13 @@ impl Store {
         fire: &Fire<'_>,
         who: &Principal,
     ) -> Result<Record, Error> {
-        let rec = self
-            .transition_in(None, engine, e, wf, t, fire, who)
-            .await?;
-        // Only deliveries wake the sender: each wake costs it a query.
+        let result = self.transition_in(None, engine, e, wf, t, fire, who).await;
+        // Only deliveries wake the sender: each wake costs it a query. Woken on an
+        // error too: it may come after the commit (reading the record back).
         if !t.effects.is_empty() {
             self.wake_outbox();
         }
-        Ok(rec)
+        result
     }
 
     #[allow(clippy::too_many_arguments)]
