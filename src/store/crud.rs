@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::filter::Compiler;
-use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
+use super::values::{DecodeJson, cell_value, datetime_value, uuid_value, write_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
@@ -252,26 +252,22 @@ pub(crate) fn write_record<R: DecodeJson>(
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, name).map_err(|err| sqlx::Error::Decode(err.into()))?;
+        write_value(out, name)?;
         out.push(b':');
         Ok(true)
     };
-    let text = |out: &mut Vec<u8>, s: &str| {
-        serde_json::to_writer(&mut *out, s).map_err(|err| sqlx::Error::Decode(err.into()))
-    };
     out.push(b'{');
     if key(out, "id")? {
-        text(out, &row.uuid_text(0)?)?;
+        write_value(out, &row.uuid_text(0)?)?;
     }
     if key(out, "created_at")? {
-        text(out, &row.datetime_text(1)?)?;
+        write_value(out, &row.datetime_text(1)?)?;
     }
     if key(out, "updated_at")? {
-        text(out, &row.datetime_text(2)?)?;
+        write_value(out, &row.datetime_text(2)?)?;
     }
     if key(out, "version")? {
-        serde_json::to_writer(&mut *out, &row.int(3)?)
-            .map_err(|err| sqlx::Error::Decode(err.into()))?;
+        write_value(out, &row.int(3)?)?;
     }
     for (col, f) in (4..).zip(e.column_fields()) {
         if key(out, &f.name)? {

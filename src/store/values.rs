@@ -180,6 +180,14 @@ fn units_text(units: i64, scale: u32) -> String {
 }
 
 /// Reads one column of a row as the JSON the API returns.
+/// Appends `value` to `out` as JSON text.
+pub(crate) fn write_value(
+    out: &mut Vec<u8>,
+    value: &(impl serde::Serialize + ?Sized),
+) -> Result<(), sqlx::Error> {
+    serde_json::to_writer(out, value).map_err(|err| sqlx::Error::Decode(err.into()))
+}
+
 pub trait DecodeJson {
     fn json(&self, index: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error>;
     /// Writes [`DecodeJson::json`] as JSON text.
@@ -190,8 +198,7 @@ pub trait DecodeJson {
         scale: u32,
         out: &mut Vec<u8>,
     ) -> Result<(), sqlx::Error> {
-        let value = self.json(index, ty, scale)?;
-        serde_json::to_writer(out, &value).map_err(|err| sqlx::Error::Decode(err.into()))
+        write_value(out, &self.json(index, ty, scale)?)
     }
     fn uuid_text(&self, index: usize) -> Result<String, sqlx::Error>;
     fn datetime_text(&self, index: usize) -> Result<String, sqlx::Error>;
@@ -257,21 +264,14 @@ impl DecodeJson for SqliteRow {
             | FieldType::Url
             | FieldType::Enum
             | FieldType::Ref => match self.try_get::<Option<&str>, _>(i)? {
-                Some(s) => {
-                    serde_json::to_writer(out, s).map_err(|err| sqlx::Error::Decode(err.into()))?
-                }
+                Some(s) => write_value(out, s)?,
                 None => out.extend_from_slice(b"null"),
             },
             FieldType::Integer => match self.try_get::<Option<i64>, _>(i)? {
-                Some(n) => {
-                    serde_json::to_writer(out, &n).map_err(|err| sqlx::Error::Decode(err.into()))?
-                }
+                Some(n) => write_value(out, &n)?,
                 None => out.extend_from_slice(b"null"),
             },
-            _ => {
-                let value = self.json(i, ty, scale)?;
-                serde_json::to_writer(out, &value).map_err(|err| sqlx::Error::Decode(err.into()))?
-            }
+            _ => write_value(out, &self.json(i, ty, scale)?)?,
         }
         Ok(())
     }

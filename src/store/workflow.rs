@@ -525,16 +525,12 @@ impl Store {
         self.get_where(e, id, &read, &who.ctx()).await?;
         let mut q = Query::select();
         q.from(HISTORY)
-            .columns([
-                "id",
-                "transition",
-                "from_state",
-                "to_state",
-                "actor",
-                "input",
-                "at",
-                "request_id",
-            ])
+            // Every column but the two the WHERE fixes.
+            .columns(
+                HISTORY_COLUMNS
+                    .into_iter()
+                    .filter(|c| !matches!(*c, "entity" | "record_id")),
+            )
             .and_where(Expr::col("entity").eq(e.name.clone()))
             .and_where(Expr::col("record_id").eq(id.hyphenated().to_string()))
             .order_by("id", Order::Asc);
