@@ -374,7 +374,11 @@ async fn method_not_allowed() -> Problem {
 }
 
 fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    json_text_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// JSON text already written.
+fn json_text_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut res = (status, body).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -465,21 +469,17 @@ async fn list(
         .list_json(&engine, &e, &req, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
-    #[derive(serde::Serialize)]
-    struct ListBody<'a> {
-        items: &'a serde_json::value::RawValue,
-        next: &'a Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        total: Option<i64>,
+    // `{"items": [...], "next": ..., "total": ...}` around the array the store wrote.
+    let mut body = Vec::with_capacity(page.items.len() + 128);
+    body.extend_from_slice(b"{\"items\":");
+    body.extend_from_slice(&page.items);
+    body.extend_from_slice(b",\"next\":");
+    body.extend(serde_json::to_vec(&page.next).unwrap_or_default());
+    if let Some(total) = page.total {
+        body.extend_from_slice(format!(",\"total\":{total}").as_bytes());
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &ListBody {
-            items: &page.items,
-            next: &page.next,
-            total: page.total,
-        },
-    ))
+    body.push(b'}');
+    Ok(json_text_response(StatusCode::OK, body))
 }
 
 async fn aggregate(
