@@ -167,8 +167,9 @@ async fn run_one(
                 .await
                 .is_ok(),
             "list" => {
-                let req = list_request(engine, entity, &[("limit".into(), "200".into())], &[])
-                    .map_err(|e| e.message)?;
+                let req =
+                    list_request(engine, entity, &[("limit".into(), "200".into())], &[], &who)
+                        .map_err(|e| e.message)?;
                 match store.list(engine, entity, &req, &who).await {
                     Ok(page) => page.items.iter().any(|r| {
                         r.get("id").and_then(Value::as_str) == Some(id.to_string().as_str())

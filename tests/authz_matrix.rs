@@ -160,6 +160,7 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
             e,
             &[("limit".into(), "200".into())],
             &[],
+            &system,
         )
         .unwrap();
         let page = app.store.list(&engine, e, &req, &system).await.unwrap();

@@ -704,8 +704,9 @@ async fn sql_equals_the_evaluator_for_callers(db: Db) {
                     .filter(|(_, r)| eval(&typed, r, &data, &ctx) == Some(true))
                     .map(|(id, _)| id.clone())
                     .collect();
-                let mut req = list_request(&engine, &item, &[("limit".into(), "200".into())], &[])
-                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                let mut req =
+                    list_request(&engine, &item, &[("limit".into(), "200".into())], &[], &who)
+                        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                 req.filter = Some(typed);
                 let page = handle
                     .block_on(app.store.list(&engine, &item, &req, &who))

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::Value;
 use trellis::engine::Engine;
+use trellis::engine::access::Principal;
 use trellis::engine::input::{Mode, parse_body};
 use trellis::spec;
 
@@ -164,9 +165,9 @@ proptest! {
     #[test]
     fn query_strings_never_panic(pairs in pairs()) {
         for e in ENGINE.entities() {
-            let _ = trellis::engine::query::list_request(&ENGINE, e, &pairs, &[]);
+            let _ = trellis::engine::query::list_request(&ENGINE, e, &pairs, &[], &Principal::anonymous());
             let _ = trellis::engine::query::get_request(&ENGINE, e, &pairs, &[]);
-            let _ = trellis::engine::aggregate::aggregate_request(&ENGINE, e, &pairs, &[]);
+            let _ = trellis::engine::aggregate::aggregate_request(&ENGINE, e, &pairs, &[], &Principal::anonymous());
         }
     }
 

@@ -136,7 +136,8 @@ async fn both_paths_agree(db: Db) {
                     if let Some(a) = &after {
                         pairs.push(("after".to_string(), a.clone()));
                     }
-                    let req = list_request(&engine, &thing, &pairs, &[]).unwrap();
+                    let req =
+                        list_request(&engine, &thing, &pairs, &[], &Principal::system()).unwrap();
                     let page = app.store.list(&engine, &thing, &req, who).await.unwrap();
                     let json = app
                         .store

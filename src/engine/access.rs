@@ -300,6 +300,32 @@ impl Access {
             .unwrap_or_default()
     }
 
+    /// The rows of every entity this caller may read, for restricting the relation
+    /// steps of the conditions the caller writes (see [`Scope::rows`]): `None` when
+    /// nothing is restricted (no policies, or Trellis itself).
+    pub fn readable_rows(
+        &self,
+        engine: &Engine,
+        p: &Principal,
+    ) -> Option<HashMap<String, Option<Typed>>> {
+        if !self.enforced || p.system {
+            return None;
+        }
+        Some(
+            engine
+                .entities()
+                .iter()
+                .map(|e| {
+                    let rows = match self.decide(&e.name, "read", p) {
+                        Decision::Allow(cond) => Some(cond),
+                        Decision::Deny => None,
+                    };
+                    (e.name.clone(), rows)
+                })
+                .collect(),
+        )
+    }
+
     pub fn policy(&self, entity: &str) -> Option<&Policy> {
         self.policies.get(entity)
     }
@@ -485,6 +511,7 @@ fn compile_one(
         named: named.clone(),
         named_entity: Some(entity.name.clone()),
         hidden: Vec::new(),
+        rows: None,
     };
     // Named conditions are checked even when no rule uses them.
     for (name, text) in &def.conditions {

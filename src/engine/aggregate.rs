@@ -6,6 +6,7 @@
 //! min=deadline   max=budget   filter=…   sort=-count   limit=50
 //! ```
 
+use super::access::Principal;
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::query::ParamError;
@@ -176,6 +177,7 @@ pub fn aggregate_request(
     e: &Entity,
     pairs: &[(String, String)],
     hidden: &[(String, String)],
+    who: &Principal,
 ) -> Result<AggregateRequest, ParamError> {
     let mut req = AggregateRequest {
         filter: None,
@@ -314,6 +316,7 @@ pub fn aggregate_request(
                 })?;
                 let scope = Scope {
                     hidden: hidden.to_vec(),
+                    rows: engine.access.readable_rows(engine, who),
                     ..Scope::default()
                 };
                 req.filter = Some(check(engine, e, &cond, &scope).map_err(|er| ParamError {

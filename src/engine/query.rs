@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
+use super::access::Principal;
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::input::Cell;
@@ -212,6 +213,7 @@ pub fn list_request(
     e: &Entity,
     pairs: &[(String, String)],
     hidden: &[(String, String)],
+    who: &Principal,
 ) -> Result<ListRequest, ParamError> {
     let mut req = ListRequest {
         filter: None,
@@ -236,7 +238,7 @@ pub fn list_request(
         }
         once(&mut seen, name)?;
         match name {
-            "filter" => req.filter = Some(filter(engine, e, v, hidden)?),
+            "filter" => req.filter = Some(filter(engine, e, v, hidden, who)?),
             "sort" => req.sort_text = v.clone(),
             "limit" => {
                 req.limit = match v.parse::<u32>() {
@@ -352,12 +354,14 @@ fn is_hidden(hidden: &[(String, String)], entity: &str, field: &str) -> bool {
     hidden.iter().any(|(e, f)| e == entity && f == field)
 }
 
-/// A `filter` parameter, checked against the entity (hidden fields refused).
+/// A `filter` parameter, checked against the entity: hidden fields refused, and
+/// every relation step restricted to the rows `who` may read.
 pub fn filter(
     engine: &Engine,
     e: &Entity,
     text: &str,
     hidden: &[(String, String)],
+    who: &Principal,
 ) -> Result<Typed, ParamError> {
     let cond = parse(text).map_err(|err| ParamError {
         param: "filter".into(),
@@ -367,6 +371,7 @@ pub fn filter(
     })?;
     let scope = Scope {
         hidden: hidden.to_vec(),
+        rows: engine.access.readable_rows(engine, who),
         ..Scope::default()
     };
     check(engine, e, &cond, &scope).map_err(|err| ParamError {

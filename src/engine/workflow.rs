@@ -291,6 +291,7 @@ fn compile_one(
         named,
         named_entity: Some(entity.name.clone()),
         hidden: Vec::new(),
+        rows: None,
     };
     let mut transitions = Vec::new();
     for t in &def.transitions {

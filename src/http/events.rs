@@ -45,7 +45,7 @@ pub(super) async fn events(
             }));
         }
         let hidden = engine.access.hidden_everywhere(&who);
-        filter = Some(query::filter(&engine, &e, &v, &hidden).map_err(param_problem)?);
+        filter = Some(query::filter(&engine, &e, &v, &hidden, &who).map_err(param_problem)?);
     }
     store::permitted(&engine, &e, "list", &who)
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;

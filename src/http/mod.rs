@@ -463,7 +463,7 @@ async fn list(
     let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
-    let req = query::list_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
+    let req = query::list_request(&engine, &e, &pairs, &hidden, &who).map_err(param_problem)?;
     let page = state
         .store
         .list_json(&engine, &e, &req, &who)
@@ -493,7 +493,7 @@ async fn aggregate(
     let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
-    let req = crate::engine::aggregate::aggregate_request(&engine, &e, &pairs, &hidden)
+    let req = crate::engine::aggregate::aggregate_request(&engine, &e, &pairs, &hidden, &who)
         .map_err(param_problem)?;
     let groups = state
         .store

@@ -1,6 +1,7 @@
 //! [`Cond`] + an entity → [`Typed`]: every name resolved against the model, every
 //! value converted to the type of the field it is compared with.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use chrono::{NaiveTime, Utc};
@@ -131,6 +132,11 @@ pub struct Scope {
     pub named_entity: Option<String>,
     /// Fields the caller may not see, as (entity, field): using one is an error.
     pub hidden: Vec<(String, String)>,
+    /// For a condition a caller writes (a `filter`): per entity, the rows the caller
+    /// may read (`None` in the map: none at all). Every relation step of the
+    /// condition then reaches only those rows. `None`: no restriction, as for the
+    /// conditions the project's author writes (policies, workflow guards).
+    pub rows: Option<HashMap<String, Option<Typed>>>,
 }
 
 enum Resolved<'e> {
@@ -369,7 +375,21 @@ impl<'e> Checker<'e> {
         };
         if last {
             return match (field.ty, hop) {
-                (FieldType::Many | FieldType::Inverse, Some(hop)) => leaf(Resolved::ToMany(hop)),
+                (FieldType::Many | FieldType::Inverse, Some(hop)) => {
+                    let target = self.engine.entity(hop.target()).ok_or_else(|| {
+                        CheckError::new(
+                            path.span,
+                            format!("unknown entity `{}`", hop.target()),
+                            None,
+                        )
+                    })?;
+                    let visible = self.visible_rows(target, path, index)?;
+                    let t = leaf(Resolved::ToMany(hop))?;
+                    Ok(match visible {
+                        Some(rows) => links_within(t, &rows),
+                        None => t,
+                    })
+                }
                 _ => leaf(Resolved::Field(field)),
             };
         }
@@ -392,11 +412,46 @@ impl<'e> Checker<'e> {
                 None,
             )
         })?;
+        let visible = self.visible_rows(target, path, index)?;
         let inner = self.walk_any(target, path, index + 1, leaf)?;
         Ok(Typed::Hop {
             hop,
-            inner: Box::new(inner),
+            inner: Box::new(match visible {
+                Some(rows) => Typed::And(Box::new(rows), Box::new(inner)),
+                None => inner,
+            }),
         })
+    }
+
+    /// The rows of `target` a relation step of a caller's condition may reach: `None`
+    /// when it is not restricted (the project's own conditions, or a caller who may
+    /// read every row), an error when the caller may read none of them.
+    fn visible_rows(
+        &self,
+        target: &Entity,
+        path: &Path,
+        index: usize,
+    ) -> Result<Option<Typed>, CheckError> {
+        let Some(rows) = &self.scope.rows else {
+            return Ok(None);
+        };
+        match rows.get(&target.name) {
+            Some(Some(Typed::Const(true))) => Ok(None),
+            Some(Some(cond)) => Ok(Some(cond.clone())),
+            _ => {
+                let through = path.segments[..=index].join(".");
+                Err(CheckError::new(
+                    path.span,
+                    format!(
+                        "you may not read {} records, so a condition cannot go through `{through}`",
+                        target.name
+                    ),
+                    Some(format!(
+                        "leave `{through}` out of the condition; only relations to records you may read can be used"
+                    )),
+                ))
+            }
+        }
     }
 
     fn cmp(&self, field: &Field, path: &Path, op: Op, value: &Value) -> Result<Typed, CheckError> {
@@ -552,6 +607,43 @@ impl<'e> Checker<'e> {
                 _ => return Err(wrong(&expectation(field))),
             },
         })
+    }
+}
+
+/// `t` with each test for links (`x has <id>`, `x is set`) turned into a relation step
+/// that reaches only the related records satisfying `rows`.
+fn links_within(t: Typed, rows: &Typed) -> Typed {
+    match t {
+        Typed::Links { hop, id } => {
+            let inner = match id {
+                None => rows.clone(),
+                Some(arg) => Typed::And(
+                    Box::new(rows.clone()),
+                    Box::new(Typed::Pred {
+                        column: Column {
+                            name: "id".into(),
+                            ty: FieldType::Uuid,
+                            scale: 0,
+                        },
+                        pred: Pred::Cmp(Op::Eq, arg),
+                    }),
+                ),
+            };
+            Typed::Hop {
+                hop,
+                inner: Box::new(inner),
+            }
+        }
+        Typed::Not(a) => Typed::Not(Box::new(links_within(*a, rows))),
+        Typed::And(a, b) => Typed::And(
+            Box::new(links_within(*a, rows)),
+            Box::new(links_within(*b, rows)),
+        ),
+        Typed::Or(a, b) => Typed::Or(
+            Box::new(links_within(*a, rows)),
+            Box::new(links_within(*b, rows)),
+        ),
+        other => other,
     }
 }
 
