@@ -724,3 +724,149 @@ async fn sql_equals_the_evaluator_for_callers(db: Db) {
 }
 
 both!(sql_equals_the_evaluator_for_callers);
+
+// ---- differential with row rules: a caller's filter reaches only the rows the caller may read ----
+
+const SETTINGS: &str = "name: Rows\nauth:\n  jwt: { algorithm: HS256, secret_env: ROWS_SECRET }\n";
+const ITEM_POLICY: &str = "entity: item
+rules:
+  - { name: members list items, roles: [member], allow: [list, read] }
+  - { name: admins, roles: [admin], allow: ['*'] }
+";
+const PERSON_POLICY: &str = "entity: person
+rules:
+  - name: members read grown-ups and themselves
+    roles: [member]
+    allow: [list, read]
+    where: age >= 40 or id = user.id
+  - { name: admins, roles: [admin], allow: ['*'] }
+";
+const TAG_POLICY: &str = "entity: tag
+rules:
+  - name: members read heavy tags
+    roles: [member]
+    allow: [list, read]
+    where: weight > 1
+  - { name: admins, roles: [admin], allow: ['*'] }
+";
+
+async fn caller_filters_see_only_readable_rows(db: Db) {
+    use trellis::engine::access::{Decision, Principal};
+    use trellis::engine::query::list_request;
+
+    let app = TestApp::with_files(
+        db,
+        &[
+            ("trellis.yaml", SETTINGS),
+            ("models/item.yaml", ITEM),
+            ("models/person.yaml", PERSON),
+            ("models/tag.yaml", TAG),
+            ("policies/item.yaml", ITEM_POLICY),
+            ("policies/person.yaml", PERSON_POLICY),
+            ("policies/tag.yaml", TAG_POLICY),
+        ],
+    )
+    .await;
+    let data = load(&app, 0x5DEE_CE66_D1CE_4E5B).await;
+    let engine = app.state.engine.load_full();
+    let item = engine.entity("item").unwrap().clone();
+    let people: Vec<String> = data.people.keys().cloned().collect();
+    let mut ids: Vec<String> = data.tags.keys().cloned().collect();
+    ids.extend(data.items.keys().take(3).cloned());
+    let strategy = (
+        arb_item_cond(ids),
+        prop::option::of(prop::sample::select(people)),
+    );
+    let handle = tokio::runtime::Handle::current();
+    let hidden_rows = std::sync::atomic::AtomicUsize::new(0);
+    let differs = std::sync::atomic::AtomicUsize::new(0);
+    tokio::task::block_in_place(|| {
+        let mut runner = TestRunner::new(Config {
+            cases: 300,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(cond, id)| {
+                let text = cond.to_string();
+                // A member (as one of the people, or as nobody in particular).
+                let who = Principal::user(
+                    id.as_deref()
+                        .unwrap_or("00000000-0000-4000-8000-0000000000ff"),
+                    &["member"],
+                    Map::new(),
+                );
+                let ctx = who.ctx();
+                // The oracle: the related records this caller may read, by the
+                // policies' own conditions evaluated over everything.
+                let readable = |entity: &str, table: &HashMap<String, Record>| {
+                    let Decision::Allow(rule) = engine.access.decide(entity, "read", &who) else {
+                        return HashMap::new();
+                    };
+                    table
+                        .iter()
+                        .filter(|(_, r)| eval(&rule, r, &data, &ctx) == Some(true))
+                        .map(|(k, r)| (k.clone(), r.clone()))
+                        .collect::<HashMap<_, _>>()
+                };
+                // The world of records this caller may read, and nothing else.
+                let world = Data {
+                    items: readable("item", &data.items),
+                    people: readable("person", &data.people),
+                    tags: readable("tag", &data.tags),
+                };
+                hidden_rows.fetch_add(
+                    data.people.len() + data.tags.len() - world.people.len() - world.tags.len(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let parsed =
+                    parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
+                let unrestricted = check(&engine, &item, &parsed, &Scope::default())
+                    .map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
+                let expected: BTreeSet<String> = world
+                    .items
+                    .iter()
+                    .filter(|(_, r)| eval(&unrestricted, r, &world, &ctx) == Some(true))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let everything: BTreeSet<String> = data
+                    .items
+                    .iter()
+                    .filter(|(_, r)| eval(&unrestricted, r, &data, &ctx) == Some(true))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if everything != expected {
+                    differs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                // The caller's filter, as the list route reads it.
+                let pairs = [
+                    ("filter".to_string(), text.clone()),
+                    ("limit".to_string(), "200".to_string()),
+                    ("count".to_string(), "true".to_string()),
+                ];
+                let req = list_request(&engine, &item, &pairs, &[], &who)
+                    .map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
+                let page = handle
+                    .block_on(app.store.list(&engine, &item, &req, &who))
+                    .map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+                let got: BTreeSet<String> = page
+                    .items
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect();
+                prop_assert_eq!(&got, &expected, "{} as {:?}", text, id);
+                prop_assert_eq!(page.total, Some(expected.len() as i64), "{}", text);
+                Ok(())
+            })
+            .unwrap();
+    });
+    // The data hides rows from the caller, and the hidden rows change answers.
+    assert!(hidden_rows.into_inner() > 0);
+    let differs = differs.into_inner();
+    assert!(
+        differs >= 20,
+        "too few conditions depend on hidden rows: {differs}"
+    );
+}
+
+both!(caller_filters_see_only_readable_rows);

@@ -145,7 +145,11 @@ fn related<'w>(hop: &Hop, rec: &Record, world: &'w dyn World) -> Vec<&'w Record>
 
 fn related_ids(hop: &Hop, rec: &Record, world: &dyn World) -> Vec<String> {
     match hop {
-        Hop::Many { field, .. } => ids_of(rec.get(field)),
+        // Links to records the world does not hold (a caller may not read them) do not count.
+        Hop::Many { field, target, .. } => ids_of(rec.get(field))
+            .into_iter()
+            .filter(|id| world.record(target, id).is_some())
+            .collect(),
         _ => related(hop, rec, world)
             .iter()
             .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
