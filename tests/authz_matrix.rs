@@ -143,13 +143,16 @@ async fn matrix(db: Db) {
     let cases = check_matrix(&app, &callers).await;
     println!("authorization matrix (root project): {cases} cases passed");
     assert!(cases >= 300, "{cases}");
+    let (oracles, hidden) = check_oracles(&app, &callers).await;
+    println!(
+        "oracle section (root project): {oracles} filters compared, {hidden} of them through hidden rows"
+    );
+    assert!(hidden >= 100, "{hidden} of {oracles}");
 }
 
-/// Compares every list, read and update answer of every caller with what the
-/// policies allow according to the in-memory evaluator. Returns the number of cases.
-async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
+/// Everything, as stored (read as the system, through the store).
+async fn everything(app: &TestApp) -> Data {
     let engine = app.state.engine.load_full();
-    // Everything, as stored (read as the system, through the store).
     let system = Principal::system();
     let mut data = Data {
         records: HashMap::new(),
@@ -171,6 +174,14 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
             .collect();
         data.records.insert(e.name.clone(), table);
     }
+    data
+}
+
+/// Compares every list, read and update answer of every caller with what the
+/// policies allow according to the in-memory evaluator. Returns the number of cases.
+async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
+    let engine = app.state.engine.load_full();
+    let data = everything(app).await;
     let mut cases = 0;
     for caller in callers {
         let who = &caller.principal;
@@ -396,6 +407,119 @@ async fn helpdesk_matrix(db: Db) {
     let cases = check_matrix(&app, &callers).await;
     println!("authorization matrix (helpdesk example): {cases} cases passed");
     assert!(cases >= 150, "{cases}");
+    let (oracles, hidden) = check_oracles(&app, &callers).await;
+    println!(
+        "oracle section (helpdesk example): {oracles} filters compared, {hidden} of them through hidden rows"
+    );
+    assert!(hidden >= 50, "{hidden} of {oracles}");
+}
+
+/// An id no record has.
+const NOBODY: &str = "00000000-0000-4000-8000-000000000000";
+
+/// The answers to a filter that matter for an oracle: the list's items and total,
+/// and the aggregate's groups (or the refusals, by status and detail).
+async fn answers(caller: &Caller, plural: &str, filter: &str) -> Vec<(u16, Value)> {
+    let q = serde_urlencoded::to_string([("filter", filter)]).unwrap();
+    let mut out = Vec::new();
+    for path in [
+        format!("/api/{plural}?{q}&count=true&limit=200"),
+        format!("/api/{plural}/aggregate?{q}&count=true"),
+    ] {
+        let res = caller.client.get(&path).await;
+        let body = if res.status == StatusCode::OK {
+            json!([res.body["items"], res.body["total"], res.body["groups"]])
+        } else {
+            res.body["detail"].clone()
+        };
+        out.push((res.status.as_u16(), body));
+    }
+    out
+}
+
+/// The oracle section: for every caller, every entity and every relation path of one
+/// or two steps from it, a filter that can only be true through rows the caller may
+/// not read answers exactly as the same filter made false (list items, `total`,
+/// aggregate groups). Returns the filters compared, and how many of them named
+/// hidden rows.
+async fn check_oracles(app: &TestApp, callers: &[Caller]) -> (usize, usize) {
+    let engine = app.state.engine.load_full();
+    let data = everything(app).await;
+    let relations = |e: &trellis::engine::Entity| -> Vec<(String, String, bool)> {
+        e.fields
+            .iter()
+            .filter_map(|f| {
+                let to_many = matches!(
+                    f.ty,
+                    trellis::spec::FieldType::Many | trellis::spec::FieldType::Inverse
+                );
+                let relation = to_many || f.ty == trellis::spec::FieldType::Ref;
+                let target = f.target.clone().filter(|_| relation)?;
+                Some((f.name.clone(), target, to_many))
+            })
+            .collect()
+    };
+    let mut paths = Vec::new();
+    for e in engine.entities() {
+        for (name, target, to_many) in relations(e) {
+            paths.push((e.clone(), name.clone(), target.clone(), to_many));
+            let Some(t) = engine.entity(&target) else {
+                continue;
+            };
+            for (second, target2, to_many2) in relations(t) {
+                paths.push((e.clone(), format!("{name}.{second}"), target2, to_many2));
+            }
+        }
+    }
+    let (mut compared, mut through_hidden) = (0, 0);
+    for caller in callers {
+        let who = &caller.principal;
+        let ctx = who.ctx();
+        for (e, path, target, to_many) in &paths {
+            // The rows of the target this caller may not read.
+            let all = &data.records[target];
+            let hidden: Vec<&String> = match engine.access.decide(target, "read", who) {
+                Decision::Deny => all.keys().collect(),
+                Decision::Allow(cond) => all
+                    .iter()
+                    .filter(|(_, r)| eval(&cond, r, &data, &ctx) != Some(true))
+                    .map(|(id, _)| id)
+                    .collect(),
+            };
+            let hidden: Vec<&String> = hidden.into_iter().take(20).collect();
+            let list = |ids: &[&str]| {
+                ids.iter()
+                    .map(|id| format!("'{id}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ids: Vec<&str> = hidden.iter().map(|s| s.as_str()).collect();
+            let mut pairs = vec![(
+                format!("{path}.id in [{}]", list(&ids)),
+                format!("{path}.id in ['{NOBODY}']"),
+            )];
+            if *to_many && let Some(first) = ids.first() {
+                pairs.push((
+                    format!("{path} has '{first}'"),
+                    format!("{path} has '{NOBODY}'"),
+                ));
+            }
+            for (truthy, falsy) in pairs {
+                compared += 1;
+                if !hidden.is_empty() {
+                    through_hidden += 1;
+                }
+                let got = answers(caller, &e.plural, &truthy).await;
+                let expected = answers(caller, &e.plural, &falsy).await;
+                assert_eq!(
+                    got, expected,
+                    "{}: `{truthy}` on {} answers otherwise than `{falsy}`",
+                    caller.name, e.plural
+                );
+            }
+        }
+    }
+    (compared, through_hidden)
 }
 
 both!(matrix, helpdesk_matrix);
