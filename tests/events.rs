@@ -384,6 +384,93 @@ async fn a_slow_subscriber_is_dropped_with_a_reason(db: Db) {
 }
 both!(a_slow_subscriber_is_dropped_with_a_reason);
 
+const THINGS: &[(&str, &str)] = &[
+    (
+        "trellis.yaml",
+        "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+    ),
+    (
+        "models/note.yaml",
+        "entity: note\nfields:\n  title: { type: string, required: true }\n  thing: { type: ref, to: thing }\n  vault: { type: ref, to: vault }\n",
+    ),
+    (
+        "models/thing.yaml",
+        "entity: thing\nfields:\n  word: string\n  shared: { type: boolean, default: false }\n",
+    ),
+    (
+        "models/vault.yaml",
+        "entity: vault\nfields:\n  word: string\n",
+    ),
+    (
+        "policies/note.yaml",
+        "entity: note\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n  - { roles: [member], allow: [list, read] }\n",
+    ),
+    (
+        "policies/thing.yaml",
+        "entity: thing\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n  - { roles: [member], allow: [list, read], where: shared }\n",
+    ),
+    (
+        "policies/vault.yaml",
+        "entity: vault\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n",
+    ),
+];
+
+/// A subscriber's filter reaches related records only where the subscriber may
+/// read them: an event cannot tell what a hidden record holds.
+async fn feed_filters_see_only_readable_relations(db: Db) {
+    let app = TestApp::with_files(db, THINGS).await;
+    let member = app.token("u1", &["member"]);
+    // No read permission at all on the target: refused, naming the relation.
+    let (status, body) = Stream::open_path(
+        &app,
+        "/api/notes/events?filter=vault.word%20%3D%20'x'",
+        Some(&member),
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["parameter"], "filter");
+    assert!(
+        body["detail"].as_str().unwrap().contains("`vault`"),
+        "{body}"
+    );
+    let mut stream = Stream::open_path(
+        &app,
+        "/api/notes/events?filter=thing.word%20%3D%20'plan'",
+        Some(&member),
+        None,
+    )
+    .await
+    .unwrap();
+    let hidden = app
+        .create("things", json!({ "word": "plan", "shared": false }))
+        .await;
+    let shared = app
+        .create("things", json!({ "word": "plan", "shared": true }))
+        .await;
+    app.create(
+        "notes",
+        json!({ "title": "through hidden", "thing": hidden }),
+    )
+    .await;
+    let seen = app
+        .create(
+            "notes",
+            json!({ "title": "through shared", "thing": shared }),
+        )
+        .await;
+    let ev = stream.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("created", &json!(seen))
+    );
+    stream.quiet().await;
+}
+
+both!(feed_filters_see_only_readable_relations);
+
 async fn what_the_database_deletes_along_is_logged(db: Db) {
     let app = TestApp::with_files(
         db,

@@ -1,0 +1,215 @@
+//! The attacks on caller-written filters from issue #15, scripted against the root
+//! project on both databases: a signed-up contractor learns nothing through relation
+//! steps about rows they may not read, and filters through rows they may read still
+//! work.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Db, TestApp, TestAppRouter};
+use serde_json::{Value, json};
+
+async fn account(app: &TestApp, email: &str) -> (String, String) {
+    let res = app
+        .anonymous()
+        .post(
+            "/auth/signup",
+            json!({ "email": email, "password": "correct horse", "display_name": email }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    (id.clone(), app.token(&id, &["contractor"]))
+}
+
+/// The ids a list answers for `filter` (and its total, which must agree).
+async fn ids(client: &TestAppRouter, plural: &str, filter: &str) -> Vec<String> {
+    let q = serde_urlencoded::to_string([("filter", filter)]).unwrap();
+    let res = client
+        .get(&format!("/api/{plural}?{q}&count=true&limit=200"))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{filter}: {}", res.body);
+    let items: Vec<String> = res.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(res.body["total"], json!(items.len()), "{filter}");
+    items
+}
+
+struct World {
+    app: TestApp,
+    dev: String,
+    dev_client: TestAppRouter,
+    rival: String,
+    acme: String,
+    globex: String,
+    open_project: String,
+}
+
+const SECRET: &str = "Initech merger plan";
+
+async fn world(db: Db) -> World {
+    let app = TestApp::root(db).await;
+    let (dev, dev_tok) = account(&app, "dev@example.com").await;
+    let (rival, _) = account(&app, "rival@example.com").await;
+    let acme = app
+        .create("organizations", json!({ "name": "Acme", "slug": "acme" }))
+        .await;
+    let globex = app
+        .create(
+            "organizations",
+            json!({ "name": "Globex", "slug": "globex" }),
+        )
+        .await;
+    // Acme's only project is a draft that contractors may not see.
+    app.seed(
+        "projects",
+        json!({ "title": "Secret plan", "summary": SECRET, "client": acme, "status": "draft" }),
+    )
+    .await;
+    let open_project = app
+        .seed(
+            "projects",
+            json!({ "title": "Open call", "summary": "A rival to Initech", "client": globex, "status": "open" }),
+        )
+        .await;
+    // Each contractor applies to the open project; only their own is theirs to see.
+    app.create(
+        "applications",
+        json!({ "project": open_project, "applicant": dev, "proposed_rate": "100.00" }),
+    )
+    .await;
+    app.create(
+        "applications",
+        json!({ "project": open_project, "applicant": rival, "proposed_rate": "150.00" }),
+    )
+    .await;
+    let dev_client = app.as_user(&dev_tok);
+    World {
+        app,
+        dev,
+        dev_client,
+        rival,
+        acme,
+        globex,
+        open_project,
+    }
+}
+
+async fn hidden_rows_are_no_oracle(db: Db) {
+    let w = world(db).await;
+    let dev = &w.dev_client;
+    // Through a draft project: nothing, exactly as for a word it does not hold.
+    assert_eq!(
+        ids(dev, "organizations", "projects.summary ~ 'Initech'").await,
+        vec![w.globex.clone()],
+        "only the published project's organization matches"
+    );
+    assert!(
+        ids(dev, "organizations", "projects.summary ~ 'merger'")
+            .await
+            .is_empty()
+    );
+    assert!(
+        ids(dev, "organizations", "projects.summary ~ 'mergex'")
+            .await
+            .is_empty()
+    );
+    assert!(
+        ids(dev, "organizations", "projects.status = draft")
+            .await
+            .is_empty()
+    );
+    // The admin does find Acme that way: the data is there.
+    assert_eq!(
+        ids(&w.app, "organizations", "projects.summary ~ 'merger'").await,
+        vec![w.acme.clone()]
+    );
+    // Another contractor's application is not an oracle on its rate …
+    assert!(
+        ids(dev, "users", "applications.proposed_rate > 140")
+            .await
+            .is_empty()
+    );
+    // … while one's own is there to filter by.
+    assert_eq!(
+        ids(dev, "users", "applications.proposed_rate > 90").await,
+        vec![w.dev.clone()]
+    );
+    // Nor on what someone else applied to.
+    let q = format!("applications.applicant = '{}'", w.rival);
+    assert!(ids(dev, "projects", &q).await.is_empty());
+    let q = format!("applications has '{}'", w.rival);
+    assert!(ids(dev, "users", &q).await.is_empty());
+    let q = format!("applications.applicant = '{}'", w.dev);
+    assert_eq!(ids(dev, "projects", &q).await, vec![w.open_project.clone()]);
+    // The same filters through the aggregate route.
+    let res = dev
+        .get("/api/projects/aggregate?count=true&filter=applications.proposed_rate%20%3E%20140")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body["groups"], json!([{ "count": 0 }]), "{}", res.body);
+}
+
+/// The extraction attack: a binary search with `>=` over the summary of a hidden
+/// draft, as a contractor. Every probe answers the same, so it recovers nothing.
+async fn extraction_by_binary_search_learns_nothing(db: Db) {
+    let w = world(db).await;
+    let alphabet: Vec<char> = (' '..='~').collect();
+    let mut prefix = String::new();
+    let mut answers: Vec<Value> = Vec::new();
+    let mut requests = 0;
+    for _ in 0..6 {
+        // The largest character c such that some summary is >= prefix + c.
+        let (mut lo, mut hi) = (0usize, alphabet.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            let probe = format!("{prefix}{}", alphabet[mid]).replace('\'', "\\'");
+            let filter = format!("projects.summary >= '{probe}' and projects.status = draft");
+            let found = ids(&w.dev_client, "organizations", &filter).await;
+            requests += 1;
+            answers.push(json!(found));
+            if found.is_empty() {
+                hi = mid - 1;
+            } else {
+                lo = mid;
+            }
+        }
+        prefix.push(alphabet[lo]);
+    }
+    assert!(requests >= 30, "{requests}");
+    assert!(
+        answers.iter().all(|a| a == &json!([])),
+        "some probe answered otherwise: {answers:?}"
+    );
+    assert_ne!(&prefix, &SECRET[..6]);
+    assert_eq!(
+        prefix, "      ",
+        "the search learned only its own lower bound"
+    );
+    // The same search as the admin recovers the start of the summary: the attack is real.
+    let mut prefix = String::new();
+    for _ in 0..6 {
+        let (mut lo, mut hi) = (0usize, alphabet.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            let probe = format!("{prefix}{}", alphabet[mid]).replace('\'', "\\'");
+            let filter = format!("projects.summary >= '{probe}' and projects.status = draft");
+            if ids(&w.app, "organizations", &filter).await.is_empty() {
+                hi = mid - 1;
+            } else {
+                lo = mid;
+            }
+        }
+        prefix.push(alphabet[lo]);
+    }
+    assert_eq!(prefix, &SECRET[..6]);
+}
+
+both!(
+    hidden_rows_are_no_oracle,
+    extraction_by_binary_search_learns_nothing
+);
