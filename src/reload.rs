@@ -104,6 +104,14 @@ pub async fn reload(
         }
         Err(other) => return fail(vec![note("internal", other.to_string())]),
     };
+    let lost = lost_enforcement(&state.engine.load(), &engine);
+    if !lost.is_empty() {
+        tracing::warn!(
+            "reload refused: the new definitions would enforce fewer policies; still serving the previous ones"
+        );
+        loaded.diagnostics.extend(lost);
+        return fail(loaded.diagnostics);
+    }
     let auth = match Auth::from_engine(&engine, dir, secret) {
         Ok(a) => a,
         Err(err) => return fail(vec![note("auth-setup", err.to_string())]),
@@ -156,6 +164,55 @@ pub async fn reload(
         "reloaded the definitions"
     );
     true
+}
+
+/// Why definitions must not replace the running ones because they would enforce
+/// less: every policy gone (the folder moved away or emptied), or the policy of an
+/// entity that is still there. A running server never opens up by accident; a
+/// project that wants an open API says so (`auth.open_without_policies`) and a
+/// restart serves what the files say.
+fn lost_enforcement(before: &Engine, after: &Engine) -> Vec<Diagnostic> {
+    let error = |code: &'static str, file: String, message: String, hint: &str| Diagnostic {
+        severity: Severity::Error,
+        code,
+        file,
+        line: 1,
+        column: 1,
+        message,
+        hint: Some(hint.to_string()),
+    };
+    if !before.access.enforced {
+        return Vec::new();
+    }
+    if !after.access.enforced {
+        if after.auth.open_without_policies {
+            return Vec::new();
+        }
+        return vec![error(
+            "policies-removed",
+            "policies".into(),
+            "the policy files are gone, so every route would be open to every caller; the previous definitions keep serving".into(),
+            "put policies/ back; to serve an open API on purpose, set `open_without_policies: true` under `auth` in trellis.yaml",
+        )];
+    }
+    after
+        .entities()
+        .iter()
+        .filter(|e| {
+            before.access.policy(&e.name).is_some() && after.access.policy(&e.name).is_none()
+        })
+        .map(|e| {
+            error(
+                "policy-removed",
+                format!("policies/{}.yaml", e.name),
+                format!(
+                    "the policy of `{}` is gone while the entity stays; the previous definitions keep serving",
+                    e.name
+                ),
+                "put the file back (a policy whose rules allow nothing closes the entity), or remove the entity's model with it",
+            )
+        })
+        .collect()
 }
 
 /// Is this event a change of content or of names (not a read, not metadata)?

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::process::{free_port, http, serve, trellis, wait_healthy};
+use common::process::{free_port, http, serve, serve_with, trellis, wait_healthy};
 use common::{Db, TestDb};
 use serde_json::{Value, json};
 
@@ -408,3 +408,101 @@ fn diagram_prints_a_workflow() {
         "{err}"
     );
 }
+
+/// A watched project whose policies go away keeps enforcing the last good ones, and
+/// one that has none with `auth` configured does not start.
+async fn serve_fails_closed_when_policies_go(db: Db) {
+    const AUTH: &str = "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n";
+    const TASK: &str = "entity: task\nfields:\n  title: { type: string, required: true }\n";
+    const ADMINS: &str = "rules:\n  - { roles: [admin], allow: [\"*\"] }\n";
+    let project = common::project(&[("trellis.yaml", AUTH), ("models/task.yaml", TASK)]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let url = (db == Db::Postgres).then_some(test_db.url.as_str());
+    let mut cmd = trellis();
+    cmd.args(["serve", &dir, "--port", &free_port().to_string()])
+        .env("S", "fail-closed-secret-fail-closed-secret-0123");
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no-policies"), "{err}");
+    assert!(err.contains("open_without_policies"), "{err}");
+
+    let policies = project.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("task.yaml"),
+        format!("entity: task\n{ADMINS}"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = serve_with(
+        &dir,
+        port,
+        url,
+        &[("S", "fail-closed-secret-fail-closed-secret-0123")],
+    );
+    wait_healthy(&mut server, port);
+    let create = || http(port, "POST", "/api/tasks", Some(&json!({ "title": "x" }))).unwrap();
+    assert_eq!(create().0, 401);
+    let wait_for = |path: &str, want: u16| {
+        let start = Instant::now();
+        while http(port, "GET", path, None).map(|(s, _)| s) != Some(want) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{path} never answered {want}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The folder moved away, with a new entity beside: the reload is refused whole.
+    let away = project.path().join("policies-away");
+    std::fs::rename(&policies, &away).unwrap();
+    std::fs::write(
+        project.path().join("models/probe.yaml"),
+        "entity: probe\nfields:\n  x: string\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(http(port, "GET", "/api/probes", None).unwrap().0, 404);
+    assert_eq!(create().0, 401);
+    // Back, with a policy for the new entity: the watcher goes on and takes it.
+    std::fs::rename(&away, &policies).unwrap();
+    std::fs::write(
+        policies.join("probe.yaml"),
+        format!("entity: probe\n{ADMINS}"),
+    )
+    .unwrap();
+    wait_for("/api/probes", 401);
+    // An emptied folder, again with a new entity beside: refused.
+    std::fs::remove_file(policies.join("task.yaml")).unwrap();
+    std::fs::remove_file(policies.join("probe.yaml")).unwrap();
+    std::fs::write(
+        project.path().join("models/probe2.yaml"),
+        "entity: probe2\nfields:\n  x: string\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(http(port, "GET", "/api/probe2s", None).unwrap().0, 404);
+    assert_eq!(create().0, 401);
+    assert_eq!(rows_in(url, &project, "task").await, 0);
+}
+
+/// Counts a table's rows straight from the database the server uses.
+async fn rows_in(url: Option<&str>, project: &tempfile::TempDir, table: &str) -> i64 {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => format!(
+            "sqlite://{}",
+            project.path().join(".trellis/data.db").display()
+        ),
+    };
+    let store = trellis::store::Store::connect(&url).await.unwrap();
+    store.count_rows(table).await.unwrap()
+}
+
+both!(serve_fails_closed_when_policies_go);

@@ -719,7 +719,7 @@ async fn bad_tokens_are_401(db: Db) {
 async fn cached_tokens_expire_and_reloads_forget_them(db: Db) {
     let settings = |issuer: &str| {
         format!(
-            "name: Tokens\nauth:\n  jwt: {{ algorithm: HS256, secret_env: TOKEN_SECRET, issuer: {issuer}, leeway: 0 }}\n"
+            "name: Tokens\nauth:\n  open_without_policies: true\n  jwt: {{ algorithm: HS256, secret_env: TOKEN_SECRET, issuer: {issuer}, leeway: 0 }}\n"
         )
     };
     let dir = common::project(&[

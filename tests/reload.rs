@@ -242,3 +242,135 @@ async fn workflows_come_and_go_with_their_files(db: Db) {
 }
 
 both!(workflows_come_and_go_with_their_files);
+
+// ---- fail closed: a reload never takes enforcement away ----
+
+const AUTH: &str = "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n";
+const NOTE: &str = "entity: note\nfields:\n  body: text\n";
+const TASK_POLICY: &str = "entity: task\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n";
+const NOTE_POLICY: &str = "entity: note\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n";
+
+/// The code of the last failed reload's first error.
+async fn refused_because(app: &TestApp) -> String {
+    let status = app.get("/_/status").await;
+    assert_eq!(status.body["last_result"], "failed", "{}", status.body);
+    status.body["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["severity"] == "error")
+        .map(|d| d["code"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+async fn reloads_never_drop_policies(db: Db) {
+    let dir = common::project(&[
+        ("trellis.yaml", AUTH),
+        ("models/task.yaml", TASK),
+        ("models/note.yaml", NOTE),
+        ("policies/task.yaml", TASK_POLICY),
+        ("policies/note.yaml", NOTE_POLICY),
+    ]);
+    let app = TestApp::for_dir(db, dir.path()).await;
+    let secret = |_: &str| Some(TEST_SECRET.to_string());
+    let task = app.create("tasks", json!({ "title": "Kept" })).await;
+    let anonymous = app.anonymous();
+    // Anonymous callers may not even read a task: a change is a 404.
+    let closed = |status: StatusCode| assert_eq!(status, StatusCode::NOT_FOUND);
+    closed(
+        anonymous
+            .patch(&format!("/api/tasks/{task}"), json!({ "title": "x" }), &[])
+            .await
+            .status,
+    );
+    let policies = dir.path().join("policies");
+    let away = dir.path().join("policies-away");
+
+    // The folder moved away.
+    std::fs::rename(&policies, &away).unwrap();
+    assert!(!reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(refused_because(&app).await, "no-policies");
+    closed(
+        anonymous
+            .patch(&format!("/api/tasks/{task}"), json!({ "title": "x" }), &[])
+            .await
+            .status,
+    );
+    // An empty folder.
+    std::fs::create_dir(&policies).unwrap();
+    assert!(!reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(refused_because(&app).await, "no-policies");
+    assert_eq!(
+        anonymous.get("/api/tasks").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    std::fs::remove_dir(&policies).unwrap();
+    std::fs::rename(&away, &policies).unwrap();
+    assert!(reload(dir.path(), &app.state, &secret).await);
+
+    // One entity's file deleted while the entity stays.
+    std::fs::remove_file(policies.join("note.yaml")).unwrap();
+    assert!(!reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(refused_because(&app).await, "policy-removed");
+    assert_eq!(app.get("/api/notes").await.status, StatusCode::OK);
+    assert_eq!(
+        anonymous.get("/api/notes").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Removed together with its model: a real change, accepted.
+    std::fs::remove_file(dir.path().join("models/note.yaml")).unwrap();
+    assert!(reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(app.get("/api/notes").await.status, StatusCode::NOT_FOUND);
+
+    // Saying so explicitly serves an open API.
+    std::fs::write(
+        dir.path().join("trellis.yaml"),
+        format!("{AUTH}  open_without_policies: true\n"),
+    )
+    .unwrap();
+    std::fs::rename(&policies, &away).unwrap();
+    assert!(reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(
+        anonymous
+            .patch(
+                &format!("/api/tasks/{task}"),
+                json!({ "title": "Open" }),
+                &[]
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&format!("/api/tasks/{task}")).await.body["title"],
+        "Open"
+    );
+}
+
+/// Without `auth`, policies can still restrict anonymous callers: removing them all
+/// is refused the same way.
+async fn reloads_keep_policies_without_auth(db: Db) {
+    let dir = common::project(&[
+        ("models/task.yaml", TASK),
+        (
+            "policies/task.yaml",
+            "entity: task\nrules:\n  - { roles: [anonymous], allow: [list, read] }\n",
+        ),
+    ]);
+    let app = TestApp::for_dir(db, dir.path()).await;
+    let secret = |_: &str| Some(TEST_SECRET.to_string());
+    std::fs::remove_file(dir.path().join("policies/task.yaml")).unwrap();
+    assert!(!reload(dir.path(), &app.state, &secret).await);
+    assert_eq!(refused_because(&app).await, "policies-removed");
+    let res = app
+        .anonymous()
+        .post("/api/tasks", json!({ "title": "x" }))
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
+    assert_eq!(app.rows("task").await, 0);
+}
+
+both!(
+    reloads_never_drop_policies,
+    reloads_keep_policies_without_auth
+);

@@ -625,6 +625,21 @@ fn check_access(spec: &Spec, out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+    } else if !spec.models.is_empty()
+        && spec.settings.auth.configured()
+        && !spec.settings.auth.open_without_policies
+    {
+        // Fail closed: authentication without any rule would leave every route open,
+        // which is what a deleted or misplaced `policies/` folder looks like.
+        out.push(Diagnostic {
+            severity: Severity::Error,
+            code: "no-policies",
+            file: "policies".to_string(),
+            line: 1,
+            column: 1,
+            message: "`auth` is configured in trellis.yaml but there are no policy files, so every route would be open to every caller".to_string(),
+            hint: Some("write the rules in policies/<entity>.yaml (one file per entity), or, to serve an open API on purpose, set `open_without_policies: true` under `auth` in trellis.yaml".to_string()),
+        });
     } else if !spec.models.is_empty() {
         out.push(Diagnostic {
             severity: Severity::Warning,

@@ -205,6 +205,7 @@ pub fn settings_schema() -> Value {
                 "additionalProperties": false,
                 "properties": {
                     "claims": { "type": "array", "items": { "type": "string" } },
+                    "open_without_policies": { "type": "boolean", "description": "Serve an open API on purpose when there are no policy files (without it, authentication with no policies is an error)." },
                     "jwt": {
                         "type": "object",
                         "additionalProperties": false,

@@ -40,6 +40,16 @@ pub struct AuthSettings {
     pub users: Option<UsersSettings>,
     /// Claims besides `id` and `roles` that conditions may use as `user.<claim>`.
     pub claims: Vec<String>,
+    /// `open_without_policies: true`: with authentication configured and no policy
+    /// files, serve an open API on purpose (otherwise `check` refuses it).
+    pub open_without_policies: bool,
+}
+
+impl AuthSettings {
+    /// Callers prove who they are (JWTs or built-in accounts).
+    pub fn configured(&self) -> bool {
+        self.jwt.is_some() || self.users.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +98,7 @@ pub const SETTINGS_KEYS: [&str; 7] = [
     "mode",
 ];
 const WEBHOOK_KEYS: [&str; 4] = ["url", "secret_env", "headers", "timeout"];
-const AUTH_KEYS: [&str; 3] = ["jwt", "users", "claims"];
+const AUTH_KEYS: [&str; 4] = ["jwt", "users", "claims", "open_without_policies"];
 const JWT_KEYS: [&str; 9] = [
     "algorithm",
     "secret_env",
@@ -249,7 +259,10 @@ fn parse_webhooks(sink: &mut Sink<'_>, node: &Node) -> Vec<WebhookDef> {
 }
 
 fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSettings {
-    let mut auth = AuthSettings::default();
+    let mut auth = AuthSettings {
+        open_without_policies: super::walk::bool_key(sink, am, "open_without_policies"),
+        ..AuthSettings::default()
+    };
     if let Some(c) = get(am, "claims") {
         auth.claims = name_list(sink, c, "`auth.claims`")
             .into_iter()
