@@ -225,8 +225,67 @@ async fn aggregates_follow_the_policies(db: Db) {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Groups by a `many` field count only the links to records the caller may read: a
+/// hidden record's id never appears as a group, and its links count as none.
+async fn link_groups_see_only_readable_targets(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            ("trellis.yaml", "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n"),
+            ("models/note.yaml", "entity: note\nfields:\n  title: string\n  tags: { type: many, of: tag }\n"),
+            ("models/tag.yaml", "entity: tag\nfields:\n  label: string\n  shared: { type: boolean, default: false }\n"),
+            ("policies/note.yaml", "entity: note\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n  - { roles: [member], allow: [list, read, aggregate] }\n"),
+            ("policies/tag.yaml", "entity: tag\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n  - { roles: [member], allow: [list, read], where: shared }\n"),
+        ],
+    )
+    .await;
+    let shared = app
+        .create("tags", json!({ "label": "s", "shared": true }))
+        .await;
+    let hidden = app.create("tags", json!({ "label": "h" })).await;
+    app.create(
+        "notes",
+        json!({ "title": "both", "tags": [shared, hidden] }),
+    )
+    .await;
+    app.create("notes", json!({ "title": "hidden only", "tags": [hidden] }))
+        .await;
+    app.create("notes", json!({ "title": "none", "tags": [] }))
+        .await;
+    let count = |body: &Value, tag: Value| {
+        body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["tags"] == tag)
+            .map(|g| g["count"].clone())
+    };
+    let admin = app
+        .get("/api/notes/aggregate?group_by=tags&count=true")
+        .await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    assert_eq!(count(&admin.body, json!(hidden)), Some(json!(2)));
+    assert_eq!(count(&admin.body, json!(shared)), Some(json!(1)));
+    assert_eq!(count(&admin.body, Value::Null), Some(json!(1)));
+    let member = app.as_user(&app.token("u1", &["member"]));
+    let res = member
+        .get("/api/notes/aggregate?group_by=tags&count=true")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(
+        res.body["groups"].as_array().unwrap().len(),
+        2,
+        "{}",
+        res.body
+    );
+    assert_eq!(count(&res.body, json!(shared)), Some(json!(1)));
+    assert_eq!(count(&res.body, Value::Null), Some(json!(2)));
+    assert_eq!(count(&res.body, json!(hidden)), None);
+}
+
 both!(
     groups_and_metrics,
     mistakes_are_400,
-    aggregates_follow_the_policies
+    aggregates_follow_the_policies,
+    link_groups_see_only_readable_targets
 );

@@ -6,7 +6,7 @@
 //! min=deadline   max=budget   filter=…   sort=-count   limit=50
 //! ```
 
-use super::access::Principal;
+use super::access::{Decision, Principal};
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::query::ParamError;
@@ -45,6 +45,10 @@ pub struct Group {
     pub key: String,
     /// For a `many` field: its link table (a record counts once per linked id).
     pub link: Option<String>,
+    /// For a `many` field whose target the caller may read only in part: the target
+    /// entity and the condition on its rows; links to other rows do not count
+    /// (`Const(false)`: the caller may read none of them).
+    pub link_rows: Option<(String, Typed)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,10 +254,22 @@ pub fn aggregate_request(
                             format!("`{field}` is a long text; group by a shorter field"),
                         ));
                     }
+                    // Groups by linked ids count only links to rows the caller may read.
+                    let link_rows = match (&link, e.field(field).and_then(|f| f.target.as_ref())) {
+                        (Some(_), Some(target)) => {
+                            match engine.access.decide(target, "read", who) {
+                                Decision::Allow(Typed::Const(true)) => None,
+                                Decision::Allow(rows) => Some((target.clone(), rows)),
+                                Decision::Deny => Some((target.clone(), Typed::Const(false))),
+                            }
+                        }
+                        _ => None,
+                    };
                     req.groups.push(Group {
                         column,
                         bucket,
                         link,
+                        link_rows,
                         key: part.to_string(),
                     });
                 }

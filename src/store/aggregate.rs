@@ -127,16 +127,27 @@ impl Store {
         let ctx = who.ctx();
         let mut q = Query::select();
         q.from_as(e.name.clone(), "t0");
-        if let Some(link) = req.groups.iter().find_map(|g| g.link.clone()) {
+        if let Some(g) = req.groups.iter().find(|g| g.link.is_some())
+            && let Some(link) = &g.link
+        {
             // Per linked id: a record counts once in each of its links' groups (and
-            // once under null when it has none).
-            q.join_as(
-                sea_query::JoinType::LeftJoin,
-                link,
-                "l0",
-                Expr::col(("l0".to_string(), "source_id".to_string()))
-                    .equals(("t0".to_string(), "id".to_string())),
-            );
+            // once under null when it has none it may see).
+            let mut on = Expr::col(("l0".to_string(), "source_id".to_string()))
+                .equals(("t0".to_string(), "id".to_string()));
+            if let Some((target, rows)) = &g.link_rows {
+                // Only links to records the caller may read.
+                let mut visible = Query::select();
+                visible
+                    .expr(Expr::val(1))
+                    .from_as(target.clone(), "lt")
+                    .and_where(
+                        Expr::col(("lt".to_string(), "id".to_string()))
+                            .equals(("l0".to_string(), "target_id".to_string())),
+                    )
+                    .and_where(Compiler::new(dialect, &ctx).compile(rows, "lt"));
+                on = on.and(Expr::exists(visible));
+            }
+            q.join_as(sea_query::JoinType::LeftJoin, link.clone(), "l0", on);
         }
         for (i, g) in req.groups.iter().enumerate() {
             q.expr_as(
