@@ -927,8 +927,10 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
 }
 
 /// Warns about fields a transition's `set:` assigns that callers may also write
-/// through the API (no `write: never`): what the workflow records (when, why, by
-/// whom) could then be written around it.
+/// through the API because the policy says nothing about them (no write rule, or
+/// `on_create`): what the workflow records (when, why, by whom) could then be
+/// written around it. `write: never` makes transitions the only writers; an
+/// explicit `write: { roles, where }` says who else may, and is not warned about.
 fn check_set_fields_writable(sink: &mut Sink<'_>, spec: &Spec, wf: &WorkflowDef) {
     let policy = spec
         .policies
@@ -959,7 +961,15 @@ fn check_set_fields_writable(sink: &mut Sink<'_>, spec: &Spec, wf: &WorkflowDef)
                     .find(|f| f.field.name == a.field.name)
                     .and_then(|f| f.write.as_ref())
             });
-            if matches!(rule, Some((super::policy::WriteDef::Never, _))) {
+            // `never`: only transitions write it. An explicit `{ roles, where }` rule:
+            // the author chose who else may (e.g. agents reassign a ticket).
+            if matches!(
+                rule,
+                Some((
+                    super::policy::WriteDef::Never | super::policy::WriteDef::Rule { .. },
+                    _
+                ))
+            ) {
                 continue;
             }
             warned.insert(&a.field.name);
@@ -971,7 +981,7 @@ fn check_set_fields_writable(sink: &mut Sink<'_>, spec: &Spec, wf: &WorkflowDef)
                     a.field.name, t.name.name
                 ),
                 format!(
-                    "add `{}: {{ write: never }}` under `fields:` in policies/{}.yaml: transitions still set it, and nobody else",
+                    "add `{}: {{ write: never }}` under `fields:` in policies/{}.yaml: transitions still set it, and nobody else (or `write: {{ roles: [...] }}` to say who else may)",
                     a.field.name, wf.entity.name
                 ),
             );
