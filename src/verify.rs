@@ -150,10 +150,18 @@ async fn run_one(
     }
     let rec = match created {
         Some(rec) => rec,
-        None => store
-            .create(engine, entity, &input_of(entity, &body)?, &system)
-            .await
-            .map_err(|err| format!("creating the record failed: {err}"))?,
+        None => {
+            // As the caller would have created it: their `on_create` presets filled in
+            // (an `author` set to the caller), unless the record gives them.
+            let mut b = body.clone();
+            if engine.access.apply_presets(entity, &who, &mut b).is_err() {
+                b = body.clone();
+            }
+            store
+                .create(engine, entity, &input_of(entity, &b)?, &system)
+                .await
+                .map_err(|err| format!("creating the record failed: {err}"))?
+        }
     };
     let id = id_of(&rec)?;
 
