@@ -115,6 +115,11 @@ async fn matrix(db: Db) {
         json!({ "project": projects[4], "applicant": other_dev_id, "status": "accepted", "cover_letter": "Hi" }),
     )
     .await;
+    app.seed(
+        "applications",
+        json!({ "project": projects[5], "applicant": dev_id, "status": "accepted" }),
+    )
+    .await;
     app.create("reviews", json!({ "project": projects[0], "author": dev_id, "subject": client_id, "rating": 4, "public": false })).await;
     app.create("reviews", json!({ "project": projects[1], "author": other_dev_id, "subject": client_id, "rating": 5 })).await;
 
@@ -152,9 +157,107 @@ async fn matrix(db: Db) {
         },
     ];
 
-    let cases = check_matrix(&app, &callers).await;
+    let mut cases = check_matrix(&app, &callers).await;
+    let users = [
+        &client_id,
+        &other_client_id,
+        &dev_id,
+        &other_dev_id,
+        &admin_id,
+    ];
+    cases += review_creates(&app, &callers, &projects, &users).await;
     println!("authorization matrix (root project): {cases} cases passed");
     assert!(cases >= 300, "{cases}");
+}
+
+/// Reviews: every caller reviews every user about every project. Allowed exactly
+/// when the `create` condition (blocks and `record.<field>` included) holds for the
+/// new review according to the evaluator; every created review is removed again.
+async fn review_creates(
+    app: &TestApp,
+    callers: &[Caller],
+    projects: &[String],
+    users: &[&String],
+) -> usize {
+    let engine = app.state.engine.load_full();
+    let system = Principal::system();
+    let mut data = Data {
+        records: HashMap::new(),
+    };
+    for e in engine.entities() {
+        let req = trellis::engine::query::list_request(
+            &engine,
+            e,
+            &[("limit".into(), "200".into())],
+            &[],
+        )
+        .unwrap();
+        let page = app.store.list(&engine, e, &req, &system).await.unwrap();
+        let table = page
+            .items
+            .into_iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), r))
+            .collect();
+        data.records.insert(e.name.clone(), table);
+    }
+    let mut cases = 0;
+    let mut allowed = 0;
+    for caller in callers {
+        let who = &caller.principal;
+        let ctx = who.ctx();
+        for project in projects {
+            for subject in users {
+                cases += 1;
+                let res = caller
+                    .client
+                    .post(
+                        "/api/reviews",
+                        json!({ "project": project, "subject": subject, "rating": 3 }),
+                    )
+                    .await;
+                let expected = match engine.access.decide("review", "create", who) {
+                    Decision::Deny => false,
+                    Decision::Allow(cond) => {
+                        let mut new = Map::new();
+                        new.insert("project".into(), json!(project));
+                        new.insert("subject".into(), json!(subject));
+                        new.insert("author".into(), json!(who.id));
+                        new.insert("rating".into(), json!(3));
+                        new.insert("public".into(), json!(true));
+                        eval(&cond, &new, &data, &ctx) == Some(true)
+                    }
+                };
+                if expected {
+                    allowed += 1;
+                    assert_eq!(
+                        res.status,
+                        StatusCode::CREATED,
+                        "{} reviews {subject} about {project}: {}",
+                        caller.name,
+                        res.body
+                    );
+                    let gone = app.delete(&format!("/api/reviews/{}", res.id())).await;
+                    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+                } else if who.is_anonymous() {
+                    // Refused before the policy: an anonymous caller has no id to
+                    // be the author (422 on `/author`).
+                    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+                    assert_eq!(res.pointers(), ["/author"]);
+                } else {
+                    assert_eq!(
+                        res.status,
+                        StatusCode::FORBIDDEN,
+                        "{} reviews {subject} about {project}: {}",
+                        caller.name,
+                        res.body
+                    );
+                }
+            }
+        }
+    }
+    // The data has both sides of an accepted application, and strangers.
+    assert!(allowed >= 4 && allowed < cases / 4, "{allowed} of {cases}");
+    cases
 }
 
 /// Compares every list, read and update answer of every caller with what the
