@@ -720,4 +720,38 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("d = 2025-02-30").is_err());
     }
+
+    #[test]
+    fn blocks_and_record_fields_parse_and_print_back() {
+        for (text, printed) in [
+            (
+                "applications.(status = accepted and applicant = user.id)",
+                "applications.(status = accepted and applicant = user.id)",
+            ),
+            (
+                "project.applications.( applicant = record.author ) and not x",
+                "project.applications.(applicant = record.author) and not x",
+            ),
+            (
+                "a.(b.(c = 1 or d) and e has record.f)",
+                "a.(b.(c = 1 or d) and e has record.f)",
+            ),
+            ("members has record.subject", "members has record.subject"),
+        ] {
+            let cond = p(text);
+            assert_eq!(cond.to_string(), printed);
+            assert_eq!(p(&cond.to_string()), cond);
+        }
+        // A block is one condition about one related record.
+        assert!(matches!(p("a.(b = 1 and c = 2)"), Cond::Within { .. }));
+        let e = parse("a.(b = 1").unwrap_err();
+        assert_eq!(e.column, 3);
+        assert!(e.message.contains("never closed"), "{e:?}");
+        let e = parse("a.(b = 1 c)").unwrap_err();
+        assert_eq!(e.column, 10);
+        let e = parse("x = record.").unwrap_err();
+        assert!(e.message.contains("after `record.`"), "{e:?}");
+        let e = parse("x = record.a.b").unwrap_err();
+        assert!(e.message.contains("one field name"), "{e:?}");
+    }
 }
