@@ -13,7 +13,10 @@ use serde_json::{Map, Value, json};
 use trellis::engine::access::{Decision, Principal};
 use trellis::engine::cond::eval::{Record, World, eval};
 
-both!(blocks_and_record_fields_agree_with_the_evaluator, where_they_may_be_used);
+both!(
+    blocks_and_record_fields_agree_with_the_evaluator,
+    where_they_may_be_used
+);
 
 /// One role per condition, each allowed to list the tasks where its condition holds.
 const CONDITIONS: [&str; 8] = [
@@ -118,11 +121,8 @@ async fn blocks_and_record_fields_agree_with_the_evaluator(db: Db) {
             json!({ "name": "g1", "members": [people[0], people[1]] }),
         )
         .await,
-        app.create(
-            "groups",
-            json!({ "name": "g2", "members": [people[2]] }),
-        )
-        .await,
+        app.create("groups", json!({ "name": "g2", "members": [people[2]] }))
+            .await,
     ];
     let mut seed: u64 = 7;
     let mut next = |n: u64| {
@@ -227,7 +227,9 @@ async fn blocks_and_record_fields_agree_with_the_evaluator(db: Db) {
     };
     let ctx = as_role(0).ctx();
     assert!(
-        tasks.values().any(|r| eval(&block, r, &data, &ctx) != eval(&parts, r, &data, &ctx)),
+        tasks
+            .values()
+            .any(|r| eval(&block, r, &data, &ctx) != eval(&parts, r, &data, &ctx)),
         "the data should tell a block from its parts"
     );
 }
@@ -255,10 +257,22 @@ async fn where_they_may_be_used(db: Db) {
     // In a policy: only identities, only known fields, blocks only after relations.
     for (condition, message, column) in [
         // Columns point into the quoted condition (it starts at column 13).
-        ("owner = record.title", "`record.title` is a string field", 21),
+        (
+            "owner = record.title",
+            "`record.title` is a string field",
+            21,
+        ),
         ("owner = record.ownr", "task has no field `ownr`", 21),
-        ("title.(x = 1)", "`title` is a string field, not a relation", 13),
-        ("assignments.(task = record.title)", "`record.title` is a string", 33),
+        (
+            "title.(x = 1)",
+            "`title` is a string field, not a relation",
+            13,
+        ),
+        (
+            "assignments.(task = record.title)",
+            "`record.title` is a string",
+            33,
+        ),
     ] {
         let mut files = files();
         files.retain(|(name, _)| name != "policies/task.yaml");

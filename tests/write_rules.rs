@@ -20,6 +20,7 @@ both!(
     project_dates_and_reasons_only_through_transitions,
     internal_notes_only_for_the_owning_organization,
     attackers_learn_and_change_nothing,
+    reviews_only_between_the_parties_of_a_project,
 );
 
 /// A small project with a conditional write rule: `title` may be changed by anyone
@@ -156,6 +157,7 @@ async fn a_refused_write_changes_nothing_in_a_batch_either(db: Db) {
 /// organization (Bob, of Globex), two contractors and an open project of Acme's.
 struct Market {
     app: TestApp,
+    ann_id: String,
     ann: TestAppRouter,
     bob: TestAppRouter,
     dev: TestAppRouter,
@@ -203,6 +205,7 @@ async fn market(db: Db) -> Market {
         .await;
     Market {
         app,
+        ann_id,
         ann,
         bob,
         dev,
@@ -526,4 +529,98 @@ async fn attackers_learn_and_change_nothing(db: Db) {
     assert_eq!(m.row(&mine).await["proposed_rate"], "80.00");
     // The other contractor still cannot see the application at all.
     assert_eq!(m.dev2.get(&mine).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn reviews_only_between_the_parties_of_a_project(db: Db) {
+    let m = market(db).await;
+    let project = format!("/api/projects/{}", m.project);
+    // Dev is accepted; Dev 2 applied too and was rejected.
+    let mine = m.apply(&m.dev, 80).await;
+    let theirs = m.apply(&m.dev2, 70).await;
+    assert_eq!(
+        m.ann.fire(&project, "review", json!({})).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        m.ann.fire(&mine, "accept", json!({})).await.status,
+        StatusCode::OK
+    );
+    let res = m
+        .ann
+        .fire(&theirs, "reject", json!({ "feedback": "No" }))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    // A draft of the same client, which contractors cannot see.
+    let res = m
+        .ann
+        .post(
+            "/api/projects",
+            json!({ "title": "Next secret", "client": m.acme }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    let draft = res.id();
+    let review = |project: &str, subject: &str| json!({ "project": project, "subject": subject, "rating": 2, "comment": "x" });
+    let refused: Vec<(&TestAppRouter, Value, &str)> = vec![
+        // The rejected contractor, about the client's member.
+        (&m.dev2, review(&m.project, &m.ann_id), "rejected applicant"),
+        // The accepted contractor, about someone not on the project.
+        (
+            &m.dev,
+            review(&m.project, &m.dev2_id),
+            "subject not on the project",
+        ),
+        // ... or about themselves.
+        (&m.dev, review(&m.project, &m.dev_id), "self review"),
+        // The accepted contractor, about a draft they cannot see.
+        (&m.dev, review(&draft, &m.ann_id), "draft"),
+        // Another organization's client, about the accepted contractor.
+        (
+            &m.bob,
+            review(&m.project, &m.dev_id),
+            "another organization",
+        ),
+        // The client's member, about the rejected contractor.
+        (&m.ann, review(&m.project, &m.dev2_id), "rejected subject"),
+    ];
+    for (who, body, case) in refused {
+        let res = who.post("/api/reviews", body).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{case}: {}", res.body);
+        assert_eq!(m.app.rows("review").await, 0, "{case}: nothing stored");
+    }
+    // Naming another author is refused before anything else.
+    let mut forged = review(&m.project, &m.ann_id);
+    forged["author"] = json!(m.dev2_id);
+    let res = m.dev.post("/api/reviews", forged).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.pointers(), ["/author"]);
+
+    // Both parties review each other.
+    let res = m
+        .dev
+        .post("/api/reviews", review(&m.project, &m.ann_id))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(res.body["author"], m.dev_id);
+    let by_dev = format!("/api/reviews/{}", res.id());
+    let res = m
+        .ann
+        .post("/api/reviews", review(&m.project, &m.dev_id))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(m.app.rows("review").await, 2);
+    // What a review is about stays as checked; the rest is the author's.
+    let before = m.row(&by_dev).await;
+    for body in [json!({ "subject": m.dev2_id }), json!({ "project": draft })] {
+        let res = m.dev.patch(&by_dev, body.clone(), &[]).await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.body
+        );
+    }
+    assert_eq!(m.row(&by_dev).await, before);
+    let res = m.dev.patch(&by_dev, json!({ "rating": 5 }), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
 }
