@@ -360,10 +360,18 @@ impl<'e> Checker<'e> {
     ) -> Result<Typed, CheckError> {
         let name = &path.segments[index];
         let last = index + 1 == path.segments.len();
-        if index >= MAX_HOPS {
+        // Hops of enclosing blocks count too (`depth` is 0 outside blocks).
+        if self.depth.get() >= MAX_HOPS {
             return Err(CheckError::new(
                 path.span,
-                format!("`{path}` goes through more than {MAX_HOPS} relations"),
+                format!(
+                    "`{path}` goes through more than {MAX_HOPS} relations{}",
+                    if self.depth.get() > index {
+                        " (with the blocks around it)"
+                    } else {
+                        ""
+                    }
+                ),
                 None,
             ));
         }
