@@ -21,6 +21,7 @@ both!(
     internal_notes_only_for_the_owning_organization,
     attackers_learn_and_change_nothing,
     reviews_only_between_the_parties_of_a_project,
+    a_write_that_waited_for_a_lock_reads_the_newest_row,
 );
 
 /// A small project with a conditional write rule: `title` may be changed by anyone
@@ -623,4 +624,83 @@ async fn reviews_only_between_the_parties_of_a_project(db: Db) {
     assert_eq!(m.row(&by_dev).await, before);
     let res = m.dev.patch(&by_dev, json!({ "rating": 5 }), &[]).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+}
+
+/// The write condition is part of the UPDATE itself: an edit that waits for the row
+/// while the client shortlists the application (in a transaction holding the row)
+/// is judged on the shortlisted row, not on the submitted one it started from.
+async fn a_write_that_waited_for_a_lock_reads_the_newest_row(db: Db) {
+    use sqlx::Connection;
+    let m = market(db).await;
+    let mine = m.apply(&m.dev, 80).await;
+    let id = mine.rsplit('/').next().unwrap().to_string();
+    let dev = m.dev.clone();
+    let path = mine.clone();
+    let edit = || {
+        let dev = dev.clone();
+        let path = path.clone();
+        tokio::spawn(async move { dev.patch(&path, json!({ "proposed_rate": 500 }), &[]).await })
+    };
+    let res = match db {
+        Db::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&m.app.db.url).await.unwrap();
+            let mut watcher = sqlx::PgConnection::connect(&m.app.db.url).await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE application SET status = 'shortlisted', version = version + 1 WHERE id = $1::uuid")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let pending = edit();
+            // Until the edit is blocked by this transaction's row lock.
+            let mut waited = 0;
+            loop {
+                let blocked: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                )
+                .bind(holder)
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+                if blocked > 0 {
+                    break;
+                }
+                waited += 1;
+                assert!(waited < 3000, "the edit never waited for the row");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tx.commit().await.unwrap();
+            pending.await.unwrap()
+        }
+        Db::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&m.app.db.url)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE application SET status = 'shortlisted', version = version + 1 WHERE id = ?",
+            )
+            .bind(&id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let pending = edit();
+            // SQLite has one writer: the edit waits (busy timeout) for this commit.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            pending.await.unwrap()
+        }
+    };
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(res.error_for("/proposed_rate").contains("only where"));
+    let row = m.row(&mine).await;
+    assert_eq!(row["status"], "shortlisted");
+    assert_eq!(row["proposed_rate"], "80.00");
 }

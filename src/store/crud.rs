@@ -879,7 +879,10 @@ impl Store {
             q.and_where(Expr::col("version").eq(v));
         }
         // Fields this caller writes only where a condition holds: the conditions join
-        // the update's own, on the stored row (the subquery sees it before the change).
+        // the update rule's, compiled on the UPDATE's own row (qualified by the table's
+        // name), so they read the stored row before the change, and PostgreSQL checks
+        // them again on the newest version of a row that a concurrent write changed
+        // while this one waited for its lock (a subquery would keep its older snapshot).
         let write_conds = engine.access.write_conditions(
             e,
             input.values.iter().map(|(i, _)| e.fields[*i].name.as_str()),
@@ -892,7 +895,7 @@ impl Store {
                 acc => Typed::And(Box::new(acc), Box::new(w.cond.clone())),
             });
         if guard != Typed::Const(true) {
-            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &guard, &ctx)));
+            q.and_where(Compiler::new(dialect, &ctx).compile(&guard, &e.name));
         }
         // Which write condition refused the change (asked only after a refusal).
         // The update rule first: when it refuses, the answer stays the general one.
