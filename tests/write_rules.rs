@@ -626,38 +626,40 @@ async fn reviews_only_between_the_parties_of_a_project(db: Db) {
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
 }
 
-/// The write condition is part of the UPDATE itself: an edit that waits for the row
-/// while the client shortlists the application (in a transaction holding the row)
-/// is judged on the shortlisted row, not on the submitted one it started from.
-async fn a_write_that_waited_for_a_lock_reads_the_newest_row(db: Db) {
+/// Runs `request` while another connection holds the row `id` of `table` changed by
+/// `change` (a SQL UPDATE with one `id` parameter) in an open transaction, and
+/// commits that transaction once the request waits for it; returns the answer.
+async fn while_a_row_is_held<F>(
+    app: &TestApp,
+    table: &str,
+    change: &str,
+    id: &str,
+    request: F,
+) -> common::Resp
+where
+    F: std::future::Future<Output = common::Resp> + Send + 'static,
+{
     use sqlx::Connection;
-    let m = market(db).await;
-    let mine = m.apply(&m.dev, 80).await;
-    let id = mine.rsplit('/').next().unwrap().to_string();
-    let dev = m.dev.clone();
-    let path = mine.clone();
-    let edit = || {
-        let dev = dev.clone();
-        let path = path.clone();
-        tokio::spawn(async move { dev.patch(&path, json!({ "proposed_rate": 500 }), &[]).await })
-    };
-    let res = match db {
+    let url = &app.db.url;
+    match app.db.db {
         Db::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&m.app.db.url).await.unwrap();
-            let mut watcher = sqlx::PgConnection::connect(&m.app.db.url).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let mut watcher = sqlx::PgConnection::connect(url).await.unwrap();
             let mut tx = conn.begin().await.unwrap();
             let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                 .fetch_one(&mut *tx)
                 .await
                 .unwrap();
-            sqlx::query("UPDATE application SET status = 'shortlisted', version = version + 1 WHERE id = $1::uuid")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            let pending = edit();
-            // Until the edit is blocked by this transaction's row lock.
-            let mut waited = 0;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET {change} WHERE id = $1::uuid"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            let pending = tokio::spawn(request);
+            // Until the request is blocked by this transaction's row lock.
+            let mut polls = 0;
             loop {
                 let blocked: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
@@ -669,38 +671,71 @@ async fn a_write_that_waited_for_a_lock_reads_the_newest_row(db: Db) {
                 if blocked > 0 {
                     break;
                 }
-                waited += 1;
-                assert!(waited < 3000, "the edit never waited for the row");
+                polls += 1;
+                assert!(polls < 3000, "the request never waited for the row");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             tx.commit().await.unwrap();
             pending.await.unwrap()
         }
         Db::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&m.app.db.url)
-                .await
-                .unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            sqlx::query(
-                "UPDATE application SET status = 'shortlisted', version = version + 1 WHERE id = ?",
-            )
-            .bind(&id)
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET {change} WHERE id = ?"
+            )))
+            .bind(id)
             .execute(&mut conn)
             .await
             .unwrap();
-            let pending = edit();
-            // SQLite has one writer: the edit waits (busy timeout) for this commit.
+            let pending = tokio::spawn(request);
+            // SQLite has one writer: the request waits (busy timeout) for this commit,
+            // or starts after it; either way it must see the committed row.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
             pending.await.unwrap()
         }
-    };
+    }
+}
+
+/// The write condition is part of the UPDATE itself: an edit that waits for the row
+/// while the client shortlists the application (in a transaction holding the row)
+/// is judged on the shortlisted row, not on the submitted one it started from.
+async fn a_write_that_waited_for_a_lock_reads_the_newest_row(db: Db) {
+    let m = market(db).await;
+    let mine = m.apply(&m.dev, 80).await;
+    let id = mine.rsplit('/').next().unwrap().to_string();
+    let (dev, path) = (m.dev.clone(), mine.clone());
+    let res = while_a_row_is_held(
+        &m.app,
+        "application",
+        "status = 'shortlisted', version = version + 1",
+        &id,
+        async move { dev.patch(&path, json!({ "proposed_rate": 500 }), &[]).await },
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert!(res.error_for("/proposed_rate").contains("only where"));
     let row = m.row(&mine).await;
     assert_eq!(row["status"], "shortlisted");
     assert_eq!(row["proposed_rate"], "80.00");
+
+    // The same for a delete: "closed projects are not deleted" holds for a project
+    // closed while the delete waited.
+    let project = format!("/api/projects/{}", m.project);
+    let ann = m.ann.clone();
+    let path = project.clone();
+    let res = while_a_row_is_held(
+        &m.app,
+        "project",
+        "status = 'closed', version = version + 1",
+        &m.project,
+        async move { ann.delete(&path).await },
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+    assert_eq!(m.row(&project).await["status"], "closed");
 }

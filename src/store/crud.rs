@@ -1071,8 +1071,10 @@ impl Store {
         let mut q = Query::delete();
         q.from_table(e.name.clone())
             .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        // On the DELETE's own row (not `id IN (subquery)`), so PostgreSQL checks it
+        // again on the newest version of a row that a concurrent write changed.
         if allowed != Typed::Const(true) {
-            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
+            q.and_where(Compiler::new(dialect, &ctx).compile(&allowed, &e.name));
         }
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
