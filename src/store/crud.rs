@@ -895,7 +895,7 @@ impl Store {
                 acc => Typed::And(Box::new(acc), Box::new(w.cond.clone())),
             });
         if guard != Typed::Const(true) {
-            q.and_where(Compiler::new(dialect, &ctx).compile(&guard, &e.name));
+            q.and_where(on_own_row(dialect, e, id, &guard, &ctx));
         }
         // Which write condition refused the change (asked only after a refusal).
         // The update rule first: when it refuses, the answer stays the general one.
@@ -1074,7 +1074,7 @@ impl Store {
         // On the DELETE's own row (not `id IN (subquery)`), so PostgreSQL checks it
         // again on the newest version of a row that a concurrent write changed.
         if allowed != Typed::Const(true) {
-            q.and_where(Compiler::new(dialect, &ctx).compile(&allowed, &e.name));
+            q.and_where(on_own_row(dialect, e, id, &allowed, &ctx));
         }
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
@@ -1283,6 +1283,22 @@ fn link_statements(
         }
     }
     out
+}
+
+/// `cond` on the row an UPDATE or DELETE of `e` writes, its columns qualified by the
+/// table's name: PostgreSQL checks it again on the newest version of a row that a
+/// concurrent write changed while this one waited for its lock. (A table named like
+/// the compiler's subquery aliases, `t1` or `j2`, would be shadowed by them: it gets
+/// the `id IN (SELECT …)` form.)
+fn on_own_row(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> Expr {
+    let clashes = e.name.len() > 1
+        && (e.name.starts_with('t') || e.name.starts_with('j'))
+        && e.name[1..].bytes().all(|b| b.is_ascii_digit());
+    if clashes {
+        Expr::col("id").in_subquery(visible(dialect, e, id, cond, ctx))
+    } else {
+        Compiler::new(dialect, ctx).compile(cond, &e.name)
+    }
 }
 
 /// `SELECT t0.id FROM e AS t0 WHERE t0.id = ? AND cond`: is the record within reach?
