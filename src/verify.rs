@@ -136,7 +136,8 @@ async fn run_one(
                 created = Some(rec);
                 true
             }
-            Err(store::Error::Forbidden(_)) => false,
+            // Refused by the policy, or by a field's `write.where` on the new record.
+            Err(store::Error::Forbidden(_) | store::Error::Invalid(_)) => false,
             Err(other) => return Err(format!("create failed for another reason: {other}")),
         };
         if allowed != *expected {
@@ -149,10 +150,18 @@ async fn run_one(
     }
     let rec = match created {
         Some(rec) => rec,
-        None => store
-            .create(engine, entity, &input_of(entity, &body)?, &system)
-            .await
-            .map_err(|err| format!("creating the record failed: {err}"))?,
+        None => {
+            // As the caller would have created it: their `on_create` presets filled in
+            // (an `author` set to the caller), unless the record gives them.
+            let mut b = body.clone();
+            if engine.access.apply_presets(entity, &who, &mut b).is_err() {
+                b = body.clone();
+            }
+            store
+                .create(engine, entity, &input_of(entity, &b)?, &system)
+                .await
+                .map_err(|err| format!("creating the record failed: {err}"))?
+        }
     };
     let id = id_of(&rec)?;
 
@@ -177,10 +186,40 @@ async fn run_one(
                     Err(_) => false,
                 }
             }
-            "update" => store
-                .update(engine, entity, id, &Input::default(), None, &who)
-                .await
-                .is_ok(),
+            "update" => {
+                let change = match &test.change {
+                    Some(c) => resolve(&Value::Object(c.clone()), &handles)?,
+                    None => Value::Object(Map::new()),
+                };
+                let rule_errors = engine
+                    .access
+                    .check_write(entity, &change, Mode::Update, &who);
+                if rule_errors.is_empty() {
+                    let input = parse_body(entity, &change, Mode::Update).map_err(|errors| {
+                        let parts: Vec<String> = errors
+                            .iter()
+                            .map(|x| format!("{} {}", x.pointer, x.detail))
+                            .collect();
+                        format!("`change` does not fit the model: {}", parts.join("; "))
+                    })?;
+                    store
+                        .update(engine, entity, id, &input, None, &who)
+                        .await
+                        .is_ok()
+                } else {
+                    false
+                }
+            }
+            field if field.starts_with("read.") => {
+                let name = &field["read.".len()..];
+                if entity.field(name).is_none() {
+                    return Err(format!("`{field}`: {} has no field `{name}`", entity.name));
+                }
+                store
+                    .get_with(engine, entity, id, &GetRequest::default(), &who)
+                    .await
+                    .is_ok_and(|rec| rec.contains_key(name))
+            }
             "delete" => store.delete(engine, entity, id, &who).await.is_ok(),
             other => return Err(format!("`{other}` cannot be tested")),
         };

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use axum::http::StatusCode;
 use common::{Db, TestApp, TestAppRouter};
 use serde_json::{Map, Value, json};
-use trellis::engine::access::{Decision, Principal};
+use trellis::engine::access::{Decision, Principal, WriteRule};
 use trellis::engine::cond::eval::{Record, World, eval};
 
 struct Data {
@@ -103,6 +103,23 @@ async fn matrix(db: Db) {
         )
         .await;
     }
+    // Applications past `submitted` (seeded: only transitions move them), whose
+    // proposal the applicant may no longer change.
+    app.seed(
+        "applications",
+        json!({ "project": projects[3], "applicant": dev_id, "status": "shortlisted", "proposed_rate": "90" }),
+    )
+    .await;
+    app.seed(
+        "applications",
+        json!({ "project": projects[4], "applicant": other_dev_id, "status": "accepted", "cover_letter": "Hi" }),
+    )
+    .await;
+    app.seed(
+        "applications",
+        json!({ "project": projects[5], "applicant": dev_id, "status": "accepted" }),
+    )
+    .await;
     app.create("reviews", json!({ "project": projects[0], "author": dev_id, "subject": client_id, "rating": 4, "public": false })).await;
     app.create("reviews", json!({ "project": projects[1], "author": other_dev_id, "subject": client_id, "rating": 5 })).await;
 
@@ -140,7 +157,15 @@ async fn matrix(db: Db) {
         },
     ];
 
-    let cases = check_matrix(&app, &callers).await;
+    let mut cases = check_matrix(&app, &callers).await;
+    let users = [
+        &client_id,
+        &other_client_id,
+        &dev_id,
+        &other_dev_id,
+        &admin_id,
+    ];
+    cases += review_creates(&app, &callers, &projects, &users).await;
     println!("authorization matrix (root project): {cases} cases passed");
     assert!(cases >= 300, "{cases}");
     let (oracles, hidden) = check_oracles(&app, &callers).await;
@@ -148,6 +173,77 @@ async fn matrix(db: Db) {
         "oracle section (root project): {oracles} filters compared, {hidden} of them through hidden rows"
     );
     assert!(hidden >= 100, "{hidden} of {oracles}");
+}
+
+/// Reviews: every caller reviews every user about every project. Allowed exactly
+/// when the `create` condition (blocks and `record.<field>` included) holds for the
+/// new review according to the evaluator; every created review is removed again.
+async fn review_creates(
+    app: &TestApp,
+    callers: &[Caller],
+    projects: &[String],
+    users: &[&String],
+) -> usize {
+    let engine = app.state.engine.load_full();
+    let data = everything(app).await;
+    let mut cases = 0;
+    let mut allowed = 0;
+    for caller in callers {
+        let who = &caller.principal;
+        let ctx = who.ctx();
+        for project in projects {
+            for subject in users {
+                cases += 1;
+                let res = caller
+                    .client
+                    .post(
+                        "/api/reviews",
+                        json!({ "project": project, "subject": subject, "rating": 3 }),
+                    )
+                    .await;
+                let expected = match engine.access.decide("review", "create", who) {
+                    Decision::Deny => false,
+                    Decision::Allow(cond) => {
+                        let mut new = Map::new();
+                        new.insert("project".into(), json!(project));
+                        new.insert("subject".into(), json!(subject));
+                        new.insert("author".into(), json!(who.id));
+                        new.insert("rating".into(), json!(3));
+                        new.insert("public".into(), json!(true));
+                        eval(&cond, &new, &data, &ctx) == Some(true)
+                    }
+                };
+                if expected {
+                    allowed += 1;
+                    assert_eq!(
+                        res.status,
+                        StatusCode::CREATED,
+                        "{} reviews {subject} about {project}: {}",
+                        caller.name,
+                        res.body
+                    );
+                    let gone = app.delete(&format!("/api/reviews/{}", res.id())).await;
+                    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+                } else if who.is_anonymous() {
+                    // Refused before the policy: an anonymous caller has no id to
+                    // be the author (422 on `/author`).
+                    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+                    assert_eq!(res.pointers(), ["/author"]);
+                } else {
+                    assert_eq!(
+                        res.status,
+                        StatusCode::FORBIDDEN,
+                        "{} reviews {subject} about {project}: {}",
+                        caller.name,
+                        res.body
+                    );
+                }
+            }
+        }
+    }
+    // The data has both sides of an accepted application, and strangers.
+    assert!(allowed >= 4 && allowed < cases / 4, "{allowed} of {cases}");
+    cases
 }
 
 /// Everything, as stored (read as the system, through the store).
@@ -265,6 +361,22 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
                 }
             }
 
+            // Field write rules, sorted by field (the state field is the workflow's).
+            let policy = engine.access.policy(&e.name);
+            let state_field = engine.workflow(&e.name).map(|w| w.field.clone());
+            let mut write_rules: Vec<(String, WriteRule)> = policy
+                .map(|p| {
+                    p.write
+                        .iter()
+                        .filter(|(f, _)| Some(f.as_str()) != state_field.as_deref())
+                        .map(|(f, r)| (f.clone(), r.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            write_rules.sort_by(|a, b| a.0.cmp(&b.0));
+            let presets: BTreeSet<String> = policy
+                .map(|p| p.presets.keys().cloned().collect())
+                .unwrap_or_default();
             let readable = visible("read").unwrap_or_default();
             let updatable = visible("update").unwrap_or_default();
             for id in all.keys() {
@@ -315,6 +427,69 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
                 );
                 if res.status == StatusCode::OK {
                     no_hidden(&res.body, "an update's answer");
+                }
+                // field writes: every field with a write rule, set to the value it
+                // already has (allowed or not, the record stays as it was)
+                let stored = &all[id];
+                for (field, rule) in &write_rules {
+                    cases += 1;
+                    let body = json!({ field.as_str(): stored.get(field).cloned().unwrap_or(Value::Null) });
+                    let res = caller
+                        .client
+                        .patch(&format!("/api/{}/{id}", e.plural), body, &[])
+                        .await;
+                    let has_role = |roles: &[String]| who.has_role(roles);
+                    // Refused whatever the record: hidden, preset, never, on_create,
+                    // or a roles-only rule without the role.
+                    let refused_always = hidden.contains(field)
+                        || (presets.contains(field)
+                            && !matches!(rule, WriteRule::Rule { roles, .. } if has_role(roles)))
+                        || match rule {
+                            WriteRule::Never | WriteRule::OnCreate => true,
+                            WriteRule::Rule {
+                                roles, cond: None, ..
+                            } => !has_role(roles),
+                            WriteRule::Rule { cond: Some(_), .. } => false,
+                        };
+                    let refused_here = match rule {
+                        WriteRule::Rule {
+                            roles,
+                            cond: Some(c),
+                            ..
+                        } if !has_role(roles) => eval(c, stored, &data, &ctx) != Some(true),
+                        _ => false,
+                    };
+                    let expected = if refused_always {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    } else if !readable.contains(id) {
+                        StatusCode::NOT_FOUND
+                    } else if !updatable.contains(id) {
+                        if who.is_anonymous() {
+                            StatusCode::UNAUTHORIZED
+                        } else {
+                            StatusCode::FORBIDDEN
+                        }
+                    } else if refused_here {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    } else {
+                        StatusCode::OK
+                    };
+                    assert_eq!(
+                        res.status, expected,
+                        "{} writes `{field}` of {} {id}: {}",
+                        caller.name, e.name, res.body
+                    );
+                    if expected == StatusCode::UNPROCESSABLE_ENTITY {
+                        assert!(
+                            res.body["errors"].as_array().is_some_and(|a| a
+                                .iter()
+                                .any(|x| x["pointer"] == format!("/{field}"))),
+                            "{} writes `{field}` of {} {id}: the refusal names the field: {}",
+                            caller.name,
+                            e.name,
+                            res.body
+                        );
+                    }
                 }
             }
         }

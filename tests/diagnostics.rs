@@ -1187,3 +1187,87 @@ fn quoted_conditions_point_inside_the_quotes() {
     at(c, "policies/organization.yaml", 6, 13);
     assert_eq!(c.hint.as_deref(), Some("did you mean `name`?"));
 }
+
+#[test]
+fn conditional_write_rules_are_checked() {
+    // Line 7: an empty write rule; 8: an unknown key; 9: a condition that is not text;
+    // 10: a misspelt field inside the condition; 11: a named condition in scope (fine);
+    // 12: an unknown claim.
+    let d = all_diags(&[
+        TASK,
+        (
+            "policies/task.yaml",
+            "entity: task\nconditions:\n  mine: owner = user.id\nrules:\n  - roles: [member]\n    allow: [read, update]\nfields:\n  title: { write: {} }\n  done: { write: { roles: [lead], when: done } }\n  owner: { write: { roles: [lead], where: [1] } }\n",
+        ),
+    ]);
+    let empty = only(&d, "missing-key");
+    at(empty, "policies/task.yaml", 8, 19);
+    assert!(
+        empty.message.contains("neither `roles` nor `where`"),
+        "{empty}"
+    );
+    assert!(
+        hint(empty).contains("write: { roles: [admin], where:"),
+        "{empty}"
+    );
+    let unknown = only(&d, "unknown-key");
+    at(unknown, "policies/task.yaml", 9, 35);
+    let not_text = only(&d, "wrong-value-type");
+    at(not_text, "policies/task.yaml", 10, 43);
+    assert!(not_text.message.contains("`write.where`"), "{not_text}");
+
+    // Conditions are checked against the model, with the named conditions in scope.
+    let d = all_diags(&[
+        TASK,
+        (
+            "policies/task.yaml",
+            "entity: task\nconditions:\n  mine: owner = user.id\nrules:\n  - roles: [member]\n    allow: [read, update]\nfields:\n  title: { write: { roles: [lead], where: mine and not done } }\n  done: { write: { where: titel = 'x' } }\n  owner: { write: { where: owner = user.org } }\n",
+        ),
+    ]);
+    let conds: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "invalid-condition").collect();
+    assert_eq!(conds.len(), 2, "{d:#?}");
+    at(conds[0], "policies/task.yaml", 9, 27);
+    assert!(
+        conds[0].message.contains("`write.where` of `done`"),
+        "{}",
+        conds[0]
+    );
+    assert_eq!(conds[0].hint.as_deref(), Some("did you mean `title`?"));
+    at(conds[1], "policies/task.yaml", 10, 36);
+    assert!(conds[1].message.contains("user.org"), "{}", conds[1]);
+}
+
+#[test]
+fn fields_a_transition_sets_and_the_api_writes_warn() {
+    let wf = format!(
+        "{WF_HEAD}  publish:\n    from: draft\n    to: open\n    set: {{ budget: 0, priority: 1 }}\n  close:\n    from: [draft, open]\n    to: closed\n    set: {{ title: closed }}\n"
+    );
+    // `budget` has no write rule (warned), `priority` is `never` (fine), `title` has
+    // an explicit roles rule (the author chose who else writes it: fine).
+    let d = wf_diags(
+        &wf,
+        &[(
+            "policies/project.yaml",
+            "entity: project\nrules:\n  - roles: [member]\n    allow: [read, update, transition.publish, transition.close]\nfields:\n  priority: { write: never }\n  title: { write: { roles: [admin] } }\n",
+        )],
+    );
+    let w = only(&d, "set-field-writable");
+    assert_eq!(w.severity, Severity::Warning);
+    at(w, "workflows/project.yaml", 12, 12);
+    assert!(
+        w.message
+            .contains("`budget` is set by the transition `publish`"),
+        "{w}"
+    );
+    assert!(hint(w).contains("`budget: { write: never }`"), "{w}");
+    assert!(hint(w).contains("policies/project.yaml"), "{w}");
+    // Nobody may change a project through the API: nothing to warn about.
+    let d = wf_diags(
+        &wf,
+        &[(
+            "policies/project.yaml",
+            "entity: project\nrules:\n  - roles: [member]\n    allow: [read, transition.publish, transition.close]\n",
+        )],
+    );
+    assert!(d.iter().all(|d| d.code != "set-field-writable"), "{d:#?}");
+}

@@ -134,6 +134,13 @@ async fn hidden_rows_are_no_oracle(db: Db) {
             .await
             .is_empty()
     );
+    assert!(
+        ids(dev, "users", "applications.(proposed_rate > 140)")
+            .await
+            .is_empty()
+    );
+    let q = format!("applications.(applicant = '{}')", w.rival);
+    assert!(ids(dev, "projects", &q).await.is_empty());
     // … while one's own is there to filter by.
     assert_eq!(
         ids(dev, "users", "applications.proposed_rate > 90").await,

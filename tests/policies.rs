@@ -457,7 +457,18 @@ async fn applications_by_role(db: Db) {
         0
     );
 
-    // The client shortlists; the contractor edits the letter but not the status.
+    // The contractor edits the letter while the application is submitted; the client
+    // shortlists it; then the proposal is fixed (`write.where`), and the status is
+    // never the contractor's to write.
+    let res = m
+        .contractor
+        .patch(
+            &format!("/api/applications/{mine}"),
+            json!({ "cover_letter": "Really" }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let res = m
         .client
         .fire(&format!("/api/applications/{mine}"), "shortlist", json!({}))
@@ -468,11 +479,17 @@ async fn applications_by_role(db: Db) {
         .contractor
         .patch(
             &format!("/api/applications/{mine}"),
-            json!({ "cover_letter": "Really" }),
+            json!({ "cover_letter": "Really, really" }),
             &[],
         )
         .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert!(
+        res.error_for("/cover_letter")
+            .contains("only where `own and status = submitted`"),
+        "{}",
+        res.body
+    );
     let res = m
         .contractor
         .patch(
@@ -833,7 +850,11 @@ async fn explain_for_admins(db: Db) {
         .find(|r| r["name"] == "Admins do everything")
         .unwrap();
     assert_eq!(admins["skipped"], "role");
-    assert_eq!(res.body["fields"]["internal_notes"], "hidden");
+    // Internal notes: shown to the owning organization's members (`read.where: mine`).
+    assert_eq!(
+        res.body["fields"]["internal_notes"],
+        "hidden on this record"
+    );
     assert_eq!(res.body["fields"]["budget"], "hidden on this record");
     // The client member: allowed by the members' rule.
     let res = m

@@ -112,7 +112,25 @@ pub struct RuleTrace {
 pub enum WriteRule {
     Never,
     OnCreate,
-    Roles(Vec<String>),
+    /// `roles` may always write the field. With a condition, every other caller
+    /// allowed to change the record may write it where the condition holds: on the
+    /// stored record before an update (in the UPDATE's own WHERE), on the new record
+    /// on create (in the create's transaction). Without one, nobody else may.
+    Rule {
+        roles: Vec<String>,
+        cond: Option<Typed>,
+        /// The `where` as written, for the refusal's message.
+        cond_text: Option<String>,
+    },
+}
+
+/// A field a caller writes only where a condition holds (see [`WriteRule::Rule`]).
+#[derive(Debug, Clone)]
+pub struct WriteCondition {
+    pub field: String,
+    pub cond: Typed,
+    /// The condition as written in the policy.
+    pub text: String,
 }
 
 /// The compiled policy of one entity.
@@ -358,7 +376,7 @@ impl Access {
             }
             if policy.presets.contains_key(key) {
                 // Set from the caller; only roles allowed to write it may choose another value.
-                let may = matches!(policy.write.get(key), Some(WriteRule::Roles(roles)) if who.has_role(roles));
+                let may = matches!(policy.write.get(key), Some(WriteRule::Rule { roles, .. }) if who.has_role(roles));
                 if !may {
                     errors.push(FieldError::new(
                         pointer,
@@ -380,7 +398,9 @@ impl Access {
                         format!("`{key}` can only be set when the record is created"),
                     ));
                 }
-                Some(WriteRule::Roles(roles)) if !who.has_role(roles) => {
+                Some(WriteRule::Rule {
+                    roles, cond: None, ..
+                }) if !who.has_role(roles) => {
                     errors.push(FieldError::new(
                         pointer,
                         format!(
@@ -393,6 +413,41 @@ impl Access {
             }
         }
         errors
+    }
+
+    /// The conditions under which this caller writes the given fields of `e`: one per
+    /// field whose write rule has a `where` and whose `roles` the caller lacks. The
+    /// store ANDs them into the write (an update: on the stored record, in the
+    /// UPDATE's WHERE; a create: on the new record, in its transaction).
+    pub fn write_conditions<'a>(
+        &self,
+        e: &Entity,
+        fields: impl IntoIterator<Item = &'a str>,
+        who: &Principal,
+    ) -> Vec<WriteCondition> {
+        if !self.enforced || who.system {
+            return Vec::new();
+        }
+        let Some(policy) = self.policies.get(&e.name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for field in fields {
+            if let Some(WriteRule::Rule {
+                roles,
+                cond: Some(cond),
+                cond_text,
+            }) = policy.write.get(field)
+                && !who.has_role(roles)
+            {
+                out.push(WriteCondition {
+                    field: field.to_string(),
+                    cond: cond.clone(),
+                    text: cond_text.clone().unwrap_or_default(),
+                });
+            }
+        }
+        out
     }
 
     /// Fills `on_create` presets (e.g. the author is the caller) into a create body,
@@ -611,16 +666,55 @@ fn compile_one(
             );
         }
         if let Some((w, _)) = &f.write {
-            policy.write.insert(
-                f.field.name.clone(),
-                match w {
-                    WriteDef::Never => WriteRule::Never,
-                    WriteDef::OnCreate => WriteRule::OnCreate,
-                    WriteDef::Roles(r) => {
-                        WriteRule::Roles(r.iter().map(|n| n.name.clone()).collect())
+            let rule = match w {
+                WriteDef::Never => WriteRule::Never,
+                WriteDef::OnCreate => WriteRule::OnCreate,
+                WriteDef::Rule { roles, condition } => {
+                    let cond = condition.as_ref().map(|text| {
+                        parse(&text.text)
+                            .map_err(|e| {
+                                diag(
+                                    &def.file,
+                                    text.pos.line,
+                                    text.pos.col + e.column as u32 - 1,
+                                    "invalid-condition",
+                                    format!(
+                                        "`write.where` of `{}` cannot be read: {}",
+                                        f.field.name, e.message
+                                    ),
+                                    e.hint,
+                                )
+                            })
+                            .and_then(|c| {
+                                check(engine, entity, &c, &scope).map_err(|e| {
+                                    diag(
+                                        &def.file,
+                                        text.pos.line,
+                                        text.pos.col + e.span.0 as u32,
+                                        "invalid-condition",
+                                        format!(
+                                            "`write.where` of `{}`: {}",
+                                            f.field.name, e.message
+                                        ),
+                                        e.hint,
+                                    )
+                                })
+                            })
+                            // A condition that does not fit lets nobody but the roles
+                            // write (the project does not load anyway).
+                            .unwrap_or_else(|d| {
+                                out.push(d);
+                                Typed::Const(false)
+                            })
+                    });
+                    WriteRule::Rule {
+                        roles: roles.iter().map(|n| n.name.clone()).collect(),
+                        cond,
+                        cond_text: condition.as_ref().map(|c| c.text.clone()),
                     }
-                },
-            );
+                }
+            };
+            policy.write.insert(f.field.name.clone(), rule);
         }
         if let Some(p) = &f.on_create {
             let path: Vec<String> = p

@@ -12,6 +12,7 @@
 //! fields:
 //!   budget: { read: { roles: [client, admin] } }
 //!   client: { write: on_create }
+//!   summary: { write: { roles: [admin], where: status = draft } }
 //! ```
 
 use super::diag::{Sink, suggest};
@@ -52,7 +53,14 @@ pub struct RuleDef {
 pub enum WriteDef {
     Never,
     OnCreate,
-    Roles(Vec<Named>),
+    /// `{ roles: [...], where: <condition> }`: the roles may always write the field;
+    /// with `where`, every caller allowed to update the record may write it on the
+    /// records where the condition holds (before the change; on create, for the new
+    /// record).
+    Rule {
+        roles: Vec<Named>,
+        condition: Option<CondText>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -100,11 +108,13 @@ pub struct PolicyTest {
     pub setup: Vec<(Named, serde_json::Map<String, serde_json::Value>)>,
     /// The record of the policy's entity the actions are tried on.
     pub record: serde_json::Map<String, serde_json::Value>,
-    /// Action -> allowed?
+    /// The body the `update` action sends (default: no field, "may I update at all?").
+    pub change: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Action (or `read.<field>`) -> allowed?
     pub expect: Vec<(Named, bool)>,
 }
 
-pub const TEST_KEYS: [&str; 5] = ["name", "as", "setup", "record", "expect"];
+pub const TEST_KEYS: [&str; 6] = ["name", "as", "setup", "record", "change", "expect"];
 
 fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
     let Some(items) = node.as_seq() else {
@@ -197,6 +207,19 @@ fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
             }
             None => serde_json::Map::new(),
         };
+        let change = match get(tm, "change").map(|r| (r.pos, r.to_json())) {
+            Some((_, serde_json::Value::Object(m))) => Some(m),
+            Some((pos, _)) => {
+                sink.error_hint(
+                    pos,
+                    "wrong-value-type",
+                    "`change` must be a mapping of fields: the body the `update` action sends",
+                    "write e.g. `change: { cover_letter: Hello }`",
+                );
+                continue;
+            }
+            None => None,
+        };
         let mut expect = Vec::new();
         match get(tm, "expect").and_then(|e| e.as_map().map(|m| (e, m))) {
             Some((_, entries)) => {
@@ -218,14 +241,22 @@ fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
                         name: k.name.clone(),
                         pos: k.pos,
                     };
-                    if !["list", "read", "create", "update", "delete"]
-                        .contains(&action.name.as_str())
+                    let field_read = action
+                        .name
+                        .strip_prefix("read.")
+                        .is_some_and(|f| !f.is_empty());
+                    if !field_read
+                        && !["list", "read", "create", "update", "delete"]
+                            .contains(&action.name.as_str())
                     {
                         sink.error_hint(
                             k.pos,
                             "unknown-action",
                             format!("`{}` cannot be tested here", k.name),
-                            suggest(&k.name, &["list", "read", "create", "update", "delete"]),
+                            format!(
+                                "{} (or `read.<field>`: does the caller see that field of the record?)",
+                                suggest(&k.name, &["list", "read", "create", "update", "delete"])
+                            ),
                         );
                         continue;
                     }
@@ -245,6 +276,7 @@ fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
             caller,
             setup,
             record,
+            change,
             expect,
         });
     }
@@ -420,17 +452,33 @@ pub fn parse_policy(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Poli
                         Value::Str(s) if s == "never" => Some((WriteDef::Never, w.pos)),
                         Value::Str(s) if s == "on_create" => Some((WriteDef::OnCreate, w.pos)),
                         Value::Map(_) => {
-                            let wm = map_with_keys(sink, w, "`write`", &["roles"])?;
-                            get(wm, "roles").map(|n| {
-                                (WriteDef::Roles(name_list(sink, n, "`write.roles`")), w.pos)
-                            })
+                            let wm = map_with_keys(sink, w, "`write`", &["roles", "where"])?;
+                            let roles = get(wm, "roles").map(|n| name_list(sink, n, "`write.roles`"));
+                            let condition = get(wm, "where")
+                                .and_then(|n| cond_text(sink, n, "`write.where`"));
+                            if roles.is_none() && get(wm, "where").is_none() {
+                                sink.error_hint(
+                                    w.pos,
+                                    "missing-key",
+                                    format!("the write rule of `{}` names neither `roles` nor `where`", k.name),
+                                    "write e.g. `write: { roles: [admin] }`, or `write: { roles: [admin], where: status = draft }` (the roles always; others where the condition holds)",
+                                );
+                                return None;
+                            }
+                            Some((
+                                WriteDef::Rule {
+                                    roles: roles.unwrap_or_default(),
+                                    condition,
+                                },
+                                w.pos,
+                            ))
                         }
                         _ => {
                             sink.error_hint(
                                 w.pos,
                                 "unknown-value",
-                                "`write` must be `never`, `on_create` or `{ roles: [...] }`",
-                                "e.g. `write: on_create` keeps a field fixed after creation",
+                                "`write` must be `never`, `on_create` or `{ roles: [...], where: <condition> }`",
+                                "e.g. `write: on_create` keeps a field fixed after creation; `write: { roles: [admin], where: status = draft }` lets admins always, and others while the condition holds",
                             );
                             None
                         }

@@ -415,7 +415,7 @@ pub fn policy_schema() -> Value {
                         "write": {
                             "anyOf": [
                                 { "enum": ["never", "on_create"] },
-                                { "type": "object", "additionalProperties": false, "properties": { "roles": roles } }
+                                { "type": "object", "additionalProperties": false, "minProperties": 1, "properties": { "roles": roles, "where": { "type": "string", "description": "Callers without one of `roles` (who always may) write the field only where this holds: on the stored record before an update, on the new record on create." } } }
                             ]
                         },
                         "on_create": { "type": "string", "pattern": "^user\\." }

@@ -862,6 +862,14 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
                 }
             }
         }
+        check_set_fields_writable(
+            &mut Sink {
+                file: &wf.file,
+                out,
+            },
+            spec,
+            wf,
+        );
     }
     // Policy actions `transition.<name>` must name a transition of the entity's workflow.
     for p in &spec.policies {
@@ -914,6 +922,69 @@ pub fn check_workflows(spec: &Spec, out: &mut Vec<Diagnostic>) {
                     Some(_) => {}
                 }
             }
+        }
+    }
+}
+
+/// Warns about fields a transition's `set:` assigns that callers may also write
+/// through the API because the policy says nothing about them (no write rule, or
+/// `on_create`): what the workflow records (when, why, by whom) could then be
+/// written around it. `write: never` makes transitions the only writers; an
+/// explicit `write: { roles, where }` says who else may, and is not warned about.
+fn check_set_fields_writable(sink: &mut Sink<'_>, spec: &Spec, wf: &WorkflowDef) {
+    let policy = spec
+        .policies
+        .iter()
+        .find(|p| p.entity.name == wf.entity.name);
+    let writable_by_api = match policy {
+        // An open project (already warned about as a whole), or an entity nobody may use.
+        None => false,
+        Some(p) => p.rules.iter().any(|r| {
+            r.allow
+                .iter()
+                .any(|a| matches!(a.name.as_str(), "create" | "update" | "*"))
+        }),
+    };
+    if !writable_by_api {
+        return;
+    }
+    let mut warned: BTreeSet<&str> = BTreeSet::new();
+    for t in &wf.transitions {
+        for a in &t.set {
+            // The state field has its own rules (only transitions write it).
+            if a.field.name == wf.field.name || warned.contains(a.field.name.as_str()) {
+                continue;
+            }
+            let rule = policy.and_then(|p| {
+                p.fields
+                    .iter()
+                    .find(|f| f.field.name == a.field.name)
+                    .and_then(|f| f.write.as_ref())
+            });
+            // `never`: only transitions write it. An explicit `{ roles, where }` rule:
+            // the author chose who else may (e.g. agents reassign a ticket).
+            if matches!(
+                rule,
+                Some((
+                    super::policy::WriteDef::Never | super::policy::WriteDef::Rule { .. },
+                    _
+                ))
+            ) {
+                continue;
+            }
+            warned.insert(&a.field.name);
+            sink.warning_hint(
+                a.field.pos,
+                "set-field-writable",
+                format!(
+                    "`{}` is set by the transition `{}`, but callers may also write it through the API, around the workflow",
+                    a.field.name, t.name.name
+                ),
+                format!(
+                    "add `{}: {{ write: never }}` under `fields:` in policies/{}.yaml: transitions still set it, and nobody else (or `write: {{ roles: [...] }}` to say who else may)",
+                    a.field.name, wf.entity.name
+                ),
+            );
         }
     }
 }

@@ -747,12 +747,30 @@ impl Store {
             .map_err(|err| Error::Database(sqlx::Error::Protocol(err.to_string())))?;
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, false);
+        // Fields this caller writes only where a condition holds: on create, the
+        // condition must hold for the new record, checked in the same transaction.
+        let write_conds = engine.access.write_conditions(
+            e,
+            input.values.iter().map(|(i, _)| e.fields[*i].name.as_str()),
+            who,
+        );
+        let write_checks: Vec<(&str, &str, SelectStatement)> = write_conds
+            .iter()
+            .map(|w| {
+                (
+                    w.field.as_str(),
+                    w.text.as_str(),
+                    visible(dialect, e, id, &w.cond, &ctx),
+                )
+            })
+            .collect();
 
         // One statement when nothing else is written or checked: the database's
         // trigger writes the change log in the same statement.
         let result: Result<Result<Record, Error>, sqlx::Error> = if batch.is_none()
             && links.is_empty()
             && check.is_none()
+            && write_checks.is_empty()
         {
             async {
                 on_pool!(self, pool, qb => {
@@ -783,6 +801,19 @@ impl Store {
                     return Ok(Err(Error::Forbidden(format!(
                         "your policy does not let you create this {}", e.name
                     ))));
+                }
+            }
+            for (field, text, check) in &write_checks {
+                let (sql, vals) = check.build_sqlx(qb());
+                if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                    tx.rollback().await?;
+                    return Ok(Err(Error::Invalid(vec![input::FieldError::new(
+                        format!("/{field}"),
+                        format!(
+                            "you may not set `{field}` on this {}: your policy lets you write it only where `{text}` (for a new record: where it holds for the record as created)",
+                            e.name
+                        ),
+                    )])));
                 }
             }
             tx.commit().await?;
@@ -847,9 +878,46 @@ impl Store {
         if let Some(v) = if_match {
             q.and_where(Expr::col("version").eq(v));
         }
-        if allowed != Typed::Const(true) {
-            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
+        // Fields this caller writes only where a condition holds: the conditions join
+        // the update rule's, compiled on the UPDATE's own row (qualified by the table's
+        // name), so they read the stored row before the change, and PostgreSQL checks
+        // them again on the newest version of a row that a concurrent write changed
+        // while this one waited for its lock (a subquery would keep its older snapshot).
+        let write_conds = engine.access.write_conditions(
+            e,
+            input.values.iter().map(|(i, _)| e.fields[*i].name.as_str()),
+            who,
+        );
+        let guard = write_conds
+            .iter()
+            .fold(allowed.clone(), |acc, w| match acc {
+                Typed::Const(true) => w.cond.clone(),
+                acc => Typed::And(Box::new(acc), Box::new(w.cond.clone())),
+            });
+        if guard != Typed::Const(true) {
+            q.and_where(on_own_row(dialect, e, id, &guard, &ctx));
         }
+        // Which write condition refused the change (asked only after a refusal).
+        // The update rule first: when it refuses, the answer stays the general one.
+        let mut write_checks: Vec<(Option<(&str, &str)>, SelectStatement)> = Vec::new();
+        if !write_conds.is_empty() {
+            write_checks.push((None, visible(dialect, e, id, &allowed, &ctx)));
+        }
+        write_checks.extend(write_conds.iter().map(|w| {
+            (
+                Some((w.field.as_str(), w.text.as_str())),
+                visible(dialect, e, id, &w.cond, &ctx),
+            )
+        }));
+        let refused = |field: &str, text: &str| {
+            Error::Invalid(vec![input::FieldError::new(
+                format!("/{field}"),
+                format!(
+                    "you may not change `{field}` of this {} now: your policy lets you write it only where `{text}`",
+                    e.name
+                ),
+            )])
+        };
         q.returning(Query::returning().columns(select_columns(e)));
         let links = link_statements(dialect, e, id, input, true);
         // Why nothing was updated: invisible (404), stale (412) or not allowed (403).
@@ -883,7 +951,19 @@ impl Store {
                                 Some(row) => Some(row.int(1)?),
                                 None => None,
                             };
-                            Ok(Err(explain(version)))
+                            let err = explain(version);
+                            if matches!(err, Error::Forbidden(_)) {
+                                for (which, check) in &write_checks {
+                                    let (sql, vals) = check.build_sqlx(qb());
+                                    if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?.is_none() {
+                                        return Ok(Err(match which {
+                                            Some((field, text)) => refused(field, text),
+                                            None => err,
+                                        }));
+                                    }
+                                }
+                            }
+                            Ok(Err(err))
                         }
                     }
                 })
@@ -906,8 +986,20 @@ impl Store {
                     Some(row) => Some(row.int(1)?),
                     None => None,
                 };
+                let mut err = explain(version);
+                if matches!(err, Error::Forbidden(_)) {
+                    for (which, check) in &write_checks {
+                        let (sql, vals) = check.build_sqlx(qb());
+                        if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
+                            if let Some((field, text)) = which {
+                                err = refused(field, text);
+                            }
+                            break;
+                        }
+                    }
+                }
                 tx.rollback().await?;
-                return Ok(Err(explain(version)));
+                return Ok(Err(err));
             };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
@@ -979,8 +1071,10 @@ impl Store {
         let mut q = Query::delete();
         q.from_table(e.name.clone())
             .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        // On the DELETE's own row (not `id IN (subquery)`), so PostgreSQL checks it
+        // again on the newest version of a row that a concurrent write changed.
         if allowed != Typed::Const(true) {
-            q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, &allowed, &ctx)));
+            q.and_where(on_own_row(dialect, e, id, &allowed, &ctx));
         }
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
@@ -1189,6 +1283,22 @@ fn link_statements(
         }
     }
     out
+}
+
+/// `cond` on the row an UPDATE or DELETE of `e` writes, its columns qualified by the
+/// table's name: PostgreSQL checks it again on the newest version of a row that a
+/// concurrent write changed while this one waited for its lock. (A table named like
+/// the compiler's subquery aliases, `t1` or `j2`, would be shadowed by them: it gets
+/// the `id IN (SELECT …)` form.)
+fn on_own_row(dialect: Dialect, e: &Entity, id: Uuid, cond: &Typed, ctx: &Ctx) -> Expr {
+    let clashes = e.name.len() > 1
+        && (e.name.starts_with('t') || e.name.starts_with('j'))
+        && e.name[1..].bytes().all(|b| b.is_ascii_digit());
+    if clashes {
+        Expr::col("id").in_subquery(visible(dialect, e, id, cond, ctx))
+    } else {
+        Compiler::new(dialect, ctx).compile(cond, &e.name)
+    }
 }
 
 /// `SELECT t0.id FROM e AS t0 WHERE t0.id = ? AND cond`: is the record within reach?

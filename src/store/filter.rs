@@ -15,6 +15,9 @@ pub struct Compiler<'c> {
     pub dialect: Dialect,
     pub ctx: &'c Ctx,
     next_alias: usize,
+    /// The aliases of the records being compiled, outermost first: what
+    /// `record.<field>` (`Arg::Outer`) refers to, `up` steps out.
+    scopes: Vec<String>,
 }
 
 fn col(alias: &str, name: &str) -> Expr {
@@ -31,6 +34,16 @@ impl<'c> Compiler<'c> {
             dialect,
             ctx,
             next_alias: 1,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// The column `record.<field>` names, `up` relation steps out of the current one.
+    fn outer(&self, up: usize, column: &Column) -> Expr {
+        match self.scopes.len().checked_sub(up + 1) {
+            Some(i) => col(&self.scopes[i], &column.name),
+            // Not produced by the checker (a condition used beyond its record).
+            None => Expr::cust("NULL"),
         }
     }
 
@@ -42,6 +55,19 @@ impl<'c> Compiler<'c> {
 
     /// `t` as an SQL condition on the table aliased `alias`.
     pub fn compile(&mut self, t: &Typed, alias: &str) -> Expr {
+        // A new alias is a step into related records (or a new top-level condition).
+        let entered = self.scopes.last().map(String::as_str) != Some(alias);
+        if entered {
+            self.scopes.push(alias.to_string());
+        }
+        let out = self.compile_in(t, alias);
+        if entered {
+            self.scopes.pop();
+        }
+        out
+    }
+
+    fn compile_in(&mut self, t: &Typed, alias: &str) -> Expr {
         match t {
             Typed::Const(b) => truth(*b),
             Typed::And(a, b) => {
@@ -95,8 +121,9 @@ impl<'c> Compiler<'c> {
             Typed::Links { hop, id } => {
                 let wanted = match id {
                     None => None,
+                    Some(Arg::Outer { up, column }) => Some(self.outer(*up, column)),
                     Some(arg) => match resolve(arg, FieldType::Uuid, self.ctx) {
-                        Some(Cell::Uuid(u)) => Some(u),
+                        Some(Cell::Uuid(u)) => Some(Expr::val(uuid_value(self.dialect, u))),
                         _ => return truth(false),
                     },
                 };
@@ -109,7 +136,7 @@ impl<'c> Compiler<'c> {
                             col(&j, "source_id").equals((alias.to_string(), "id".to_string())),
                         );
                         if let Some(u) = wanted {
-                            q.and_where(col(&j, "target_id").eq(uuid_value(self.dialect, u)));
+                            q.and_where(col(&j, "target_id").eq(u));
                         }
                     }
                     Hop::Inverse { child, via } => {
@@ -117,14 +144,14 @@ impl<'c> Compiler<'c> {
                         q.from_as(child.clone(), t.clone())
                             .and_where(col(&t, via).equals((alias.to_string(), "id".to_string())));
                         if let Some(u) = wanted {
-                            q.and_where(col(&t, "id").eq(uuid_value(self.dialect, u)));
+                            q.and_where(col(&t, "id").eq(u));
                         }
                     }
                     Hop::Ref { field, .. } => {
                         // Not produced by the checker; a ref "link" is the column itself.
                         return match wanted {
                             None => col(alias, field).is_not_null(),
-                            Some(u) => col(alias, field).eq(uuid_value(self.dialect, u)),
+                            Some(u) => col(alias, field).eq(u),
                         };
                     }
                 }
@@ -181,16 +208,24 @@ impl<'c> Compiler<'c> {
                 }
                 let values: Vec<Expr> = args
                     .iter()
-                    .map(|a| match resolve(a, column.ty, self.ctx) {
-                        Some(cell) => self.bind(column, &cell),
-                        None => self.bind(column, &Cell::Null),
+                    .map(|a| match a {
+                        Arg::Outer { up, column } => self.outer(*up, column),
+                        _ => match resolve(a, column.ty, self.ctx) {
+                            Some(cell) => self.bind(column, &cell),
+                            None => self.bind(column, &Cell::Null),
+                        },
                     })
                     .collect();
                 c.is_in(values)
             }
             Pred::Cmp(op, arg) => {
-                let cell = resolve(arg, column.ty, self.ctx).unwrap_or(Cell::Null);
-                let v = self.bind(column, &cell);
+                let v = match arg {
+                    Arg::Outer { up, column } => self.outer(*up, column),
+                    _ => {
+                        let cell = resolve(arg, column.ty, self.ctx).unwrap_or(Cell::Null);
+                        self.bind(column, &cell)
+                    }
+                };
                 match op {
                     Op::Eq => c.eq(v),
                     Op::Ne => c.ne(v),

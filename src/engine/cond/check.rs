@@ -88,6 +88,13 @@ pub enum Arg {
     Now,
     /// A claim of the caller.
     User(Vec<String>),
+    /// `record.<field>`: a column of the record the condition is about, seen from
+    /// `up` relation steps further in (0: the record itself). Compiled to a column of
+    /// the enclosing query, never to a value.
+    Outer {
+        up: usize,
+        column: Column,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +156,10 @@ struct Checker<'e> {
     scope: &'e Scope,
     /// Named conditions being expanded (to refuse cycles).
     expanding: std::cell::RefCell<Vec<String>>,
+    /// The entity the condition is about (what `record.<field>` names).
+    root: &'e Entity,
+    /// Relation steps between the root and the entity being checked.
+    depth: std::cell::Cell<usize>,
 }
 
 /// Checks `cond` against `entity`.
@@ -162,6 +173,8 @@ pub fn check(
         engine,
         scope,
         expanding: Default::default(),
+        root: entity,
+        depth: Default::default(),
     }
     .cond(entity, cond)
 }
@@ -273,6 +286,41 @@ impl<'e> Checker<'e> {
                     e
                 })?
             }
+            Cond::Within { path, cond } => self.walk_any(entity, path, 0, &|r| {
+                let hop = match r {
+                    Resolved::ToMany(hop) => hop,
+                    Resolved::Field(f) if f.ty == FieldType::Ref => Hop::Ref {
+                        field: f.name.clone(),
+                        target: f.target.clone().unwrap_or_default(),
+                    },
+                    Resolved::Field(f) => {
+                        return Err(CheckError::new(
+                            path.span,
+                            format!(
+                                "`{path}` is a {} field, not a relation, so `{path}.( … )` has no records to look at",
+                                f.ty.name()
+                            ),
+                            Some("a block follows a ref, many or inverse field: `applications.(status = accepted and applicant = user.id)`".into()),
+                        ));
+                    }
+                };
+                let target = self.engine.entity(hop.target()).ok_or_else(|| {
+                    CheckError::new(path.span, format!("unknown entity `{}`", hop.target()), None)
+                })?;
+                // In a caller's condition, the block reaches only readable records.
+                let visible = self.visible_rows(target, path, path.segments.len() - 1)?;
+                self.depth.set(self.depth.get() + 1);
+                let inner = self.cond(target, cond);
+                self.depth.set(self.depth.get() - 1);
+                let inner = inner?;
+                Ok(Typed::Hop {
+                    hop,
+                    inner: Box::new(match visible {
+                        Some(rows) => Typed::And(Box::new(rows), Box::new(inner)),
+                        None => inner,
+                    }),
+                })
+            })?,
             Cond::Truthy(path) => self.walk(entity, path, 0, &|field, _| {
                 if field.ty != FieldType::Boolean {
                     return Err(CheckError::new(
@@ -324,10 +372,18 @@ impl<'e> Checker<'e> {
     ) -> Result<Typed, CheckError> {
         let name = &path.segments[index];
         let last = index + 1 == path.segments.len();
-        if index >= MAX_HOPS {
+        // Hops of enclosing blocks count too (`depth` is 0 outside blocks).
+        if self.depth.get() >= MAX_HOPS {
             return Err(CheckError::new(
                 path.span,
-                format!("`{path}` goes through more than {MAX_HOPS} relations"),
+                format!(
+                    "`{path}` goes through more than {MAX_HOPS} relations{}",
+                    if self.depth.get() > index {
+                        " (with the blocks around it)"
+                    } else {
+                        ""
+                    }
+                ),
                 None,
             ));
         }
@@ -413,7 +469,10 @@ impl<'e> Checker<'e> {
             )
         })?;
         let visible = self.visible_rows(target, path, index)?;
-        let inner = self.walk_any(target, path, index + 1, leaf)?;
+        self.depth.set(self.depth.get() + 1);
+        let inner = self.walk_any(target, path, index + 1, leaf);
+        self.depth.set(self.depth.get() - 1);
+        let inner = inner?;
         Ok(Typed::Hop {
             hop,
             inner: Box::new(match visible {
@@ -547,6 +606,44 @@ impl<'e> Checker<'e> {
                         ));
                     }
                     Some(_) => Arg::User(claim.clone()),
+                }
+            }
+            Operand::Record(name) => {
+                if self.scope.claims.is_none() {
+                    return Err(CheckError::new(
+                        value.span,
+                        format!("`record.{name}` is not available here"),
+                        Some("`record.<field>` can be used in policies".to_string()),
+                    ));
+                }
+                let root = self.root;
+                let Some(own) = root.field(name).or_else(|| system_field(name)) else {
+                    let names = field_names(root);
+                    return Err(CheckError::new(
+                        value.span,
+                        format!("{} has no field `{name}`", root.name),
+                        Some(match did_you_mean(name, names.iter().copied()) {
+                            Some(best) => format!("did you mean `record.{best}`?"),
+                            None => format!("{} has: {}", root.name, names.join(", ")),
+                        }),
+                    ));
+                };
+                let id_like = |t: FieldType| matches!(t, FieldType::Ref | FieldType::Uuid);
+                if !id_like(own.ty) || !id_like(ty) {
+                    return Err(CheckError::new(
+                        value.span,
+                        format!(
+                            "`record.{name}` is a {} field and `{}` a {} field; `record.<field>` compares record identities",
+                            own.ty.name(),
+                            field.name,
+                            ty.name()
+                        ),
+                        Some("use it with ref, uuid and id fields, e.g. `members has record.subject`".to_string()),
+                    ));
+                }
+                Arg::Outer {
+                    up: self.depth.get(),
+                    column: Column::of(own),
                 }
             }
             Operand::Word(w) if ty == FieldType::Enum => enum_value(field, w, value.span)?,
@@ -748,6 +845,8 @@ pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
         } else {
             Cell::DateTime(ctx.now)
         }),
+        // A column, not a value: the SQL compiler and the evaluator bind it themselves.
+        Arg::Outer { .. } => None,
         Arg::User(claim) => {
             let mut v = ctx.user.get(claim.first()?)?;
             for part in &claim[1..] {

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::Op;
-use super::check::{Column, Ctx, Hop, Pred, Typed, resolve};
+use super::check::{Arg, Column, Ctx, Hop, Pred, Typed, resolve};
 use crate::engine::input::Cell;
 use crate::spec::FieldType;
 
@@ -28,6 +28,76 @@ pub trait World {
 
 /// Kleene logic: `None` is unknown.
 pub fn eval(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<bool> {
+    // `record.<field>` seen from inside relation steps: bound to this record's value
+    // before the steps are taken (those of records further out were bound already).
+    if has_outer(t) {
+        return eval_bound(&bind_outer(t, rec, 0), rec, world, ctx);
+    }
+    eval_bound(t, rec, world, ctx)
+}
+
+fn has_outer(t: &Typed) -> bool {
+    let outer = |a: &Arg| matches!(a, Arg::Outer { .. });
+    match t {
+        Typed::Const(_) => false,
+        Typed::And(a, b) | Typed::Or(a, b) => has_outer(a) || has_outer(b),
+        Typed::Not(a) => has_outer(a),
+        Typed::Hop { inner, .. } => has_outer(inner),
+        Typed::Links { id, .. } => id.as_ref().is_some_and(outer),
+        Typed::Pred { pred, .. } => match pred {
+            Pred::Cmp(_, a) => outer(a),
+            Pred::In(args) => args.iter().any(outer),
+            Pred::IsSet(_) => false,
+        },
+    }
+}
+
+/// Replaces the `Arg::Outer` that point at `rec` (`up` equal to their depth below
+/// it) by its value.
+fn bind_outer(t: &Typed, rec: &Record, depth: usize) -> Typed {
+    let bind = |a: &Arg| match a {
+        Arg::Outer { up, column } if *up == depth => {
+            let value = rec.get(&column.name).and_then(Value::as_str);
+            Arg::Cell(
+                value
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                    .map(Cell::Uuid)
+                    .unwrap_or(Cell::Null),
+            )
+        }
+        other => other.clone(),
+    };
+    match t {
+        Typed::Const(_) => t.clone(),
+        Typed::And(a, b) => Typed::And(
+            Box::new(bind_outer(a, rec, depth)),
+            Box::new(bind_outer(b, rec, depth)),
+        ),
+        Typed::Or(a, b) => Typed::Or(
+            Box::new(bind_outer(a, rec, depth)),
+            Box::new(bind_outer(b, rec, depth)),
+        ),
+        Typed::Not(a) => Typed::Not(Box::new(bind_outer(a, rec, depth))),
+        Typed::Hop { hop, inner } => Typed::Hop {
+            hop: hop.clone(),
+            inner: Box::new(bind_outer(inner, rec, depth + 1)),
+        },
+        Typed::Links { hop, id } => Typed::Links {
+            hop: hop.clone(),
+            id: id.as_ref().map(bind),
+        },
+        Typed::Pred { column, pred } => Typed::Pred {
+            column: column.clone(),
+            pred: match pred {
+                Pred::Cmp(op, a) => Pred::Cmp(*op, bind(a)),
+                Pred::In(args) => Pred::In(args.iter().map(bind).collect()),
+                Pred::IsSet(b) => Pred::IsSet(*b),
+            },
+        },
+    }
+}
+
+fn eval_bound(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<bool> {
     match t {
         Typed::Const(b) => Some(*b),
         Typed::And(a, b) => match (eval(a, rec, world, ctx), eval(b, rec, world, ctx)) {
@@ -99,12 +169,13 @@ pub fn eval(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<boo
                     let mut unknown = false;
                     for a in args {
                         match resolve(a, column.ty, ctx) {
+                            // A missing `record.<field>`: SQL's `IN (NULL)`.
+                            Some(Cell::Null) | None => unknown = true,
                             Some(cell) => {
                                 if compare(column, v, &cell) == Some(Ordering::Equal) {
                                     return Some(true);
                                 }
                             }
-                            None => unknown = true,
                         }
                     }
                     if unknown { None } else { Some(false) }

@@ -6,6 +6,7 @@
 //! status in [open, in_review] or not remote
 //! deadline < now and client is set
 //! skills has '0192…'          client.name ~ 'acme'
+//! applications.(status = accepted and applicant = user.id)
 //! ```
 //!
 //! [`parse`] turns text into a [`Cond`] (with positions for error messages),
@@ -64,6 +65,9 @@ pub enum Operand {
     Word(String),
     /// A claim of the caller: `user.id`, `user.org`.
     User(Vec<String>),
+    /// A field of the record the policy is about (`record.subject`), usable in
+    /// policy conditions inside relation paths and blocks.
+    Record(String),
 }
 
 impl PartialEq for Operand {
@@ -78,6 +82,7 @@ impl PartialEq for Operand {
             (Operand::Now, Operand::Now) => true,
             (Operand::Word(a), Operand::Word(b)) => a == b,
             (Operand::User(a), Operand::User(b)) => a == b,
+            (Operand::Record(a), Operand::Record(b)) => a == b,
             _ => false,
         }
     }
@@ -153,6 +158,12 @@ pub enum Cond {
     },
     /// A boolean field alone: `remote`.
     Truthy(Path),
+    /// `applications.(status = accepted and applicant = user.id)`: some related
+    /// record (through `path`) satisfies the whole inner condition at once.
+    Within {
+        path: Path,
+        cond: Box<Cond>,
+    },
 }
 
 fn quote(s: &str) -> String {
@@ -184,6 +195,7 @@ impl fmt::Display for Operand {
             Operand::Now => f.write_str("now"),
             Operand::Word(w) => f.write_str(w),
             Operand::User(path) => write!(f, "user.{}", path.join(".")),
+            Operand::Record(field) => write!(f, "record.{field}"),
         }
     }
 }
@@ -247,6 +259,7 @@ impl fmt::Display for Cond {
             }
             Cond::Has { path, value } => write!(f, "{path} has {}", value.operand),
             Cond::Truthy(path) => write!(f, "{path}"),
+            Cond::Within { path, cond } => write!(f, "{path}.({cond})"),
         }
     }
 }

@@ -348,9 +348,12 @@ impl Parser {
         self.predicate()
     }
 
-    fn path(&mut self) -> Result<Path, ParseError> {
+    /// A dotted path, and whether it ends in `.(`, the start of a block (the `(` is
+    /// left for the caller).
+    fn path_or_block(&mut self) -> Result<(Path, bool), ParseError> {
         let start = self.span();
         let mut segments = Vec::new();
+        let mut block = false;
         loop {
             match self.next() {
                 Some((Tok::Word(w), _)) if !KEYWORDS.contains(&w.as_str()) => segments.push(w),
@@ -371,22 +374,29 @@ impl Parser {
             }
             if self.peek() == Some(&Tok::Dot) {
                 self.pos += 1;
+                if self.peek() == Some(&Tok::LParen) {
+                    block = true;
+                    break;
+                }
                 continue;
             }
             break;
         }
         let end = self
             .toks
-            .get(self.pos.saturating_sub(1))
+            .get(self.pos.saturating_sub(if block { 2 } else { 1 }))
             .map(|(_, s)| s.end)
             .unwrap_or(start.end);
-        Ok(Path {
-            segments,
-            span: Span {
-                start: start.start,
-                end,
+        Ok((
+            Path {
+                segments,
+                span: Span {
+                    start: start.start,
+                    end,
+                },
             },
-        })
+            block,
+        ))
     }
 
     fn operand(&mut self) -> Result<Value, ParseError> {
@@ -424,6 +434,23 @@ impl Parser {
                     }
                     Operand::User(claim)
                 }
+                "record" if self.peek() == Some(&Tok::Dot) => {
+                    self.pos += 1;
+                    match self.next() {
+                        Some((Tok::Word(w), _)) if self.peek() != Some(&Tok::Dot) => {
+                            Operand::Record(w)
+                        }
+                        _ => {
+                            return Err(ParseError::at(
+                                span.start,
+                                "expected one field name after `record.`",
+                                Some(
+                                    "e.g. `record.subject`: a field of the record the policy is about",
+                                ),
+                            ));
+                        }
+                    }
+                }
                 w if KEYWORDS.contains(&w) => {
                     return Err(ParseError::at(
                         span.start,
@@ -456,7 +483,30 @@ impl Parser {
     }
 
     fn predicate(&mut self) -> Result<Cond, ParseError> {
-        let path = self.path()?;
+        let (path, block) = self.path_or_block()?;
+        if block {
+            let open = self.span();
+            self.pos += 1;
+            self.enter()?;
+            let inner = self.or()?;
+            self.depth -= 1;
+            return match self.next() {
+                Some((Tok::RParen, _)) => Ok(Cond::Within {
+                    path,
+                    cond: Box::new(inner),
+                }),
+                Some((tok, span)) => Err(ParseError::at(
+                    span.start,
+                    format!("expected `)` or `and`/`or`, found {}", tok.describe()),
+                    Some("conditions are joined with `and` / `or`"),
+                )),
+                None => Err(ParseError::at(
+                    open.start,
+                    "this `(` is never closed",
+                    Some("add a `)`"),
+                )),
+            };
+        }
         match self.peek().cloned() {
             Some(Tok::Op(op)) => {
                 self.pos += 1;
@@ -669,5 +719,39 @@ mod tests {
         assert!(parse(&"a".repeat(MAX_LENGTH + 1)).is_err());
         assert!(parse("").is_err());
         assert!(parse("d = 2025-02-30").is_err());
+    }
+
+    #[test]
+    fn blocks_and_record_fields_parse_and_print_back() {
+        for (text, printed) in [
+            (
+                "applications.(status = accepted and applicant = user.id)",
+                "applications.(status = accepted and applicant = user.id)",
+            ),
+            (
+                "project.applications.( applicant = record.author ) and not x",
+                "project.applications.(applicant = record.author) and not x",
+            ),
+            (
+                "a.(b.(c = 1 or d) and e has record.f)",
+                "a.(b.(c = 1 or d) and e has record.f)",
+            ),
+            ("members has record.subject", "members has record.subject"),
+        ] {
+            let cond = p(text);
+            assert_eq!(cond.to_string(), printed);
+            assert_eq!(p(&cond.to_string()), cond);
+        }
+        // A block is one condition about one related record.
+        assert!(matches!(p("a.(b = 1 and c = 2)"), Cond::Within { .. }));
+        let e = parse("a.(b = 1").unwrap_err();
+        assert_eq!(e.column, 3);
+        assert!(e.message.contains("never closed"), "{e:?}");
+        let e = parse("a.(b = 1 c)").unwrap_err();
+        assert_eq!(e.column, 10);
+        let e = parse("x = record.").unwrap_err();
+        assert!(e.message.contains("after `record.`"), "{e:?}");
+        let e = parse("x = record.a.b").unwrap_err();
+        assert!(e.message.contains("one field name"), "{e:?}");
     }
 }
