@@ -21,6 +21,8 @@ pub struct Problem {
     pub extra: Vec<(String, Value)>,
     /// For 401: the `WWW-Authenticate` challenge.
     pub www_authenticate: Option<Box<HeaderValue>>,
+    /// Seconds for `Retry-After` (429, 503; a 503 without it says 5).
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -38,6 +40,7 @@ impl Problem {
             errors: Vec::new(),
             extra: Vec::new(),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -106,7 +109,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
