@@ -102,11 +102,15 @@ fn nonzero(n: u32) -> NonZeroU32 {
 
 impl Limits {
     pub fn new(settings: &LimitSettings) -> Limits {
-        let rate = nonzero(settings.requests_per_second);
+        let per_minute = nonzero(settings.requests_per_minute);
         let burst = nonzero(settings.requests_burst);
-        let requests = Quota::per_second(rate).allow_burst(burst);
+        let requests = Quota::per_minute(per_minute).allow_burst(burst);
         let signups = Quota::per_minute(nonzero(settings.signup_per_minute));
-        let window = burst.get().div_ceil(rate.get()).max(1);
+        // The draft's quota over a window: a full bucket, and the seconds it takes
+        // to fill again from empty.
+        let window = (u64::from(burst.get()) * 60)
+            .div_ceil(u64::from(per_minute.get()))
+            .max(1);
         let policy = HeaderValue::from_str(&format!("\"default\";q={burst};w={window}"))
             .unwrap_or_else(|_| HeaderValue::from_static("\"default\""));
         Limits {
@@ -179,8 +183,8 @@ impl Limits {
         }
         let burst = self.settings.requests_burst.max(1);
         let remaining = remaining.min(burst);
-        let rate = self.settings.requests_per_second.max(1);
-        let reset = (burst - remaining).div_ceil(rate);
+        let per_minute = u64::from(self.settings.requests_per_minute.max(1));
+        let reset = (u64::from(burst - remaining) * 60).div_ceil(per_minute);
         Ok(HeaderValue::from_str(&format!("\"default\";r={remaining};t={reset}"))
             .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")))
     }
@@ -477,11 +481,15 @@ where
             }
             Err(wait) => {
                 let s = &limits.settings;
+                let rate = if s.requests_per_minute % 60 == 0 {
+                    format!("{} a second", s.requests_per_minute / 60)
+                } else {
+                    format!("{} a minute", s.requests_per_minute)
+                };
                 let mut res = too_many(
                     wait,
                     format!(
-                        "too many requests: at most {} a second (bursts of {}) per caller and per address; try again in {} s",
-                        s.requests_per_second,
+                        "too many requests: at most {rate} (bursts of {}) per caller and per address; try again in {} s",
                         s.requests_burst,
                         secs(wait)
                     ),

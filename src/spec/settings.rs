@@ -25,8 +25,9 @@ pub struct Settings {
 /// `limits`: what one caller may use of the server (docs/limits.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitSettings {
-    /// Requests per second per principal and per client address (token bucket).
-    pub requests_per_second: u32,
+    /// Requests per minute per principal and per client address (token bucket);
+    /// written as `per_second` or `per_minute`.
+    pub requests_per_minute: u32,
     /// Requests a caller may make at once before the rate applies.
     pub requests_burst: u32,
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
@@ -44,7 +45,7 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> LimitSettings {
         LimitSettings {
-            requests_per_second: 200,
+            requests_per_minute: 200 * 60,
             requests_burst: 400,
             trusted_proxies: Vec::new(),
             signup_per_minute: 10,
@@ -278,20 +279,35 @@ fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSe
             sink,
             req,
             "`limits.requests`",
-            &["per_second", "burst"],
+            &["per_second", "per_minute", "burst"],
         )
     {
-        if let Some(n) = get(rm, "per_second") {
-            out.requests_per_second = positive(sink, n, "`limits.requests.per_second`", MAX)
-                .unwrap_or(out.requests_per_second);
+        match (get(rm, "per_second"), get(rm, "per_minute")) {
+            (Some(_), Some(n)) => sink.error_hint(
+                n.pos,
+                "conflicting-keys",
+                "`limits.requests` takes `per_second` or `per_minute`, not both",
+                "keep one of them",
+            ),
+            (Some(n), None) => {
+                if let Some(v) = positive(sink, n, "`limits.requests.per_second`", MAX) {
+                    out.requests_per_minute = v.saturating_mul(60);
+                }
+            }
+            (None, Some(n)) => {
+                if let Some(v) = positive(sink, n, "`limits.requests.per_minute`", MAX) {
+                    out.requests_per_minute = v;
+                }
+            }
+            (None, None) => {}
         }
         match get(rm, "burst") {
             Some(n) => {
                 out.requests_burst = positive(sink, n, "`limits.requests.burst`", MAX)
                     .unwrap_or(out.requests_burst)
             }
-            // Without a burst: two seconds' worth.
-            None => out.requests_burst = out.requests_per_second.saturating_mul(2).min(MAX),
+            // Without a burst: two seconds' worth, at least one request.
+            None => out.requests_burst = (out.requests_per_minute / 30).clamp(1, MAX),
         }
     }
     if let Some(tp) = get(lm, "trusted_proxies") {
