@@ -35,11 +35,13 @@ fn files(limits: &str) -> Vec<(&'static str, String)> {
         ),
         (
             "models/user.yaml",
-            "entity: user\nfields:\n  email: { type: email, required: true, unique: true }\n".into(),
+            "entity: user\nfields:\n  email: { type: email, required: true, unique: true }\n"
+                .into(),
         ),
         (
             "policies/note.yaml",
-            "entity: note\nrules:\n  - roles: [anonymous, authenticated]\n    allow: [\"*\"]\n".into(),
+            "entity: note\nrules:\n  - roles: [anonymous, authenticated]\n    allow: [\"*\"]\n"
+                .into(),
         ),
         (
             "policies/user.yaml",
@@ -121,13 +123,25 @@ async fn get_from(router: &Router, peer: &str, path: &str, token: Option<&str>) 
 }
 
 fn assert_limited(a: &Answer, what: &str) {
-    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{what}: {}", a.body);
-    assert_eq!(a.header("content-type"), "application/problem+json", "{what}");
+    assert_eq!(
+        a.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{what}: {}",
+        a.body
+    );
+    assert_eq!(
+        a.header("content-type"),
+        "application/problem+json",
+        "{what}"
+    );
     assert_eq!(
         a.body["type"], "https://trellis.dev/problems/rate-limited",
         "{what}"
     );
-    let retry: u64 = a.header("retry-after").parse().expect("Retry-After seconds");
+    let retry: u64 = a
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After seconds");
     assert!(retry >= 1, "{what}");
     assert_eq!(a.body["retry_after"], retry, "{what}");
 }
@@ -189,7 +203,14 @@ async fn requests_are_limited_per_address_and_principal(db: Db) {
     ] {
         let a = send(
             r,
-            request("203.0.113.5", Method::GET, "/api/notes", None, &[spoof], None),
+            request(
+                "203.0.113.5",
+                Method::GET,
+                "/api/notes",
+                None,
+                &[spoof],
+                None,
+            ),
         )
         .await;
         assert_limited(&a, "spoofed forwarding header");
@@ -236,7 +257,13 @@ async fn requests_are_limited_per_address_and_principal(db: Db) {
     // A principal has one bucket wherever it comes from.
     let token = app.token(&uuid::Uuid::now_v7().to_string(), &["member"]);
     for i in 0..3 {
-        let a = get_from(r, &format!("192.0.2.{}", 10 + i), "/api/notes", Some(&token)).await;
+        let a = get_from(
+            r,
+            &format!("192.0.2.{}", 10 + i),
+            "/api/notes",
+            Some(&token),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     }
     assert_limited(
@@ -247,7 +274,11 @@ async fn requests_are_limited_per_address_and_principal(db: Db) {
     let mut answers = Vec::new();
     for _ in 0..6 {
         let t = app.token(&uuid::Uuid::now_v7().to_string(), &["member"]);
-        answers.push(get_from(r, "192.0.2.99", "/api/notes", Some(&t)).await.status);
+        answers.push(
+            get_from(r, "192.0.2.99", "/api/notes", Some(&t))
+                .await
+                .status,
+        );
     }
     assert_eq!(
         answers.iter().filter(|s| **s == StatusCode::OK).count(),
@@ -273,7 +304,6 @@ async fn requests_are_limited_per_address_and_principal(db: Db) {
             StatusCode::TOO_MANY_REQUESTS
         ]
     );
-
 }
 
 async fn defaults_do_not_limit_normal_use(db: Db) {
@@ -347,7 +377,11 @@ async fn login_guesses_are_counted_before_the_hash(db: Db) {
     for _ in 0..15 {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
-            send(&r, login("203.0.113.66", "victim@example.com", "wrong horse")).await
+            send(
+                &r,
+                login("203.0.113.66", "victim@example.com", "wrong horse"),
+            )
+            .await
         }));
     }
     let mut checked = 0;
@@ -361,17 +395,29 @@ async fn login_guesses_are_counted_before_the_hash(db: Db) {
     }
     assert_eq!(checked, 5, "exactly five guesses were checked");
     // The attacker's address stays refused for this account, right password or not.
-    let a = send(&r, login("203.0.113.66", "victim@example.com", "correct horse")).await;
+    let a = send(
+        &r,
+        login("203.0.113.66", "victim@example.com", "correct horse"),
+    )
+    .await;
     assert_limited(&a, "the attacker's address");
     // The owner, elsewhere, is not locked out.
-    let a = send(&r, login("198.51.100.3", "victim@example.com", "correct horse")).await;
+    let a = send(
+        &r,
+        login("198.51.100.3", "victim@example.com", "correct horse"),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 
     // Successful sign-ins do not use up an address's budget (an office behind one
     // address signs in all day).
     account(&app, "office@example.com").await;
     for i in 0..31 {
-        let a = send(&r, login("198.51.100.4", "office@example.com", "correct horse")).await;
+        let a = send(
+            &r,
+            login("198.51.100.4", "office@example.com", "correct horse"),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::OK, "sign-in {i}: {}", a.body);
     }
     // One address guessing many accounts is stopped after 30 failures.
@@ -379,13 +425,19 @@ async fn login_guesses_are_counted_before_the_hash(db: Db) {
     for i in 0..31 {
         let a = send(
             &r,
-            login("198.51.100.5", &format!("nobody{i}@example.com"), "wrong horse"),
+            login(
+                "198.51.100.5",
+                &format!("nobody{i}@example.com"),
+                "wrong horse",
+            ),
         )
         .await;
         statuses.push(a.status);
     }
     assert!(
-        statuses[..30].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        statuses[..30]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
     assert!(
@@ -397,7 +449,11 @@ async fn login_guesses_are_counted_before_the_hash(db: Db) {
 }
 
 async fn signups_are_limited_per_address(db: Db) {
-    let app = app_with(db, "limits:\n  signup: { per_minute: 2 }\n  password_hashes: 1\n").await;
+    let app = app_with(
+        db,
+        "limits:\n  signup: { per_minute: 2 }\n  password_hashes: 1\n",
+    )
+    .await;
     let r = &app.client.router;
     let signup = |peer: &str, email: &str| {
         request(
@@ -430,7 +486,12 @@ async fn signups_are_limited_per_address(db: Db) {
     );
     let a = send(r, signup("203.0.113.80", "a3@example.com")).await;
     assert_limited(&a, "the third signup from one address in a minute");
-    assert!(a.body["detail"].as_str().unwrap().contains("2 signups per minute"));
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 signups per minute")
+    );
     // Refused before anything was written.
     assert_eq!(app.rows("user").await, 3);
     let a = send(r, signup("203.0.113.82", "c@example.com")).await;
@@ -438,14 +499,17 @@ async fn signups_are_limited_per_address(db: Db) {
 }
 
 /// Opens an event stream; `Ok` keeps the response (and so the stream) alive.
-async fn stream(
-    router: &Router,
-    peer: &str,
-    token: Option<&str>,
-) -> Result<Response, Answer> {
+async fn stream(router: &Router, peer: &str, token: Option<&str>) -> Result<Response, Answer> {
     let res = router
         .clone()
-        .oneshot(request(peer, Method::GET, "/api/notes/events", token, &[], None))
+        .oneshot(request(
+            peer,
+            Method::GET,
+            "/api/notes/events",
+            token,
+            &[],
+            None,
+        ))
         .await
         .unwrap();
     if res.status() == StatusCode::OK {
@@ -469,7 +533,12 @@ async fn event_streams_are_capped(db: Db) {
     open.push(stream(r, "203.0.113.2", Some(&alice)).await.ok().unwrap());
     let a = stream(r, "203.0.113.3", Some(&alice)).await.unwrap_err();
     assert_limited(&a, "a third stream of one principal");
-    assert!(a.body["detail"].as_str().unwrap().contains("2 event streams"));
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 event streams")
+    );
 
     // Anonymous callers are counted by address.
     open.push(stream(r, "198.51.100.9", None).await.ok().unwrap());
@@ -591,9 +660,14 @@ async fn running_out_of_file_descriptors_does_not_stop_the_server(db: Db) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        http(port, "POST", "/api/notes", Some(&json!({ "body": "after" })))
-            .unwrap()
-            .0,
+        http(
+            port,
+            "POST",
+            "/api/notes",
+            Some(&json!({ "body": "after" }))
+        )
+        .unwrap()
+        .0,
         201
     );
     // It did run out (the test tested something), and said so.
@@ -622,7 +696,11 @@ async fn status_details_are_for_admins(db: Db) {
     let res = app.get("/_/status").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body["status"], "ok");
-    assert!(res.body["entities"].as_array().unwrap().len() > 3, "{}", res.body);
+    assert!(
+        res.body["entities"].as_array().unwrap().len() > 3,
+        "{}",
+        res.body
+    );
     assert!(res.body["diagnostics"].is_array());
     assert!(res.body["webhooks"].is_object());
     // A bad token is refused, not treated as anonymous.
@@ -630,7 +708,11 @@ async fn status_details_are_for_admins(db: Db) {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 
     // Without authentication or policies, everything as before.
-    let open = TestApp::with_files(db, &[("models/note.yaml", "entity: note\nfields:\n  body: text\n")]).await;
+    let open = TestApp::with_files(
+        db,
+        &[("models/note.yaml", "entity: note\nfields:\n  body: text\n")],
+    )
+    .await;
     let res = open.anonymous().get("/_/status").await;
     assert_eq!(res.body["entities"][0]["name"], "note", "{}", res.body);
 }
@@ -692,10 +774,7 @@ async fn guards_are_told_only_to_callers_who_may_fire(db: Db) {
     );
     assert_eq!(find(&res.body, "withdraw")["allowed"], true);
     // The client may: the guard's reason is theirs to see.
-    let res = app
-        .as_user(&app.token(&ann, &["client"]))
-        .get(&path)
-        .await;
+    let res = app.as_user(&app.token(&ann, &["client"])).get(&path).await;
     let accept = find(&res.body, "accept");
     assert_eq!(accept["allowed"], false);
     assert_eq!(
@@ -724,7 +803,10 @@ async fn batch_texts_that_look_like_references(db: Db) {
     assert_eq!(results[1]["name"], "$0.id", "the escape is one `$` fewer");
     assert_eq!(results[2]["name"], "$5");
     assert_eq!(results[3]["name"], "$0.id and more");
-    assert_eq!(results[4]["parent"], results[0]["id"], "references still work");
+    assert_eq!(
+        results[4]["parent"], results[0]["id"],
+        "references still work"
+    );
     // A reference to an operation that has not run is still refused, with the escape.
     let res = app
         .post(
@@ -783,10 +865,15 @@ async fn a_slow_body_gets_408(db: Db) {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
-        answer.to_ascii_lowercase().contains("content-type: application/problem+json"),
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
         "{answer}"
     );
-    assert!(answer.contains("https://trellis.dev/problems/body-timeout"), "{answer}");
+    assert!(
+        answer.contains("https://trellis.dev/problems/body-timeout"),
+        "{answer}"
+    );
     assert!(answer.contains("did not arrive within 30 s"), "{answer}");
     drop(server);
 }

@@ -421,7 +421,11 @@ fn limits_are_checked() {
     let ranges: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "out-of-range").collect();
     assert_eq!(ranges.len(), 2, "{d:#?}");
     assert!(ranges[0].message.contains("per_second"), "{}", ranges[0]);
-    assert!(ranges[1].message.contains("`limits.streams.total`"), "{}", ranges[1]);
+    assert!(
+        ranges[1].message.contains("`limits.streams.total`"),
+        "{}",
+        ranges[1]
+    );
     at(only(&d, "wrong-value-type"), "trellis.yaml", 4, 20);
     // The good ones are read.
     let dir = common::project(&[

@@ -248,10 +248,23 @@ mod tests {
     #[test]
     fn only_exact_references_are_references() {
         assert_eq!(classify("$0.id"), Ok(Text::Reference(0, "id")));
-        assert_eq!(classify("$12.client_id"), Ok(Text::Reference(12, "client_id")));
+        assert_eq!(
+            classify("$12.client_id"),
+            Ok(Text::Reference(12, "client_id"))
+        );
         for plain in [
-            "$5 off", "$5", "$", "$$", "$.id", "$0.", "$0.id and more", "$0.1", "a$0.id",
-            "$x.id", "price: $5.00", "$$5 off",
+            "$5 off",
+            "$5",
+            "$",
+            "$$",
+            "$.id",
+            "$0.",
+            "$0.id and more",
+            "$0.1",
+            "a$0.id",
+            "$x.id",
+            "price: $5.00",
+            "$$5 off",
         ] {
             assert_eq!(classify(plain), Ok(Text::Plain), "{plain}");
         }

@@ -23,8 +23,7 @@ use serde_json::json;
 use super::{AppState, Problem};
 use crate::spec::settings::LimitSettings;
 
-type Keyed<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// How often idle buckets are forgotten (a bucket that has filled up again is
 /// the same as a new one, so forgetting it changes nothing).
@@ -119,7 +118,7 @@ impl Limits {
             by_principal: RateLimiter::dashmap(requests).with_middleware(),
             signups: RateLimiter::dashmap(signups).with_middleware(),
             hashes: Arc::new(tokio::sync::Semaphore::new(
-                settings.password_hashes.max(1) as usize,
+                settings.password_hashes.max(1) as usize
             )),
             streams: Mutex::new(StreamCounts::default()),
             policy,
@@ -185,8 +184,10 @@ impl Limits {
         let remaining = remaining.min(burst);
         let per_minute = u64::from(self.settings.requests_per_minute.max(1));
         let reset = (u64::from(burst - remaining) * 60).div_ceil(per_minute);
-        Ok(HeaderValue::from_str(&format!("\"default\";r={remaining};t={reset}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")))
+        Ok(
+            HeaderValue::from_str(&format!("\"default\";r={remaining};t={reset}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("\"default\"")),
+        )
     }
 
     /// Forgets buckets that have filled up again, at most every [`SWEEP_EVERY`], so
@@ -229,17 +230,20 @@ impl Limits {
         let Some(ip) = addr.key() else {
             return Ok(());
         };
-        self.signups.check_key(&ip).map(|_| ()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.signups.clock().now());
-            too_many(
-                wait,
-                format!(
-                    "at most {} signups per minute come from one address; try again in {} s",
-                    self.settings.signup_per_minute,
-                    secs(wait)
-                ),
-            )
-        })
+        self.signups
+            .check_key(&ip)
+            .map(|_| ())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.signups.clock().now());
+                too_many(
+                    wait,
+                    format!(
+                        "at most {} signups per minute come from one address; try again in {} s",
+                        self.settings.signup_per_minute,
+                        secs(wait)
+                    ),
+                )
+            })
     }
 
     /// A place for one more event stream, held until the slot is dropped.
@@ -261,7 +265,7 @@ impl Limits {
                     STREAM_RETRY.as_secs()
                 ),
             );
-            p.retry_after = Some(secs(STREAM_RETRY));
+            p.retry_after(secs(STREAM_RETRY));
             return Err(p);
         }
         if let Some(id) = principal
@@ -355,7 +359,7 @@ pub fn too_many(wait: Duration, detail: impl Into<String>) -> Problem {
         detail,
     );
     p.extra.push(("retry_after".into(), json!(secs(wait))));
-    p.retry_after = Some(secs(wait));
+    p.retry_after(secs(wait));
     p
 }
 
@@ -459,7 +463,10 @@ where
         }
         // The principal of a valid token (cached after its first use); a bad
         // token is answered 401 by the handler, limited by address meanwhile.
-        let principal = if req.headers().contains_key(axum::http::header::AUTHORIZATION) {
+        let principal = if req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
             self.state
                 .principal(req.headers())
                 .ok()
@@ -481,7 +488,7 @@ where
             }
             Err(wait) => {
                 let s = &limits.settings;
-                let rate = if s.requests_per_minute % 60 == 0 {
+                let rate = if s.requests_per_minute.is_multiple_of(60) {
                     format!("{} a second", s.requests_per_minute / 60)
                 } else {
                     format!("{} a minute", s.requests_per_minute)
@@ -517,12 +524,7 @@ pub(super) fn watch_body(req: axum::extract::Request) -> (axum::extract::Request
         return (req, done);
     }
     let flag = done.clone();
-    let req = req.map(|inner| {
-        axum::body::Body::new(WatchedBody {
-            inner,
-            done: flag,
-        })
-    });
+    let req = req.map(|inner| axum::body::Body::new(WatchedBody { inner, done: flag }));
     (req, done)
 }
 
@@ -607,7 +609,10 @@ mod tests {
         assert_eq!(l.client(ip("10.0.0.1"), &h).0, ip("198.51.100.7"));
         // Forwarded wins over X-Forwarded-For; quoted IPv6 with a port.
         let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\""),
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+            ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
         assert_eq!(l.client(ip("127.0.0.1"), &h).0, ip("2001:db8:cafe::17"));
@@ -615,7 +620,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.1.1.1, unknown")]);
         assert_eq!(l.client(ip("10.0.0.1"), &h).0, ip("10.0.0.1"));
         // No header from a trusted proxy: the proxy itself.
-        assert_eq!(l.client(ip("10.0.0.1"), &HeaderMap::new()).0, ip("10.0.0.1"));
+        assert_eq!(
+            l.client(ip("10.0.0.1"), &HeaderMap::new()).0,
+            ip("10.0.0.1")
+        );
         // No peer: no address.
         assert_eq!(l.client(None, &spoofed).0, None);
     }

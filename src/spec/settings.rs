@@ -89,7 +89,9 @@ impl IpRange {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -303,8 +305,8 @@ fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSe
         }
         match get(rm, "burst") {
             Some(n) => {
-                out.requests_burst = positive(sink, n, "`limits.requests.burst`", MAX)
-                    .unwrap_or(out.requests_burst)
+                out.requests_burst =
+                    positive(sink, n, "`limits.requests.burst`", MAX).unwrap_or(out.requests_burst)
             }
             // Without a burst: two seconds' worth, at least one request.
             None => out.requests_burst = (out.requests_per_minute / 30).clamp(1, MAX),
@@ -327,8 +329,8 @@ fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSe
         && let Some(sm) = map_with_keys(sink, signup, "`limits.signup`", &["per_minute"])
         && let Some(n) = get(sm, "per_minute")
     {
-        out.signup_per_minute = positive(sink, n, "`limits.signup.per_minute`", MAX)
-            .unwrap_or(out.signup_per_minute);
+        out.signup_per_minute =
+            positive(sink, n, "`limits.signup.per_minute`", MAX).unwrap_or(out.signup_per_minute);
     }
     if let Some(n) = get(lm, "password_hashes") {
         out.password_hashes =
@@ -343,9 +345,8 @@ fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSe
         )
     {
         if let Some(n) = get(sm, "per_principal") {
-            out.streams_per_principal =
-                positive(sink, n, "`limits.streams.per_principal`", MAX)
-                    .unwrap_or(out.streams_per_principal);
+            out.streams_per_principal = positive(sink, n, "`limits.streams.per_principal`", MAX)
+                .unwrap_or(out.streams_per_principal);
         }
         if let Some(n) = get(sm, "per_address") {
             out.streams_per_address = positive(sink, n, "`limits.streams.per_address`", MAX)
