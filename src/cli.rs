@@ -956,6 +956,7 @@ fn serve(
         } else {
             None
         };
+        let limits = state.limits.clone();
         let app = router(state);
         let addr: SocketAddr = format!("{host}:{port}")
             .parse()
@@ -965,7 +966,7 @@ fn serve(
             .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
         let shown = redact(&url);
         tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
-        trellis::http::server::serve(listener, app, async {
+        trellis::http::server::serve(listener, app, limits, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

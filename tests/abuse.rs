@@ -610,7 +610,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_server(db: Db) {
     let project = common::project(&[
         (
             "trellis.yaml",
-            "name: Files\nlimits:\n  streams: { per_address: 1000, total: 1000 }\n",
+            "name: Files\nlimits:\n  streams: { per_address: 1000, total: 1000 }\n  connections: { per_address: 1000 }\n",
         ),
         ("models/note.yaml", "entity: note\nfields:\n  body: text\n"),
     ]);
@@ -682,6 +682,49 @@ async fn running_out_of_file_descriptors_does_not_stop_the_server(db: Db) {
         err.contains("cannot accept a connection"),
         "the descriptors never ran out: {err}"
     );
+}
+
+/// Found while playing the attacker: requests are rate limited, but connections
+/// were not; one address opening connections faster than the header timeout
+/// closes them could take every file descriptor. Now each address may hold
+/// `limits.connections.per_address` at once.
+async fn one_address_cannot_hold_every_connection(db: Db) {
+    let project = common::project(&[
+        (
+            "trellis.yaml",
+            "name: Connections\nlimits:\n  connections: { per_address: 5 }\n",
+        ),
+        ("models/note.yaml", "entity: note\nfields:\n  body: text\n"),
+    ]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let url = (db == Db::Postgres).then_some(test_db.url.as_str());
+    let port = free_port();
+    let mut server = common::process::serve(&dir, port, url);
+    wait_healthy(&mut server, port);
+    // Five idle connections are the address's share; the server accepts in order,
+    // so the sixth is closed at once, without an answer.
+    let held: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    assert_eq!(
+        http(port, "GET", "/_/health", None),
+        None,
+        "a sixth connection from the same address"
+    );
+    drop(held);
+    let start = Instant::now();
+    loop {
+        if let Some((200, _)) = http(port, "GET", "/_/health", None) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "closed connections never gave their places back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
 }
 
 async fn status_details_are_for_admins(db: Db) {
@@ -833,6 +876,7 @@ both!(
     signups_are_limited_per_address,
     event_streams_are_capped,
     running_out_of_file_descriptors_does_not_stop_the_server,
+    one_address_cannot_hold_every_connection,
     status_details_are_for_admins,
     guards_are_told_only_to_callers_who_may_fire,
     batch_texts_that_look_like_references,

@@ -71,6 +71,8 @@ pub struct Limits {
     /// Permits for argon2 hashes and verifications at once.
     pub hashes: Arc<tokio::sync::Semaphore>,
     streams: Mutex<StreamCounts>,
+    /// Open connections per peer address (the accept loop, http/server.rs).
+    connections: Mutex<HashMap<IpAddr, u32>>,
     /// `RateLimit-Policy`, the same on every answer.
     policy: HeaderValue,
     /// Milliseconds since `started` of the last sweep of idle buckets.
@@ -121,6 +123,7 @@ impl Limits {
                 settings.password_hashes.max(1) as usize
             )),
             streams: Mutex::new(StreamCounts::default()),
+            connections: Mutex::new(HashMap::new()),
             policy,
             swept: AtomicU64::new(0),
             started: Instant::now(),
@@ -305,6 +308,29 @@ impl Limits {
         })
     }
 
+    /// A place for one more connection from `peer`, held until the slot is
+    /// dropped; `None` when the address has `connections.per_address` open.
+    /// Trusted proxies carry everybody's connections and are not counted.
+    pub fn open_connection(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+        if self.settings.trusted_proxies.iter().any(|r| r.contains(peer)) {
+            return Some(ConnectionSlot {
+                limits: self.clone(),
+                ip: None,
+            });
+        }
+        let ip = ClientAddr(Some(peer)).key()?;
+        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= self.settings.connections_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            limits: self.clone(),
+            ip: Some(ip),
+        })
+    }
+
     /// Event streams open now.
     pub fn open_streams(&self) -> u32 {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).total
@@ -340,6 +366,31 @@ impl Drop for StreamSlot {
             *n -= 1;
             if *n == 0 {
                 counts.by_address.remove(ip);
+            }
+        }
+    }
+}
+
+/// An open connection's place in the per-address counts.
+pub struct ConnectionSlot {
+    limits: Arc<Limits>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        let mut open = self
+            .limits
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
             }
         }
     }

@@ -268,6 +268,13 @@ pub fn settings_schema() -> Value {
                             "per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Signups per client address per minute (default 10)." }
                         }
                     },
+                    "connections": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "per_address": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "TCP connections open at once per client address; trusted proxies are exempt (default 256)." }
+                        }
+                    },
                     "password_hashes": { "type": "integer", "minimum": 1, "maximum": 1024, "description": "Password hashes computed at once by the process (default 4; about 19 MiB each)." },
                     "streams": {
                         "type": "object",

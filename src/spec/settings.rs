@@ -40,6 +40,8 @@ pub struct LimitSettings {
     pub streams_per_principal: u32,
     pub streams_per_address: u32,
     pub streams_total: u32,
+    /// Connections open at once per client address (trusted proxies exempt).
+    pub connections_per_address: u32,
 }
 
 impl Default for LimitSettings {
@@ -53,6 +55,7 @@ impl Default for LimitSettings {
             streams_per_principal: 10,
             streams_per_address: 30,
             streams_total: 1000,
+            connections_per_address: 256,
         }
     }
 }
@@ -173,12 +176,13 @@ pub const SETTINGS_KEYS: [&str; 8] = [
     "mode",
     "limits",
 ];
-const LIMITS_KEYS: [&str; 5] = [
+const LIMITS_KEYS: [&str; 6] = [
     "requests",
     "trusted_proxies",
     "signup",
     "password_hashes",
     "streams",
+    "connections",
 ];
 const WEBHOOK_KEYS: [&str; 4] = ["url", "secret_env", "headers", "timeout"];
 const AUTH_KEYS: [&str; 3] = ["jwt", "users", "claims"];
@@ -331,6 +335,13 @@ fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSe
     {
         out.signup_per_minute =
             positive(sink, n, "`limits.signup.per_minute`", MAX).unwrap_or(out.signup_per_minute);
+    }
+    if let Some(c) = get(lm, "connections")
+        && let Some(cm) = map_with_keys(sink, c, "`limits.connections`", &["per_address"])
+        && let Some(n) = get(cm, "per_address")
+    {
+        out.connections_per_address = positive(sink, n, "`limits.connections.per_address`", MAX)
+            .unwrap_or(out.connections_per_address);
     }
     if let Some(n) = get(lm, "password_hashes") {
         out.password_hashes =
