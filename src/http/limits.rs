@@ -312,7 +312,12 @@ impl Limits {
     /// dropped; `None` when the address has `connections.per_address` open.
     /// Trusted proxies carry everybody's connections and are not counted.
     pub fn open_connection(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
-        if self.settings.trusted_proxies.iter().any(|r| r.contains(peer)) {
+        if self
+            .settings
+            .trusted_proxies
+            .iter()
+            .any(|r| r.contains(peer))
+        {
             return Some(ConnectionSlot {
                 limits: self.clone(),
                 ip: None,
