@@ -956,6 +956,8 @@ fn serve(
         } else {
             None
         };
+        let limits = state.limits.clone();
+        warn_about_descriptors(&limits.settings);
         let app = router(state);
         let addr: SocketAddr = format!("{host}:{port}")
             .parse()
@@ -965,7 +967,7 @@ fn serve(
             .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
         let shown = redact(&url);
         tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
-        trellis::http::server::serve(listener, app, async {
+        trellis::http::server::serve(listener, app, limits, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
@@ -973,6 +975,26 @@ fn serve(
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Event streams hold a file descriptor each: say so when `limits.streams.total`
+/// leaves the process too few for everything else (docs/limits.md).
+fn warn_about_descriptors(limits: &trellis::spec::settings::LimitSettings) {
+    // Linux: "Max open files  <soft>  <hard>  files".
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<u64>().ok()
+        });
+    if let Some(soft) = soft
+        && u64::from(limits.streams_total) + 64 > soft
+    {
+        tracing::warn!(
+            "limits.streams.total ({}) leaves too few of the process's {soft} file descriptors (ulimit -n) for other connections and the database; raise `ulimit -n` or lower limits.streams.total",
+            limits.streams_total
+        );
+    }
 }
 
 fn token(dir: &Path, sub: &str, roles: &str) -> Result<ExitCode> {

@@ -401,6 +401,50 @@ fn settings_are_checked() {
 }
 
 #[test]
+fn limits_are_checked() {
+    let d = diags(&[
+        ORG,
+        (
+            "trellis.yaml",
+            "limits:\n  requests: { per_second: 0, burts: 3 }\n  trusted_proxies: [10.0.0.0/33, \"::1\", proxy.local]\n  password_hashes: many\n  streams: { per_principal: 5, total: -1 }\n  signup: { per_minute: 10 }\n",
+        ),
+    ]);
+    let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
+    assert_eq!(codes.len(), 6, "{d:#?}");
+    let unknown = only(&d, "unknown-key");
+    at(unknown, "trellis.yaml", 2, 30);
+    assert_eq!(unknown.hint.as_deref(), Some("did you mean `burst`?"));
+    let bad: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "invalid-address").collect();
+    assert_eq!(bad.len(), 2, "{d:#?}");
+    at(bad[0], "trellis.yaml", 3, 21);
+    assert!(bad[1].message.contains("proxy.local"), "{}", bad[1]);
+    let ranges: Vec<&Diagnostic> = d.iter().filter(|d| d.code == "out-of-range").collect();
+    assert_eq!(ranges.len(), 2, "{d:#?}");
+    assert!(ranges[0].message.contains("per_second"), "{}", ranges[0]);
+    assert!(
+        ranges[1].message.contains("`limits.streams.total`"),
+        "{}",
+        ranges[1]
+    );
+    at(only(&d, "wrong-value-type"), "trellis.yaml", 4, 20);
+    // The good ones are read.
+    let dir = common::project(&[
+        ORG,
+        (
+            "trellis.yaml",
+            "limits:\n  requests: { per_minute: 90 }\n  trusted_proxies: [10.0.0.0/8]\n  password_hashes: 2\n",
+        ),
+    ]);
+    let loaded = spec::load(dir.path());
+    let limits = &loaded.spec.settings.limits;
+    assert_eq!(limits.requests_per_minute, 90);
+    assert_eq!(limits.requests_burst, 3, "two seconds' worth");
+    assert_eq!(limits.password_hashes, 2);
+    assert!(limits.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+    assert!(!limits.trusted_proxies[0].contains("11.0.0.1".parse().unwrap()));
+}
+
+#[test]
 fn warnings_for_missing_models_and_unsupported_files() {
     // Workflows are loaded now; a file there that is not YAML is ignored, with a
     // warning, like anywhere else.

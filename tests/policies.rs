@@ -682,6 +682,17 @@ async fn bad_tokens_are_401(db: Db) {
         ),
         ("malformed", "not.a.token".to_string()),
         ("no expiry", sign(no_exp, TEST_SECRET, Algorithm::HS256)),
+        // The project configures an issuer and an audience: a token must carry both.
+        ("no issuer", {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove("iss");
+            sign(c, TEST_SECRET, Algorithm::HS256)
+        }),
+        ("no audience", {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove("aud");
+            sign(c, TEST_SECRET, Algorithm::HS256)
+        }),
         ("no user id", {
             let mut c = good.clone();
             c.as_object_mut().unwrap().remove("sub");
@@ -697,6 +708,23 @@ async fn bad_tokens_are_401(db: Db) {
             "{what}"
         );
         assert!(res.header("www-authenticate").is_some(), "{what}");
+        if what.starts_with("no issuer") {
+            assert!(
+                res.body["detail"].as_str().unwrap().contains("`iss`"),
+                "{}",
+                res.body
+            );
+        }
+        if what.starts_with("no audience") {
+            assert!(
+                res.body["detail"].as_str().unwrap().contains("`aud`"),
+                "{}",
+                res.body
+            );
+        }
+        // Asked again (after the cache could have kept it): still refused.
+        let again = app.as_user(&token).get("/api/skills").await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{what} again");
     }
     let res = app
         .anonymous()

@@ -35,7 +35,17 @@ struct Running {
 }
 
 async fn task_server(db: Db) -> Running {
-    let project = common::project(&[("models/task.yaml", TASK)]);
+    // Every client of these tests is on 127.0.0.1, and they are about crashes and
+    // slow clients, not abuse limits (docs/limits.md, tests/abuse.rs): the writers
+    // write as fast as they can, and the slowloris test opens 300 connections and
+    // then expects an ordinary client from the same address to be served.
+    let project = common::project(&[
+        ("models/task.yaml", TASK),
+        (
+            "trellis.yaml",
+            "limits:\n  requests: { per_second: 1000000, burst: 1000000 }\n  connections: { per_address: 1000 }\n",
+        ),
+    ]);
     let dir = project.path().to_str().unwrap().to_string();
     let test_db = TestDb::new(db).await;
     let url = match db {

@@ -175,6 +175,8 @@ pub struct Engine {
     pub webhooks: Vec<crate::spec::settings::WebhookDef>,
     /// `mode: production` in trellis.yaml.
     pub production: bool,
+    /// Abuse limits (`limits` in trellis.yaml); read when the server starts.
+    pub limits: crate::spec::settings::LimitSettings,
 }
 
 impl Engine {
@@ -279,6 +281,7 @@ impl Engine {
             workflows: HashMap::new(),
             webhooks: Vec::new(),
             production: spec.settings.production,
+            limits: spec.settings.limits.clone(),
         };
         let doc = openapi::document(&engine);
         engine.openapi_json =

@@ -414,7 +414,9 @@ fn events_path(e: &Entity, tag: &str) -> Value {
                 },
                 "400": problem("A parameter is invalid; `parameter` names it."),
                 "401": problem("Sign in first."),
-                "403": problem("The caller may not list these records.")
+                "403": problem("The caller may not list these records."),
+                "429": problem("This caller or address has as many streams open as it may (`limits.streams`); close one. `Retry-After` says when to try again."),
+                "503": problem("The server has as many streams open as it may; `Retry-After` says when to try again.")
             }
         }
     })
@@ -748,7 +750,8 @@ fn auth_paths(
                 "409": problem("The email is already taken."),
                 "413": problem("The body is larger than 1 MiB."),
                 "415": problem("The body is not declared as application/json."),
-                "422": problem("The body does not fit; `errors` lists each problem.")
+                "422": problem("The body does not fit; `errors` lists each problem."),
+                "429": problem("Too many signups from this address (`limits.signup`); `Retry-After` says when to try again.")
             }
         }}),
     );
@@ -918,14 +921,16 @@ pub fn document(engine: &Engine) -> Value {
             "get": {
                 "operationId": "status",
                 "summary": "The loaded definitions and the result of the last reload",
+                "description": "On a project with authentication or policies, only callers with the role `admin` get the details; everyone else gets `{\"status\": \"ok\" | \"failed\"}`.",
                 "tags": ["System"],
                 "responses": {
                     "200": {
-                        "description": "Generation, load times, entities, and the diagnostics of the last reload attempt (a failed reload keeps the previous definitions serving).",
+                        "description": "The last reload's result (`status`); for administrators also the generation, load times, entities, and the diagnostics of the last reload attempt (a failed reload keeps the previous definitions serving).",
                         "content": json_content(json!({
                             "type": "object",
-                            "required": ["generation", "loaded_at", "last_result", "diagnostics", "entities"],
+                            "required": ["status"],
                             "properties": {
+                                "status": { "enum": ["ok", "failed"] },
                                 "generation": { "type": "integer" },
                                 "loaded_at": { "type": "string", "format": "date-time" },
                                 "last_attempt_at": { "type": "string", "format": "date-time" },
@@ -945,7 +950,8 @@ pub fn document(engine: &Engine) -> Value {
                                 }
                             }
                         }))
-                    }
+                    },
+                    "401": problem("The token is not valid (no token is fine: the short answer).")
                 }
             }
         }),

@@ -143,7 +143,16 @@ fn validation(jwt: &JwtSettings, alg: Algorithm) -> Validation {
     let mut validation = Validation::new(alg);
     validation.leeway = jwt.leeway;
     validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
+    // A configured issuer or audience must be in the token: without these, a token
+    // lacking the claim would pass (jsonwebtoken checks only claims present).
+    let mut required = vec!["exp"];
+    if jwt.issuer.is_some() {
+        required.push("iss");
+    }
+    if jwt.audience.is_some() {
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
     match &jwt.audience {
         Some(aud) => validation.set_audience(&[aud]),
         None => validation.validate_aud = false,
@@ -304,6 +313,12 @@ impl Auth {
         let data = decode::<Map<String, Value>>(token, key, &verifier.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
+                ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+                    "the token has no issuer (`iss`); this server requires one"
+                }
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                    "the token has no audience (`aud`); this server requires one"
+                }
                 ErrorKind::ExpiredSignature => "the token has expired",
                 ErrorKind::ImmatureSignature => "the token is not valid yet",
                 ErrorKind::InvalidIssuer => "the token was issued by another issuer",

@@ -1,6 +1,11 @@
 //! `POST /api/batch`: several writes in one transaction, all or nothing. Each
 //! operation is checked as if it were sent alone; a later one can use an earlier
 //! one's result: `"$0.id"` is the id of the record operation 0 wrote.
+//!
+//! Only a string that is exactly `$<digits>.<field>` is a reference; every other
+//! string is data (`"$5 off"`, `"$5"`, `"$0.id and more"`). To send the text of a
+//! reference itself, double the dollar: `"$$0.id"` is the text `$0.id` (each
+//! extra `$` in front of a reference's shape is one `$` of text).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,26 +21,58 @@ use crate::engine::input::Mode;
 /// Most operations in one batch.
 pub const MAX_OPERATIONS: usize = 100;
 
-/// Replaces `"$N.field"` strings by that field of operation N's result.
+/// What a string in an operation means.
+#[derive(Debug, PartialEq)]
+enum Text<'a> {
+    /// `$N.field`: that field of operation N's result.
+    Reference(usize, &'a str),
+    /// `$$N.field` (and more dollars): the text with one `$` fewer.
+    Escaped(&'a str),
+    /// Anything else: the text as written.
+    Plain,
+}
+
+fn classify(s: &str) -> Result<Text<'_>, String> {
+    let dollars = s.len() - s.trim_start_matches('$').len();
+    let rest = &s[dollars..];
+    let Some((digits, field)) = rest.split_once('.') else {
+        return Ok(Text::Plain);
+    };
+    let is_field = field.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if dollars == 0 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !is_field
+    {
+        return Ok(Text::Plain);
+    }
+    if dollars > 1 {
+        return Ok(Text::Escaped(&s[1..]));
+    }
+    let n = digits
+        .parse()
+        .map_err(|_| format!("`{s}` refers to an operation that cannot exist"))?;
+    Ok(Text::Reference(n, field))
+}
+
+/// Replaces `"$N.field"` strings by that field of operation N's result, and
+/// `"$$N.field"` by the text `$N.field`.
 fn resolve(v: &Value, results: &[Value], at: usize) -> Result<Value, String> {
     Ok(match v {
-        Value::String(s)
-            if s.starts_with('$') && s[1..].starts_with(|c: char| c.is_ascii_digit()) =>
-        {
-            let (n, field) = s[1..].split_once('.').unwrap_or((&s[1..], "id"));
-            let n: usize = n
-                .parse()
-                .map_err(|_| format!("`{s}` is not a reference like \"$0.id\""))?;
-            if n >= at {
-                return Err(format!(
-                    "`{s}` refers to operation {n}, which has not run yet (operations run in order)"
-                ));
+        Value::String(s) => match classify(s)? {
+            Text::Plain => v.clone(),
+            Text::Escaped(text) => Value::String(text.to_string()),
+            Text::Reference(n, field) => {
+                if n >= at {
+                    return Err(format!(
+                        "`{s}` refers to operation {n}, which has not run yet (operations run in order; write \"$${}\" for the text itself)",
+                        &s[1..]
+                    ));
+                }
+                match results.get(n).and_then(|r| r.get(field)) {
+                    Some(v) if !v.is_null() || results[n].is_object() => v.clone(),
+                    _ => return Err(format!("`{s}`: operation {n} has no `{field}` to use")),
+                }
             }
-            match results.get(n).and_then(|r| r.get(field)) {
-                Some(v) if !v.is_null() || results[n].is_object() => v.clone(),
-                _ => return Err(format!("`{s}`: operation {n} has no `{field}` to use")),
-            }
-        }
+        },
         Value::Array(items) => Value::Array(
             items
                 .iter()
@@ -202,4 +239,36 @@ pub(super) async fn batch(
         StatusCode::OK,
         &json!({ "results": results }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_references_are_references() {
+        assert_eq!(classify("$0.id"), Ok(Text::Reference(0, "id")));
+        assert_eq!(
+            classify("$12.client_id"),
+            Ok(Text::Reference(12, "client_id"))
+        );
+        for plain in [
+            "$5 off",
+            "$5",
+            "$",
+            "$$",
+            "$.id",
+            "$0.",
+            "$0.id and more",
+            "$0.1",
+            "a$0.id",
+            "$x.id",
+            "price: $5.00",
+            "$$5 off",
+        ] {
+            assert_eq!(classify(plain), Ok(Text::Plain), "{plain}");
+        }
+        assert_eq!(classify("$$0.id"), Ok(Text::Escaped("$0.id")));
+        assert_eq!(classify("$$$0.id"), Ok(Text::Escaped("$$0.id")));
+    }
 }

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::limits::{ClientAddr, StreamSlot};
 use super::{AppState, Problem, entity, param_problem, problem, query_pairs};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
@@ -25,6 +27,7 @@ pub(super) async fn events(
     State(state): State<AppState>,
     Path(plural): Path<String>,
     RawQuery(raw): RawQuery,
+    addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let who = state.principal(&headers)?;
@@ -60,6 +63,10 @@ pub(super) async fn events(
                 })?,
         ),
     };
+    // A place among the open streams (per caller, per address, in total), held
+    // until the subscription ends.
+    let addr = addr.map(|Extension(a)| a).unwrap_or(ClientAddr(None));
+    let slot = state.limits.open_stream(who.id.as_deref(), addr)?;
     let live = state
         .feed
         .subscribe()
@@ -72,6 +79,7 @@ pub(super) async fn events(
         filter,
         who,
         out,
+        _slot: slot,
     };
     tokio::spawn(sub.run(last_id, live));
     let stream = futures_util::stream::unfold(queue, |mut q| async move {
@@ -88,6 +96,7 @@ struct Subscriber {
     filter: Option<Typed>,
     who: Arc<Principal>,
     out: mpsc::Sender<Event>,
+    _slot: StreamSlot,
 }
 
 /// Why a subscription ends.

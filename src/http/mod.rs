@@ -4,6 +4,7 @@
 pub mod auth;
 mod batch;
 mod events;
+pub mod limits;
 pub mod problem;
 pub mod server;
 mod workflow;
@@ -47,8 +48,9 @@ pub struct Shared {
     pub engine: Arc<ArcSwap<Engine>>,
     pub auth: Arc<ArcSwap<Auth>>,
     pub store: Store,
-    /// Login rate limits (per instance).
-    pub limits: Arc<users::LoginLimits>,
+    /// Abuse limits of this process: request rates, signups, password hashes,
+    /// event streams, failed sign-ins (`limits` in trellis.yaml, read at start).
+    pub limits: Arc<limits::Limits>,
     /// What is loaded, and how the last reload went (`GET /_/status`).
     pub status: crate::reload::StatusCell,
     /// The change feed of this process.
@@ -71,12 +73,13 @@ impl AppState {
     }
 
     pub fn with_auth(engine: Engine, store: Store, auth: Auth) -> AppState {
+        let limits = Arc::new(limits::Limits::new(&engine.limits));
         AppState(Arc::new(Shared {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
             feed: crate::feed::Feed::new(store.clone()),
             store,
-            limits: Arc::default(),
+            limits,
             status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
                 Vec::new(),
             ))),
@@ -122,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(Deadline)
+        .layer(limits::RateLimit(state.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     match cors {
@@ -215,10 +219,15 @@ where
     }
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let (req, body_done) = limits::watch_body(req);
         let answer = self.0.call(req);
         Box::pin(async move {
             match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
                 Ok(res) => res,
+                // The client had not sent its whole body: its delay, not ours.
+                Err(_) if !body_done.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Ok(limits::body_timeout(REQUEST_TIMEOUT))
+                }
                 Err(_) => Ok(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",
@@ -345,14 +354,28 @@ async fn explain(
 }
 
 /// `GET /_/status`: the loaded definitions, and the last reload's result and problems.
-async fn status(State(state): State<AppState>) -> Response {
+/// With authentication or policies, only administrators (the role `admin`) see
+/// more than `{"status": "ok" | "failed"}`: diagnostics name files and lines, and
+/// the entity list and webhook backlog are nobody else's business.
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
-    let mut body = state.status.load().to_json(&engine);
+    let current = state.status.load_full();
+    if engine.auth.jwt.is_some() || engine.access.enforced {
+        let who = state.principal(&headers)?;
+        if !who.roles.iter().any(|r| r == "admin") {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({ "status": current.last_result }),
+            ));
+        }
+    }
+    let mut body = current.to_json(&engine);
+    body["status"] = json!(current.last_result);
     // Webhook deliveries by state, so that operators see a backlog or failures.
     if let Ok(counts) = state.store.outbox_counts().await {
         body["webhooks"] = json!(counts);
     }
-    json_response(StatusCode::OK, &body)
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn no_route() -> Problem {

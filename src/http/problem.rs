@@ -21,9 +21,18 @@ pub struct Problem {
     pub extra: Vec<(String, Value)>,
     /// For 401: the `WWW-Authenticate` challenge.
     pub www_authenticate: Option<Box<HeaderValue>>,
+    /// Seconds for `Retry-After` (429, 503; a 503 without it says 5). Four bytes,
+    /// so that a `Problem` stays small enough to return by value.
+    pub retry_after: Option<std::num::NonZeroU32>,
 }
 
 impl Problem {
+    /// Sets `Retry-After` (whole seconds, at least 1).
+    pub fn retry_after(&mut self, secs: u64) {
+        let secs = u32::try_from(secs.max(1)).unwrap_or(u32::MAX);
+        self.retry_after = std::num::NonZeroU32::new(secs);
+    }
+
     pub fn new(
         status: StatusCode,
         kind: &'static str,
@@ -38,6 +47,7 @@ impl Problem {
             errors: Vec::new(),
             extra: Vec::new(),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 
@@ -106,7 +116,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.get()));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

@@ -26,10 +26,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
-/// flight finish (up to [`SHUTDOWN_GRACE`]).
+/// flight finish (up to [`SHUTDOWN_GRACE`]). A peer address with
+/// `limits.connections.per_address` connections open has its next one closed at
+/// once, so that one client cannot take every file descriptor.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: std::sync::Arc<super::limits::Limits>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -53,6 +56,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = limits.open_connection(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this address; closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = app
             .clone()
@@ -69,6 +77,7 @@ pub async fn serve(
             if let Err(err) = conn.await {
                 tracing::debug!(%err, %peer, "connection closed with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

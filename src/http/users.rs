@@ -1,19 +1,19 @@
 //! Built-in accounts: `POST /auth/signup` and `POST /auth/login`.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::auth::unauthorized;
+use super::limits::ClientAddr;
 use super::{AppState, Problem, json_body, json_response, problem};
 use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
@@ -23,9 +23,11 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 256;
 /// Refresh tokens live 30 days; each use replaces it.
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
-/// Failed logins per account, and login attempts per address, in a window.
-const ACCOUNT_FAILURES: usize = 5;
-const ADDRESS_ATTEMPTS: usize = 30;
+/// Failed sign-ins per account and address pair, and per address (any account), in
+/// a window. A slot is taken before the password is checked and given back when
+/// it was right, so concurrent guesses count each, and successes count nothing.
+const PAIR_FAILURES: usize = 5;
+const ADDRESS_FAILURES: usize = 30;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Keys tracked at most (oldest forgotten first), so memory stays bounded.
 const MAX_KEYS: usize = 100_000;
@@ -37,8 +39,10 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// `Err(retry_after)` when `key` already has `limit` events in the window.
-    fn check(&self, key: &str, limit: usize) -> Result<(), Duration> {
+    /// Takes a slot for `key`, or `Err(retry_after)` when it already has `limit`
+    /// events in the window. Checking and taking are one step, so concurrent
+    /// callers cannot all pass the check before any of them counts.
+    fn reserve(&self, key: &str, limit: usize) -> Result<Instant, Duration> {
         let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some(q) = map.get_mut(key) {
@@ -50,21 +54,27 @@ impl Limiter {
                 return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
             }
         }
-        Ok(())
-    }
-
-    fn hit(&self, key: &str) {
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
-            let now = Instant::now();
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
             if map.len() >= MAX_KEYS {
                 map.clear();
             }
         }
-        map.entry(key.to_string())
-            .or_default()
-            .push_back(Instant::now());
+        map.entry(key.to_string()).or_default().push_back(now);
+        Ok(now)
+    }
+
+    /// Gives back a slot taken by [`Limiter::reserve`].
+    fn release(&self, key: &str, slot: Instant) {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = map.get_mut(key) {
+            if let Some(i) = q.iter().rposition(|t| *t == slot) {
+                q.remove(i);
+            }
+            if q.is_empty() {
+                map.remove(key);
+            }
+        }
     }
 
     fn clear(&self, key: &str) {
@@ -75,26 +85,42 @@ impl Limiter {
     }
 }
 
-/// Login limits of one server instance.
+/// Failed sign-ins of one server instance.
 #[derive(Debug, Default)]
 pub struct LoginLimits {
-    accounts: Limiter,
+    /// By account and client address together: a stranger's guesses never lock
+    /// the owner out from the owner's own address.
+    pairs: Limiter,
+    /// By client address, whatever the account: one address guessing many accounts.
     addresses: Limiter,
 }
 
 fn too_many(retry: Duration, what: &str) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate-limited",
-        "Too many attempts",
+    super::limits::too_many(
+        retry,
         format!(
             "too many {what}; try again in {} seconds",
             retry.as_secs().max(1)
         ),
-    );
-    p.extra
-        .push(("retry_after".into(), json!(retry.as_secs().max(1))));
-    p
+    )
+}
+
+/// Runs argon2 on the blocking pool under one of the process's hash permits, so
+/// that at most `limits.password_hashes` hashes (~19 MiB each) run at once. The
+/// permit goes with the work: a request abandoned meanwhile does not free it
+/// before the hash is done.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let permit = state.limits.hashes.clone().acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await
+    .ok()
 }
 
 fn not_enabled() -> Problem {
@@ -228,11 +254,14 @@ fn password_of(obj: &mut Map<String, Value>) -> Result<String, FieldError> {
 
 pub(super) async fn signup(
     State(state): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.load_full();
     let (users, e) = accounts(&engine)?;
+    let addr = addr.map(|Extension(a)| a).unwrap_or(ClientAddr(None));
+    state.limits.signup(addr)?;
     let mut value = json_body(&headers, body)?;
     let Some(obj) = value.as_object_mut() else {
         return Err(Problem::invalid(vec![FieldError::new(
@@ -261,9 +290,8 @@ pub(super) async fn signup(
         }
     };
     let password = password.unwrap_or_default();
-    let hashed = tokio::task::spawn_blocking(move || hash(&password))
+    let hashed = hashing(&state, move || hash(&password))
         .await
-        .ok()
         .flatten()
         .ok_or_else(Problem::internal)?;
     let system = Principal::system();
@@ -287,7 +315,7 @@ pub(super) async fn signup(
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -315,40 +343,58 @@ pub(super) async fn login(
         }
         return Err(Problem::invalid(errors));
     }
-    let address = peer
-        .map(|Extension(ConnectInfo(a))| a.ip().to_string())
-        .unwrap_or_else(|| "local".to_string());
-    let account_key = email.to_lowercase();
-    state
-        .limits
+    // The real client (through trusted proxies), `local` for in-process calls.
+    let address = addr
+        .map(|Extension(a)| a)
+        .unwrap_or(ClientAddr(None))
+        .text();
+    let pair = format!("{}\n{address}", email.to_lowercase());
+    let limits = &state.limits.login;
+    let address_slot = limits
         .addresses
-        .check(&address, ADDRESS_ATTEMPTS)
-        .map_err(|retry| too_many(retry, "sign-in attempts from this address"))?;
-    state
-        .limits
-        .accounts
-        .check(&account_key, ACCOUNT_FAILURES)
-        .map_err(|retry| too_many(retry, "failed sign-ins for this account"))?;
-    state.limits.addresses.hit(&address);
-    let found = state
-        .store
-        .credentials(&e, &email)
-        .await
-        .map_err(|err| problem::from_store(err, &e.name))?;
+        .reserve(&address, ADDRESS_FAILURES)
+        .map_err(|retry| too_many(retry, "failed sign-ins from this address"))?;
+    let pair_slot = match limits.pairs.reserve(&pair, PAIR_FAILURES) {
+        Ok(slot) => slot,
+        Err(retry) => {
+            limits.addresses.release(&address, address_slot);
+            return Err(too_many(
+                retry,
+                "failed sign-ins for this account from this address",
+            ));
+        }
+    };
+    // Not a wrong password: the slots go back.
+    let give_back = || {
+        limits.addresses.release(&address, address_slot);
+        limits.pairs.release(&pair, pair_slot);
+    };
+    let found = match state.store.credentials(&e, &email).await {
+        Ok(found) => found,
+        Err(err) => {
+            give_back();
+            return Err(problem::from_store(err, &e.name));
+        }
+    };
     // Verify against a real hash even for unknown emails, so that timing does not
     // tell which emails have accounts.
     const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$6Zl8S0yBVbLLKqdxUqoEEQnFJtVQJWZpA0qcPaQUjlQ";
     let (id, stored) = found
         .clone()
         .unwrap_or_else(|| (String::new(), DECOY.to_string()));
-    let ok = tokio::task::spawn_blocking(move || verify(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = match hashing(&state, move || verify(&password, &stored)).await {
+        Some(ok) => ok,
+        None => {
+            give_back();
+            return Err(Problem::internal());
+        }
+    };
     if !ok || found.is_none() {
-        state.limits.accounts.hit(&account_key);
+        // Both slots stay taken: they are this failure.
         return Err(unauthorized("wrong email or password"));
     }
-    state.limits.accounts.clear(&account_key);
+    limits.addresses.release(&address, address_slot);
+    limits.pairs.clear(&pair);
     let uid = uuid::Uuid::parse_str(&id).map_err(|_| Problem::internal())?;
     let rec = state
         .store

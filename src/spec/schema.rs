@@ -241,6 +241,54 @@ pub fn settings_schema() -> Value {
                 }
             },
             "mode": { "enum": ["development", "production"], "description": "production: `serve` never changes the schema and refuses to start while migrations are pending." },
+            "limits": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Abuse limits of the HTTP API (docs/limits.md); read when `serve` starts.",
+                "properties": {
+                    "requests": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "description": "A token bucket per principal and per client address, for every route but /_/health (default 200 a second, bursts of 400).",
+                        "properties": {
+                            "per_second": { "type": "integer", "minimum": 1, "maximum": 1000000 },
+                            "per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000 },
+                            "burst": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Requests at once before the rate applies (default: two seconds' worth)." }
+                        },
+                        "not": { "required": ["per_second", "per_minute"] }
+                    },
+                    "trusted_proxies": {
+                        "type": "array",
+                        "items": { "type": "string" },
+                        "description": "IP addresses or CIDR blocks of reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client (default: none)."
+                    },
+                    "signup": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Signups per client address per minute (default 10)." }
+                        }
+                    },
+                    "connections": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "per_address": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "TCP connections open at once per client address; trusted proxies are exempt (default 256)." }
+                        }
+                    },
+                    "password_hashes": { "type": "integer", "minimum": 1, "maximum": 1024, "description": "Password hashes computed at once by the process (default 4; about 19 MiB each)." },
+                    "streams": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "description": "Open event streams (GET /api/{plural}/events).",
+                        "properties": {
+                            "per_principal": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Default 10." },
+                            "per_address": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Default 30." },
+                            "total": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Default 1000." }
+                        }
+                    }
+                }
+            },
             "webhooks": {
                 "type": "object",
                 "description": "Endpoints that workflow `after_commit` effects post to, by name.",

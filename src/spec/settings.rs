@@ -18,6 +18,94 @@ pub struct Settings {
     pub webhooks: Vec<WebhookDef>,
     /// `mode: production`: `serve` never changes the schema.
     pub production: bool,
+    /// Abuse limits (`limits`): rates, concurrent password hashes, event streams.
+    pub limits: LimitSettings,
+}
+
+/// `limits`: what one caller may use of the server (docs/limits.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    /// Requests per minute per principal and per client address (token bucket);
+    /// written as `per_second` or `per_minute`.
+    pub requests_per_minute: u32,
+    /// Requests a caller may make at once before the rate applies.
+    pub requests_burst: u32,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Signups per client address per minute.
+    pub signup_per_minute: u32,
+    /// Password hashes computed at once in this process (argon2 uses ~19 MiB each).
+    pub password_hashes: u32,
+    /// Event streams open at once per principal, per client address, in total.
+    pub streams_per_principal: u32,
+    pub streams_per_address: u32,
+    pub streams_total: u32,
+    /// Connections open at once per client address (trusted proxies exempt).
+    pub connections_per_address: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> LimitSettings {
+        LimitSettings {
+            requests_per_minute: 200 * 60,
+            requests_burst: 400,
+            trusted_proxies: Vec::new(),
+            signup_per_minute: 10,
+            password_hashes: 4,
+            streams_per_principal: 10,
+            streams_per_address: 30,
+            streams_total: 1000,
+            connections_per_address: 256,
+        }
+    }
+}
+
+/// An address or a CIDR block (`10.0.0.0/8`, `::1`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpRange {
+    /// `None` unless `text` is an IP address, optionally with `/prefix`.
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+        };
+        Some(IpRange { addr, prefix })
+    }
+
+    /// Whether `ip` is in this range (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `webhooks.<name>`: where an `after_commit` effect posts to.
@@ -88,7 +176,7 @@ pub struct UsersSettings {
     pub pos: Pos,
 }
 
-pub const SETTINGS_KEYS: [&str; 7] = [
+pub const SETTINGS_KEYS: [&str; 8] = [
     "name",
     "description",
     "database",
@@ -96,6 +184,15 @@ pub const SETTINGS_KEYS: [&str; 7] = [
     "auth",
     "webhooks",
     "mode",
+    "limits",
+];
+const LIMITS_KEYS: [&str; 6] = [
+    "requests",
+    "trusted_proxies",
+    "signup",
+    "password_hashes",
+    "streams",
+    "connections",
 ];
 const WEBHOOK_KEYS: [&str; 4] = ["url", "secret_env", "headers", "timeout"];
 const AUTH_KEYS: [&str; 4] = ["jwt", "users", "claims", "open_without_policies"];
@@ -167,7 +264,121 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
     if let Some(hooks) = get(map, "webhooks") {
         settings.webhooks = parse_webhooks(sink, hooks);
     }
+    if let Some(limits) = get(map, "limits")
+        && let Some(lm) = map_with_keys(sink, limits, "`limits`", &LIMITS_KEYS)
+    {
+        settings.limits = parse_limits(sink, lm);
+    }
     settings
+}
+
+/// A whole number from 1 to `max`, or an error naming the key.
+fn positive(sink: &mut Sink<'_>, node: &Node, what: &str, max: u32) -> Option<u32> {
+    let v = whole_number(sink, node, what)?;
+    if v < 1 || v > i64::from(max) {
+        sink.error_hint(
+            node.pos,
+            "out-of-range",
+            format!("{what} must be from 1 to {max}, not {v}"),
+            "limits cannot be turned off; set a large value to make one generous",
+        );
+        return None;
+    }
+    Some(v as u32)
+}
+
+fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSettings {
+    let mut out = LimitSettings::default();
+    const MAX: u32 = 1_000_000;
+    if let Some(req) = get(lm, "requests")
+        && let Some(rm) = map_with_keys(
+            sink,
+            req,
+            "`limits.requests`",
+            &["per_second", "per_minute", "burst"],
+        )
+    {
+        match (get(rm, "per_second"), get(rm, "per_minute")) {
+            (Some(_), Some(n)) => sink.error_hint(
+                n.pos,
+                "conflicting-keys",
+                "`limits.requests` takes `per_second` or `per_minute`, not both",
+                "keep one of them",
+            ),
+            (Some(n), None) => {
+                if let Some(v) = positive(sink, n, "`limits.requests.per_second`", MAX) {
+                    out.requests_per_minute = v.saturating_mul(60);
+                }
+            }
+            (None, Some(n)) => {
+                if let Some(v) = positive(sink, n, "`limits.requests.per_minute`", MAX) {
+                    out.requests_per_minute = v;
+                }
+            }
+            (None, None) => {}
+        }
+        match get(rm, "burst") {
+            Some(n) => {
+                out.requests_burst =
+                    positive(sink, n, "`limits.requests.burst`", MAX).unwrap_or(out.requests_burst)
+            }
+            // Without a burst: two seconds' worth, at least one request.
+            None => out.requests_burst = (out.requests_per_minute / 30).clamp(1, MAX),
+        }
+    }
+    if let Some(tp) = get(lm, "trusted_proxies") {
+        for entry in name_list(sink, tp, "`limits.trusted_proxies`") {
+            match IpRange::parse(&entry.name) {
+                Some(range) => out.trusted_proxies.push(range),
+                None => sink.error_hint(
+                    entry.pos,
+                    "invalid-address",
+                    format!("`{}` is not an IP address or CIDR block", entry.name),
+                    "write an address like `127.0.0.1` or `::1`, or a block like `10.0.0.0/8`",
+                ),
+            }
+        }
+    }
+    if let Some(signup) = get(lm, "signup")
+        && let Some(sm) = map_with_keys(sink, signup, "`limits.signup`", &["per_minute"])
+        && let Some(n) = get(sm, "per_minute")
+    {
+        out.signup_per_minute =
+            positive(sink, n, "`limits.signup.per_minute`", MAX).unwrap_or(out.signup_per_minute);
+    }
+    if let Some(c) = get(lm, "connections")
+        && let Some(cm) = map_with_keys(sink, c, "`limits.connections`", &["per_address"])
+        && let Some(n) = get(cm, "per_address")
+    {
+        out.connections_per_address = positive(sink, n, "`limits.connections.per_address`", MAX)
+            .unwrap_or(out.connections_per_address);
+    }
+    if let Some(n) = get(lm, "password_hashes") {
+        out.password_hashes =
+            positive(sink, n, "`limits.password_hashes`", 1024).unwrap_or(out.password_hashes);
+    }
+    if let Some(streams) = get(lm, "streams")
+        && let Some(sm) = map_with_keys(
+            sink,
+            streams,
+            "`limits.streams`",
+            &["per_principal", "per_address", "total"],
+        )
+    {
+        if let Some(n) = get(sm, "per_principal") {
+            out.streams_per_principal = positive(sink, n, "`limits.streams.per_principal`", MAX)
+                .unwrap_or(out.streams_per_principal);
+        }
+        if let Some(n) = get(sm, "per_address") {
+            out.streams_per_address = positive(sink, n, "`limits.streams.per_address`", MAX)
+                .unwrap_or(out.streams_per_address);
+        }
+        if let Some(n) = get(sm, "total") {
+            out.streams_total =
+                positive(sink, n, "`limits.streams.total`", MAX).unwrap_or(out.streams_total);
+        }
+    }
+    out
 }
 
 fn parse_webhooks(sink: &mut Sink<'_>, node: &Node) -> Vec<WebhookDef> {

@@ -465,8 +465,12 @@ impl Store {
                 }
                 Decision::Allow(_) => {}
             }
+            // Guards are evaluated, and their reasons told, only for transitions the
+            // caller may fire: otherwise they would reveal the state of the record
+            // (and of related ones) to callers the policy keeps out.
+            let permitted = reasons.is_empty();
             let ctx = Workflow::context(e, &rec, who, &t.input, &empty);
-            for g in &t.guards {
+            for g in t.guards.iter().filter(|_| permitted) {
                 match g {
                     Guard::Check {
                         uses_input: true, ..
