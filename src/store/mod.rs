@@ -6,6 +6,7 @@ mod aggregate;
 mod changes;
 mod crud;
 mod ddl;
+pub mod deadline;
 mod expand;
 mod explain;
 pub mod filter;
@@ -48,6 +49,8 @@ pub struct Store {
     queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Woken when this process commits webhook deliveries to the outbox.
     outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// How long a request may take ([`deadline`]); PostgreSQL's `statement_timeout`.
+    deadline: Duration,
 }
 
 /// What went wrong in the store. The HTTP layer maps each kind to a status.
@@ -121,10 +124,20 @@ pub struct Holder {
 /// How long a request waits for a free database connection before it is answered
 /// 503 (a database that is down makes every connection attempt wait this long).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The longest one SQL statement may run on PostgreSQL (`statement_timeout`).
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+pub use deadline::REQUEST_DEADLINE;
 
 impl Error {
+    /// Was a statement stopped because its request's deadline passed (SQLite's
+    /// progress handler: `SQLITE_INTERRUPT`; PostgreSQL's `statement_timeout`)?
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("9") | Some("57014"))
+            }
+            _ => false,
+        }
+    }
+
     /// Is the database unreachable, or too slow (as opposed to refusing a request)?
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -178,14 +191,22 @@ impl Store {
         }
     }
 
-    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`, with the
+    /// default request deadline ([`REQUEST_DEADLINE`]).
     pub async fn connect(url: &str) -> Result<Store, Error> {
+        Store::connect_with_deadline(url, REQUEST_DEADLINE).await
+    }
+
+    /// Opens `url` for requests that may take at most `deadline`: SQLite statements
+    /// stop when the deadline of their request ([`deadline::scope`]) passes;
+    /// PostgreSQL statements have a `statement_timeout` of `deadline`.
+    pub async fn connect_with_deadline(url: &str, deadline: Duration) -> Result<Store, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::Connect(e.to_string()))?
                 .options([(
                     "statement_timeout",
-                    format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+                    format!("{}ms", deadline.as_millis().max(1)),
                 )]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
@@ -199,6 +220,7 @@ impl Store {
                 pool: Pool::Postgres(pool),
                 queries: Default::default(),
                 outbox_wake: Default::default(),
+                deadline,
             })
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -242,6 +264,11 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .test_before_acquire(false)
+                // Each task that takes a connection arms it with its own deadline.
+                .after_connect(|conn, _| Box::pin(deadline::arm(conn)))
+                .before_acquire(|conn, _| {
+                    Box::pin(async move { deadline::arm(conn).await.map(|()| true) })
+                })
                 .connect_with(options)
                 .await
                 .map_err(|e| Error::Connect(e.to_string()))?;
@@ -249,12 +276,18 @@ impl Store {
                 pool: Pool::Sqlite(pool),
                 queries: Default::default(),
                 outbox_wake: Default::default(),
+                deadline,
             })
         } else {
             Err(Error::Connect(format!(
                 "`{url}` is not a database URL; use sqlite://path/to/file.db or postgres://user:password@host/db"
             )))
         }
+    }
+
+    /// How long a request on this store may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     pub fn dialect(&self) -> Dialect {
