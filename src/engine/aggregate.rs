@@ -312,6 +312,7 @@ pub fn aggregate_request(
                     hint: e.hint,
                     column: Some(e.column),
                 })?;
+                super::query::budget(engine, e, &cond)?;
                 let scope = Scope {
                     hidden: hidden.to_vec(),
                     ..Scope::default()

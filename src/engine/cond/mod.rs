@@ -14,6 +14,7 @@
 //! (SQL, three-valued) semantics.
 
 pub mod check;
+pub mod cost;
 pub mod eval;
 pub mod parse;
 
