@@ -596,6 +596,15 @@ impl Store {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let policy = permitted(engine, e, "list", who)?;
+        let heavy = req.search.is_some()
+            || req
+                .filter
+                .as_ref()
+                .is_some_and(crate::engine::cond::cost::steps_through_relations);
+        let _turn = match heavy {
+            true => Some(self.heavy_slot().await),
+            false => None,
+        };
         let mut q = select(e);
         let mut compiler = Compiler::new(dialect, &ctx);
         let combined = match &req.filter {

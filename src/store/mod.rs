@@ -51,6 +51,8 @@ pub struct Store {
     outbox_wake: std::sync::Arc<tokio::sync::Notify>,
     /// How long a request may take ([`deadline`]); PostgreSQL's `statement_timeout`.
     deadline: Duration,
+    /// Connections that expensive reads may hold at once (see [`Store::heavy_slot`]).
+    heavy: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// What went wrong in the store. The HTTP layer maps each kind to a status.
@@ -125,6 +127,18 @@ pub struct Holder {
 /// 503 (a database that is down makes every connection attempt wait this long).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub use deadline::REQUEST_DEADLINE;
+
+/// Connections of a PostgreSQL pool.
+pub const PG_CONNECTIONS: u32 = 16;
+/// Connections of a SQLite pool (on a file; an in-memory database has one).
+pub const SQLITE_CONNECTIONS: u32 = 8;
+
+/// Half of a pool's connections (at least one) for expensive reads.
+fn heavy_slots(connections: u32) -> std::sync::Arc<tokio::sync::Semaphore> {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(
+        (connections as usize / 2).max(1),
+    ))
+}
 
 impl Error {
     /// Was a statement stopped because its request's deadline passed (SQLite's
@@ -209,7 +223,7 @@ impl Store {
                     format!("{}ms", deadline.as_millis().max(1)),
                 )]);
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(PG_CONNECTIONS)
                 .min_connections(1)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
@@ -221,6 +235,7 @@ impl Store {
                 queries: Default::default(),
                 outbox_wake: Default::default(),
                 deadline,
+                heavy: heavy_slots(PG_CONNECTIONS),
             })
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -257,9 +272,10 @@ impl Store {
                     .map_err(|e| Error::Connect(e.to_string()))?;
                 let _ = first.close().await;
             }
+            // One in-memory database exists per connection: keep exactly one.
+            let connections = if in_memory { 1 } else { SQLITE_CONNECTIONS };
             let pool = SqlitePoolOptions::new()
-                // One in-memory database exists per connection: keep exactly one.
-                .max_connections(if in_memory { 1 } else { 8 })
+                .max_connections(connections)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -277,11 +293,24 @@ impl Store {
                 queries: Default::default(),
                 outbox_wake: Default::default(),
                 deadline,
+                heavy: heavy_slots(connections),
             })
         } else {
             Err(Error::Connect(format!(
                 "`{url}` is not a database URL; use sqlite://path/to/file.db or postgres://user:password@host/db"
             )))
+        }
+    }
+
+    /// A turn for an expensive read (a full-text search, a caller's filter through
+    /// relations): at most half of the pool's connections run such reads at once, so
+    /// that the other half stays free for everything else however many expensive
+    /// requests arrive together. Waiting for a turn ends with the request's deadline.
+    pub(crate) async fn heavy_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed.
+        match self.heavy.acquire().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the semaphore of heavy reads is never closed"),
         }
     }
 

@@ -16,6 +16,7 @@
 //!
 //! A condition that costs more than [`MAX_FILTER_COST`] is refused (400).
 
+use super::check::Typed;
 use super::{Cond, Path};
 use crate::engine::{Engine, Entity};
 use crate::spec::FieldType;
@@ -118,4 +119,17 @@ pub fn within_budget(engine: &Engine, e: &Entity, cond: &Cond) -> Result<(), Ove
         message,
         hint,
     })
+}
+
+/// Does a checked condition step through a relation (a correlated subquery)?
+/// The store gives such requests only some of its connections.
+pub fn steps_through_relations(t: &Typed) -> bool {
+    match t {
+        Typed::Const(_) | Typed::Pred { .. } => false,
+        Typed::Hop { .. } | Typed::Links { .. } => true,
+        Typed::And(a, b) | Typed::Or(a, b) => {
+            steps_through_relations(a) || steps_through_relations(b)
+        }
+        Typed::Not(inner) => steps_through_relations(inner),
+    }
 }
