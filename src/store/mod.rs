@@ -213,14 +213,18 @@ impl Store {
 
     /// Opens `url` for requests that may take at most `deadline`: SQLite statements
     /// stop when the deadline of their request ([`deadline::scope`]) passes;
-    /// PostgreSQL statements have a `statement_timeout` of `deadline`.
+    /// PostgreSQL statements have a `statement_timeout` of `deadline` (both less
+    /// [`deadline::ANSWER_MARGIN`], to answer in time).
     pub async fn connect_with_deadline(url: &str, deadline: Duration) -> Result<Store, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::Connect(e.to_string()))?
                 .options([(
                     "statement_timeout",
-                    format!("{}ms", deadline.as_millis().max(1)),
+                    format!(
+                        "{}ms",
+                        deadline::statement_limit(deadline).as_millis().max(1)
+                    ),
                 )]);
             let pool = PgPoolOptions::new()
                 .max_connections(PG_CONNECTIONS)
