@@ -134,15 +134,22 @@ fn searchable(engine: &Engine, e: &Entity, who: &Principal) -> (Vec<String>, Vec
 /// index's columns when `cols` is every search field). Each word is a quoted string,
 /// so FTS5 operators and column names in the input are read as text.
 fn fts_query(e: &Entity, cols: &[String], words: &str) -> String {
-    let words = words
+    // A "word" without letters or digits has no token: it is left out, as
+    // PostgreSQL's `plainto_tsquery` leaves it out (nothing left matches nothing).
+    let words: Vec<String> = words
         .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ");
+        .collect();
+    let words = match words.is_empty() {
+        true => "\"\"".to_string(),
+        false => words.join(" "),
+    };
     if cols.len() == e.search.len() {
         words
     } else {
-        // Column names come from the validated model (snake_case).
+        // Column names come from the validated model; quoted all the same.
+        let cols: Vec<String> = cols.iter().map(|c| super::quote(c)).collect();
         format!("{{{}}} : ({words})", cols.join(" "))
     }
 }
