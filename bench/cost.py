@@ -19,7 +19,8 @@ search field is hidden from the role `reader`).
    Reports the cheap requests' p50 / p99 / errors and what the expensive ones got.
 
     cargo build --release --bin trellis
-    python3 bench/cost.py --db sqlite|postgres|both [--seconds 10]
+    python3 bench/cost.py --db sqlite|postgres|both [--seconds 10] [--parts q,qstorm]
+        [--trellis path/to/an/older/trellis]
     (PostgreSQL: TRELLIS_BENCH_PG_URL or TRELLIS_TEST_PG_URL)
 """
 
@@ -201,7 +202,7 @@ def run_db(db, args, pg_admin):
         url = re.sub(r"/[^/?]*(\?|$)", f"/{name}\\1", pg_admin, count=1)
     env = dict(os.environ, BENCH_JWT_SECRET=b.SECRET, RUST_LOG="warn")
     port = b.free_port()
-    cmd = [os.path.join(ROOT, "target", "release", "trellis"), "serve", project, "--port", str(port),
+    cmd = [args.trellis, "serve", project, "--port", str(port),
            "--no-watch", "--database-url", url]
     b.stop(b.start(cmd, port, env))
     t = time.time()
@@ -217,7 +218,8 @@ def run_db(db, args, pg_admin):
     report = {}
     sample = [rng.choice(vocab) for _ in range(args.queries)]
     common = vocab[:10]
-    for who, tok in (("admin", admin), ("reader", reader)):
+    parts = args.parts.split(",")
+    for who, tok in (("admin", admin), ("reader", reader)) if "q" in parts else ():
         c = Client(port, tok)
         ranked(c, sample[:20])  # warm-up
         for label, qs in (("uniform words", sample), ("10 commonest words", common * 3), ("lorem (every row)", ["lorem"] * 5)):
@@ -231,7 +233,9 @@ def run_db(db, args, pg_admin):
         ("8 x q=lorem", "/api/docs?q=lorem&limit=20"),
         ("8 x heaviest filter", "/api/docs?limit=20&filter=" + urllib.parse.quote(heavy_filter)),
     ]
-    for label, path in storms:
+    for (label, path), part in zip(storms, ("alone", "qstorm", "filterstorm")):
+        if part not in parts:
+            continue
         s = storm(port, admin, path, ids_file, args.seconds, work)
         report[("storm", label)] = s
         print(f"{db:8} get by id, {label:20} {s['rps']:8.0f}/s p50 {s['p50']:7.2f} p99 {s['p99']:8.2f} ms "
@@ -247,6 +251,10 @@ def main():
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--parts", default="q,alone,qstorm,filterstorm",
+                    help="comma-separated: q (ranked search), alone, qstorm, filterstorm")
+    ap.add_argument("--trellis", default=os.path.join(ROOT, "target", "release", "trellis"),
+                    help="the server binary (e.g. one built from an earlier commit)")
     args = ap.parse_args()
     pg_admin = os.environ.get("TRELLIS_BENCH_PG_URL") or os.environ.get("TRELLIS_TEST_PG_URL", "")
     for db in ["sqlite", "postgres"] if args.db == "both" else [args.db]:
