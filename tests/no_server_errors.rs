@@ -1,5 +1,5 @@
 //! No client input may produce a 5xx: random bodies for every field of the root
-//! project's entities, on SQLite and PostgreSQL.
+//! project's entities, and random full-text searches (`q`), on SQLite and PostgreSQL.
 
 mod common;
 
@@ -139,4 +139,92 @@ async fn random_bodies_never_fail_the_server(db: Db) {
     );
 }
 
-both!(random_bodies_never_fail_the_server);
+/// `q` text full of full-text syntax (FTS5 and tsquery operators, quotes, column
+/// filters, NUL and other control characters), for an administrator and a
+/// contractor, ranked and sorted, with and without a count.
+async fn random_searches_never_fail_the_server(db: Db) {
+    let app = Arc::new(TestApp::root(db).await);
+    let org = app
+        .create("organizations", json!({ "name": "Acme", "slug": "acme" }))
+        .await;
+    for title in ["Rust backend", "Design \"system\" (v2)", "NEAR OR AND: *x*"] {
+        app.seed(
+            "projects",
+            json!({ "title": title, "summary": "lorem ipsum {title} : x", "client": org, "status": "open" }),
+        )
+        .await;
+    }
+    let contractor = app.token(&uuid::Uuid::now_v7().to_string(), &["contractor"]);
+    let handle = tokio::runtime::Handle::current();
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let word = prop_oneof![
+            4 => "[a-zA-Z0-9éß]{1,8}",
+            4 => r#"[\"*^:(){}+\-'\\%_.,;!&|<>@\[\]~]{1,4}"#,
+            1 => Just("\u{0}".to_string()),
+            1 => Just("\u{1}\u{7f}".to_string()),
+            2 => prop_oneof![
+                Just("NEAR".to_string()), Just("OR".to_string()), Just("AND".to_string()),
+                Just("NOT".to_string()), Just("title".to_string()), Just("summary".to_string()),
+                Just("rank".to_string()), Just("rowid".to_string()),
+            ],
+        ];
+        let strategy = (
+            prop::collection::vec(word, 1..6),
+            prop::collection::vec(
+                prop_oneof![Just(" "), Just(""), Just("\t"), Just(":")],
+                1..6,
+            ),
+            0..4usize,
+            any::<bool>(),
+        );
+        runner
+            .run(&strategy, |(words, glue, shape, as_contractor)| {
+                let mut q = String::new();
+                for (n, w) in words.iter().enumerate() {
+                    q.push_str(w);
+                    q.push_str(glue[n % glue.len()]);
+                }
+                let encoded: String = q
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                let rest = [
+                    "",
+                    "&sort=-title",
+                    "&count=true",
+                    "&limit=1&count=true&sort=title",
+                ][shape];
+                let path = format!("/api/projects?q={encoded}{rest}");
+                let client = match as_contractor {
+                    true => app2.as_user(&contractor),
+                    false => app2.client.clone(),
+                };
+                let res = handle.block_on(client.get(&path));
+                prop_assert!(
+                    res.status.as_u16() < 500,
+                    "GET {path} ({q:?}) -> {} {}",
+                    res.status,
+                    res.body
+                );
+                Ok(())
+            })
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(app.get("/_/health").await.status, 200);
+}
+
+both!(
+    random_bodies_never_fail_the_server,
+    random_searches_never_fail_the_server
+);

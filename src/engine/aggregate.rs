@@ -330,6 +330,7 @@ pub fn aggregate_request(
                     hint: e.hint,
                     column: Some(e.column),
                 })?;
+                super::query::budget(engine, e, &cond)?;
                 let scope = Scope {
                     hidden: hidden.to_vec(),
                     rows: engine.access.readable_rows(engine, who),

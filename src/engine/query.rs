@@ -279,6 +279,13 @@ pub fn list_request(
                         None,
                     ));
                 }
+                if q.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+                    return Err(ParamError::new(
+                        "q",
+                        "`q` may not contain control characters (such as NUL)".to_string(),
+                        Some("search for words: letters, digits and punctuation".into()),
+                    ));
+                }
                 if e.search.is_empty() {
                     return Err(ParamError::new(
                         "q",
@@ -369,6 +376,7 @@ pub fn filter(
         hint: err.hint,
         column: Some(err.column),
     })?;
+    budget(engine, e, &cond)?;
     let scope = Scope {
         hidden: hidden.to_vec(),
         rows: engine.access.readable_rows(engine, who),
@@ -379,6 +387,17 @@ pub fn filter(
         column: Some(err.column()),
         message: err.message,
         hint: err.hint,
+    })
+}
+
+/// Refuses a caller's condition over the cost budget
+/// ([`super::cond::cost::MAX_FILTER_COST`]) as a 400 on `filter`.
+pub fn budget(engine: &Engine, e: &Entity, cond: &super::cond::Cond) -> Result<(), ParamError> {
+    super::cond::cost::within_budget(engine, e, cond).map_err(|over| ParamError {
+        param: "filter".into(),
+        message: over.message,
+        hint: Some(over.hint),
+        column: None,
     })
 }
 

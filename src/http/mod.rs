@@ -124,7 +124,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Deadline)
+        .layer(Deadline(state.store.deadline()))
         .layer(limits::RateLimit(state.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
@@ -178,23 +178,26 @@ async fn health(State(state): State<AppState>) -> Response {
 
 /// Every request is answered within this time (a 503 problem otherwise). Streams
 /// (`/events`) are not cut: their response starts at once.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The store's deadline ([`Store::connect_with_deadline`]) replaces it when shorter
+/// or longer.
+pub const REQUEST_TIMEOUT: std::time::Duration = crate::store::REQUEST_DEADLINE;
 
-/// Abandons a request after [`REQUEST_TIMEOUT`] with a 503 problem. A plain
-/// layer rather than `middleware::from_fn`, which clones the whole router
-/// service for every request.
+/// Abandons a request after its deadline (the store's, [`REQUEST_TIMEOUT`] by
+/// default) with a 503 problem, and gives the deadline to the store, whose
+/// statements stop when it passes. A plain layer rather than `middleware::from_fn`,
+/// which clones the whole router service for every request.
 #[derive(Clone, Copy)]
-struct Deadline;
+struct Deadline(std::time::Duration);
 
 impl<S> tower::Layer<S> for Deadline {
     type Service = WithDeadline<S>;
     fn layer(&self, inner: S) -> WithDeadline<S> {
-        WithDeadline(inner)
+        WithDeadline(inner, self.0)
     }
 }
 
 #[derive(Clone)]
-struct WithDeadline<S>(S);
+struct WithDeadline<S>(S, std::time::Duration);
 
 impl<S> tower::Service<axum::extract::Request> for WithDeadline<S>
 where
@@ -220,21 +223,23 @@ where
 
     fn call(&mut self, req: axum::extract::Request) -> Self::Future {
         let (req, body_done) = limits::watch_body(req);
-        let answer = self.0.call(req);
+        let limit = self.1;
+        let until = std::time::Instant::now() + limit;
+        let answer = crate::store::deadline::scope(until, self.0.call(req));
         Box::pin(async move {
-            match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            match tokio::time::timeout(limit, answer).await {
                 Ok(res) => res,
                 // The client had not sent its whole body: its delay, not ours.
                 Err(_) if !body_done.load(std::sync::atomic::Ordering::Relaxed) => {
-                    Ok(limits::body_timeout(REQUEST_TIMEOUT))
+                    Ok(limits::body_timeout(limit))
                 }
                 Err(_) => Ok(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",
                     "Request timeout",
                     format!(
-                        "the request took longer than {} s and was abandoned",
-                        REQUEST_TIMEOUT.as_secs()
+                        "the request took longer than {} ms and was abandoned",
+                        limit.as_millis()
                     ),
                 )
                 .into_response()),

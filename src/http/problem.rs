@@ -154,6 +154,19 @@ pub fn unavailable() -> Problem {
     p
 }
 
+/// A statement stopped because its request's deadline passed.
+pub fn too_slow() -> Problem {
+    let mut p = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "Took too long",
+        "the request took too long and was stopped; ask for less (a narrower filter or \
+         search, fewer relation paths, a smaller page) or try again later",
+    );
+    p.extra.push(("retry_after".into(), json!(5)));
+    p
+}
+
 /// What a store error means to a client.
 pub fn from_store(err: store::Error, entity: &str) -> Problem {
     match err {
@@ -270,6 +283,10 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                 "Workflow effect failed",
                 why,
             )
+        }
+        other if other.is_timeout() => {
+            tracing::warn!(error = %other, "statement stopped at the request's deadline");
+            too_slow()
         }
         other if other.is_unavailable() => {
             tracing::warn!(error = %other, "database unavailable");

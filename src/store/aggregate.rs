@@ -120,6 +120,12 @@ impl Store {
     ) -> Result<Vec<Map<String, Value>>, Error> {
         let dialect = self.dialect();
         let policy = super::crud::permitted(engine, e, "aggregate", who)?;
+        let _turn = match &req.filter {
+            Some(f) if crate::engine::cond::cost::steps_through_relations(f) => {
+                Some(self.heavy_slot().await)
+            }
+            _ => None,
+        };
         let cond = match &req.filter {
             Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
             None => policy,

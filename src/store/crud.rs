@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use sea_query::{
-    Asterisk, Expr, ExprTrait, NullOrdering, Order, PostgresQueryBuilder, Query, SelectStatement,
-    SqliteQueryBuilder,
+    Asterisk, Expr, ExprTrait, JoinType, NullOrdering, Order, PostgresQueryBuilder, Query,
+    SelectStatement, SqliteQueryBuilder,
 };
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
@@ -87,46 +87,210 @@ fn keyset(dialect: Dialect, sort: &[SortKey], after: &[Cell]) -> Expr {
         .unwrap_or_else(|| Expr::cust("1 = 0"))
 }
 
-/// Full-text search: the condition that a record matches `words`, and an
-/// expression that orders the best matches first.
-fn search_terms(dialect: Dialect, e: &Entity, words: &str) -> (Expr, Expr) {
-    match dialect {
-        Dialect::Sqlite => {
-            // Every word must occur; each is quoted so that FTS5 operators in the
-            // input are read as words.
-            let query = words
-                .split_whitespace()
-                .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let fts = super::quote(&ddl::fts_table(&e.name));
-            (
-                Expr::cust_with_values(
-                    format!("\"t0\".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"),
-                    [query.clone()],
-                ),
-                Expr::cust_with_values(
-                    format!(
-                        "(SELECT rank FROM {fts} WHERE {fts} MATCH ? AND rowid = \"t0\".rowid)"
-                    ),
-                    [query],
-                ),
-            )
+/// At most this many search fields visible only where a condition holds
+/// (`read.where`) take part in a caller's `q`, in declaration order; the others count
+/// as hidden (fail closed). Each adds a term per subset of them.
+pub const MAX_CONDITIONAL_SEARCH_FIELDS: usize = 3;
+
+/// Full-text search as one caller may use it.
+struct Search {
+    /// The condition that a record matches the words through fields the caller may
+    /// read on that record (for the count, and for the page when there is no join).
+    matches: Expr,
+    /// SQLite's relevance order: the full-text index joined once (`rowid`,
+    /// `rank`), aliased `s`; the page then needs `extra` in its WHERE as well.
+    join: Option<(SelectStatement, Option<Expr>)>,
+    /// PostgreSQL's relevance order (best first, ascending).
+    rank: Option<Expr>,
+}
+
+/// The search fields of `e` as `who` may search them: those visible on every
+/// record, and those visible only where a condition holds (with the condition).
+fn searchable(engine: &Engine, e: &Entity, who: &Principal) -> (Vec<String>, Vec<(String, Typed)>) {
+    if !engine.access.enforced || who.system {
+        return (e.search.clone(), Vec::new());
+    }
+    let hidden = engine.access.hidden(&e.name, who);
+    let conditional = engine.access.conditional(&e.name, who);
+    let mut visible = Vec::new();
+    let mut some = Vec::new();
+    for f in &e.search {
+        if hidden.contains(f) {
+            continue;
         }
-        Dialect::Postgres => {
-            let doc = ddl::pg_document(e, Some("t0"));
-            (
-                Expr::cust_with_values(
-                    format!("{doc} @@ plainto_tsquery('simple', $1)"),
-                    [words.to_string()],
-                ),
-                Expr::cust_with_values(
-                    format!("-ts_rank({doc}, plainto_tsquery('simple', $1))"),
-                    [words.to_string()],
-                ),
-            )
+        match conditional.iter().find(|(c, _)| c == f) {
+            Some((_, cond)) => {
+                if some.len() < MAX_CONDITIONAL_SEARCH_FIELDS {
+                    some.push((f.clone(), cond.clone()));
+                }
+            }
+            None => visible.push(f.clone()),
         }
     }
+    (visible, some)
+}
+
+/// The FTS5 query that every word of `words` occurs in the columns `cols` (all of the
+/// index's columns when `cols` is every search field). Each word is a quoted string,
+/// so FTS5 operators and column names in the input are read as text.
+fn fts_query(e: &Entity, cols: &[String], words: &str) -> String {
+    // A "word" without letters or digits has no token: it is left out, as
+    // PostgreSQL's `plainto_tsquery` leaves it out (nothing left matches nothing).
+    let words: Vec<String> = words
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let words = match words.is_empty() {
+        true => "\"\"".to_string(),
+        false => words.join(" "),
+    };
+    if cols.len() == e.search.len() {
+        words
+    } else {
+        // Column names come from the validated model; quoted all the same.
+        let cols: Vec<String> = cols.iter().map(|c| super::quote(c)).collect();
+        format!("{{{}}} : ({words})", cols.join(" "))
+    }
+}
+
+/// Full-text search for `who`: `words` match only through the search fields the
+/// caller may read (on each record, for fields visible under a condition), and the
+/// relevance comes from the fields every record shows this caller.
+fn search_terms(
+    dialect: Dialect,
+    engine: &Engine,
+    e: &Entity,
+    words: &str,
+    who: &Principal,
+    compiler: &mut Compiler<'_>,
+) -> Search {
+    let (visible, conditional) = searchable(engine, e, who);
+    // Every subset of the conditional fields: the record matches through the
+    // visible fields plus those of the subset whose conditions all hold on it.
+    let mut alternatives: Vec<(Vec<String>, Vec<Typed>)> = Vec::new();
+    for mask in 0u32..(1 << conditional.len()) {
+        let mut cols = Vec::new();
+        let mut conds = Vec::new();
+        for f in &e.search {
+            if visible.contains(f) {
+                cols.push(f.clone());
+            } else if let Some(n) = conditional.iter().position(|(c, _)| c == f)
+                && mask & (1 << n) != 0
+            {
+                cols.push(f.clone());
+                conds.push(conditional[n].1.clone());
+            }
+        }
+        if !cols.is_empty() {
+            alternatives.push((cols, conds));
+        }
+    }
+    if alternatives.is_empty() {
+        // Nothing this caller may search: no record matches.
+        return Search {
+            matches: Expr::cust("1 = 0"),
+            join: None,
+            rank: None,
+        };
+    }
+    let guarded = |compiler: &mut Compiler<'_>, conds: &[Typed], m: Expr| {
+        let mut terms: Vec<Expr> = conds.iter().map(|c| compiler.compile(c, "t0")).collect();
+        terms.push(m);
+        all(terms)
+    };
+    match dialect {
+        Dialect::Sqlite => {
+            let table = ddl::fts_table(&e.name);
+            let fts = super::quote(&table);
+            let mut matches = Vec::new();
+            for (cols, conds) in &alternatives {
+                let m = Expr::cust_with_values(
+                    format!("\"t0\".rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)"),
+                    [fts_query(e, cols, words)],
+                );
+                matches.push(guarded(compiler, conds, m));
+            }
+            let matches = any(matches);
+            // The widest match (every field the caller may read somewhere) joins the
+            // index once; the rank weighs only the fields visible on every record.
+            let widest = alternatives
+                .last()
+                .map(|(c, _)| c.clone())
+                .unwrap_or_default();
+            let weights: Vec<&str> = e
+                .search
+                .iter()
+                .map(|f| if visible.contains(f) { "1.0" } else { "0.0" })
+                .collect();
+            let mut sub = Query::select();
+            sub.expr_as(Expr::cust("rowid"), "rowid")
+                .expr_as(
+                    Expr::cust(format!("bm25({fts}, {})", weights.join(", "))),
+                    "rank",
+                )
+                .from(table)
+                .and_where(Expr::cust_with_values(
+                    format!("{fts} MATCH ?"),
+                    [fts_query(e, &widest, words)],
+                ));
+            // With one alternative the join is the whole match.
+            let extra = (alternatives.len() > 1).then(|| matches.clone());
+            Search {
+                matches,
+                join: Some((sub, extra)),
+                rank: None,
+            }
+        }
+        Dialect::Postgres => {
+            // The whole document's match is what the GIN index serves; the match on
+            // the fields the caller may read narrows it down.
+            let indexed = Expr::cust_with_values(
+                format!(
+                    "{} @@ plainto_tsquery('simple', $1)",
+                    ddl::pg_document(e, Some("t0"))
+                ),
+                [words.to_string()],
+            );
+            let everything = visible.len() == e.search.len();
+            let mut narrowed = Vec::new();
+            if !everything {
+                for (cols, conds) in &alternatives {
+                    let m = Expr::cust_with_values(
+                        format!(
+                            "{} @@ plainto_tsquery('simple', $1)",
+                            ddl::pg_document_of(cols, Some("t0"))
+                        ),
+                        [words.to_string()],
+                    );
+                    narrowed.push(guarded(compiler, conds, m));
+                }
+            }
+            let matches = match narrowed.is_empty() {
+                true => indexed,
+                false => indexed.and(any(narrowed)),
+            };
+            let rank = Expr::cust_with_values(
+                format!(
+                    "-ts_rank({}, plainto_tsquery('simple', $1))",
+                    ddl::pg_document_of(&visible, Some("t0"))
+                ),
+                [words.to_string()],
+            );
+            Search {
+                matches,
+                join: None,
+                rank: Some(rank),
+            }
+        }
+    }
+}
+
+fn any(terms: Vec<Expr>) -> Expr {
+    terms
+        .into_iter()
+        .reduce(|a, b| a.or(b))
+        .unwrap_or_else(|| Expr::cust("1 = 0"))
 }
 
 fn all(terms: Vec<Expr>) -> Expr {
@@ -439,6 +603,15 @@ impl Store {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let policy = permitted(engine, e, "list", who)?;
+        let heavy = req.search.is_some()
+            || req
+                .filter
+                .as_ref()
+                .is_some_and(crate::engine::cond::cost::steps_through_relations);
+        let _turn = match heavy {
+            true => Some(self.heavy_slot().await),
+            false => None,
+        };
         let mut q = select(e);
         let mut compiler = Compiler::new(dialect, &ctx);
         let combined = match &req.filter {
@@ -452,17 +625,37 @@ impl Store {
         let search = req
             .search
             .as_ref()
-            .map(|words| search_terms(dialect, e, words));
-        if let Some((matches, _)) = &search {
-            q.and_where(matches.clone());
+            .map(|words| search_terms(dialect, engine, e, words, who, &mut compiler));
+        match &search {
+            // Ranked on SQLite: the index is joined once, and the join matches.
+            Some(Search {
+                join: Some((sub, extra)),
+                ..
+            }) if req.relevance => {
+                q.join_subquery(
+                    JoinType::InnerJoin,
+                    sub.clone(),
+                    "s",
+                    Expr::col(("s".to_string(), "rowid".to_string()))
+                        .equals(("t0".to_string(), "rowid".to_string())),
+                );
+                if let Some(extra) = extra {
+                    q.and_where(extra.clone());
+                }
+                q.order_by(("s".to_string(), "rank".to_string()), Order::Asc);
+            }
+            Some(s) => {
+                q.and_where(s.matches.clone());
+                if req.relevance
+                    && let Some(rank) = &s.rank
+                {
+                    q.order_by_expr(rank.clone(), Order::Asc);
+                }
+            }
+            None => {}
         }
         if let Some(after) = &req.after {
             q.and_where(keyset(dialect, &req.sort, after));
-        }
-        if req.relevance
-            && let Some((_, rank)) = &search
-        {
-            q.order_by_expr(rank.clone(), Order::Asc);
         }
         let offset = (req.relevance && search.is_some()).then_some(req.offset);
         for k in &req.sort {
@@ -536,8 +729,8 @@ impl Store {
             if let Some(f) = filter {
                 c.and_where(f);
             }
-            if let Some((matches, _)) = search {
-                c.and_where(matches);
+            if let Some(search) = search {
+                c.and_where(search.matches);
             }
             Some(on_pool!(self, pool, qb => {
                 let (sql, values) = c.build_sqlx(qb());

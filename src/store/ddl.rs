@@ -131,11 +131,19 @@ pub(crate) fn fts_table(entity: &str) -> String {
 
 /// The text PostgreSQL indexes and searches: the search fields joined by spaces.
 pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
+    pg_document_of(&e.search, alias)
+}
+
+/// The document of some search fields only (what one caller may search); the text
+/// of [`pg_document`] for all of them, so that the GIN index serves it.
+pub(crate) fn pg_document_of(fields: &[String], alias: Option<&str>) -> String {
+    if fields.is_empty() {
+        return "to_tsvector('simple', '')".to_string();
+    }
     let prefix = alias
         .map(|a| format!("{}.", super::quote(a)))
         .unwrap_or_default();
-    let parts: Vec<String> = e
-        .search
+    let parts: Vec<String> = fields
         .iter()
         .map(|f| format!("coalesce({prefix}{}, '')", super::quote(f)))
         .collect();

@@ -6,6 +6,7 @@ mod aggregate;
 mod changes;
 mod crud;
 mod ddl;
+pub mod deadline;
 mod expand;
 mod explain;
 pub mod filter;
@@ -48,6 +49,10 @@ pub struct Store {
     queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Woken when this process commits webhook deliveries to the outbox.
     outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// How long a request may take ([`deadline`]); PostgreSQL's `statement_timeout`.
+    deadline: Duration,
+    /// Connections that expensive reads may hold at once (see [`Store::heavy_slot`]).
+    heavy: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// What went wrong in the store. The HTTP layer maps each kind to a status.
@@ -121,10 +126,32 @@ pub struct Holder {
 /// How long a request waits for a free database connection before it is answered
 /// 503 (a database that is down makes every connection attempt wait this long).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The longest one SQL statement may run on PostgreSQL (`statement_timeout`).
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+pub use deadline::REQUEST_DEADLINE;
+
+/// Connections of a PostgreSQL pool.
+pub const PG_CONNECTIONS: u32 = 16;
+/// Connections of a SQLite pool (on a file; an in-memory database has one).
+pub const SQLITE_CONNECTIONS: u32 = 8;
+
+/// Half of a pool's connections (at least one) for expensive reads.
+fn heavy_slots(connections: u32) -> std::sync::Arc<tokio::sync::Semaphore> {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(
+        (connections as usize / 2).max(1),
+    ))
+}
 
 impl Error {
+    /// Was a statement stopped because its request's deadline passed (SQLite's
+    /// progress handler: `SQLITE_INTERRUPT`; PostgreSQL's `statement_timeout`)?
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("9") | Some("57014"))
+            }
+            _ => false,
+        }
+    }
+
     /// Is the database unreachable, or too slow (as opposed to refusing a request)?
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -178,17 +205,29 @@ impl Store {
         }
     }
 
-    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`, with the
+    /// default request deadline ([`REQUEST_DEADLINE`]).
     pub async fn connect(url: &str) -> Result<Store, Error> {
+        Store::connect_with_deadline(url, REQUEST_DEADLINE).await
+    }
+
+    /// Opens `url` for requests that may take at most `deadline`: SQLite statements
+    /// stop when the deadline of their request ([`deadline::scope`]) passes;
+    /// PostgreSQL statements have a `statement_timeout` of `deadline` (both less
+    /// [`deadline::ANSWER_MARGIN`], to answer in time).
+    pub async fn connect_with_deadline(url: &str, deadline: Duration) -> Result<Store, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::Connect(e.to_string()))?
                 .options([(
                     "statement_timeout",
-                    format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+                    format!(
+                        "{}ms",
+                        deadline::statement_limit(deadline).as_millis().max(1)
+                    ),
                 )]);
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(PG_CONNECTIONS)
                 .min_connections(1)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
@@ -199,6 +238,8 @@ impl Store {
                 pool: Pool::Postgres(pool),
                 queries: Default::default(),
                 outbox_wake: Default::default(),
+                deadline,
+                heavy: heavy_slots(PG_CONNECTIONS),
             })
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
@@ -235,13 +276,19 @@ impl Store {
                     .map_err(|e| Error::Connect(e.to_string()))?;
                 let _ = first.close().await;
             }
+            // One in-memory database exists per connection: keep exactly one.
+            let connections = if in_memory { 1 } else { SQLITE_CONNECTIONS };
             let pool = SqlitePoolOptions::new()
-                // One in-memory database exists per connection: keep exactly one.
-                .max_connections(if in_memory { 1 } else { 8 })
+                .max_connections(connections)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .test_before_acquire(false)
+                // Each task that takes a connection arms it with its own deadline.
+                .after_connect(|conn, _| Box::pin(deadline::arm(conn)))
+                .before_acquire(|conn, _| {
+                    Box::pin(async move { deadline::arm(conn).await.map(|()| true) })
+                })
                 .connect_with(options)
                 .await
                 .map_err(|e| Error::Connect(e.to_string()))?;
@@ -249,12 +296,31 @@ impl Store {
                 pool: Pool::Sqlite(pool),
                 queries: Default::default(),
                 outbox_wake: Default::default(),
+                deadline,
+                heavy: heavy_slots(connections),
             })
         } else {
             Err(Error::Connect(format!(
                 "`{url}` is not a database URL; use sqlite://path/to/file.db or postgres://user:password@host/db"
             )))
         }
+    }
+
+    /// A turn for an expensive read (a full-text search, a caller's filter through
+    /// relations): at most half of the pool's connections run such reads at once, so
+    /// that the other half stays free for everything else however many expensive
+    /// requests arrive together. Waiting for a turn ends with the request's deadline.
+    pub(crate) async fn heavy_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed.
+        match self.heavy.acquire().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the semaphore of heavy reads is never closed"),
+        }
+    }
+
+    /// How long a request on this store may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -15,6 +15,7 @@
 //! (SQL, three-valued) semantics.
 
 pub mod check;
+pub mod cost;
 pub mod eval;
 pub mod parse;
 
