@@ -243,6 +243,8 @@ def run_db(db, args, pg_admin):
               f"statuses {s['heavy_status']}, p50 {s['heavy_p50']:.0f} ms", flush=True)
     b.stop(proc)
     shutil.rmtree(work, ignore_errors=True)
+    if db == "postgres":
+        subprocess.run(["psql", pg_admin, "-q", "-c", f"DROP DATABASE {name}"], check=False)
     return report
 
 

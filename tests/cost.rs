@@ -430,3 +430,36 @@ both!(
     ordinary_relation_filters_run,
     slow_statements_stop_at_the_deadline,
 );
+
+/// The prices docs/querying.md gives as examples, on the root project.
+#[test]
+fn the_documented_prices_hold() {
+    use trellis::engine::cond::{cost, parse};
+    let loaded = spec::load(&repo_root());
+    let engine = Engine::build(&loaded).expect("engine");
+    let price = |plural: &str, text: &str| {
+        let e = engine.entity_by_plural(plural).expect("entity");
+        cost::cost(&engine, e, &parse(text).expect("parses"))
+    };
+    assert_eq!(price("projects", "status = open and budget > 10"), 2);
+    assert_eq!(price("projects", "client.name ~ 'acme'"), 8);
+    assert_eq!(price("projects", "applications.applicant.name ~ 'x'"), 32);
+    assert_eq!(price("projects", "skills has 'x'"), 4);
+    assert_eq!(
+        price("projects", "not (title ~ 'a' or client.name = 'b')"),
+        3
+    );
+    let many: Vec<String> = (0..64)
+        .map(|n| format!("projects.summary ~ 'w{n}'"))
+        .collect();
+    assert_eq!(price("organizations", &many.join(" or ")), 1024);
+    let e = engine.entity_by_plural("organizations").expect("entity");
+    let over = cost::within_budget(&engine, e, &parse(&many.join(" or ")).expect("parses"))
+        .expect_err("over the budget");
+    assert_eq!(over.cost, 1024);
+    assert!(
+        over.message.contains("`projects.summary` alone costs 16"),
+        "{}",
+        over.message
+    );
+}

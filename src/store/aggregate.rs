@@ -122,7 +122,7 @@ impl Store {
         let policy = super::crud::permitted(engine, e, "aggregate", who)?;
         let _turn = match &req.filter {
             Some(f) if crate::engine::cond::cost::steps_through_relations(f) => {
-                Some(self.heavy_slot().await)
+                self.heavy_slot().await
             }
             _ => None,
         };

@@ -609,7 +609,7 @@ impl Store {
                 .as_ref()
                 .is_some_and(crate::engine::cond::cost::steps_through_relations);
         let _turn = match heavy {
-            true => Some(self.heavy_slot().await),
+            true => self.heavy_slot().await,
             false => None,
         };
         let mut q = select(e);

@@ -310,12 +310,9 @@ impl Store {
     /// relations): at most half of the pool's connections run such reads at once, so
     /// that the other half stays free for everything else however many expensive
     /// requests arrive together. Waiting for a turn ends with the request's deadline.
-    pub(crate) async fn heavy_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        // The semaphore is never closed.
-        match self.heavy.acquire().await {
-            Ok(permit) => permit,
-            Err(_) => unreachable!("the semaphore of heavy reads is never closed"),
-        }
+    pub(crate) async fn heavy_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // `None` only if the semaphore were closed, which it never is.
+        self.heavy.acquire().await.ok()
     }
 
     /// How long a request on this store may take.
