@@ -250,16 +250,16 @@ const NOTE: &str = "entity: note\nfields:\n  body: text\n";
 const TASK_POLICY: &str = "entity: task\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n";
 const NOTE_POLICY: &str = "entity: note\nrules:\n  - { roles: [admin], allow: [\"*\"] }\n";
 
-/// The code of the last failed reload's first error.
+/// The code of the last failed reload's first error (read from the server's state:
+/// over HTTP, `/_/status` shows details only to administrators).
 async fn refused_because(app: &TestApp) -> String {
-    let status = app.get("/_/status").await;
-    assert_eq!(status.body["last_result"], "failed", "{}", status.body);
-    status.body["diagnostics"]
-        .as_array()
-        .unwrap()
+    let status = app.state.status.load();
+    assert_eq!(status.last_result, "failed", "{status:?}");
+    status
+        .diagnostics
         .iter()
-        .find(|d| d["severity"] == "error")
-        .map(|d| d["code"].as_str().unwrap().to_string())
+        .find(|d| d.severity == trellis::spec::Severity::Error)
+        .map(|d| d.code.to_string())
         .unwrap_or_default()
 }
 
