@@ -346,14 +346,7 @@ async fn defaults_do_not_limit_normal_use(db: Db) {
 }
 
 async fn account(app: &TestApp, email: &str) {
-    let res = app
-        .anonymous()
-        .post(
-            "/auth/signup",
-            json!({ "email": email, "password": "correct horse", "display_name": email }),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    app.signup(email).await;
 }
 
 fn login(peer: &str, email: &str, password: &str) -> Request<Body> {

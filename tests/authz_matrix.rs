@@ -6,34 +6,13 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use common::{Db, TestApp, TestAppRouter};
 use serde_json::{Map, Value, json};
 use trellis::engine::access::{Decision, Principal, WriteRule};
-use trellis::engine::cond::eval::{Record, World, eval};
-
-struct Data {
-    /// entity -> id -> record (complete, as an admin sees it)
-    records: HashMap<String, HashMap<String, Record>>,
-}
-
-impl World for Data {
-    fn record(&self, entity: &str, id: &str) -> Option<&Record> {
-        self.records.get(entity)?.get(id)
-    }
-    fn children(&self, entity: &str, via: &str, parent_id: &str) -> Vec<&Record> {
-        self.records
-            .get(entity)
-            .map(|t| {
-                t.values()
-                    .filter(|r| r.get(via).and_then(Value::as_str) == Some(parent_id))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
+use trellis::engine::cond::eval::eval;
 
 struct Caller {
     name: &'static str,
@@ -42,15 +21,7 @@ struct Caller {
 }
 
 async fn account(app: &TestApp, email: &str, role: &str) -> (String, String) {
-    let res = app
-        .anonymous()
-        .post(
-            "/auth/signup",
-            json!({ "email": email, "password": "correct horse", "display_name": email }),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
-    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    let id = app.signup(email).await;
     if role != "contractor" {
         app.patch(&format!("/api/users/{id}"), json!({ "role": role }), &[])
             .await;
@@ -185,7 +156,7 @@ async fn review_creates(
     users: &[&String],
 ) -> usize {
     let engine = app.state.engine.load_full();
-    let data = everything(app).await;
+    let data = app.everything().await;
     let mut cases = 0;
     let mut allowed = 0;
     for caller in callers {
@@ -246,38 +217,11 @@ async fn review_creates(
     cases
 }
 
-/// Everything, as stored (read as the system, through the store).
-async fn everything(app: &TestApp) -> Data {
-    let engine = app.state.engine.load_full();
-    let system = Principal::system();
-    let mut data = Data {
-        records: HashMap::new(),
-    };
-    for e in engine.entities() {
-        let req = trellis::engine::query::list_request(
-            &engine,
-            e,
-            &[("limit".into(), "200".into())],
-            &[],
-            &system,
-        )
-        .unwrap();
-        let page = app.store.list(&engine, e, &req, &system).await.unwrap();
-        let table = page
-            .items
-            .into_iter()
-            .map(|r| (r["id"].as_str().unwrap().to_string(), r))
-            .collect();
-        data.records.insert(e.name.clone(), table);
-    }
-    data
-}
-
 /// Compares every list, read and update answer of every caller with what the
 /// policies allow according to the in-memory evaluator. Returns the number of cases.
 async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
     let engine = app.state.engine.load_full();
-    let data = everything(app).await;
+    let data = app.everything().await;
     let mut cases = 0;
     for caller in callers {
         let who = &caller.principal;
@@ -619,7 +563,7 @@ async fn answers(caller: &Caller, plural: &str, filter: &str) -> Vec<(u16, Value
 /// hidden rows.
 async fn check_oracles(app: &TestApp, callers: &[Caller]) -> (usize, usize) {
     let engine = app.state.engine.load_full();
-    let data = everything(app).await;
+    let data = app.everything().await;
     let relations = |e: &trellis::engine::Entity| -> Vec<(String, String, bool)> {
         e.fields
             .iter()

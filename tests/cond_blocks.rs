@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use common::{Db, TestApp};
 use serde_json::{Map, Value, json};
 use trellis::engine::access::{Decision, Principal};
-use trellis::engine::cond::eval::{Record, World, eval};
+use trellis::engine::cond::eval::eval;
 
 both!(
     blocks_and_record_fields_agree_with_the_evaluator,
@@ -78,25 +78,7 @@ fn files() -> Vec<(String, String)> {
     ]
 }
 
-struct Data {
-    records: HashMap<String, HashMap<String, Record>>,
-}
-
-impl World for Data {
-    fn record(&self, entity: &str, id: &str) -> Option<&Record> {
-        self.records.get(entity)?.get(id)
-    }
-    fn children(&self, entity: &str, via: &str, parent_id: &str) -> Vec<&Record> {
-        self.records
-            .get(entity)
-            .map(|t| {
-                t.values()
-                    .filter(|r| r.get(via).and_then(Value::as_str) == Some(parent_id))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
+use common::Stored as Data;
 
 async fn app_with_files(db: Db) -> TestApp {
     let files = files();
@@ -161,28 +143,7 @@ async fn blocks_and_record_fields_agree_with_the_evaluator(db: Db) {
     }
 
     let engine = app.state.engine.load_full();
-    let system = Principal::system();
-    let mut data = Data {
-        records: HashMap::new(),
-    };
-    for e in engine.entities() {
-        let req = trellis::engine::query::list_request(
-            &engine,
-            e,
-            &[("limit".into(), "200".into())],
-            &[],
-            &system,
-        )
-        .unwrap();
-        let page = app.store.list(&engine, e, &req, &system).await.unwrap();
-        data.records.insert(
-            e.name.clone(),
-            page.items
-                .into_iter()
-                .map(|r| (r["id"].as_str().unwrap().to_string(), r))
-                .collect(),
-        );
-    }
+    let data: Data = app.everything().await;
     let tasks = &data.records["task"];
     let mut nonempty = 0;
     for (i, text) in CONDITIONS.iter().enumerate() {

@@ -10,15 +10,7 @@ use common::{Db, TestApp, TestAppRouter};
 use serde_json::{Value, json};
 
 async fn account(app: &TestApp, email: &str) -> (String, String) {
-    let res = app
-        .anonymous()
-        .post(
-            "/auth/signup",
-            json!({ "email": email, "password": "correct horse", "display_name": email }),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
-    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    let id = app.signup(email).await;
     (id.clone(), app.token(&id, &["contractor"]))
 }
 
@@ -108,37 +100,28 @@ async fn hidden_rows_are_no_oracle(db: Db) {
         vec![w.globex.clone()],
         "only the published project's organization matches"
     );
-    assert!(
-        ids(dev, "organizations", "projects.summary ~ 'merger'")
-            .await
-            .is_empty()
-    );
-    assert!(
-        ids(dev, "organizations", "projects.summary ~ 'mergex'")
-            .await
-            .is_empty()
-    );
-    assert!(
-        ids(dev, "organizations", "projects.status = draft")
-            .await
-            .is_empty()
-    );
+    for nothing in [
+        "projects.summary ~ 'merger'",
+        "projects.summary ~ 'mergex'",
+        "projects.status = draft",
+    ] {
+        assert!(
+            ids(dev, "organizations", nothing).await.is_empty(),
+            "{nothing}"
+        );
+    }
     // The admin does find Acme that way: the data is there.
     assert_eq!(
         ids(&w.app, "organizations", "projects.summary ~ 'merger'").await,
         vec![w.acme.clone()]
     );
     // Another contractor's application is not an oracle on its rate …
-    assert!(
-        ids(dev, "users", "applications.proposed_rate > 140")
-            .await
-            .is_empty()
-    );
-    assert!(
-        ids(dev, "users", "applications.(proposed_rate > 140)")
-            .await
-            .is_empty()
-    );
+    for nothing in [
+        "applications.proposed_rate > 140",
+        "applications.(proposed_rate > 140)",
+    ] {
+        assert!(ids(dev, "users", nothing).await.is_empty(), "{nothing}");
+    }
     let q = format!("applications.(applicant = '{}')", w.rival);
     assert!(ids(dev, "projects", &q).await.is_empty());
     // … while one's own is there to filter by.
@@ -161,33 +144,39 @@ async fn hidden_rows_are_no_oracle(db: Db) {
     assert_eq!(res.body["groups"], json!([{ "count": 0 }]), "{}", res.body);
 }
 
-/// The extraction attack: a binary search with `>=` over the summary of a hidden
-/// draft, as a contractor. Every probe answers the same, so it recovers nothing.
-async fn extraction_by_binary_search_learns_nothing(db: Db) {
-    let w = world(db).await;
+/// A binary search with `>=` over the summaries of draft projects, through the
+/// organizations `client` may list: the first `n` characters it recovers, and the
+/// answer of every probe.
+async fn binary_search(client: &TestAppRouter, n: usize) -> (String, Vec<Value>) {
     let alphabet: Vec<char> = (' '..='~').collect();
     let mut prefix = String::new();
-    let mut answers: Vec<Value> = Vec::new();
-    let mut requests = 0;
-    for _ in 0..6 {
+    let mut answers = Vec::new();
+    for _ in 0..n {
         // The largest character c such that some summary is >= prefix + c.
         let (mut lo, mut hi) = (0usize, alphabet.len() - 1);
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             let probe = format!("{prefix}{}", alphabet[mid]).replace('\'', "\\'");
             let filter = format!("projects.summary >= '{probe}' and projects.status = draft");
-            let found = ids(&w.dev_client, "organizations", &filter).await;
-            requests += 1;
-            answers.push(json!(found));
+            let found = ids(client, "organizations", &filter).await;
             if found.is_empty() {
                 hi = mid - 1;
             } else {
                 lo = mid;
             }
+            answers.push(json!(found));
         }
         prefix.push(alphabet[lo]);
     }
-    assert!(requests >= 30, "{requests}");
+    (prefix, answers)
+}
+
+/// The extraction attack: a binary search with `>=` over the summary of a hidden
+/// draft, as a contractor. Every probe answers the same, so it recovers nothing.
+async fn extraction_by_binary_search_learns_nothing(db: Db) {
+    let w = world(db).await;
+    let (prefix, answers) = binary_search(&w.dev_client, 6).await;
+    assert!(answers.len() >= 30, "{}", answers.len());
     assert!(
         answers.iter().all(|a| a == &json!([])),
         "some probe answered otherwise: {answers:?}"
@@ -198,21 +187,7 @@ async fn extraction_by_binary_search_learns_nothing(db: Db) {
         "the search learned only its own lower bound"
     );
     // The same search as the admin recovers the start of the summary: the attack is real.
-    let mut prefix = String::new();
-    for _ in 0..6 {
-        let (mut lo, mut hi) = (0usize, alphabet.len() - 1);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            let probe = format!("{prefix}{}", alphabet[mid]).replace('\'', "\\'");
-            let filter = format!("projects.summary >= '{probe}' and projects.status = draft");
-            if ids(&w.app, "organizations", &filter).await.is_empty() {
-                hi = mid - 1;
-            } else {
-                lo = mid;
-            }
-        }
-        prefix.push(alphabet[lo]);
-    }
+    let (prefix, _) = binary_search(&w.app, 6).await;
     assert_eq!(prefix, &SECRET[..6]);
 }
 

@@ -12,14 +12,7 @@ use serde_json::{Value, json};
 /// Signs up through the API, gives the account a role (as admin), and signs in.
 async fn account(app: &TestApp, email: &str, role: &str) -> (String, TestAppRouter) {
     let anon = app.anonymous();
-    let res = anon
-        .post(
-            "/auth/signup",
-            json!({ "email": email, "password": "correct horse", "display_name": email }),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
-    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    let id = app.signup(email).await;
     if role != "contractor" {
         let res = app
             .patch(&format!("/api/users/{id}"), json!({ "role": role }), &[])

@@ -508,6 +508,38 @@ pub(crate) fn diag(
     }
 }
 
+/// A field rule's condition (`read.where`, `write.where`), parsed and checked;
+/// `what` names it in the diagnostic.
+fn field_condition(
+    engine: &Engine,
+    entity: &Entity,
+    scope: &Scope,
+    file: &str,
+    text: &crate::spec::policy::CondText,
+    what: &str,
+) -> Result<Typed, Diagnostic> {
+    let cond = parse(&text.text).map_err(|e| {
+        diag(
+            file,
+            text.pos.line,
+            text.pos.col + e.column as u32 - 1,
+            "invalid-condition",
+            format!("{what} cannot be read: {}", e.message),
+            e.hint,
+        )
+    })?;
+    check(engine, entity, &cond, scope).map_err(|e| {
+        diag(
+            file,
+            text.pos.line,
+            text.pos.col + e.span.0 as u32,
+            "invalid-condition",
+            format!("{what}: {}", e.message),
+            e.hint,
+        )
+    })
+}
+
 /// Compiles the policies of `spec` against the built engine, reporting every
 /// condition that does not parse or does not fit the model.
 pub fn compile(engine: &Engine, spec: &Spec) -> (Access, Vec<Diagnostic>) {
@@ -626,32 +658,14 @@ fn compile_one(
     }
     for f in &def.fields {
         if let Some(text) = &f.read_where {
-            let checked = parse(&text.text)
-                .map_err(|e| {
-                    diag(
-                        &def.file,
-                        text.pos.line,
-                        text.pos.col + e.column as u32 - 1,
-                        "invalid-condition",
-                        format!(
-                            "`read.where` of `{}` cannot be read: {}",
-                            f.field.name, e.message
-                        ),
-                        e.hint,
-                    )
-                })
-                .and_then(|c| {
-                    check(engine, entity, &c, &scope).map_err(|e| {
-                        diag(
-                            &def.file,
-                            text.pos.line,
-                            text.pos.col + e.span.0 as u32,
-                            "invalid-condition",
-                            format!("`read.where` of `{}`: {}", f.field.name, e.message),
-                            e.hint,
-                        )
-                    })
-                });
+            let checked = field_condition(
+                engine,
+                entity,
+                &scope,
+                &def.file,
+                text,
+                &format!("`read.where` of `{}`", f.field.name),
+            );
             match checked {
                 Ok(t) => {
                     policy.read_where.insert(f.field.name.clone(), t);
@@ -671,41 +685,20 @@ fn compile_one(
                 WriteDef::OnCreate => WriteRule::OnCreate,
                 WriteDef::Rule { roles, condition } => {
                     let cond = condition.as_ref().map(|text| {
-                        parse(&text.text)
-                            .map_err(|e| {
-                                diag(
-                                    &def.file,
-                                    text.pos.line,
-                                    text.pos.col + e.column as u32 - 1,
-                                    "invalid-condition",
-                                    format!(
-                                        "`write.where` of `{}` cannot be read: {}",
-                                        f.field.name, e.message
-                                    ),
-                                    e.hint,
-                                )
-                            })
-                            .and_then(|c| {
-                                check(engine, entity, &c, &scope).map_err(|e| {
-                                    diag(
-                                        &def.file,
-                                        text.pos.line,
-                                        text.pos.col + e.span.0 as u32,
-                                        "invalid-condition",
-                                        format!(
-                                            "`write.where` of `{}`: {}",
-                                            f.field.name, e.message
-                                        ),
-                                        e.hint,
-                                    )
-                                })
-                            })
-                            // A condition that does not fit lets nobody but the roles
-                            // write (the project does not load anyway).
-                            .unwrap_or_else(|d| {
-                                out.push(d);
-                                Typed::Const(false)
-                            })
+                        field_condition(
+                            engine,
+                            entity,
+                            &scope,
+                            &def.file,
+                            text,
+                            &format!("`write.where` of `{}`", f.field.name),
+                        )
+                        // A condition that does not fit lets nobody but the roles
+                        // write (the project does not load anyway).
+                        .unwrap_or_else(|d| {
+                            out.push(d);
+                            Typed::Const(false)
+                        })
                     });
                     WriteRule::Rule {
                         roles: roles.iter().map(|n| n.name.clone()).collect(),

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 use trellis::engine::Engine;
 use trellis::http::{AppState, Auth, router};
@@ -387,8 +387,83 @@ impl TestApp {
         rec["id"].as_str().expect("id").to_string()
     }
 
+    /// Every record of every entity, as stored (read as the system, through the store).
+    pub async fn everything(&self) -> Stored {
+        let engine = self.state.engine.load_full();
+        let system = trellis::engine::access::Principal::system();
+        let mut records = std::collections::HashMap::new();
+        for e in engine.entities() {
+            let req = trellis::engine::query::list_request(
+                &engine,
+                e,
+                &[("limit".into(), "200".into())],
+                &[],
+                &system,
+            )
+            .expect("list everything");
+            let page = self
+                .store
+                .list(&engine, e, &req, &system)
+                .await
+                .expect("list everything");
+            let table = page
+                .items
+                .into_iter()
+                .map(|r| (r["id"].as_str().expect("id").to_string(), r))
+                .collect();
+            records.insert(e.name.clone(), table);
+        }
+        Stored { records }
+    }
+
+    /// Signs up through the API (password `correct horse`, the email as display
+    /// name) and returns the new account's id.
+    pub async fn signup(&self, email: &str) -> String {
+        let res = self
+            .anonymous()
+            .post(
+                "/auth/signup",
+                json!({ "email": email, "password": "correct horse", "display_name": email }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+        res.body["user"]["id"]
+            .as_str()
+            .expect("the new user's id")
+            .to_string()
+    }
+
     /// Counts rows straight from the database.
     pub async fn rows(&self, table: &str) -> i64 {
         self.store.count_rows(table).await.expect("count rows")
+    }
+}
+
+/// Records by entity and id, where the in-memory evaluator finds related records.
+pub struct Stored {
+    pub records: std::collections::HashMap<
+        String,
+        std::collections::HashMap<String, trellis::engine::cond::eval::Record>,
+    >,
+}
+
+impl trellis::engine::cond::eval::World for Stored {
+    fn record(&self, entity: &str, id: &str) -> Option<&trellis::engine::cond::eval::Record> {
+        self.records.get(entity)?.get(id)
+    }
+    fn children(
+        &self,
+        entity: &str,
+        via: &str,
+        parent_id: &str,
+    ) -> Vec<&trellis::engine::cond::eval::Record> {
+        self.records
+            .get(entity)
+            .map(|t| {
+                t.values()
+                    .filter(|r| r.get(via).and_then(Value::as_str) == Some(parent_id))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

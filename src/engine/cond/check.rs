@@ -304,9 +304,7 @@ impl<'e> Checker<'e> {
                         ));
                     }
                 };
-                let target = self.engine.entity(hop.target()).ok_or_else(|| {
-                    CheckError::new(path.span, format!("unknown entity `{}`", hop.target()), None)
-                })?;
+                let target = self.target(&hop, path)?;
                 // In a caller's condition, the block reaches only readable records.
                 let visible = self.visible_rows(target, path, path.segments.len() - 1)?;
                 self.depth.set(self.depth.get() + 1);
@@ -315,10 +313,7 @@ impl<'e> Checker<'e> {
                 let inner = inner?;
                 Ok(Typed::Hop {
                     hop,
-                    inner: Box::new(match visible {
-                        Some(rows) => Typed::And(Box::new(rows), Box::new(inner)),
-                        None => inner,
-                    }),
+                    inner: Box::new(only_within(visible, inner)),
                 })
             })?,
             Cond::Truthy(path) => self.walk(entity, path, 0, &|field, _| {
@@ -432,13 +427,7 @@ impl<'e> Checker<'e> {
         if last {
             return match (field.ty, hop) {
                 (FieldType::Many | FieldType::Inverse, Some(hop)) => {
-                    let target = self.engine.entity(hop.target()).ok_or_else(|| {
-                        CheckError::new(
-                            path.span,
-                            format!("unknown entity `{}`", hop.target()),
-                            None,
-                        )
-                    })?;
+                    let target = self.target(&hop, path)?;
                     let visible = self.visible_rows(target, path, index)?;
                     let t = leaf(Resolved::ToMany(hop))?;
                     Ok(match visible {
@@ -461,13 +450,7 @@ impl<'e> Checker<'e> {
                 )),
             ));
         };
-        let target = self.engine.entity(hop.target()).ok_or_else(|| {
-            CheckError::new(
-                path.span,
-                format!("unknown entity `{}`", hop.target()),
-                None,
-            )
-        })?;
+        let target = self.target(&hop, path)?;
         let visible = self.visible_rows(target, path, index)?;
         self.depth.set(self.depth.get() + 1);
         let inner = self.walk_any(target, path, index + 1, leaf);
@@ -475,11 +458,22 @@ impl<'e> Checker<'e> {
         let inner = inner?;
         Ok(Typed::Hop {
             hop,
-            inner: Box::new(match visible {
-                Some(rows) => Typed::And(Box::new(rows), Box::new(inner)),
-                None => inner,
-            }),
+            inner: Box::new(only_within(visible, inner)),
         })
+    }
+
+    /// The entity a relation step leads to.
+    fn target(&self, hop: &Hop, path: &Path) -> Result<&'e Entity, CheckError> {
+        self.engine
+            .entity(hop.target())
+            .map(|e| &**e)
+            .ok_or_else(|| {
+                CheckError::new(
+                    path.span,
+                    format!("unknown entity `{}`", hop.target()),
+                    None,
+                )
+            })
     }
 
     /// The rows of `target` a relation step of a caller's condition may reach: `None`
@@ -704,6 +698,14 @@ impl<'e> Checker<'e> {
                 _ => return Err(wrong(&expectation(field))),
             },
         })
+    }
+}
+
+/// `inner`, restricted to the related rows a caller may reach (if restricted).
+fn only_within(rows: Option<Typed>, inner: Typed) -> Typed {
+    match rows {
+        Some(rows) => Typed::And(Box::new(rows), Box::new(inner)),
+        None => inner,
     }
 }
 
