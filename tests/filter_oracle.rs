@@ -277,8 +277,51 @@ async fn a_duplicate_reveals_no_hidden_record(db: Db) {
     assert_eq!(app.rows("project").await, before);
 }
 
+/// The same for a field of a record the caller reads, but whose field it sees only
+/// on its own records: a duplicate of its value must not be a way to read it.
+async fn a_duplicate_reveals_no_hidden_field(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            (
+                "trellis.yaml",
+                "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+            ),
+            (
+                "models/badge.yaml",
+                "entity: badge\nfields:\n  name: { type: string, required: true }\n  code: { type: string, unique: true }\n  owner: string\n",
+            ),
+            (
+                "policies/badge.yaml",
+                "entity: badge\nrules:\n  - roles: [clerk]\n    allow: [list, read]\n  - roles: [clerk]\n    allow: [create]\n    where: owner = user.id\n  - roles: [admin]\n    allow: [\"*\"]\nfields:\n  code: { read: { where: owner = user.id } }\n",
+            ),
+        ],
+    )
+    .await;
+    app.create(
+        "badges",
+        json!({ "name": "Vault", "code": "4711", "owner": "x" }),
+    )
+    .await;
+    let clerk = app.as_user(&app.token("c1", &["clerk"]));
+    let mut answers = Vec::new();
+    for code in ["4711", "0000"] {
+        let res = clerk
+            .post(
+                "/api/badges",
+                json!({ "name": "Probe", "code": code, "owner": "someone else" }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{code}: {}", res.body);
+        answers.push(res.body);
+    }
+    assert_eq!(answers[0], answers[1], "the same answer, duplicate or not");
+    assert_eq!(app.rows("badge").await, 1);
+}
+
 both!(
     hidden_rows_are_no_oracle,
     extraction_by_binary_search_learns_nothing,
-    a_duplicate_reveals_no_hidden_record
+    a_duplicate_reveals_no_hidden_record,
+    a_duplicate_reveals_no_hidden_field
 );

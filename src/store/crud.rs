@@ -1040,7 +1040,8 @@ impl Store {
     }
 
     /// Whether `who` may read a stored record with the values `input` gives to the
-    /// unique `fields` (the record a refused create would have duplicated).
+    /// unique `fields` (the record a refused create would have duplicated), and
+    /// those fields of it.
     async fn duplicate_readable(
         &self,
         engine: &Engine,
@@ -1052,7 +1053,13 @@ impl Store {
         let Decision::Allow(read) = engine.access.decide(&e.name, "read", who) else {
             return Ok(false);
         };
-        if fields.is_empty() {
+        // A duplicate in a field the caller may not see would tell them its value.
+        let hidden = engine.access.hidden_everywhere(who);
+        if fields.is_empty()
+            || fields
+                .iter()
+                .any(|f| hidden.iter().any(|(he, hf)| *he == e.name && hf == f))
+        {
             return Ok(false);
         }
         let dialect = self.dialect();
