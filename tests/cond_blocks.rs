@@ -216,6 +216,25 @@ async fn where_they_may_be_used(db: Db) {
         "{}",
         res.body
     );
+    // The same after `has`: the answer names what is wrong, not a hint to write it.
+    for (filter, message) in [
+        (
+            "assignments%20has%20record.id",
+            "`record.id` is not available here",
+        ),
+        (
+            "assignments%20has%20user.id",
+            "`user.id` is not available here",
+        ),
+    ] {
+        let res = app.get(&format!("/api/tasks?filter={filter}")).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+        assert!(
+            res.body["detail"].as_str().unwrap().contains(message),
+            "{filter}: {}",
+            res.body
+        );
+    }
     // In a policy: only identities, only known fields, blocks only after relations.
     for (condition, message, column) in [
         // Columns point into the quoted condition (it starts at column 13).

@@ -191,7 +191,112 @@ async fn extraction_by_binary_search_learns_nothing(db: Db) {
     assert_eq!(prefix, &SECRET[..6]);
 }
 
+/// A unique constraint is checked by the database before the create rule: a client of
+/// another organization, whose create would be refused anyway, must not learn from a
+/// 409 that a hidden draft of Acme has the title it tried.
+async fn a_duplicate_reveals_no_hidden_record(db: Db) {
+    let w = world(db).await;
+    let app = &w.app;
+    let (bob, _) = account(app, "bob@example.com").await;
+    let (ann, _) = account(app, "ann@example.com").await;
+    app.patch(
+        &format!("/api/organizations/{}", w.globex),
+        json!({ "members": [bob] }),
+        &[],
+    )
+    .await;
+    app.patch(
+        &format!("/api/organizations/{}", w.acme),
+        json!({ "members": [ann] }),
+        &[],
+    )
+    .await;
+    let bob = app.as_user(&app.token(&bob, &["client"]));
+    let ann = app.as_user(&app.token(&ann, &["client"]));
+    let before = app.rows("project").await;
+    // "Secret plan" is Acme's hidden draft; the other title exists nowhere.
+    let mut answers = Vec::new();
+    for title in ["Secret plan", "Nothing like it"] {
+        let body = json!({ "title": title, "client": w.acme });
+        let res = bob.post("/api/projects", body.clone()).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{title}: {}", res.body);
+        answers.push(res.body);
+        let res = bob
+            .post(
+                "/api/batch",
+                json!({ "operations": [{ "op": "create", "entity": "project", "data": body }] }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{title}: {}", res.body);
+        answers.push(res.body);
+    }
+    assert_eq!(answers[0], answers[2], "the same answer, duplicate or not");
+    assert_eq!(answers[1], answers[3]);
+    assert_eq!(app.rows("project").await, before);
+    // A duplicate the caller may read is still named: Acme's member sees the draft.
+    let res = ann
+        .post(
+            "/api/projects",
+            json!({ "title": "Secret plan", "client": w.acme }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    // So is one of a published project (another client reads it).
+    let res = bob
+        .post(
+            "/api/projects",
+            json!({ "title": "Open call", "client": w.globex }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    assert_eq!(app.rows("project").await, before);
+}
+
+/// The same for a field of a record the caller reads, but whose field it sees only
+/// on its own records: a duplicate of its value must not be a way to read it.
+async fn a_duplicate_reveals_no_hidden_field(db: Db) {
+    let app = TestApp::with_files(
+        db,
+        &[
+            (
+                "trellis.yaml",
+                "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+            ),
+            (
+                "models/badge.yaml",
+                "entity: badge\nfields:\n  name: { type: string, required: true }\n  code: { type: string, unique: true }\n  owner: string\n",
+            ),
+            (
+                "policies/badge.yaml",
+                "entity: badge\nrules:\n  - roles: [clerk]\n    allow: [list, read]\n  - roles: [clerk]\n    allow: [create]\n    where: owner = user.id\n  - roles: [admin]\n    allow: [\"*\"]\nfields:\n  code: { read: { where: owner = user.id } }\n",
+            ),
+        ],
+    )
+    .await;
+    app.create(
+        "badges",
+        json!({ "name": "Vault", "code": "4711", "owner": "x" }),
+    )
+    .await;
+    let clerk = app.as_user(&app.token("c1", &["clerk"]));
+    let mut answers = Vec::new();
+    for code in ["4711", "0000"] {
+        let res = clerk
+            .post(
+                "/api/badges",
+                json!({ "name": "Probe", "code": code, "owner": "someone else" }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{code}: {}", res.body);
+        answers.push(res.body);
+    }
+    assert_eq!(answers[0], answers[1], "the same answer, duplicate or not");
+    assert_eq!(app.rows("badge").await, 1);
+}
+
 both!(
     hidden_rows_are_no_oracle,
-    extraction_by_binary_search_learns_nothing
+    extraction_by_binary_search_learns_nothing,
+    a_duplicate_reveals_no_hidden_record,
+    a_duplicate_reveals_no_hidden_field
 );

@@ -92,6 +92,65 @@ async fn signup_and_login(db: Db) {
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// Accounts whose entity has fields only admins or nobody write: signing up (Trellis
+/// creates the record itself) must not be a way around the field rules that refuse
+/// the same body in a PATCH by the new account.
+const MEMBERS: &[(&str, &str)] = &[
+    (
+        "trellis.yaml",
+        "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n  users: { entity: member, role_field: role }\n",
+    ),
+    (
+        "models/member.yaml",
+        "entity: member\nfields:\n  email: { type: email, required: true, unique: true }\n  display_name: { type: string, required: true }\n  role: { type: enum, values: [member, admin], default: member }\n  credits: { type: integer, default: 0 }\n  verified: { type: boolean, default: false }\n  staff_notes: text\n  bio: text\n",
+    ),
+    (
+        "policies/member.yaml",
+        "entity: member\nrules:\n  - roles: [authenticated]\n    allow: [list, read]\n  - roles: [authenticated]\n    allow: [update]\n    where: id = user.id\n  - roles: [admin]\n    allow: [\"*\"]\nfields:\n  email: { read: { roles: [admin] } }\n  credits: { write: never }\n  verified: { write: { roles: [admin] } }\n  staff_notes: { read: { roles: [admin] } }\n",
+    ),
+];
+
+async fn signup_follows_field_write_rules(db: Db) {
+    let app = TestApp::with_files(db, MEMBERS).await;
+    let anon = app.anonymous();
+    for (field, value) in [
+        ("credits", json!(1_000_000)),
+        ("verified", json!(true)),
+        ("staff_notes", json!("trust this one")),
+    ] {
+        let mut body =
+            json!({ "email": "m@example.com", "password": "correct horse", "display_name": "M" });
+        body[field] = value;
+        let res = anon.post("/auth/signup", body).await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {}",
+            res.body
+        );
+        assert_eq!(res.pointers(), [format!("/{field}")], "{}", res.body);
+        assert_eq!(app.rows("member").await, 0, "{field}: nothing was created");
+    }
+    // The same body without them signs up; the account's own fields are its to give.
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": "m@example.com", "password": "correct horse", "display_name": "M", "bio": "hi" }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(res.body["user"]["credits"], 0);
+    assert_eq!(res.body["user"]["verified"], false);
+    assert_eq!(res.body["user"]["bio"], "hi");
+    // And the new account cannot write them afterwards either (the rules above).
+    let id = res.body["user"]["id"].as_str().unwrap().to_string();
+    let me = app.as_user(res.body["access_token"].as_str().unwrap());
+    let res = me
+        .patch(&format!("/api/members/{id}"), json!({ "credits": 5 }), &[])
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+}
+
 async fn refresh_rotation_logout_and_rate_limits(db: Db) {
     let app = TestApp::root(db).await;
     let anon = app.anonymous();
@@ -1038,6 +1097,7 @@ both!(
     fields_visible_on_some_records,
     refresh_rotation_logout_and_rate_limits,
     signup_and_login,
+    signup_follows_field_write_rules,
     anonymous_callers,
     projects_by_role,
     applications_by_role,

@@ -362,6 +362,9 @@ async fn reloads_keep_policies_without_auth(db: Db) {
     std::fs::remove_file(dir.path().join("policies/task.yaml")).unwrap();
     assert!(!reload(dir.path(), &app.state, &secret).await);
     assert_eq!(refused_because(&app).await, "policies-removed");
+    // Over HTTP, with policies, callers other than admins see only the result.
+    let status = app.anonymous().get("/_/status").await;
+    assert_eq!(status.body, json!({ "status": "failed" }));
     let res = app
         .anonymous()
         .post("/api/tasks", json!({ "title": "x" }))

@@ -168,6 +168,23 @@ fn verify(password: &str, stored: &str) -> bool {
     })
 }
 
+/// The role a new account gets: its role field's default, if any.
+fn default_role<'e>(
+    users: &crate::spec::settings::UsersSettings,
+    e: &'e crate::engine::Entity,
+) -> Vec<&'e str> {
+    users
+        .role_field
+        .as_ref()
+        .and_then(|rf| e.field(&rf.name))
+        .and_then(|f| match &f.default {
+            Some(crate::spec::model::Default::Value(Value::String(r))) => Some(r.as_str()),
+            _ => None,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The role claim of an account, from its role field.
 fn roles_of(engine: &Engine, rec: &Map<String, Value>) -> Vec<String> {
     engine
@@ -280,6 +297,19 @@ pub(super) async fn signup(
         ));
         obj.remove(&rf.name);
     }
+    // Trellis creates the account itself, so the entity's field rules are checked
+    // here, as for the new account (signed in, with the role field's default): a
+    // field it may not write (`write: never`, a role it lacks, a field hidden from
+    // it) is refused at signup as it would be in its first PATCH. The email is the
+    // account's own to give.
+    let newcomer = Principal::user("", &default_role(&users, &e), Map::new());
+    errors.extend(
+        engine
+            .access
+            .check_write(&e, &value, Mode::Create, &newcomer)
+            .into_iter()
+            .filter(|err| err.pointer != "/email"),
+    );
     let input = match parse_body(&e, &value, Mode::Create) {
         Ok(input) if errors.is_empty() => input,
         Ok(_) => return Err(Problem::invalid(errors)),

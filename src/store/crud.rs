@@ -1015,10 +1015,78 @@ impl Store {
         };
         let mut rec = match result {
             Ok(inner) => inner?,
-            Err(err) => return Err(self.explain_write_error(engine, e, input, err).await),
+            Err(err) => {
+                let err = self.explain_write_error(engine, e, input, err).await;
+                // The database refuses a duplicate before the create rule is checked.
+                // A caller whose create rule has a condition learns of the duplicate
+                // only when they may read the record it duplicates; otherwise the
+                // answer is the create rule's refusal, so that a create the policy
+                // would refuse cannot ask whether a hidden record holds these values.
+                if let (Error::Unique { fields }, Some(_)) = (&err, &check)
+                    && !self
+                        .duplicate_readable(engine, e, input, fields, who)
+                        .await?
+                {
+                    return Err(Error::Forbidden(format!(
+                        "your policy does not let you create this {}",
+                        e.name
+                    )));
+                }
+                return Err(err);
+            }
         };
         fill_links_from_input(e, input, &mut rec);
         self.as_seen_by(engine, e, rec, who).await
+    }
+
+    /// Whether `who` may read a stored record with the values `input` gives to the
+    /// unique `fields` (the record a refused create would have duplicated), and
+    /// those fields of it.
+    async fn duplicate_readable(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        input: &Input,
+        fields: &[String],
+        who: &Principal,
+    ) -> Result<bool, Error> {
+        let Decision::Allow(read) = engine.access.decide(&e.name, "read", who) else {
+            return Ok(false);
+        };
+        // A duplicate in a field the caller may not see would tell them its value.
+        let hidden = engine.access.hidden_everywhere(who);
+        if fields.is_empty()
+            || fields
+                .iter()
+                .any(|f| hidden.iter().any(|(he, hf)| *he == e.name && hf == f))
+        {
+            return Ok(false);
+        }
+        let dialect = self.dialect();
+        let ctx = who.ctx();
+        let mut q = Query::select();
+        q.expr(Expr::val(1i64)).from_as(e.name.clone(), "t0");
+        for name in fields {
+            let given = input
+                .values
+                .iter()
+                .find(|(i, _)| e.fields[*i].name == *name);
+            let Some((i, cell)) = given else {
+                return Ok(false);
+            };
+            let f = &e.fields[*i];
+            q.and_where(
+                Expr::col(("t0".to_string(), name.clone()))
+                    .eq(Expr::val(cell_value(dialect, f.ty, f.scale, cell))),
+            );
+        }
+        if read != Typed::Const(true) {
+            q.and_where(Compiler::new(dialect, &ctx).compile(&read, "t0"));
+        }
+        Ok(on_pool!(self, pool, qb => {
+            let (sql, values) = q.build_sqlx(qb());
+            sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await?.is_some()
+        }))
     }
 
     /// Changes the given fields; with `if_match`, only if the version is still that.

@@ -235,7 +235,12 @@ impl<'e> Checker<'e> {
             Cond::Has { path, value } => self.walk_any(entity, path, 0, &|r| match r {
                 Resolved::ToMany(hop) => {
                     let id_field = system_field("id").expect("id");
-                    let id = self.arg(id_field, value).map_err(|_| {
+                    let id = self.arg(id_field, value).map_err(|err| {
+                        // `user.*` or `record.*` where they are not available: say so,
+                        // rather than suggest the very form that was written.
+                        if matches!(value.operand, Operand::User(_) | Operand::Record(_)) {
+                            return err;
+                        }
                         CheckError::new(
                             value.span,
                             format!("`has` takes the id of {} record", a_or_an(hop.target())),
