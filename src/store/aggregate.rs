@@ -110,8 +110,19 @@ fn read_row<R: DecodeJson>(
 }
 
 impl Store {
-    /// Groups and metrics over the records the caller may aggregate.
+    /// Groups and metrics over the records the caller may aggregate (statements
+    /// armed against the request's deadline: grouping reads every matching row).
     pub async fn aggregate(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        req: &AggregateRequest,
+        who: &Principal,
+    ) -> Result<Vec<Map<String, Value>>, Error> {
+        super::deadline::armed(true, self.aggregate_rows(engine, e, req, who)).await
+    }
+
+    async fn aggregate_rows(
         &self,
         engine: &Engine,
         e: &Entity,

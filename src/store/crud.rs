@@ -535,7 +535,9 @@ impl Store {
         req: &ListRequest,
         who: &Principal,
     ) -> Result<Page, Error> {
-        let (rows, next, total) = self.list_rows(engine, e, req, who, None).await?;
+        let expensive = req.filter.is_some() || req.search.is_some();
+        let (rows, next, total) =
+            super::deadline::armed(expensive, self.list_rows(engine, e, req, who, None)).await?;
         let Rows::Records(mut items) = rows else {
             unreachable!("records were asked for")
         };
@@ -579,7 +581,12 @@ impl Store {
         } else {
             Vec::new()
         };
-        let (rows, next, total) = self.list_rows(engine, e, req, who, Some(&hidden)).await?;
+        let expensive = req.filter.is_some() || req.search.is_some();
+        let (rows, next, total) = super::deadline::armed(
+            expensive,
+            self.list_rows(engine, e, req, who, Some(&hidden)),
+        )
+        .await?;
         let Rows::Json { array, .. } = rows else {
             unreachable!("JSON was asked for")
         };
