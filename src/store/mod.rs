@@ -6,6 +6,7 @@ mod aggregate;
 mod changes;
 mod crud;
 mod ddl;
+mod dialect;
 pub mod deadline;
 mod expand;
 mod explain;
@@ -29,11 +30,7 @@ pub use ddl::SyncReport;
 pub use migrate::{Applied, AppliedMigration, CountedLoss};
 pub use workflow::{Delivery, Fire, HistoryEntry, OutboxRow};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
+pub use dialect::Dialect;
 
 #[derive(Debug, Clone)]
 pub enum Pool {
