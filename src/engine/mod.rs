@@ -64,6 +64,11 @@ impl Field {
         self.ty.has_column()
     }
 
+    /// How the field's values are kept in its column (`None` without a column).
+    pub fn storage(&self) -> Option<crate::spec::Storage> {
+        self.ty.storage(self.precision, self.scale)
+    }
+
     /// Is a create allowed to leave this field out?
     pub fn must_be_given(&self) -> bool {
         self.required && self.default.is_none() && self.has_column()

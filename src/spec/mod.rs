@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
-pub use model::{FieldDef, FieldType, ModelDef, OnDelete};
+pub use model::{FieldDef, FieldType, ModelDef, OnDelete, Storage};
 pub use settings::Settings;
 
 use diag::{Sink, suggest};

@@ -31,6 +31,27 @@ pub enum FieldType {
     Inverse,
 }
 
+/// How a field's values are kept in its column, whatever the field's type: the store's
+/// dialect turns a storage kind into a column type, a typed NULL and a decoder, so a new
+/// field type that stores like an existing one needs nothing from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Storage {
+    /// Strings of any kind (string, text, email, url, enum).
+    Text,
+    Integer,
+    /// A double-precision float (`number`).
+    Real,
+    /// An exact decimal: SQLite keeps integer units of `10^-scale`, PostgreSQL a NUMERIC.
+    Decimal { precision: u32, scale: u32 },
+    Boolean,
+    Date,
+    /// An instant in UTC (`datetime`).
+    Timestamp,
+    /// A UUID (uuid fields, refs and ids).
+    Uuid,
+    Json,
+}
+
 impl FieldType {
     pub const ALL: [(&'static str, FieldType); 16] = [
         ("string", FieldType::String),
@@ -65,6 +86,27 @@ impl FieldType {
             .find(|(_, t)| *t == self)
             .map(|(n, _)| *n)
             .unwrap_or("string")
+    }
+
+    /// How values of this type are kept in a column (`None` for `many` and `inverse`,
+    /// which have no column of their own). Decimals carry their precision and scale.
+    pub fn storage(self, precision: u32, scale: u32) -> Option<Storage> {
+        Some(match self {
+            FieldType::String
+            | FieldType::Text
+            | FieldType::Email
+            | FieldType::Url
+            | FieldType::Enum => Storage::Text,
+            FieldType::Integer => Storage::Integer,
+            FieldType::Number => Storage::Real,
+            FieldType::Decimal => Storage::Decimal { precision, scale },
+            FieldType::Boolean => Storage::Boolean,
+            FieldType::Date => Storage::Date,
+            FieldType::Datetime => Storage::Timestamp,
+            FieldType::Uuid | FieldType::Ref => Storage::Uuid,
+            FieldType::Json => Storage::Json,
+            FieldType::Many | FieldType::Inverse => return None,
+        })
     }
 
     /// Does the field own a column in its entity's table?
