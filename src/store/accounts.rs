@@ -6,11 +6,10 @@ use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::crud::on_pool;
+use super::kernel::{MAIN, main_col, on_pool};
 use super::values::{DecodeJson, uuid_value};
-use super::{Error, Pool, Store};
+use super::{Error, Store};
 use crate::engine::Entity;
-use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 
 pub(crate) const CREDENTIALS: &str = "_trellis_credentials";
 pub(crate) const REFRESH: &str = "_trellis_refresh_tokens";
@@ -54,17 +53,17 @@ impl Store {
         email: &str,
     ) -> Result<Option<(String, String)>, Error> {
         let mut q = Query::select();
-        q.from_as(users.name.clone(), "t0")
-            .column(("t0".to_string(), "id".to_string()))
+        q.from_as(users.name.clone(), MAIN)
+            .column((MAIN.to_string(), "id".to_string()))
             .column(("c".to_string(), "password_hash".to_string()))
             .join_as(
                 sea_query::JoinType::InnerJoin,
                 CREDENTIALS,
                 "c",
                 Expr::col(("c".to_string(), "user_id".to_string()))
-                    .equals(("t0".to_string(), "id".to_string())),
+                    .equals((MAIN.to_string(), "id".to_string())),
             )
-            .and_where(Expr::col(("t0".to_string(), "email".to_string())).eq(email.to_string()));
+            .and_where(main_col("email").eq(email.to_string()));
         let found = on_pool!(self, pool, qb => {
             let (sql, vals) = q.build_sqlx(qb());
             match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await? {

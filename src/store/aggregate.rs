@@ -6,19 +6,18 @@ use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
-use super::crud::on_pool;
 use super::filter::Compiler;
+use super::kernel::{MAIN, on_pool};
 use super::values::DecodeJson;
-use super::{Dialect, Error, Pool, Store, quote};
+use super::{Dialect, Error, Store, quote};
 use crate::engine::access::Principal;
 use crate::engine::aggregate::{AggregateRequest, Bucket, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
 use crate::spec::FieldType;
-use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 
 fn col(name: &str) -> String {
-    format!("{}.{}", quote("t0"), quote(name))
+    format!("{}.{}", quote(MAIN), quote(name))
 }
 
 fn group_sql(dialect: Dialect, g: &Group) -> String {
@@ -130,7 +129,7 @@ impl Store {
         who: &Principal,
     ) -> Result<Vec<Map<String, Value>>, Error> {
         let dialect = self.dialect();
-        let policy = super::crud::permitted(engine, e, "aggregate", who)?;
+        let policy = super::access::permitted(engine, e, "aggregate", who)?;
         let _turn = match &req.filter {
             Some(f) if crate::engine::cond::cost::steps_through_relations(f) => {
                 self.heavy_slot().await
@@ -143,14 +142,14 @@ impl Store {
         };
         let ctx = who.ctx();
         let mut q = Query::select();
-        q.from_as(e.name.clone(), "t0");
+        q.from_as(e.name.clone(), MAIN);
         if let Some(g) = req.groups.iter().find(|g| g.link.is_some())
             && let Some(link) = &g.link
         {
             // Per linked id: a record counts once in each of its links' groups (and
             // once under null when it has none it may see).
             let mut on = Expr::col(("l0".to_string(), "source_id".to_string()))
-                .equals(("t0".to_string(), "id".to_string()));
+                .equals((MAIN.to_string(), "id".to_string()));
             if let Some((target, rows)) = &g.link_rows {
                 // Only links to records the caller may read.
                 let mut visible = Query::select();
@@ -179,7 +178,7 @@ impl Store {
             );
         }
         if cond != Typed::Const(true) {
-            q.and_where(Compiler::new(dialect, &ctx).compile(&cond, "t0"));
+            q.and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
         }
         for g in &req.groups {
             q.add_group_by([Expr::cust(group_sql(dialect, g))]);

@@ -8,16 +8,16 @@
 //! reader that has seen number N will never later find a smaller one commit.
 
 use sea_query::extension::postgres::PgExpr;
-use sea_query::{Expr, ExprTrait, Func, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+use sea_query::{Expr, ExprTrait, Func, Query};
 use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use std::collections::HashMap;
 
-use super::crud::{Record, record_from_row, select_columns};
 use super::filter::Compiler;
-use super::{Dialect, Error, Pool, Store};
+use super::kernel::{MAIN, Record, main_col, record_from_row, select_columns};
+use super::{Dialect, Error, Store};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
@@ -281,7 +281,7 @@ impl Store {
     /// The newest sequence number in the log (0 when empty).
     pub async fn last_change(&self) -> Result<i64, Error> {
         let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGES}");
-        Ok(super::crud::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool, _qb => {
             sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(pool).await?
         }))
     }
@@ -299,14 +299,14 @@ impl Store {
                 let sql = format!(
                     "SELECT {cols} FROM {CHANGES} WHERE seq > $1 AND entity = $2 ORDER BY seq LIMIT $3"
                 );
-                super::crud::on_pool!(self, pool, _qb => {
+                super::kernel::on_pool!(self, pool, _qb => {
                     sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(name).bind(limit).fetch_all(pool).await?
                 })
             }
             None => {
                 let sql =
                     format!("SELECT {cols} FROM {CHANGES} WHERE seq > $1 ORDER BY seq LIMIT $2");
-                super::crud::on_pool!(self, pool, _qb => {
+                super::kernel::on_pool!(self, pool, _qb => {
                     sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(pool).await?
                 })
             }
@@ -317,7 +317,7 @@ impl Store {
     /// The newest sequence number removed by retention (0 if none).
     pub async fn pruned_through(&self) -> Result<i64, Error> {
         let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {PRUNED}");
-        Ok(super::crud::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool, _qb => {
             sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(pool).await?
         }))
     }
@@ -330,7 +330,7 @@ impl Store {
         let mark = format!(
             "INSERT INTO {PRUNED} (id, seq) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > {PRUNED}.seq"
         );
-        Ok(super::crud::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool, _qb => {
             let mut tx = pool.begin().await?;
             let seq: i64 = sqlx::query_scalar(AssertSqlSafe(upto)).bind(cutoff_ms).fetch_one(&mut *tx).await?;
             if seq == 0 {
@@ -360,15 +360,12 @@ impl Store {
         };
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let mut q = super::crud::select(e);
-        q.and_where(
-            Expr::col(("t0".to_string(), "id".to_string()))
-                .eq(super::values::uuid_value(dialect, id)),
-        );
+        let mut q = super::kernel::select(e);
+        q.and_where(main_col("id").eq(super::values::uuid_value(dialect, id)));
         if cond != Typed::Const(true) {
-            q.and_where(Compiler::new(dialect, &ctx).compile(&cond, "t0"));
+            q.and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
         }
-        let rec = super::crud::on_pool!(self, pool, qb => {
+        let rec = super::kernel::on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
                 Some(row) => record_from_row(e, &row)?,
@@ -425,9 +422,9 @@ impl Store {
         }
         let mut q = Query::select();
         q.expr(Expr::val(1i64))
-            .from_subquery(row, "t0")
-            .and_where(Compiler::new(dialect, &ctx).compile(&cond, "t0"));
-        Ok(super::crud::on_pool!(self, pool, qb => {
+            .from_subquery(row, MAIN)
+            .and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
+        Ok(super::kernel::on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await?.is_some()
         }))
@@ -441,7 +438,7 @@ fn feed_condition(
     filter: Option<&Typed>,
     who: &Principal,
 ) -> Option<Typed> {
-    let policy = super::crud::permitted(engine, e, "list", who).ok()?;
+    let policy = super::access::permitted(engine, e, "list", who).ok()?;
     Some(match filter {
         Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
         None => policy,

@@ -12,16 +12,15 @@ use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::crud::{Record, on_pool, record_from_row, select, select_columns};
 use super::filter::Compiler;
+use super::kernel::{MAIN, Record, main_col, on_pool, record_from_row, select, select_columns};
 use super::values::uuid_value;
-use super::{Error, Pool, Store, quote};
+use super::{Error, Store, quote};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{EXPAND_CAP, Expand};
 use crate::engine::{Engine, Entity};
 use crate::spec::FieldType;
-use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 
 type Boxed<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
@@ -52,12 +51,9 @@ impl Store {
         let dialect = self.dialect();
         let mut q = select(e);
         if *cond != Typed::Const(true) {
-            q.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+            q.and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
         }
-        q.and_where(
-            Expr::col(("t0".to_string(), "id".to_string()))
-                .is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
-        );
+        q.and_where(main_col("id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))));
         let mut items = on_pool!(self, pool, qb => {
             let (sql, values) = q.build_sqlx(qb());
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
@@ -82,7 +78,7 @@ impl Store {
         let dialect = self.dialect();
         let mut inner = select(child);
         if *cond != Typed::Const(true) {
-            inner.and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+            inner.and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
         }
         inner
             .expr_as(
@@ -94,8 +90,7 @@ impl Store {
                 "_rn",
             )
             .and_where(
-                Expr::col(("t0".to_string(), via.to_string()))
-                    .is_in(parents.iter().map(|id| uuid_value(dialect, *id))),
+                main_col(via.to_string()).is_in(parents.iter().map(|id| uuid_value(dialect, *id))),
             );
         let mut q = Query::select();
         for c in select_columns(child) {

@@ -1,20 +1,19 @@
 //! `explain`: which rules of a policy matched a caller, a record and an action, and
 //! why the answer is allow or deny. Conditions are checked by the database itself.
 
-use sea_query::{Expr, ExprTrait, Query};
+use sea_query::{ExprTrait, Query};
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::crud::on_pool;
 use super::filter::Compiler;
+use super::kernel::{MAIN, main_col, on_pool};
 use super::values::uuid_value;
-use super::{Error, Pool, Store};
+use super::{Error, Store};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::{Engine, Entity};
-use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
 
 impl Store {
     /// Does the record satisfy `cond` for this caller?
@@ -27,10 +26,10 @@ impl Store {
     ) -> Result<bool, Error> {
         let dialect = self.dialect();
         let mut q = Query::select();
-        q.from_as(e.name.clone(), "t0")
-            .column(("t0".to_string(), "id".to_string()))
-            .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)))
-            .and_where(Compiler::new(dialect, ctx).compile(cond, "t0"));
+        q.from_as(e.name.clone(), MAIN)
+            .column((MAIN.to_string(), "id".to_string()))
+            .and_where(main_col("id").eq(uuid_value(dialect, id)))
+            .and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
         Ok(on_pool!(self, pool, qb => {
             let (sql, vals) = q.build_sqlx(qb());
             sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?.is_some()

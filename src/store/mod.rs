@@ -1,19 +1,25 @@
 //! `store`: the one place that speaks SQL. Two dialects (SQLite, PostgreSQL), each with
 //! its own sqlx pool; statements are built with sea-query, values are always bound.
 
+mod access;
 mod accounts;
 mod aggregate;
+mod batch;
 mod changes;
-mod crud;
 mod ddl;
-mod dialect;
 pub mod deadline;
+mod dialect;
 mod expand;
 mod explain;
 pub mod filter;
+mod json;
+mod kernel;
 mod migrate;
+mod read;
+mod search;
 mod values;
 mod workflow;
+mod write;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,22 +27,18 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
 
+pub use access::permitted;
 pub use accounts::Refresh;
+pub use batch::Batch;
 pub use changes::{Change, ChangeKind};
-pub use crud::{Batch, Page, Record, permitted};
 pub use ddl::SyncReport;
+pub use kernel::{Pool, Record};
 pub use migrate::{Applied, AppliedMigration, CountedLoss};
+pub use read::Page;
 pub use workflow::{Delivery, Fire, HistoryEntry, OutboxRow};
 
 pub use dialect::Dialect;
-
-#[derive(Debug, Clone)]
-pub enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
 
 /// A database connection pool for one project.
 #[derive(Debug, Clone)]

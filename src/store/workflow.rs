@@ -2,19 +2,17 @@
 //! row, its change-log row and its outbox rows, all in the transaction that changes
 //! the state; the history and "what may I fire now" reads.
 
-use sea_query::{
-    Asterisk, CommonTableExpression, Expr, ExprTrait, Order, PostgresQueryBuilder, Query,
-    SqliteQueryBuilder, WithClause,
-};
+use sea_query::{Asterisk, CommonTableExpression, Expr, ExprTrait, Order, Query, WithClause};
 use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::access::visible;
 use super::changes::pg_mark_transition;
-use super::crud::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns, visible};
+use super::kernel::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
-use super::{Dialect, Error, Pool, Store};
+use super::{Dialect, Error, Store};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::workflow::{AssignValue, Context, Guard, Transition, Workflow};
