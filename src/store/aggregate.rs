@@ -8,13 +8,13 @@ use sqlx::AssertSqlSafe;
 
 use super::filter::Compiler;
 use super::kernel::{MAIN, on_pool};
-use super::values::DecodeJson;
+use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store, quote};
 use crate::engine::access::Principal;
 use crate::engine::aggregate::{AggregateRequest, Bucket, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
-use crate::spec::FieldType;
+use crate::spec::{FieldType, Storage};
 
 fn col(name: &str) -> String {
     format!("{}.{}", quote(MAIN), quote(name))
@@ -66,12 +66,12 @@ fn measure_sql(dialect: Dialect, m: &Measure) -> String {
     }
 }
 
-/// The type a measure's value is read as.
-fn measure_type(m: &Measure) -> (FieldType, u32) {
+/// How a measure's value is read.
+fn measure_storage(m: &Measure) -> Storage {
     match (&m.column, m.metric) {
-        (None, _) | (_, Metric::Count) => (FieldType::Integer, 0),
-        (Some(_), Metric::Avg) => (FieldType::Number, 0),
-        (Some(c), _) => (c.ty, c.scale),
+        (None, _) | (_, Metric::Count) => Storage::Integer,
+        (Some(_), Metric::Avg) => Storage::Real,
+        (Some(c), _) => storage(c.ty, c.scale),
     }
 }
 
@@ -91,15 +91,14 @@ fn read_row<R: DecodeJson>(
     let mut out = Map::new();
     for (i, g) in req.groups.iter().enumerate() {
         let v = if g.bucket.is_some() {
-            row.json(i, FieldType::String, 0)?
+            row.json(i, Storage::Text)?
         } else {
-            row.json(i, g.column.ty, g.column.scale)?
+            row.json(i, storage(g.column.ty, g.column.scale))?
         };
         out.insert(g.key.clone(), v);
     }
     for (j, m) in req.measures.iter().enumerate() {
-        let (ty, scale) = measure_type(m);
-        let mut v = row.json(req.groups.len() + j, ty, scale)?;
+        let mut v = row.json(req.groups.len() + j, measure_storage(m))?;
         if m.metric == Metric::Avg {
             v = round6(v);
         }

@@ -13,3 +13,181 @@ pub enum Dialect {
 }
 
 impl Dialect {}
+
+// Values: column types, bound values and how values come back from a row.
+
+use chrono::{DateTime, Utc};
+use sea_query::Value as SqlValue;
+use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+use uuid::Uuid;
+
+use crate::engine::Cell;
+use crate::spec::Storage;
+
+/// How a dialect's driver hands back the values of a storage kind: what a decoder
+/// reads from a row ([`Dialect::kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Text, returned as it is (strings; SQLite's dates and UUIDs).
+    Text,
+    Integer,
+    Real,
+    /// Integer units of `10^-scale` (SQLite's decimals).
+    Units {
+        scale: u32,
+    },
+    /// An exact decimal, written with `scale` digits (PostgreSQL's NUMERIC).
+    Numeric {
+        scale: u32,
+    },
+    /// 0 or 1 (SQLite's booleans).
+    IntegerBool,
+    Bool,
+    Date,
+    /// Fixed-width UTC text (SQLite's datetimes, see [`Dialect::datetime`]).
+    TimestampText,
+    Timestamp,
+    Uuid,
+    /// JSON kept as its text (SQLite).
+    JsonText,
+    Json,
+}
+
+impl Dialect {
+    /// The SQL type of a column that keeps values of `storage`.
+    pub fn column_type(self, storage: Storage) -> String {
+        match self {
+            Dialect::Sqlite => match storage {
+                Storage::Integer | Storage::Boolean | Storage::Decimal { .. } => "INTEGER",
+                Storage::Real => "REAL",
+                Storage::Text
+                | Storage::Date
+                | Storage::Timestamp
+                | Storage::Uuid
+                | Storage::Json => "TEXT",
+            }
+            .to_string(),
+            Dialect::Postgres => match storage {
+                Storage::Text => "TEXT".to_string(),
+                Storage::Integer => "BIGINT".to_string(),
+                Storage::Real => "DOUBLE PRECISION".to_string(),
+                Storage::Decimal { precision, scale } => format!("NUMERIC({precision}, {scale})"),
+                Storage::Boolean => "BOOLEAN".to_string(),
+                Storage::Date => "DATE".to_string(),
+                Storage::Timestamp => "TIMESTAMPTZ".to_string(),
+                Storage::Uuid => "UUID".to_string(),
+                Storage::Json => "JSONB".to_string(),
+            },
+        }
+    }
+
+    /// How values of `storage` come back from a row.
+    pub fn kept(self, storage: Storage) -> Kept {
+        match self {
+            Dialect::Sqlite => match storage {
+                Storage::Text | Storage::Date | Storage::Uuid => Kept::Text,
+                Storage::Integer => Kept::Integer,
+                Storage::Real => Kept::Real,
+                Storage::Decimal { scale, .. } => Kept::Units { scale },
+                Storage::Boolean => Kept::IntegerBool,
+                Storage::Timestamp => Kept::TimestampText,
+                Storage::Json => Kept::JsonText,
+            },
+            Dialect::Postgres => match storage {
+                Storage::Text => Kept::Text,
+                Storage::Integer => Kept::Integer,
+                Storage::Real => Kept::Real,
+                Storage::Decimal { scale, .. } => Kept::Numeric { scale },
+                Storage::Boolean => Kept::Bool,
+                Storage::Date => Kept::Date,
+                Storage::Timestamp => Kept::Timestamp,
+                Storage::Uuid => Kept::Uuid,
+                Storage::Json => Kept::Json,
+            },
+        }
+    }
+
+    /// A typed NULL for a column of `storage` (PostgreSQL needs the type of every
+    /// parameter).
+    pub fn null(self, storage: Storage) -> SqlValue {
+        match self.kept(storage) {
+            Kept::Integer | Kept::Units { .. } | Kept::IntegerBool => SqlValue::BigInt(None),
+            Kept::Real => SqlValue::Double(None),
+            Kept::Numeric { .. } => SqlValue::Decimal(None),
+            Kept::Bool => SqlValue::Bool(None),
+            Kept::Date => SqlValue::ChronoDate(None),
+            Kept::Timestamp => SqlValue::ChronoDateTimeUtc(None),
+            Kept::Uuid => SqlValue::Uuid(None),
+            Kept::Json => SqlValue::Json(None),
+            Kept::Text | Kept::TimestampText | Kept::JsonText => SqlValue::String(None),
+        }
+    }
+
+    /// An id (or any UUID) as bound: lower-case hyphenated text on SQLite.
+    pub fn uuid(self, id: Uuid) -> SqlValue {
+        match self {
+            Dialect::Sqlite => SqlValue::String(Some(id.hyphenated().to_string())),
+            Dialect::Postgres => SqlValue::Uuid(Some(id)),
+        }
+    }
+
+    /// An instant as bound: on SQLite, fixed-width UTC text
+    /// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so that text order is time order.
+    pub fn datetime(self, dt: DateTime<Utc>) -> SqlValue {
+        match self {
+            Dialect::Sqlite => SqlValue::String(Some(sqlite_datetime(&dt))),
+            Dialect::Postgres => SqlValue::ChronoDateTimeUtc(Some(dt)),
+        }
+    }
+
+    /// A cell as bound to a column of `storage`.
+    pub fn value(self, storage: Storage, cell: &Cell) -> SqlValue {
+        match cell {
+            Cell::Null | Cell::Ids(_) => self.null(storage),
+            Cell::Bool(b) => match self {
+                Dialect::Sqlite => SqlValue::BigInt(Some(i64::from(*b))),
+                Dialect::Postgres => SqlValue::Bool(Some(*b)),
+            },
+            Cell::Int(i) => SqlValue::BigInt(Some(*i)),
+            Cell::Float(f) => SqlValue::Double(Some(*f)),
+            Cell::Text(s) => SqlValue::String(Some(s.clone())),
+            Cell::Decimal(d) => match self {
+                Dialect::Sqlite => {
+                    let scale = match storage {
+                        Storage::Decimal { scale, .. } => scale,
+                        _ => 0,
+                    };
+                    let mut scaled = *d;
+                    scaled.rescale(scale);
+                    let units = i64::try_from(scaled.mantissa()).unwrap_or(i64::MAX);
+                    SqlValue::BigInt(Some(units))
+                }
+                Dialect::Postgres => SqlValue::Decimal(Some(*d)),
+            },
+            Cell::Date(d) => match self {
+                Dialect::Sqlite => SqlValue::String(Some(d.format("%Y-%m-%d").to_string())),
+                Dialect::Postgres => SqlValue::ChronoDate(Some(*d)),
+            },
+            Cell::DateTime(dt) => self.datetime(*dt),
+            Cell::Uuid(id) => self.uuid(*id),
+            Cell::Json(v) => match self {
+                Dialect::Sqlite => SqlValue::String(Some(v.to_string())),
+                Dialect::Postgres => SqlValue::Json(Some(Box::new(v.clone()))),
+            },
+        }
+    }
+
+    /// A statement as this dialect's SQL text and its bound values.
+    pub fn build<S: SqlxBinder>(self, statement: &S) -> (String, SqlxValues) {
+        match self {
+            Dialect::Sqlite => statement.build_sqlx(SqliteQueryBuilder),
+            Dialect::Postgres => statement.build_sqlx(PostgresQueryBuilder),
+        }
+    }
+}
+
+/// The stored text of a datetime in SQLite.
+pub fn sqlite_datetime(dt: &DateTime<Utc>) -> String {
+    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}

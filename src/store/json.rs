@@ -4,6 +4,7 @@
 use super::Error;
 use super::values::{DecodeJson, write_value};
 use crate::engine::Entity;
+use crate::spec::Storage;
 
 /// A page of a list with its records as the JSON array the API answers with.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ pub(crate) fn write_record<R: DecodeJson>(
     }
     for (col, f) in (4..).zip(e.column_fields()) {
         if key(out, &f.name)? {
-            row.write_json(col, f.ty, f.scale, out)?;
+            row.write_json(col, f.storage().unwrap_or(Storage::Text), out)?;
         }
     }
     out.push(b'}');

@@ -129,15 +129,15 @@ pub(crate) fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Reco
     rec.insert("version".into(), Value::from(row.int(3)?));
     let mut col = 4;
     for f in &e.fields {
-        match f.ty {
-            FieldType::Inverse => {}
-            FieldType::Many => {
-                rec.insert(f.name.clone(), Value::Array(Vec::new()));
-            }
-            _ => {
-                rec.insert(f.name.clone(), row.json(col, f.ty, f.scale)?);
+        match f.storage() {
+            Some(storage) => {
+                rec.insert(f.name.clone(), row.json(col, storage)?);
                 col += 1;
             }
+            None if f.ty == FieldType::Many => {
+                rec.insert(f.name.clone(), Value::Array(Vec::new()));
+            }
+            None => {}
         }
     }
     Ok(rec)

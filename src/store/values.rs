@@ -1,15 +1,19 @@
-//! How each field type is stored in each dialect, and read back as JSON.
+//! Values between the API and the database: cells bound as parameters, and columns
+//! read back as JSON. What differs between the dialects (the column type, the bound
+//! form and the way a value comes back of each [`Storage`] kind) is answered by
+//! [`Dialect`]; here the decoders are written once, over [`Columns`], the primitive
+//! getters both row types offer.
 //!
-//! | type            | SQLite                         | PostgreSQL        |
+//! | storage         | SQLite                         | PostgreSQL        |
 //! |-----------------|--------------------------------|-------------------|
-//! | id, uuid, ref   | TEXT (lower-case hyphenated)   | UUID              |
-//! | string, text, email, url, enum | TEXT            | TEXT              |
+//! | uuid (ids, refs)| TEXT (lower-case hyphenated)   | UUID              |
+//! | text            | TEXT                           | TEXT              |
 //! | integer         | INTEGER                        | BIGINT            |
-//! | number          | REAL                           | DOUBLE PRECISION  |
+//! | real            | REAL                           | DOUBLE PRECISION  |
 //! | decimal         | INTEGER of the smallest unit   | NUMERIC(p, s)     |
 //! | boolean         | INTEGER 0/1                    | BOOLEAN           |
 //! | date            | TEXT `YYYY-MM-DD`              | DATE              |
-//! | datetime        | TEXT, fixed-width UTC          | TIMESTAMPTZ       |
+//! | timestamp       | TEXT, fixed-width UTC          | TIMESTAMPTZ       |
 //! | json            | TEXT                           | JSONB             |
 //!
 //! Fixed-width texts keep SQLite's ordering equal to PostgreSQL's.
@@ -24,108 +28,39 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::Dialect;
+use super::dialect::Kept;
 use crate::engine::Cell;
 use crate::engine::input::format_datetime;
-use crate::spec::FieldType;
+use crate::spec::{FieldType, Storage};
 
-/// The stored text of a datetime in SQLite.
-pub fn sqlite_datetime(dt: &DateTime<Utc>) -> String {
-    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+/// How a value of type `ty` is bound and read (`many` and `inverse` values have no
+/// column; they bind as text NULLs). Only column types need a decimal's precision.
+pub(crate) fn storage(ty: FieldType, scale: u32) -> Storage {
+    ty.storage(0, scale).unwrap_or(Storage::Text)
 }
 
-/// The SQL type of a column.
+/// The SQL type of a column (for `ddl`, which asks [`Dialect::column_type`] by field type).
 pub fn column_type(dialect: Dialect, ty: FieldType, scale: u32, precision: u32) -> String {
-    match dialect {
-        Dialect::Sqlite => match ty {
-            FieldType::Integer | FieldType::Boolean | FieldType::Decimal => "INTEGER",
-            FieldType::Number => "REAL",
-            _ => "TEXT",
-        }
-        .to_string(),
-        Dialect::Postgres => match ty {
-            FieldType::Integer => "BIGINT".to_string(),
-            FieldType::Number => "DOUBLE PRECISION".to_string(),
-            FieldType::Decimal => format!("NUMERIC({precision}, {scale})"),
-            FieldType::Boolean => "BOOLEAN".to_string(),
-            FieldType::Date => "DATE".to_string(),
-            FieldType::Datetime => "TIMESTAMPTZ".to_string(),
-            FieldType::Uuid | FieldType::Ref => "UUID".to_string(),
-            FieldType::Json => "JSONB".to_string(),
-            _ => "TEXT".to_string(),
-        },
-    }
+    dialect.column_type(ty.storage(precision, scale).unwrap_or(Storage::Text))
 }
 
-/// A typed NULL for a field type (PostgreSQL needs the type of every parameter).
-fn null(dialect: Dialect, ty: FieldType) -> SqlValue {
-    match (dialect, ty) {
-        (Dialect::Sqlite, FieldType::Integer | FieldType::Boolean | FieldType::Decimal) => {
-            SqlValue::BigInt(None)
-        }
-        (Dialect::Sqlite, FieldType::Number) => SqlValue::Double(None),
-        (Dialect::Sqlite, _) => SqlValue::String(None),
-        (Dialect::Postgres, FieldType::Integer) => SqlValue::BigInt(None),
-        (Dialect::Postgres, FieldType::Number) => SqlValue::Double(None),
-        (Dialect::Postgres, FieldType::Decimal) => SqlValue::Decimal(None),
-        (Dialect::Postgres, FieldType::Boolean) => SqlValue::Bool(None),
-        (Dialect::Postgres, FieldType::Date) => SqlValue::ChronoDate(None),
-        (Dialect::Postgres, FieldType::Datetime) => SqlValue::ChronoDateTimeUtc(None),
-        (Dialect::Postgres, FieldType::Uuid | FieldType::Ref) => SqlValue::Uuid(None),
-        (Dialect::Postgres, FieldType::Json) => SqlValue::Json(None),
-        (Dialect::Postgres, _) => SqlValue::String(None),
-    }
-}
-
+/// [`Dialect::uuid`].
 pub fn uuid_value(dialect: Dialect, id: Uuid) -> SqlValue {
-    match dialect {
-        Dialect::Sqlite => SqlValue::String(Some(id.hyphenated().to_string())),
-        Dialect::Postgres => SqlValue::Uuid(Some(id)),
-    }
+    dialect.uuid(id)
 }
 
+/// [`Dialect::datetime`].
 pub fn datetime_value(dialect: Dialect, dt: DateTime<Utc>) -> SqlValue {
-    match dialect {
-        Dialect::Sqlite => SqlValue::String(Some(sqlite_datetime(&dt))),
-        Dialect::Postgres => SqlValue::ChronoDateTimeUtc(Some(dt)),
-    }
+    dialect.datetime(dt)
 }
 
-/// Binds a cell as the value of a field.
+/// Binds a cell as the value of a field of type `ty` ([`Dialect::value`]).
 pub fn cell_value(dialect: Dialect, ty: FieldType, scale: u32, cell: &Cell) -> SqlValue {
-    match cell {
-        Cell::Null => null(dialect, ty),
-        Cell::Bool(b) => match dialect {
-            Dialect::Sqlite => SqlValue::BigInt(Some(i64::from(*b))),
-            Dialect::Postgres => SqlValue::Bool(Some(*b)),
-        },
-        Cell::Int(i) => SqlValue::BigInt(Some(*i)),
-        Cell::Float(f) => SqlValue::Double(Some(*f)),
-        Cell::Text(s) => SqlValue::String(Some(s.clone())),
-        Cell::Decimal(d) => match dialect {
-            Dialect::Sqlite => {
-                let mut scaled = *d;
-                scaled.rescale(scale);
-                let units = i64::try_from(scaled.mantissa()).unwrap_or(i64::MAX);
-                SqlValue::BigInt(Some(units))
-            }
-            Dialect::Postgres => SqlValue::Decimal(Some(*d)),
-        },
-        Cell::Date(d) => match dialect {
-            Dialect::Sqlite => SqlValue::String(Some(d.format("%Y-%m-%d").to_string())),
-            Dialect::Postgres => SqlValue::ChronoDate(Some(*d)),
-        },
-        Cell::DateTime(dt) => datetime_value(dialect, *dt),
-        Cell::Uuid(id) => uuid_value(dialect, *id),
-        Cell::Json(v) => match dialect {
-            Dialect::Sqlite => SqlValue::String(Some(v.to_string())),
-            Dialect::Postgres => SqlValue::Json(Some(Box::new(v.clone()))),
-        },
-        Cell::Ids(_) => null(dialect, ty),
-    }
+    dialect.value(storage(ty, scale), cell)
 }
 
 /// The API's text of a datetime stored by SQLite. Trellis stores the fixed-width
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` ([`sqlite_datetime`]); the API drops trailing
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` ([`super::dialect::sqlite_datetime`]); the API drops trailing
 /// groups of zeros in the fraction ([`format_datetime`]). That is done on the text
 /// itself, without parsing, since a read does it for every datetime of every row;
 /// any other text (written beside Trellis) is parsed.
@@ -179,30 +114,12 @@ fn units_text(units: i64, scale: u32) -> String {
     }
 }
 
-/// Reads one column of a row as the JSON the API returns.
 /// Appends `value` to `out` as JSON text.
 pub(crate) fn write_value(
     out: &mut Vec<u8>,
     value: &(impl serde::Serialize + ?Sized),
 ) -> Result<(), sqlx::Error> {
     serde_json::to_writer(out, value).map_err(|err| sqlx::Error::Decode(err.into()))
-}
-
-pub trait DecodeJson {
-    fn json(&self, index: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error>;
-    /// Writes [`DecodeJson::json`] as JSON text.
-    fn write_json(
-        &self,
-        index: usize,
-        ty: FieldType,
-        scale: u32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), sqlx::Error> {
-        write_value(out, &self.json(index, ty, scale)?)
-    }
-    fn uuid_text(&self, index: usize) -> Result<String, sqlx::Error>;
-    fn datetime_text(&self, index: usize) -> Result<String, sqlx::Error>;
-    fn int(&self, index: usize) -> Result<i64, sqlx::Error>;
 }
 
 fn decode_err(index: usize, message: String) -> sqlx::Error {
@@ -212,142 +129,189 @@ fn decode_err(index: usize, message: String) -> sqlx::Error {
     }
 }
 
-impl DecodeJson for SqliteRow {
-    fn json(&self, i: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error> {
-        Ok(match ty {
-            FieldType::Integer => self
-                .try_get::<Option<i64>, _>(i)?
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-            FieldType::Number => self
-                .try_get::<Option<f64>, _>(i)?
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-            FieldType::Decimal => self
-                .try_get::<Option<i64>, _>(i)?
-                .map(|units| Value::String(units_text(units, scale)))
-                .unwrap_or(Value::Null),
-            FieldType::Boolean => self
-                .try_get::<Option<i64>, _>(i)?
-                .map(|v| Value::Bool(v != 0))
-                .unwrap_or(Value::Null),
-            FieldType::Datetime => match self.try_get::<Option<String>, _>(i)? {
-                Some(s) => Value::String(stored_datetime_text(s).map_err(|e| decode_err(i, e))?),
-                None => Value::Null,
-            },
-            FieldType::Json => match self.try_get::<Option<String>, _>(i)? {
-                Some(s) => serde_json::from_str(&s).map_err(|e| decode_err(i, e.to_string()))?,
-                None => Value::Null,
-            },
-            _ => self
-                .try_get::<Option<String>, _>(i)?
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        })
-    }
+/// A value a dialect does not keep that way was asked for (a bug in [`Dialect::kept`]).
+fn not_kept(index: usize, what: &str) -> sqlx::Error {
+    decode_err(index, format!("this database does not keep {what} values"))
+}
 
-    /// Text and integers are written from the row as they are (no `Value` between).
-    fn write_json(
-        &self,
-        i: usize,
-        ty: FieldType,
-        scale: u32,
-        out: &mut Vec<u8>,
-    ) -> Result<(), sqlx::Error> {
-        match ty {
-            FieldType::String
-            | FieldType::Text
-            | FieldType::Date
-            | FieldType::Uuid
-            | FieldType::Email
-            | FieldType::Url
-            | FieldType::Enum
-            | FieldType::Ref => match self.try_get::<Option<&str>, _>(i)? {
-                Some(s) => write_value(out, s)?,
-                None => out.extend_from_slice(b"null"),
-            },
-            FieldType::Integer => match self.try_get::<Option<i64>, _>(i)? {
-                Some(n) => write_value(out, &n)?,
-                None => out.extend_from_slice(b"null"),
-            },
-            _ => write_value(out, &self.json(i, ty, scale)?)?,
-        }
-        Ok(())
+/// The primitive getters a row offers to the decoders: one per way a dialect keeps
+/// values ([`Kept`]). A row type implements those its dialect uses.
+pub trait Columns {
+    /// The dialect whose rows these are.
+    const DIALECT: Dialect;
+    fn text(&self, i: usize) -> Result<Option<&str>, sqlx::Error>;
+    fn integer(&self, i: usize) -> Result<Option<i64>, sqlx::Error>;
+    fn real(&self, i: usize) -> Result<Option<f64>, sqlx::Error>;
+    fn boolean(&self, i: usize) -> Result<Option<bool>, sqlx::Error> {
+        Err(not_kept(i, "boolean"))
     }
-
-    fn uuid_text(&self, i: usize) -> Result<String, sqlx::Error> {
-        self.try_get::<String, _>(i)
+    fn numeric(&self, i: usize) -> Result<Option<Decimal>, sqlx::Error> {
+        Err(not_kept(i, "numeric"))
     }
-
-    fn datetime_text(&self, i: usize) -> Result<String, sqlx::Error> {
-        stored_datetime_text(self.try_get(i)?).map_err(|e| decode_err(i, e))
+    fn date(&self, i: usize) -> Result<Option<NaiveDate>, sqlx::Error> {
+        Err(not_kept(i, "date"))
     }
-
-    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
-        self.try_get::<i64, _>(i)
+    fn timestamp(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        Err(not_kept(i, "timestamp"))
+    }
+    fn uuid(&self, i: usize) -> Result<Option<Uuid>, sqlx::Error> {
+        Err(not_kept(i, "uuid"))
+    }
+    fn json_value(&self, i: usize) -> Result<Option<Value>, sqlx::Error> {
+        Err(not_kept(i, "json"))
     }
 }
 
-impl DecodeJson for PgRow {
-    fn json(&self, i: usize, ty: FieldType, scale: u32) -> Result<Value, sqlx::Error> {
-        Ok(match ty {
-            FieldType::Integer => self
-                .try_get::<Option<i64>, _>(i)?
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-            FieldType::Number => self
-                .try_get::<Option<f64>, _>(i)?
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-            FieldType::Decimal => self
-                .try_get::<Option<Decimal>, _>(i)?
-                .map(|mut d| {
-                    d.rescale(scale);
-                    Value::String(d.to_string())
-                })
-                .unwrap_or(Value::Null),
-            FieldType::Boolean => self
-                .try_get::<Option<bool>, _>(i)?
-                .map(Value::Bool)
-                .unwrap_or(Value::Null),
-            FieldType::Date => self
-                .try_get::<Option<NaiveDate>, _>(i)?
-                .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
-                .unwrap_or(Value::Null),
-            FieldType::Datetime => self
-                .try_get::<Option<DateTime<Utc>>, _>(i)?
-                .map(|d| Value::String(format_datetime(&d)))
-                .unwrap_or(Value::Null),
-            FieldType::Uuid | FieldType::Ref => self
-                .try_get::<Option<Uuid>, _>(i)?
-                .map(|u| Value::String(u.hyphenated().to_string()))
-                .unwrap_or(Value::Null),
-            FieldType::Json => self.try_get::<Option<Value>, _>(i)?.unwrap_or(Value::Null),
-            _ => self
-                .try_get::<Option<String>, _>(i)?
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        })
+impl Columns for SqliteRow {
+    const DIALECT: Dialect = Dialect::Sqlite;
+    fn text(&self, i: usize) -> Result<Option<&str>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn integer(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn real(&self, i: usize) -> Result<Option<f64>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+impl Columns for PgRow {
+    const DIALECT: Dialect = Dialect::Postgres;
+    fn text(&self, i: usize) -> Result<Option<&str>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn integer(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn real(&self, i: usize) -> Result<Option<f64>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn boolean(&self, i: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn numeric(&self, i: usize) -> Result<Option<Decimal>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn date(&self, i: usize) -> Result<Option<NaiveDate>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn timestamp(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn uuid(&self, i: usize) -> Result<Option<Uuid>, sqlx::Error> {
+        self.try_get(i)
+    }
+    fn json_value(&self, i: usize) -> Result<Option<Value>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+/// Column `i` of `row`, kept as `kept`, as the JSON the API returns.
+fn decode<R: Columns + ?Sized>(row: &R, i: usize, kept: Kept) -> Result<Value, sqlx::Error> {
+    let text = |s: Option<&str>| s.map(|s| Value::String(s.to_string()));
+    Ok(match kept {
+        Kept::Text => text(row.text(i)?),
+        Kept::Integer => row.integer(i)?.map(Value::from),
+        Kept::Real => row
+            .real(i)?
+            .map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        Kept::Units { scale } => row
+            .integer(i)?
+            .map(|units| Value::String(units_text(units, scale))),
+        Kept::Numeric { scale } => row.numeric(i)?.map(|mut d| {
+            d.rescale(scale);
+            Value::String(d.to_string())
+        }),
+        Kept::IntegerBool => row.integer(i)?.map(|v| Value::Bool(v != 0)),
+        Kept::Bool => row.boolean(i)?.map(Value::Bool),
+        Kept::Date => row
+            .date(i)?
+            .map(|d| Value::String(d.format("%Y-%m-%d").to_string())),
+        Kept::TimestampText => match row.text(i)? {
+            Some(s) => Some(Value::String(
+                stored_datetime_text(s.to_string()).map_err(|e| decode_err(i, e))?,
+            )),
+            None => None,
+        },
+        Kept::Timestamp => row
+            .timestamp(i)?
+            .map(|d| Value::String(format_datetime(&d))),
+        Kept::Uuid => row
+            .uuid(i)?
+            .map(|u| Value::String(u.hyphenated().to_string())),
+        Kept::JsonText => match row.text(i)? {
+            Some(s) => Some(serde_json::from_str(s).map_err(|e| decode_err(i, e.to_string()))?),
+            None => None,
+        },
+        Kept::Json => row.json_value(i)?,
+    }
+    .unwrap_or(Value::Null))
+}
+
+/// Reads the columns of a row as the JSON the API returns, whatever the dialect.
+pub trait DecodeJson {
+    /// Column `i`, which keeps values of `storage`.
+    fn json(&self, i: usize, storage: Storage) -> Result<Value, sqlx::Error>;
+    /// Writes [`DecodeJson::json`] as JSON text; text and integers straight from the
+    /// row (no `Value` between).
+    fn write_json(&self, i: usize, storage: Storage, out: &mut Vec<u8>) -> Result<(), sqlx::Error>;
+    /// An id (never NULL).
+    fn uuid_text(&self, i: usize) -> Result<String, sqlx::Error>;
+    /// A `created_at` or `updated_at` (never NULL).
+    fn datetime_text(&self, i: usize) -> Result<String, sqlx::Error>;
+    /// An integer (never NULL).
+    fn int(&self, i: usize) -> Result<i64, sqlx::Error>;
+}
+
+fn not_null(i: usize, v: Value) -> Result<String, sqlx::Error> {
+    match v {
+        Value::String(s) => Ok(s),
+        _ => Err(sqlx::Error::ColumnDecode {
+            index: i.to_string(),
+            source: Box::new(sqlx::error::UnexpectedNullError),
+        }),
+    }
+}
+
+impl<R: Columns> DecodeJson for R {
+    fn json(&self, i: usize, storage: Storage) -> Result<Value, sqlx::Error> {
+        decode(self, i, R::DIALECT.kept(storage))
+    }
+
+    fn write_json(&self, i: usize, storage: Storage, out: &mut Vec<u8>) -> Result<(), sqlx::Error> {
+        match R::DIALECT.kept(storage) {
+            Kept::Text => match self.text(i)? {
+                Some(s) => write_value(out, s),
+                None => Ok(out.extend_from_slice(b"null")),
+            },
+            Kept::Integer => match self.integer(i)? {
+                Some(n) => write_value(out, &n),
+                None => Ok(out.extend_from_slice(b"null")),
+            },
+            kept => write_value(out, &decode(self, i, kept)?),
+        }
     }
 
     fn uuid_text(&self, i: usize) -> Result<String, sqlx::Error> {
-        Ok(self.try_get::<Uuid, _>(i)?.hyphenated().to_string())
+        not_null(i, self.json(i, Storage::Uuid)?)
     }
 
     fn datetime_text(&self, i: usize) -> Result<String, sqlx::Error> {
-        Ok(format_datetime(&self.try_get::<DateTime<Utc>, _>(i)?))
+        not_null(i, self.json(i, Storage::Timestamp)?)
     }
 
     fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
-        self.try_get::<i64, _>(i)
+        self.integer(i)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: i.to_string(),
+            source: Box::new(sqlx::error::UnexpectedNullError),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dialect::sqlite_datetime;
     use proptest::prelude::*;
 
     proptest! {
