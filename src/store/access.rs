@@ -2,14 +2,13 @@
 //! within reach, and the removal of fields the caller may not read.
 
 use sea_query::{ExprTrait, Query, SelectStatement};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::filter::Compiler;
 use super::kernel::{MAIN, Record, main_col, on_pool, record_id};
-use super::values::{DecodeJson, uuid_value};
+use super::values::DecodeJson;
 use super::{Dialect, Error, Store};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
@@ -50,10 +49,10 @@ impl Store {
             let mut q = Query::select();
             q.from_as(e.name.clone(), MAIN)
                 .column((MAIN.to_string(), "id".to_string()))
-                .and_where(main_col("id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))))
+                .and_where(main_col("id").is_in(ids.iter().map(|id| dialect.uuid(*id))))
                 .and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
-            let visible: Vec<String> = on_pool!(self, pool, qb => {
-                let (sql, values) = q.build_sqlx(qb());
+            let visible: Vec<String> = on_pool!(self, pool => {
+                let (sql, values) = dialect.build(&q);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
                 rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?
             });
@@ -79,7 +78,7 @@ pub(crate) fn visible(
     let mut q = Query::select();
     q.from_as(e.name.clone(), MAIN)
         .column((MAIN.to_string(), "id".to_string()))
-        .and_where(main_col("id").eq(uuid_value(dialect, id)));
+        .and_where(main_col("id").eq(dialect.uuid(id)));
     if *cond != Typed::Const(true) {
         q.and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
     }

@@ -2,12 +2,11 @@
 //! they can never appear in a record.
 
 use sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::kernel::{MAIN, main_col, on_pool};
-use super::values::{DecodeJson, uuid_value};
+use super::values::DecodeJson;
 use super::{Error, Store};
 use crate::engine::Entity;
 
@@ -33,14 +32,14 @@ impl Store {
         let mut q = Query::insert();
         q.into_table(CREDENTIALS)
             .columns(["user_id", "password_hash"])
-            .values_panic([uuid_value(dialect, user).into(), hash.into()])
+            .values_panic([dialect.uuid(user).into(), hash.into()])
             .on_conflict(
                 OnConflict::column("user_id")
                     .update_column("password_hash")
                     .to_owned(),
             );
-        on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?;
         });
         Ok(())
@@ -64,8 +63,8 @@ impl Store {
                     .equals((MAIN.to_string(), "id".to_string())),
             )
             .and_where(main_col("email").eq(email.to_string()));
-        let found = on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        let found = on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await? {
                 Some(row) => Some((row.uuid_text(0)?, sqlx::Row::try_get::<String, _>(&row, 1)?)),
                 None => None,
@@ -91,12 +90,12 @@ impl Store {
             .columns(["token_hash", "user_id", "expires_at", "revoked"])
             .values_panic([
                 hash_token(token).into(),
-                uuid_value(dialect, user).into(),
-                super::values::datetime_value(dialect, expires).into(),
+                dialect.uuid(user).into(),
+                dialect.datetime(expires).into(),
                 Expr::val(0i64),
             ]);
-        on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?;
         });
         Ok(())
@@ -115,17 +114,17 @@ impl Store {
             .value("revoked", 1i64)
             .and_where(Expr::col("token_hash").eq(hash.clone()))
             .and_where(Expr::col("revoked").eq(0i64))
-            .and_where(Expr::col("expires_at").gt(super::values::datetime_value(dialect, now)));
+            .and_where(Expr::col("expires_at").gt(dialect.datetime(now)));
         let mut owner = Query::select();
         owner
             .from(REFRESH)
             .column("user_id")
             .column("revoked")
             .and_where(Expr::col("token_hash").eq(hash));
-        let (changed, found) = on_pool!(self, pool, qb => {
-            let (sql, vals) = revoke.build_sqlx(qb());
+        let (changed, found) = on_pool!(self, pool => {
+            let (sql, vals) = dialect.build(&revoke);
             let changed = sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?.rows_affected();
-            let (sql, vals) = owner.build_sqlx(qb());
+            let (sql, vals) = dialect.build(&owner);
             let found = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await? {
                 Some(row) => Some((row.uuid_text(0)?, row.int(1)?)),
                 None => None,
@@ -150,8 +149,8 @@ impl Store {
         q.table(REFRESH)
             .value("revoked", 1i64)
             .and_where(Expr::col("token_hash").eq(hash_token(token)));
-        on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?;
         });
         Ok(())
@@ -163,9 +162,9 @@ impl Store {
         let mut q = Query::update();
         q.table(REFRESH)
             .value("revoked", 1i64)
-            .and_where(Expr::col("user_id").eq(uuid_value(dialect, user)));
-        on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+            .and_where(Expr::col("user_id").eq(dialect.uuid(user)));
+        on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             sqlx::query_with(AssertSqlSafe(sql), vals).execute(pool).await?;
         });
         Ok(())

@@ -2,7 +2,6 @@
 //! filter in its WHERE.
 
 use sea_query::{Alias, Expr, ExprTrait, NullOrdering, Order, Query};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
@@ -202,8 +201,8 @@ impl Store {
                 );
             }
         }
-        let groups = on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        let groups = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             let sql = super::paged(sql, u64::from(req.limit), None);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| read_row(req, r)).collect::<Result<Vec<_>, _>>()?

@@ -9,7 +9,6 @@
 
 use sea_query::extension::postgres::PgExpr;
 use sea_query::{Expr, ExprTrait, Func, Query};
-use sea_query_sqlx::SqlxBinder;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -281,7 +280,7 @@ impl Store {
     /// The newest sequence number in the log (0 when empty).
     pub async fn last_change(&self) -> Result<i64, Error> {
         let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGES}");
-        Ok(super::kernel::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(pool).await?
         }))
     }
@@ -299,14 +298,14 @@ impl Store {
                 let sql = format!(
                     "SELECT {cols} FROM {CHANGES} WHERE seq > $1 AND entity = $2 ORDER BY seq LIMIT $3"
                 );
-                super::kernel::on_pool!(self, pool, _qb => {
+                super::kernel::on_pool!(self, pool => {
                     sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(name).bind(limit).fetch_all(pool).await?
                 })
             }
             None => {
                 let sql =
                     format!("SELECT {cols} FROM {CHANGES} WHERE seq > $1 ORDER BY seq LIMIT $2");
-                super::kernel::on_pool!(self, pool, _qb => {
+                super::kernel::on_pool!(self, pool => {
                     sqlx::query_as(AssertSqlSafe(sql)).bind(after).bind(limit).fetch_all(pool).await?
                 })
             }
@@ -317,7 +316,7 @@ impl Store {
     /// The newest sequence number removed by retention (0 if none).
     pub async fn pruned_through(&self) -> Result<i64, Error> {
         let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {PRUNED}");
-        Ok(super::kernel::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(pool).await?
         }))
     }
@@ -330,7 +329,7 @@ impl Store {
         let mark = format!(
             "INSERT INTO {PRUNED} (id, seq) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > {PRUNED}.seq"
         );
-        Ok(super::kernel::on_pool!(self, pool, _qb => {
+        Ok(super::kernel::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let seq: i64 = sqlx::query_scalar(AssertSqlSafe(upto)).bind(cutoff_ms).fetch_one(&mut *tx).await?;
             if seq == 0 {
@@ -361,12 +360,12 @@ impl Store {
         let dialect = self.dialect();
         let ctx = who.ctx();
         let mut q = super::kernel::select(e);
-        q.and_where(main_col("id").eq(super::values::uuid_value(dialect, id)));
+        q.and_where(main_col("id").eq(dialect.uuid(id)));
         if cond != Typed::Const(true) {
             q.and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
         }
-        let rec = super::kernel::on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        let rec = super::kernel::on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
                 Some(row) => record_from_row(e, &row)?,
                 None => return Ok(None),
@@ -424,8 +423,8 @@ impl Store {
         q.expr(Expr::val(1i64))
             .from_subquery(row, MAIN)
             .and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
-        Ok(super::kernel::on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        Ok(super::kernel::on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await?.is_some()
         }))
     }

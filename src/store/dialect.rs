@@ -179,7 +179,7 @@ impl Dialect {
     }
 
     /// A statement as this dialect's SQL text and its bound values.
-    pub fn build<S: SqlxBinder>(self, statement: &S) -> (String, SqlxValues) {
+    pub fn build<S: SqlxBinder + ?Sized>(self, statement: &S) -> (String, SqlxValues) {
         match self {
             Dialect::Sqlite => statement.build_sqlx(SqliteQueryBuilder),
             Dialect::Postgres => statement.build_sqlx(PostgresQueryBuilder),

@@ -7,14 +7,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sea_query::{Expr, ExprTrait, Order, Query};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::filter::Compiler;
 use super::kernel::{MAIN, Record, main_col, on_pool, record_from_row, select, select_columns};
-use super::values::uuid_value;
 use super::{Error, Store, quote};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
@@ -53,9 +51,9 @@ impl Store {
         if *cond != Typed::Const(true) {
             q.and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
         }
-        q.and_where(main_col("id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))));
-        let mut items = on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        q.and_where(main_col("id").is_in(ids.iter().map(|id| dialect.uuid(*id))));
+        let mut items = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?
         });
@@ -89,9 +87,7 @@ impl Store {
                 )),
                 "_rn",
             )
-            .and_where(
-                main_col(via.to_string()).is_in(parents.iter().map(|id| uuid_value(dialect, *id))),
-            );
+            .and_where(main_col(via.to_string()).is_in(parents.iter().map(|id| dialect.uuid(*id))));
         let mut q = Query::select();
         for c in select_columns(child) {
             q.column(c);
@@ -100,8 +96,8 @@ impl Store {
             .and_where(Expr::col("_rn").lte(EXPAND_CAP as i64))
             .order_by(via.to_string(), Order::Asc)
             .order_by("id", Order::Asc);
-        let mut items = on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        let mut items = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             rows.iter().map(|r| record_from_row(child, r)).collect::<Result<Vec<_>, _>>()?
         });

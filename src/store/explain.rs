@@ -2,14 +2,12 @@
 //! why the answer is allow or deny. Conditions are checked by the database itself.
 
 use sea_query::{ExprTrait, Query};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::filter::Compiler;
 use super::kernel::{MAIN, main_col, on_pool};
-use super::values::uuid_value;
 use super::{Error, Store};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::{Ctx, Typed};
@@ -28,10 +26,10 @@ impl Store {
         let mut q = Query::select();
         q.from_as(e.name.clone(), MAIN)
             .column((MAIN.to_string(), "id".to_string()))
-            .and_where(main_col("id").eq(uuid_value(dialect, id)))
+            .and_where(main_col("id").eq(dialect.uuid(id)))
             .and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
-        Ok(on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        Ok(on_pool!(self, pool => {
+            let (sql, vals) = dialect.build(&q);
             sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?.is_some()
         }))
     }

@@ -45,6 +45,13 @@ pub(crate) fn all(terms: Vec<Expr>) -> Expr {
 }
 
 macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {{
+        $store.counted();
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    }};
     ($store:expr, $pool:ident, $qb:ident => $body:expr) => {{
         $store.counted();
         match &$store.pool {
@@ -71,6 +78,29 @@ pub(crate) enum Tx {
 /// batch's transaction (so that a failed operation can be inspected, and the batch
 /// still rolls back as a whole).
 macro_rules! in_tx {
+    ($store:expr, $batch:expr, $tx:ident => $body:expr) => {{
+        $store.counted();
+        match $batch {
+            None => match &$store.pool {
+                $crate::store::Pool::Sqlite(pool) => {
+                    let mut $tx = $crate::store::kernel::begin_immediate(pool).await?;
+                    $body
+                }
+                $crate::store::Pool::Postgres(pool) => {
+                    let mut $tx = pool.begin_with(::sqlx::AssertSqlSafe("BEGIN")).await?;
+                    $body
+                }
+            },
+            Some($crate::store::kernel::Tx::Sqlite(outer)) => {
+                let mut $tx = sqlx::Acquire::begin(&mut *outer).await?;
+                $body
+            }
+            Some($crate::store::kernel::Tx::Postgres(outer)) => {
+                let mut $tx = sqlx::Acquire::begin(&mut *outer).await?;
+                $body
+            }
+        }
+    }};
     ($store:expr, $batch:expr, $tx:ident, $qb:ident => $body:expr) => {{
         $store.counted();
         match $batch {
@@ -194,14 +224,14 @@ pub(crate) async fn begin_immediate(
     }
 }
 
-/// Runs statement `$q` once on `$pool` with sqlx's `$run` (`fetch_one`, `execute`…),
+/// Runs statement `$q` (built for `$dialect`) once on `$pool` with sqlx's `$run` (`fetch_one`, `execute`…),
 /// again after a stale SQLite snapshot or [`busy_at_once`] (up to
 /// [`SNAPSHOT_RETRIES`] times).
 macro_rules! one_statement {
-    ($q:expr, $qb:ident, $pool:expr, $run:ident) => {{
+    ($q:expr, $dialect:expr, $pool:expr, $run:ident) => {{
         let mut tries = 0;
         loop {
-            let (sql, vals) = $q.build_sqlx($qb());
+            let (sql, vals) = $dialect.build(&$q);
             let started = std::time::Instant::now();
             match ::sqlx::query_with(::sqlx::AssertSqlSafe(sql), vals)
                 .$run($pool)

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use sea_query::{Asterisk, Expr, ExprTrait, JoinType, NullOrdering, Order, Query};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -14,7 +13,7 @@ use super::filter::Compiler;
 use super::json::{JsonPage, not_json, write_record};
 use super::kernel::{MAIN, Record, all, main_col, on_pool, record_from_row, record_id, select};
 use super::search::{Search, search_terms};
-use super::values::{DecodeJson, cell_value, uuid_value};
+use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
@@ -51,7 +50,7 @@ fn keyset(dialect: Dialect, sort: &[SortKey], after: &[Cell]) -> Expr {
     for (k, cell) in sort.iter().zip(after) {
         let c = col(k);
         if *cell != Cell::Null {
-            let v = Expr::val(cell_value(dialect, k.column.ty, k.column.scale, cell));
+            let v = Expr::val(dialect.value(storage(k.column.ty, k.column.scale), cell));
             let beyond = if k.desc {
                 c.clone().lt(v.clone())
             } else {
@@ -226,8 +225,8 @@ impl Store {
             }
         }
         let limit = req.limit as usize;
-        let mut rows = on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        let mut rows = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             let sql = super::paged(sql, u64::from(req.limit) + 1, offset);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
             match json {
@@ -289,8 +288,8 @@ impl Store {
             if let Some(search) = search {
                 c.and_where(search.matches);
             }
-            Some(on_pool!(self, pool, qb => {
-                let (sql, values) = c.build_sqlx(qb());
+            Some(on_pool!(self, pool => {
+                let (sql, values) = dialect.build(&c);
                 sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), values).fetch_one(pool).await?
             }))
         } else {
@@ -315,12 +314,12 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let mut q = select(e);
-        q.and_where(main_col("id").eq(uuid_value(dialect, id)));
+        q.and_where(main_col("id").eq(dialect.uuid(id)));
         if *cond != Typed::Const(true) {
             q.and_where(Compiler::new(dialect, ctx).compile(cond, MAIN));
         }
-        let rec = on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        let rec = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
                 Some(row) => record_from_row(e, &row)?,
                 None => return Err(Error::NotFound),
@@ -368,13 +367,11 @@ impl Store {
             q.from(e.join_table(f))
                 .column("source_id")
                 .column("target_id")
-                .and_where(
-                    Expr::col("source_id").is_in(ids.iter().map(|id| uuid_value(dialect, *id))),
-                )
+                .and_where(Expr::col("source_id").is_in(ids.iter().map(|id| dialect.uuid(*id))))
                 .order_by("source_id", Order::Asc)
                 .order_by("target_id", Order::Asc);
-            let pairs: Vec<(String, String)> = on_pool!(self, pool, qb => {
-                let (sql, values) = q.build_sqlx(qb());
+            let pairs: Vec<(String, String)> = on_pool!(self, pool => {
+                let (sql, values) = dialect.build(&q);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
                 rows.iter()
                     .map(|r| Ok((r.uuid_text(0)?, r.uuid_text(1)?)))

@@ -13,7 +13,7 @@ use super::kernel::{
     MAIN, Record, SYSTEM_COLUMNS, Tx, in_tx, main_col, on_pool, one_statement, record_from_row,
     select_columns,
 };
-use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
+use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Holder, MissingTarget, Store, ddl};
 use crate::engine::access::{Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
@@ -49,16 +49,16 @@ impl Store {
         let now = input::now();
         let mut columns: Vec<String> = SYSTEM_COLUMNS.iter().map(|s| s.to_string()).collect();
         let mut values = vec![
-            uuid_value(dialect, id).into(),
-            datetime_value(dialect, now).into(),
-            datetime_value(dialect, now).into(),
+            dialect.uuid(id).into(),
+            dialect.datetime(now).into(),
+            dialect.datetime(now).into(),
             Expr::val(1i64),
         ];
         for (index, cell) in &input.values {
             let f = &e.fields[*index];
             if f.has_column() {
                 columns.push(f.name.clone());
-                values.push(Expr::val(cell_value(dialect, f.ty, f.scale, cell)));
+                values.push(Expr::val(dialect.value(storage(f.ty, f.scale), cell)));
             }
         }
         let mut q = Query::insert();
@@ -93,15 +93,15 @@ impl Store {
             && write_checks.is_empty()
         {
             async {
-                on_pool!(self, pool, qb => {
-                    let row = one_statement!(q, qb, pool, fetch_one)?;
+                on_pool!(self, pool => {
+                    let row = one_statement!(q, dialect, pool, fetch_one)?;
                     Ok(Ok(record_from_row(e, &row)?))
                 })
             }
             .await
         } else {
-            async { in_tx!(self, batch, tx, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+            async { in_tx!(self, batch, tx => {
+            let (sql, vals) = dialect.build(&q);
             let row = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_one(&mut *tx).await {
                 Ok(row) => row,
                 Err(err) => {
@@ -111,11 +111,11 @@ impl Store {
             };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
-                let (sql, vals) = stmt.build_sqlx(qb());
+                let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
             }
             if let Some(check) = &check {
-                let (sql, vals) = check.build_sqlx(qb());
+                let (sql, vals) = dialect.build(check);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
                     return Ok(Err(Error::Forbidden(format!(
@@ -124,7 +124,7 @@ impl Store {
                 }
             }
             for (field, text, check) in &write_checks {
-                let (sql, vals) = check.build_sqlx(qb());
+                let (sql, vals) = dialect.build(check);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
                     return Ok(Err(Error::Invalid(vec![input::FieldError::new(
@@ -203,14 +203,14 @@ impl Store {
             };
             let f = &e.fields[*i];
             q.and_where(
-                main_col(name.clone()).eq(Expr::val(cell_value(dialect, f.ty, f.scale, cell))),
+                main_col(name.clone()).eq(Expr::val(dialect.value(storage(f.ty, f.scale), cell))),
             );
         }
         if read != Typed::Const(true) {
             q.and_where(Compiler::new(dialect, &ctx).compile(&read, MAIN));
         }
-        Ok(on_pool!(self, pool, qb => {
-            let (sql, values) = q.build_sqlx(qb());
+        Ok(on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
             sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await?.is_some()
         }))
     }
@@ -253,15 +253,15 @@ impl Store {
         let now = input::now();
         let mut q = Query::update();
         q.table(e.name.clone())
-            .value("updated_at", datetime_value(dialect, now))
+            .value("updated_at", dialect.datetime(now))
             .value("version", Expr::col("version").add(1i64));
         for (index, cell) in &input.values {
             let f = &e.fields[*index];
             if f.has_column() {
-                q.value(f.name.clone(), cell_value(dialect, f.ty, f.scale, cell));
+                q.value(f.name.clone(), dialect.value(storage(f.ty, f.scale), cell));
             }
         }
-        q.and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+        q.and_where(Expr::col("id").eq(dialect.uuid(id)));
         if let Some(v) = if_match {
             q.and_where(Expr::col("version").eq(v));
         }
@@ -327,12 +327,12 @@ impl Store {
             && after.is_none()
         {
             async {
-                on_pool!(self, pool, qb => {
-                    let updated = one_statement!(q, qb, pool, fetch_optional)?;
+                on_pool!(self, pool => {
+                    let updated = one_statement!(q, dialect, pool, fetch_optional)?;
                     match updated {
                         Some(row) => Ok(Ok(record_from_row(e, &row)?)),
                         None => {
-                            let (sql, vals) = current.build_sqlx(qb());
+                            let (sql, vals) = dialect.build(&current);
                             let found = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?;
                             let version: Option<i64> = match found {
                                 Some(row) => Some(row.int(1)?),
@@ -341,7 +341,7 @@ impl Store {
                             let err = explain(version);
                             if matches!(err, Error::Forbidden(_)) {
                                 for (which, check) in &write_checks {
-                                    let (sql, vals) = check.build_sqlx(qb());
+                                    let (sql, vals) = dialect.build(check);
                                     if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?.is_none() {
                                         return Ok(Err(match which {
                                             Some((field, text)) => refused(field, text),
@@ -357,8 +357,8 @@ impl Store {
             }
             .await
         } else {
-            async { in_tx!(self, batch, tx, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+            async { in_tx!(self, batch, tx => {
+            let (sql, vals) = dialect.build(&q);
             let updated = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                 Ok(row) => row,
                 Err(err) => {
@@ -367,7 +367,7 @@ impl Store {
                 }
             };
             let Some(row) = updated else {
-                let (sql, vals) = current.build_sqlx(qb());
+                let (sql, vals) = dialect.build(&current);
                 let found = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
                 let version: Option<i64> = match found {
                     Some(row) => Some(row.int(1)?),
@@ -376,7 +376,7 @@ impl Store {
                 let mut err = explain(version);
                 if matches!(err, Error::Forbidden(_)) {
                     for (which, check) in &write_checks {
-                        let (sql, vals) = check.build_sqlx(qb());
+                        let (sql, vals) = dialect.build(check);
                         if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                             if let Some((field, text)) = which {
                                 err = refused(field, text);
@@ -390,11 +390,11 @@ impl Store {
             };
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
-                let (sql, vals) = stmt.build_sqlx(qb());
+                let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
             }
             if let Some(after) = &after {
-                let (sql, vals) = after.build_sqlx(qb());
+                let (sql, vals) = dialect.build(after);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
                     return Ok(Err(Error::Forbidden(format!(
@@ -457,7 +457,7 @@ impl Store {
         };
         let mut q = Query::delete();
         q.from_table(e.name.clone())
-            .and_where(Expr::col("id").eq(uuid_value(dialect, id)));
+            .and_where(Expr::col("id").eq(dialect.uuid(id)));
         // On the DELETE's own row (not `id IN (subquery)`), so PostgreSQL checks it
         // again on the newest version of a row that a concurrent write changed.
         if allowed != Typed::Const(true) {
@@ -467,15 +467,15 @@ impl Store {
         // or clear along with the record.
         let result: Result<u64, sqlx::Error> = if batch.is_none() {
             async {
-                on_pool!(self, pool, qb => {
-                    Ok(one_statement!(q, qb, pool, execute)?.rows_affected())
+                on_pool!(self, pool => {
+                    Ok(one_statement!(q, dialect, pool, execute)?.rows_affected())
                 })
             }
             .await
         } else {
             async {
-                in_tx!(self, batch, tx, qb => {
-                    let (sql, vals) = q.build_sqlx(qb());
+                in_tx!(self, batch, tx => {
+                    let (sql, vals) = dialect.build(&q);
                     match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
                         Ok(done) => {
                             tx.commit().await?;
@@ -519,18 +519,18 @@ impl Store {
             count_q
                 .from(r.entity.clone())
                 .expr(Expr::col(Asterisk).count())
-                .and_where(Expr::col(r.field.clone()).eq(uuid_value(dialect, id)));
+                .and_where(Expr::col(r.field.clone()).eq(dialect.uuid(id)));
             let mut ids_q = Query::select();
             ids_q
                 .from(r.entity.clone())
                 .column("id")
-                .and_where(Expr::col(r.field.clone()).eq(uuid_value(dialect, id)))
+                .and_where(Expr::col(r.field.clone()).eq(dialect.uuid(id)))
                 .order_by("id", Order::Asc)
                 .limit(5);
-            let found: Result<(i64, Vec<String>), sqlx::Error> = on_pool!(self, pool, qb => async {
-                let (sql, vals) = count_q.build_sqlx(qb());
+            let found: Result<(i64, Vec<String>), sqlx::Error> = on_pool!(self, pool => async {
+                let (sql, vals) = dialect.build(&count_q);
                 let count: i64 = sqlx::query_scalar_with(AssertSqlSafe(sql), vals).fetch_one(pool).await?;
-                let (sql, vals) = ids_q.build_sqlx(qb());
+                let (sql, vals) = dialect.build(&ids_q);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?;
                 let ids = rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?;
                 Ok((count, ids))
@@ -615,9 +615,9 @@ impl Store {
         let mut q = Query::select();
         q.from(table.to_string())
             .column("id")
-            .and_where(Expr::col("id").is_in(wanted.iter().map(|id| uuid_value(dialect, *id))));
-        let found: Vec<String> = on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+            .and_where(Expr::col("id").is_in(wanted.iter().map(|id| dialect.uuid(*id))));
+        let found: Vec<String> = on_pool!(self, pool => {
+            let (sql, vals) = dialect.build(&q);
             let rows = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?;
             rows.iter().map(|r| r.uuid_text(0)).collect::<Result<Vec<_>, _>>()?
         });
@@ -654,17 +654,14 @@ fn link_statements(
         if replace {
             let mut d = Query::delete();
             d.from_table(table.clone())
-                .and_where(Expr::col("source_id").eq(uuid_value(dialect, id)));
+                .and_where(Expr::col("source_id").eq(dialect.uuid(id)));
             out.push(LinkStatement::Delete(d));
         }
         if !ids.is_empty() {
             let mut ins = Query::insert();
             ins.into_table(table).columns(["source_id", "target_id"]);
             for t in ids {
-                let _ = ins.values([
-                    uuid_value(dialect, id).into(),
-                    uuid_value(dialect, *t).into(),
-                ]);
+                let _ = ins.values([dialect.uuid(id).into(), dialect.uuid(*t).into()]);
             }
             out.push(LinkStatement::Insert(ins));
         }
@@ -694,7 +691,7 @@ enum LinkStatement {
     Insert(sea_query::InsertStatement),
 }
 
-impl LinkStatement {
+impl SqlxBinder for LinkStatement {
     fn build_sqlx<T: sea_query::QueryBuilder>(
         &self,
         qb: T,
