@@ -10,7 +10,7 @@ use super::kernel::{MAIN, on_pool};
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store, quote};
 use crate::engine::access::Principal;
-use crate::engine::aggregate::{AggregateRequest, Bucket, Group, Measure, Metric};
+use crate::engine::aggregate::{AggregateRequest, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
 use crate::spec::{FieldType, Storage};
@@ -24,22 +24,9 @@ fn group_sql(dialect: Dialect, g: &Group) -> String {
         return format!("{}.{}", quote("l0"), quote("target_id"));
     }
     let c = col(&g.column.name);
-    match (g.bucket, dialect) {
-        (None, _) => c,
-        (Some(Bucket::Day), Dialect::Sqlite) => format!("substr({c}, 1, 10)"),
-        (Some(Bucket::Month), Dialect::Sqlite) => format!("substr({c}, 1, 7) || '-01'"),
-        (Some(Bucket::Year), Dialect::Sqlite) => format!("substr({c}, 1, 4) || '-01-01'"),
-        (Some(Bucket::Week), Dialect::Sqlite) => {
-            format!("date(substr({c}, 1, 10), '-6 days', 'weekday 1')")
-        }
-        (Some(b), Dialect::Postgres) => {
-            let value = if g.column.ty == FieldType::Datetime {
-                format!("{c} AT TIME ZONE 'UTC'")
-            } else {
-                c
-            };
-            format!("to_char(date_trunc('{}', {value}), 'YYYY-MM-DD')", b.name())
-        }
+    match g.bucket {
+        None => c,
+        Some(b) => dialect.bucket_start(b, &c, g.column.ty == FieldType::Datetime),
     }
 }
 
@@ -48,18 +35,11 @@ fn measure_sql(dialect: Dialect, m: &Measure) -> String {
         return "COUNT(*)".to_string();
     };
     let c = col(&column.name);
-    let decimal_units = dialect == Dialect::Sqlite && column.ty == FieldType::Decimal;
+    let kind = storage(column.ty, column.scale);
     match m.metric {
         Metric::Count => "COUNT(*)".to_string(),
-        Metric::Sum if dialect == Dialect::Postgres && column.ty == FieldType::Integer => {
-            format!("CAST(SUM({c}) AS BIGINT)")
-        }
-        Metric::Sum => format!("SUM({c})"),
-        Metric::Avg if decimal_units => format!("AVG({c}) / {}.0", 10i64.pow(column.scale)),
-        Metric::Avg => match dialect {
-            Dialect::Sqlite => format!("AVG({c})"),
-            Dialect::Postgres => format!("CAST(AVG({c}) AS DOUBLE PRECISION)"),
-        },
+        Metric::Sum => dialect.sum(&c, kind),
+        Metric::Avg => dialect.average(&c, kind),
         Metric::Min => format!("MIN({c})"),
         Metric::Max => format!("MAX({c})"),
     }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::kernel::Record;
-use super::kernel::{Pool, Tx, begin_immediate};
+use super::kernel::Tx;
 use super::{Error, Store};
 use crate::engine::access::Principal;
 use crate::engine::{Engine, Entity, Input};
@@ -20,10 +20,7 @@ pub struct Batch<'s> {
 
 impl Store {
     pub async fn begin_batch(&self) -> Result<Batch<'_>, Error> {
-        let tx = match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(begin_immediate(p).await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-        };
+        let tx = Tx::begin(&self.pool).await?;
         Ok(Batch {
             store: self,
             tx,
@@ -89,10 +86,7 @@ impl Batch<'_> {
     }
 
     pub async fn commit(self) -> Result<(), Error> {
-        match self.tx {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
-        }
+        self.tx.commit().await?;
         if self.queued {
             self.store.wake_outbox();
         }

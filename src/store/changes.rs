@@ -239,10 +239,7 @@ pub struct Change {
 }
 
 pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
-    let seq = match dialect {
-        Dialect::Sqlite => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
-        Dialect::Postgres => "seq BIGSERIAL PRIMARY KEY",
-    };
+    let seq = dialect.serial_key("seq");
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {CHANGES} ({seq}, entity TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, before TEXT, at_ms BIGINT NOT NULL)"
@@ -398,27 +395,7 @@ impl Store {
         let ctx = who.ctx();
         // The old row as a one-row table named like the real one, with the stored
         // types: the database reads its own JSON back.
-        let mut row = Query::select();
-        match dialect {
-            Dialect::Sqlite => {
-                let mut json = Query::select();
-                json.expr_as(Expr::val(before), "j");
-                for name in select_columns(e) {
-                    let path = format!("$.\"{}\"", name.replace('\'', "''"));
-                    row.expr_as(Expr::cust(format!("json_extract(j, '{path}')")), name);
-                }
-                row.from_subquery(json, "j");
-            }
-            Dialect::Postgres => {
-                row.expr(Expr::cust_with_values(
-                    format!(
-                        "(json_populate_record(NULL::{}, CAST($1 AS json))).*",
-                        super::quote(&e.name)
-                    ),
-                    [before],
-                ));
-            }
-        }
+        let row = dialect.row_from_json(&e.name, &select_columns(e), before.to_string());
         let mut q = Query::select();
         q.expr(Expr::val(1i64))
             .from_subquery(row, MAIN)

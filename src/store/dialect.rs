@@ -18,7 +18,7 @@ impl Dialect {}
 
 use chrono::{DateTime, Utc};
 use sea_query::Value as SqlValue;
-use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query::{Expr, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use uuid::Uuid;
 
@@ -190,4 +190,108 @@ impl Dialect {
 /// The stored text of a datetime in SQLite.
 pub fn sqlite_datetime(dt: &DateTime<Utc>) -> String {
     dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+// Queries: functions and clauses whose spelling differs.
+
+use crate::engine::aggregate::Bucket;
+
+impl Dialect {
+    /// The function that finds text in text (1-based position, 0 when absent).
+    pub fn position_function(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "instr",
+            Dialect::Postgres => "strpos",
+        }
+    }
+
+    /// The day (`YYYY-MM-DD` text) that starts the `bucket` of the date or datetime
+    /// SQL expression `c` (datetimes bucketed in UTC; weeks start on Monday).
+    pub fn bucket_start(self, bucket: Bucket, c: &str, timestamp: bool) -> String {
+        match self {
+            // Dates and datetimes are fixed-width texts.
+            Dialect::Sqlite => match bucket {
+                Bucket::Day => format!("substr({c}, 1, 10)"),
+                Bucket::Month => format!("substr({c}, 1, 7) || '-01'"),
+                Bucket::Year => format!("substr({c}, 1, 4) || '-01-01'"),
+                Bucket::Week => format!("date(substr({c}, 1, 10), '-6 days', 'weekday 1')"),
+            },
+            Dialect::Postgres => {
+                let value = match timestamp {
+                    true => format!("{c} AT TIME ZONE 'UTC'"),
+                    false => c.to_string(),
+                };
+                format!(
+                    "to_char(date_trunc('{}', {value}), 'YYYY-MM-DD')",
+                    bucket.name()
+                )
+            }
+        }
+    }
+
+    /// The sum of the SQL expression `c`, a column of `storage`, read back as that
+    /// storage (PostgreSQL sums BIGINTs as NUMERIC).
+    pub fn sum(self, c: &str, storage: Storage) -> String {
+        match (self, storage) {
+            (Dialect::Postgres, Storage::Integer) => format!("CAST(SUM({c}) AS BIGINT)"),
+            _ => format!("SUM({c})"),
+        }
+    }
+
+    /// The average of the SQL expression `c`, a column of `storage`, as a double.
+    pub fn average(self, c: &str, storage: Storage) -> String {
+        match (self.kept(storage), self) {
+            (Kept::Units { scale }, _) => format!("AVG({c}) / {}.0", 10i64.pow(scale)),
+            (_, Dialect::Sqlite) => format!("AVG({c})"),
+            (_, Dialect::Postgres) => format!("CAST(AVG({c}) AS DOUBLE PRECISION)"),
+        }
+    }
+
+    /// The clause that makes a `SELECT … FOR UPDATE` skip rows other transactions
+    /// hold (nothing on SQLite, where one writer runs at a time).
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The column definition of an increasing sequence number key named `name`.
+    pub fn serial_key(self, name: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{name} INTEGER PRIMARY KEY AUTOINCREMENT"),
+            Dialect::Postgres => format!("{name} BIGSERIAL PRIMARY KEY"),
+        }
+    }
+
+    /// A one-row table of the `columns` of `table` read from `json`, a row the
+    /// database wrote as a JSON object (with the stored types: the database reads its
+    /// own JSON back).
+    pub fn row_from_json(self, table: &str, columns: &[String], json: String) -> SelectStatement {
+        let mut row = Query::select();
+        match self {
+            Dialect::Sqlite => {
+                let mut object = Query::select();
+                object.expr_as(Expr::val(json), "j");
+                for name in columns {
+                    let path = format!("$.\"{}\"", name.replace('\'', "''"));
+                    row.expr_as(
+                        Expr::cust(format!("json_extract(j, '{path}')")),
+                        name.clone(),
+                    );
+                }
+                row.from_subquery(object, "j");
+            }
+            Dialect::Postgres => {
+                row.expr(Expr::cust_with_values(
+                    format!(
+                        "(json_populate_record(NULL::{}, CAST($1 AS json))).*",
+                        super::quote(table)
+                    ),
+                    [json],
+                ));
+            }
+        }
+        row
+    }
 }

@@ -234,10 +234,7 @@ impl<'c> Compiler<'c> {
                     Op::Gt => c.gt(v),
                     Op::Ge => c.gte(v),
                     Op::Contains => {
-                        let find = match self.dialect {
-                            Dialect::Sqlite => "instr",
-                            Dialect::Postgres => "strpos",
-                        };
+                        let find = self.dialect.position_function();
                         Expr::from(
                             Func::cust(find.to_string())
                                 .arg(Func::lower(c))

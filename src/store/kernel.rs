@@ -3,11 +3,21 @@
 //! runs its statements through here; the kernel imports none of them.
 
 use sea_query::{Expr, ExprTrait, Query, SelectStatement};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
 use serde_json::{Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
 use uuid::Uuid;
 
 use super::values::DecodeJson;
+use super::{
+    ACQUIRE_TIMEOUT, Dialect, Error, PG_CONNECTIONS, REQUEST_DEADLINE, SQLITE_CONNECTIONS, Store,
+    WAL_LIMIT_BYTES, WAL_RESTART_FRAMES, deadline, heavy_slots, quote,
+};
 use crate::engine::Entity;
 use crate::spec::FieldType;
 
@@ -72,6 +82,23 @@ pub(crate) use on_pool;
 pub(crate) enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    /// Opens a write transaction on `pool` (`BEGIN IMMEDIATE` on SQLite).
+    pub(crate) async fn begin(pool: &Pool) -> Result<Tx, sqlx::Error> {
+        Ok(match pool {
+            Pool::Sqlite(p) => Tx::Sqlite(begin_immediate(p).await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
 }
 
 /// Runs `$body` in a transaction `$tx`: a new one on the pool, or a savepoint of a
@@ -262,4 +289,270 @@ pub(crate) fn record_id(rec: &Record) -> Option<Uuid> {
     rec.get("id")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+// Opening, probing and closing a store's pool.
+impl Store {
+    /// Is the database answering? (`GET /_/health`)
+    pub async fn ping(&self) -> Result<(), Error> {
+        let probe = async {
+            match &self.pool {
+                Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+                Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, probe).await {
+            Ok(r) => r.map_err(Error::Database),
+            Err(_) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// Opens `url`: `sqlite://path` (created if missing) or `postgres://…`, with the
+    /// default request deadline ([`REQUEST_DEADLINE`]).
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        Store::connect_with_deadline(url, REQUEST_DEADLINE).await
+    }
+
+    /// Opens `url` for requests that may take at most `deadline`: SQLite statements
+    /// stop when the deadline of their request ([`deadline::scope`]) passes;
+    /// PostgreSQL statements have a `statement_timeout` of `deadline` (both less
+    /// [`deadline::ANSWER_MARGIN`], to answer in time).
+    pub async fn connect_with_deadline(url: &str, deadline: Duration) -> Result<Store, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::Connect(e.to_string()))?
+                .options([(
+                    "statement_timeout",
+                    format!(
+                        "{}ms",
+                        deadline::statement_limit(deadline).as_millis().max(1)
+                    ),
+                )]);
+            let pool = PgPoolOptions::new()
+                .max_connections(PG_CONNECTIONS)
+                .min_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            Ok(Store {
+                pool: Pool::Postgres(pool),
+                queries: Default::default(),
+                outbox_wake: Default::default(),
+                deadline,
+                heavy: heavy_slots(PG_CONNECTIONS),
+            })
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let options = if path == ":memory:" || path.is_empty() {
+                SqliteConnectOptions::from_str("sqlite::memory:")
+                    .map_err(|e| Error::Connect(e.to_string()))?
+            } else {
+                if let Some(parent) = Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::Connect(format!("cannot create {}: {e}", parent.display()))
+                    })?;
+                }
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+            };
+            let options = options
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                // Once a checkpoint resets the WAL, its file shrinks back to this.
+                .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
+            let in_memory = path == ":memory:" || path.is_empty();
+            if !in_memory {
+                // Switching a new file to WAL needs the file to itself: do it on one
+                // connection before the pool opens several at once ("database is locked").
+                use sqlx::{ConnectOptions, Connection};
+                let first = options
+                    .connect()
+                    .await
+                    .map_err(|e| Error::Connect(e.to_string()))?;
+                let _ = first.close().await;
+            }
+            // One in-memory database exists per connection: keep exactly one.
+            let connections = if in_memory { 1 } else { SQLITE_CONNECTIONS };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(connections)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                // Each task that takes a connection arms it with its own deadline.
+                .after_connect(|conn, _| Box::pin(deadline::arm(conn)))
+                .before_acquire(|conn, _| {
+                    Box::pin(async move { deadline::arm(conn).await.map(|()| true) })
+                })
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            Ok(Store {
+                pool: Pool::Sqlite(pool),
+                queries: Default::default(),
+                outbox_wake: Default::default(),
+                deadline,
+                heavy: heavy_slots(connections),
+            })
+        } else {
+            Err(Error::Connect(format!(
+                "`{url}` is not a database URL; use sqlite://path/to/file.db or postgres://user:password@host/db"
+            )))
+        }
+    }
+
+    /// A turn for an expensive read (a full-text search, a caller's filter through
+    /// relations): at most half of the pool's connections run such reads at once, so
+    /// that the other half stays free for everything else however many expensive
+    /// requests arrive together. Waiting for a turn ends with the request's deadline.
+    pub(crate) async fn heavy_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // `None` only if the semaphore were closed, which it never is.
+        self.heavy.acquire().await.ok()
+    }
+
+    /// How long a request on this store may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// How many statements the store has run (reads and writes).
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn counted(&self) {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Keeps SQLite's write-ahead log bounded. Under steady overlapping reads and
+    /// writes SQLite's own (passive) checkpoints never find a moment without
+    /// readers, so the WAL, and the memory that indexes it, grow without end
+    /// ("checkpoint starvation"). This checkpoints passively and, once the log
+    /// passes [`WAL_RESTART_FRAMES`], restarts it: new writers wait (at most 250 ms)
+    /// while the readers of old frames finish; if they do not, the next call tries
+    /// again. Returns the log's frames
+    /// after the call; always 0 on PostgreSQL.
+    pub async fn checkpoint_wal(&self) -> Result<i64, Error> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(0);
+        };
+        let (_, log, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+        if log < WAL_RESTART_FRAMES {
+            return Ok(Ord::max(log, 0));
+        }
+        // Writers wait while this waits for readers: never longer than a moment.
+        let mut conn = pool.acquire().await?;
+        sqlx::query("PRAGMA busy_timeout = 250")
+            .execute(&mut *conn)
+            .await?;
+        let done: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut *conn)
+                .await;
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut *conn)
+            .await?;
+        let (_, log, _) = done?;
+        Ok(Ord::max(log, 0))
+    }
+
+    /// Runs [`Store::checkpoint_wal`] every `every` (SQLite files; nothing to do on
+    /// PostgreSQL).
+    pub fn checkpoint_every(&self, every: Duration) {
+        if !matches!(self.pool, Pool::Sqlite(_)) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = store.checkpoint_wal().await {
+                    tracing::debug!(%err, "WAL checkpoint");
+                }
+            }
+        });
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// PostgreSQL: a new empty schema and a URL whose connections use it (for
+    /// `trellis test`, so that each policy test starts empty). Drop it with
+    /// [`Store::drop_schema`].
+    pub async fn scratch_schema(url: &str) -> Result<(String, String), Error> {
+        let admin = Store::connect(url).await?;
+        let schema = format!("trellis_test_{}", uuid::Uuid::new_v4().simple());
+        if let Pool::Postgres(p) = &admin.pool {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA {}",
+                quote(&schema)
+            )))
+            .execute(p)
+            .await?;
+        }
+        admin.close().await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok((
+            format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+            schema,
+        ))
+    }
+
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), Error> {
+        let admin = Store::connect(url).await?;
+        if let Pool::Postgres(p) = &admin.pool {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                quote(schema)
+            )))
+            .execute(p)
+            .await?;
+        }
+        admin.close().await;
+        Ok(())
+    }
+
+    /// Runs a raw read-only count; for tests and diagnostics.
+    pub async fn count_rows(&self, table: &str) -> Result<i64, Error> {
+        let sql = format!("SELECT COUNT(*) FROM {}", quote(table));
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str()))
+                    .fetch_one(p)
+                    .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.as_str()))
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
 }
