@@ -295,3 +295,221 @@ impl Dialect {
         row
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FieldType;
+    use rust_decimal::Decimal;
+    use sea_query::ExprTrait;
+
+    const BOTH: [Dialect; 2] = [Dialect::Sqlite, Dialect::Postgres];
+
+    fn kind(ty: FieldType) -> Storage {
+        ty.storage(10, 2).unwrap_or(Storage::Text)
+    }
+
+    #[test]
+    fn column_types_by_field_type() {
+        let expected = [
+            (FieldType::String, "TEXT", "TEXT"),
+            (FieldType::Text, "TEXT", "TEXT"),
+            (FieldType::Email, "TEXT", "TEXT"),
+            (FieldType::Url, "TEXT", "TEXT"),
+            (FieldType::Enum, "TEXT", "TEXT"),
+            (FieldType::Integer, "INTEGER", "BIGINT"),
+            (FieldType::Number, "REAL", "DOUBLE PRECISION"),
+            (FieldType::Decimal, "INTEGER", "NUMERIC(10, 2)"),
+            (FieldType::Boolean, "INTEGER", "BOOLEAN"),
+            (FieldType::Date, "TEXT", "DATE"),
+            (FieldType::Datetime, "TEXT", "TIMESTAMPTZ"),
+            (FieldType::Uuid, "TEXT", "UUID"),
+            (FieldType::Ref, "TEXT", "UUID"),
+            (FieldType::Json, "TEXT", "JSONB"),
+        ];
+        for (ty, sqlite, pg) in expected {
+            assert_eq!(Dialect::Sqlite.column_type(kind(ty)), sqlite, "{ty:?}");
+            assert_eq!(Dialect::Postgres.column_type(kind(ty)), pg, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn typed_nulls_follow_the_column() {
+        let d = Storage::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        assert_eq!(Dialect::Sqlite.null(d), SqlValue::BigInt(None));
+        assert_eq!(Dialect::Postgres.null(d), SqlValue::Decimal(None));
+        assert_eq!(
+            Dialect::Sqlite.null(Storage::Boolean),
+            SqlValue::BigInt(None)
+        );
+        assert_eq!(
+            Dialect::Postgres.null(Storage::Boolean),
+            SqlValue::Bool(None)
+        );
+        assert_eq!(Dialect::Sqlite.null(Storage::Uuid), SqlValue::String(None));
+        assert_eq!(Dialect::Postgres.null(Storage::Uuid), SqlValue::Uuid(None));
+        assert_eq!(
+            Dialect::Postgres.null(Storage::Timestamp),
+            SqlValue::ChronoDateTimeUtc(None)
+        );
+        for d in BOTH {
+            assert_eq!(d.null(Storage::Real), SqlValue::Double(None));
+            assert_eq!(d.null(Storage::Text), SqlValue::String(None));
+        }
+    }
+
+    #[test]
+    fn every_null_binds_as_its_column_type() {
+        // A NULL of a kind is bound with the type a non-NULL value of it gets.
+        let samples = [
+            (Storage::Integer, Cell::Int(1)),
+            (Storage::Real, Cell::Float(1.5)),
+            (Storage::Boolean, Cell::Bool(true)),
+            (Storage::Text, Cell::Text("a".into())),
+            (Storage::Uuid, Cell::Uuid(Uuid::nil())),
+            (
+                Storage::Timestamp,
+                Cell::DateTime(DateTime::<Utc>::UNIX_EPOCH),
+            ),
+            (Storage::Json, Cell::Json(serde_json::json!({"a": 1}))),
+        ];
+        for d in BOTH {
+            for (storage, cell) in &samples {
+                let value = d.value(*storage, cell);
+                let null = d.value(*storage, &Cell::Null);
+                assert_eq!(
+                    std::mem::discriminant(&value),
+                    std::mem::discriminant(&null),
+                    "{d:?} {storage:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sqlite_keeps_decimals_as_units_and_booleans_as_integers() {
+        let price = Storage::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        let d = Cell::Decimal(Decimal::new(125, 1)); // 12.5
+        assert_eq!(
+            Dialect::Sqlite.value(price, &d),
+            SqlValue::BigInt(Some(1250))
+        );
+        assert_eq!(
+            Dialect::Postgres.value(price, &d),
+            SqlValue::Decimal(Some(Decimal::new(125, 1)))
+        );
+        assert_eq!(Dialect::Sqlite.kept(price), Kept::Units { scale: 2 });
+        assert_eq!(Dialect::Postgres.kept(price), Kept::Numeric { scale: 2 });
+        assert_eq!(
+            Dialect::Sqlite.value(Storage::Boolean, &Cell::Bool(true)),
+            SqlValue::BigInt(Some(1))
+        );
+        assert_eq!(Dialect::Sqlite.kept(Storage::Boolean), Kept::IntegerBool);
+        assert_eq!(Dialect::Postgres.kept(Storage::Boolean), Kept::Bool);
+    }
+
+    #[test]
+    fn sqlite_keeps_times_and_ids_as_fixed_width_text() {
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 120_000_000).unwrap_or_default();
+        assert_eq!(
+            Dialect::Sqlite.datetime(at),
+            SqlValue::String(Some("2023-11-14T22:13:20.120000Z".into()))
+        );
+        assert_eq!(
+            Dialect::Postgres.datetime(at),
+            SqlValue::ChronoDateTimeUtc(Some(at))
+        );
+        let id = Uuid::from_u128(0xA1);
+        assert_eq!(
+            Dialect::Sqlite.uuid(id),
+            SqlValue::String(Some("00000000-0000-0000-0000-0000000000a1".into()))
+        );
+        assert_eq!(Dialect::Postgres.uuid(id), SqlValue::Uuid(Some(id)));
+        assert_eq!(
+            Dialect::Sqlite.kept(Storage::Timestamp),
+            Kept::TimestampText
+        );
+        assert_eq!(Dialect::Sqlite.kept(Storage::Uuid), Kept::Text);
+        assert_eq!(Dialect::Sqlite.kept(Storage::Json), Kept::JsonText);
+    }
+
+    #[test]
+    fn statements_render_with_each_dialects_placeholders() {
+        let mut q = Query::select();
+        q.column("id")
+            .from("tickets")
+            .and_where(Expr::col("id").eq(Dialect::Sqlite.uuid(Uuid::nil())));
+        let (sql, values) = Dialect::Sqlite.build(&q);
+        assert_eq!(sql, r#"SELECT "id" FROM "tickets" WHERE "id" = ?"#);
+        assert_eq!(values.0.0.len(), 1);
+        let (sql, _) = Dialect::Postgres.build(&q);
+        assert_eq!(sql, r#"SELECT "id" FROM "tickets" WHERE "id" = $1"#);
+    }
+
+    #[test]
+    fn query_spellings() {
+        assert_eq!(Dialect::Sqlite.position_function(), "instr");
+        assert_eq!(Dialect::Postgres.position_function(), "strpos");
+        assert_eq!(
+            Dialect::Sqlite.bucket_start(Bucket::Month, "c", true),
+            "substr(c, 1, 7) || '-01'"
+        );
+        assert_eq!(
+            Dialect::Sqlite.bucket_start(Bucket::Week, "c", false),
+            "date(substr(c, 1, 10), '-6 days', 'weekday 1')"
+        );
+        assert_eq!(
+            Dialect::Postgres.bucket_start(Bucket::Year, "c", true),
+            "to_char(date_trunc('year', c AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
+        );
+        assert_eq!(
+            Dialect::Postgres.bucket_start(Bucket::Day, "c", false),
+            "to_char(date_trunc('day', c), 'YYYY-MM-DD')"
+        );
+        assert_eq!(Dialect::Sqlite.sum("c", Storage::Integer), "SUM(c)");
+        assert_eq!(
+            Dialect::Postgres.sum("c", Storage::Integer),
+            "CAST(SUM(c) AS BIGINT)"
+        );
+        let price = Storage::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        assert_eq!(Dialect::Sqlite.average("c", price), "AVG(c) / 100.0");
+        assert_eq!(Dialect::Sqlite.average("c", Storage::Real), "AVG(c)");
+        assert_eq!(
+            Dialect::Postgres.average("c", price),
+            "CAST(AVG(c) AS DOUBLE PRECISION)"
+        );
+        assert_eq!(Dialect::Sqlite.skip_locked(), "");
+        assert_eq!(Dialect::Postgres.skip_locked(), " FOR UPDATE SKIP LOCKED");
+        assert_eq!(
+            Dialect::Postgres.serial_key("seq"),
+            "seq BIGSERIAL PRIMARY KEY"
+        );
+    }
+
+    #[test]
+    fn rows_read_back_from_json() {
+        let cols = vec!["id".to_string(), "it's".to_string()];
+        let (sql, values) =
+            Dialect::Sqlite.build(&Dialect::Sqlite.row_from_json("t", &cols, "{}".into()));
+        assert_eq!(
+            sql,
+            r#"SELECT json_extract(j, '$."id"') AS "id", json_extract(j, '$."it''s"') AS "it's" FROM (SELECT ? AS "j") AS "j""#
+        );
+        assert_eq!(values.0.0.len(), 1);
+        let (sql, _) =
+            Dialect::Postgres.build(&Dialect::Postgres.row_from_json("t", &cols, "{}".into()));
+        assert_eq!(
+            sql,
+            r#"SELECT (json_populate_record(NULL::"t", CAST($1 AS json))).*"#
+        );
+    }
+}
