@@ -126,28 +126,12 @@ fn snapshot(dialect: Dialect, e: &Entity) -> Snapshot {
 
 /// The full-text index table of an entity in SQLite (`__` cannot occur in model names).
 pub(crate) fn fts_table(entity: &str) -> String {
-    format!("{entity}__fts")
+    super::dialect::fts_table(entity)
 }
 
 /// The text PostgreSQL indexes and searches: the search fields joined by spaces.
 pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
-    pg_document_of(&e.search, alias)
-}
-
-/// The document of some search fields only (what one caller may search); the text
-/// of [`pg_document`] for all of them, so that the GIN index serves it.
-pub(crate) fn pg_document_of(fields: &[String], alias: Option<&str>) -> String {
-    if fields.is_empty() {
-        return "to_tsvector('simple', '')".to_string();
-    }
-    let prefix = alias
-        .map(|a| format!("{}.", super::quote(a)))
-        .unwrap_or_default();
-    let parts: Vec<String> = fields
-        .iter()
-        .map(|f| format!("coalesce({prefix}{}, '')", super::quote(f)))
-        .collect();
-    format!("to_tsvector('simple', {})", parts.join(" || ' ' || "))
+    super::dialect::search_document(&e.search, alias)
 }
 
 /// A deterministic index name within PostgreSQL's 63-byte limit.

@@ -296,6 +296,146 @@ impl Dialect {
     }
 }
 
+// Full-text search: where each dialect keeps an entity's index, and how words
+// match and rank through it.
+
+use crate::engine::Entity;
+
+/// How a page is ordered by relevance.
+pub enum Relevance {
+    /// Joined once with this subquery (its `rowid` and `rank`, best first ascending).
+    Join(SelectStatement),
+    /// Ordered by this expression (best first, ascending).
+    Order(Expr),
+}
+
+/// SQLite: the FTS5 table that indexes the search fields of `entity`.
+pub(crate) fn fts_table(entity: &str) -> String {
+    format!("{entity}__fts")
+}
+
+/// PostgreSQL: the text searched in `fields` (of the table aliased `alias`): the
+/// fields joined by spaces. For all of an entity's search fields it is the text its
+/// GIN index is built on, so that the index serves it.
+pub(crate) fn search_document(fields: &[String], alias: Option<&str>) -> String {
+    if fields.is_empty() {
+        return "to_tsvector('simple', '')".to_string();
+    }
+    let prefix = alias
+        .map(|a| format!("{}.", super::quote(a)))
+        .unwrap_or_default();
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|f| format!("coalesce({prefix}{}, '')", super::quote(f)))
+        .collect();
+    format!("to_tsvector('simple', {})", parts.join(" || ' ' || "))
+}
+
+/// The FTS5 query that every word of `words` occurs in the columns `cols` (all of the
+/// index's columns when `every` search field is one). Each word is a quoted string,
+/// so FTS5 operators and column names in the input are read as text.
+fn fts_query(cols: &[String], every: bool, words: &str) -> String {
+    // A "word" without letters or digits has no token: it is left out, as
+    // PostgreSQL's `plainto_tsquery` leaves it out (nothing left matches nothing).
+    let words: Vec<String> = words
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let words = match words.is_empty() {
+        true => "\"\"".to_string(),
+        false => words.join(" "),
+    };
+    if every {
+        words
+    } else {
+        // Column names come from the validated model; quoted all the same.
+        let cols: Vec<String> = cols.iter().map(|c| super::quote(c)).collect();
+        format!("{{{}}} : ({words})", cols.join(" "))
+    }
+}
+
+impl Dialect {
+    /// The condition that every word of `words` occurs in the search fields `cols` of
+    /// the row of `e` aliased `alias`.
+    pub fn text_match(self, e: &Entity, alias: &str, cols: &[String], words: &str) -> Expr {
+        match self {
+            Dialect::Sqlite => {
+                let fts = super::quote(&fts_table(&e.name));
+                Expr::cust_with_values(
+                    format!(
+                        "{}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)",
+                        super::quote(alias)
+                    ),
+                    [fts_query(cols, cols.len() == e.search.len(), words)],
+                )
+            }
+            Dialect::Postgres => Expr::cust_with_values(
+                format!(
+                    "{} @@ plainto_tsquery('simple', $1)",
+                    search_document(cols, Some(alias))
+                ),
+                [words.to_string()],
+            ),
+        }
+    }
+
+    /// The match through every search field that the index serves by itself, when a
+    /// narrower match needs it to use the index (PostgreSQL's GIN index on the whole
+    /// document); `None` where every match uses the index (SQLite's `MATCH`).
+    pub fn text_prefilter(self, e: &Entity, alias: &str, words: &str) -> Option<Expr> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(self.text_match(e, alias, &e.search, words)),
+        }
+    }
+
+    /// The relevance order of matches of `words`, weighing the fields `weighted`;
+    /// `widest` are all the fields a match may go through.
+    pub fn relevance(
+        self,
+        e: &Entity,
+        alias: &str,
+        weighted: &[String],
+        widest: &[String],
+        words: &str,
+    ) -> Relevance {
+        match self {
+            Dialect::Sqlite => {
+                let table = fts_table(&e.name);
+                let fts = super::quote(&table);
+                let weights: Vec<&str> = e
+                    .search
+                    .iter()
+                    .map(|f| match weighted.contains(f) {
+                        true => "1.0",
+                        false => "0.0",
+                    })
+                    .collect();
+                let mut sub = Query::select();
+                sub.expr_as(Expr::cust("rowid"), "rowid")
+                    .expr_as(
+                        Expr::cust(format!("bm25({fts}, {})", weights.join(", "))),
+                        "rank",
+                    )
+                    .from(table)
+                    .and_where(Expr::cust_with_values(
+                        format!("{fts} MATCH ?"),
+                        [fts_query(widest, widest.len() == e.search.len(), words)],
+                    ));
+                Relevance::Join(sub)
+            }
+            Dialect::Postgres => Relevance::Order(Expr::cust_with_values(
+                format!(
+                    "-ts_rank({}, plainto_tsquery('simple', $1))",
+                    search_document(weighted, Some(alias))
+                ),
+                [words.to_string()],
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +633,32 @@ mod tests {
             Dialect::Postgres.serial_key("seq"),
             "seq BIGSERIAL PRIMARY KEY"
         );
+    }
+
+    #[test]
+    fn fts5_queries_quote_every_word() {
+        let cols = vec!["title".to_string(), "body".to_string()];
+        assert_eq!(fts_query(&cols, true, "plain words"), r#""plain" "words""#);
+        assert_eq!(
+            fts_query(&cols, false, r#"a"b title:x"#),
+            r#"{"title" "body"} : ("a""b" "title:x")"#
+        );
+        assert_eq!(
+            fts_query(&cols, true, "-- !!"),
+            r#""""#,
+            "no token: matches nothing"
+        );
+    }
+
+    #[test]
+    fn search_documents() {
+        let cols = vec!["title".to_string(), "body".to_string()];
+        assert_eq!(
+            search_document(&cols, Some("t0")),
+            r#"to_tsvector('simple', coalesce("t0"."title", '') || ' ' || coalesce("t0"."body", ''))"#
+        );
+        assert_eq!(search_document(&[], None), "to_tsvector('simple', '')");
+        assert_eq!(fts_table("tickets"), "tickets__fts");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Full-text search (`q`): which search fields a caller may search, and the
 //! match and relevance terms of each dialect.
 
-use sea_query::{Expr, ExprTrait, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, SelectStatement};
 
+use super::Dialect;
+use super::dialect::Relevance;
 use super::filter::Compiler;
 use super::kernel::{MAIN, all, any};
-use super::{Dialect, ddl};
 use crate::engine::access::Principal;
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
@@ -53,30 +54,6 @@ fn searchable(engine: &Engine, e: &Entity, who: &Principal) -> (Vec<String>, Vec
     (visible, some)
 }
 
-/// The FTS5 query that every word of `words` occurs in the columns `cols` (all of the
-/// index's columns when `cols` is every search field). Each word is a quoted string,
-/// so FTS5 operators and column names in the input are read as text.
-fn fts_query(e: &Entity, cols: &[String], words: &str) -> String {
-    // A "word" without letters or digits has no token: it is left out, as
-    // PostgreSQL's `plainto_tsquery` leaves it out (nothing left matches nothing).
-    let words: Vec<String> = words
-        .split_whitespace()
-        .filter(|w| w.chars().any(char::is_alphanumeric))
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    let words = match words.is_empty() {
-        true => "\"\"".to_string(),
-        false => words.join(" "),
-    };
-    if cols.len() == e.search.len() {
-        words
-    } else {
-        // Column names come from the validated model; quoted all the same.
-        let cols: Vec<String> = cols.iter().map(|c| super::quote(c)).collect();
-        format!("{{{}}} : ({words})", cols.join(" "))
-    }
-}
-
 /// Full-text search for `who`: `words` match only through the search fields the
 /// caller may read (on each record, for fields visible under a condition), and the
 /// relevance comes from the fields every record shows this caller.
@@ -122,44 +99,30 @@ pub(crate) fn search_terms(
         terms.push(m);
         all(terms)
     };
-    match dialect {
-        Dialect::Sqlite => {
-            let table = ddl::fts_table(&e.name);
-            let fts = super::quote(&table);
-            let mut matches = Vec::new();
-            for (cols, conds) in &alternatives {
-                let m = Expr::cust_with_values(
-                    format!(
-                        "{}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ?)",
-                        super::quote(MAIN)
-                    ),
-                    [fts_query(e, cols, words)],
-                );
-                matches.push(guarded(compiler, conds, m));
-            }
-            let matches = any(matches);
-            // The widest match (every field the caller may read somewhere) joins the
-            // index once; the rank weighs only the fields visible on every record.
-            let widest = alternatives
-                .last()
-                .map(|(c, _)| c.clone())
-                .unwrap_or_default();
-            let weights: Vec<&str> = e
-                .search
-                .iter()
-                .map(|f| if visible.contains(f) { "1.0" } else { "0.0" })
-                .collect();
-            let mut sub = Query::select();
-            sub.expr_as(Expr::cust("rowid"), "rowid")
-                .expr_as(
-                    Expr::cust(format!("bm25({fts}, {})", weights.join(", "))),
-                    "rank",
-                )
-                .from(table)
-                .and_where(Expr::cust_with_values(
-                    format!("{fts} MATCH ?"),
-                    [fts_query(e, &widest, words)],
-                ));
+    // Every alternative's match: the words through its fields, where its
+    // conditions hold.
+    let narrowed: Vec<Expr> = alternatives
+        .iter()
+        .map(|(cols, conds)| {
+            let m = dialect.text_match(e, MAIN, cols, words);
+            guarded(compiler, conds, m)
+        })
+        .collect();
+    let matches = match dialect.text_prefilter(e, MAIN, words) {
+        // The whole document's match is what the index serves: when the caller may
+        // search every field it is the match, otherwise the narrower matches refine it.
+        Some(indexed) if visible.len() == e.search.len() => indexed,
+        Some(indexed) => indexed.and(any(narrowed)),
+        None => any(narrowed),
+    };
+    // The widest match (every field the caller may read somewhere); the relevance
+    // weighs only the fields visible on every record.
+    let widest = alternatives
+        .last()
+        .map(|(c, _)| c.clone())
+        .unwrap_or_default();
+    match dialect.relevance(e, MAIN, &visible, &widest, words) {
+        Relevance::Join(sub) => {
             // With one alternative the join is the whole match.
             let extra = (alternatives.len() > 1).then(|| matches.clone());
             Search {
@@ -168,46 +131,10 @@ pub(crate) fn search_terms(
                 rank: None,
             }
         }
-        Dialect::Postgres => {
-            // The whole document's match is what the GIN index serves; the match on
-            // the fields the caller may read narrows it down.
-            let indexed = Expr::cust_with_values(
-                format!(
-                    "{} @@ plainto_tsquery('simple', $1)",
-                    ddl::pg_document(e, Some(MAIN))
-                ),
-                [words.to_string()],
-            );
-            let everything = visible.len() == e.search.len();
-            let mut narrowed = Vec::new();
-            if !everything {
-                for (cols, conds) in &alternatives {
-                    let m = Expr::cust_with_values(
-                        format!(
-                            "{} @@ plainto_tsquery('simple', $1)",
-                            ddl::pg_document_of(cols, Some(MAIN))
-                        ),
-                        [words.to_string()],
-                    );
-                    narrowed.push(guarded(compiler, conds, m));
-                }
-            }
-            let matches = match narrowed.is_empty() {
-                true => indexed,
-                false => indexed.and(any(narrowed)),
-            };
-            let rank = Expr::cust_with_values(
-                format!(
-                    "-ts_rank({}, plainto_tsquery('simple', $1))",
-                    ddl::pg_document_of(&visible, Some(MAIN))
-                ),
-                [words.to_string()],
-            );
-            Search {
-                matches,
-                join: None,
-                rank: Some(rank),
-            }
-        }
+        Relevance::Order(rank) => Search {
+            matches,
+            join: None,
+            rank: Some(rank),
+        },
     }
 }
