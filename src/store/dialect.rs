@@ -304,7 +304,7 @@ use crate::engine::Entity;
 /// How a page is ordered by relevance.
 pub enum Relevance {
     /// Joined once with this subquery (its `rowid` and `rank`, best first ascending).
-    Join(SelectStatement),
+    Join(Box<SelectStatement>),
     /// Ordered by this expression (best first, ascending).
     Order(Expr),
 }
@@ -423,7 +423,7 @@ impl Dialect {
                         format!("{fts} MATCH ?"),
                         [fts_query(widest, widest.len() == e.search.len(), words)],
                     ));
-                Relevance::Join(sub)
+                Relevance::Join(Box::new(sub))
             }
             Dialect::Postgres => Relevance::Order(Expr::cust_with_values(
                 format!(

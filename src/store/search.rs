@@ -127,7 +127,7 @@ pub(crate) fn search_terms(
             let extra = (alternatives.len() > 1).then(|| matches.clone());
             Search {
                 matches,
-                join: Some((sub, extra)),
+                join: Some((*sub, extra)),
                 rank: None,
             }
         }

@@ -281,15 +281,16 @@ impl<R: Columns> DecodeJson for R {
     fn write_json(&self, i: usize, storage: Storage, out: &mut Vec<u8>) -> Result<(), sqlx::Error> {
         match R::DIALECT.kept(storage) {
             Kept::Text => match self.text(i)? {
-                Some(s) => write_value(out, s),
-                None => Ok(out.extend_from_slice(b"null")),
+                Some(s) => write_value(out, s)?,
+                None => out.extend_from_slice(b"null"),
             },
             Kept::Integer => match self.integer(i)? {
-                Some(n) => write_value(out, &n),
-                None => Ok(out.extend_from_slice(b"null")),
+                Some(n) => write_value(out, &n)?,
+                None => out.extend_from_slice(b"null"),
             },
-            kept => write_value(out, &decode(self, i, kept)?),
+            kept => write_value(out, &decode(self, i, kept)?)?,
         }
+        Ok(())
     }
 
     fn uuid_text(&self, i: usize) -> Result<String, sqlx::Error> {
@@ -330,6 +331,120 @@ mod tests {
         fn units_read_as_decimals(units in any::<i64>(), scale in 0u32..=20) {
             prop_assert_eq!(units_text(units, scale), Decimal::new(units, scale).to_string());
         }
+    }
+
+    /// A row of one dialect, for the decoders: the columns as JSON values.
+    struct Fake<const PG: bool>(Vec<Value>);
+
+    impl<const PG: bool> Columns for Fake<PG> {
+        const DIALECT: Dialect = if PG {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        };
+        fn text(&self, i: usize) -> Result<Option<&str>, sqlx::Error> {
+            Ok(self.0[i].as_str())
+        }
+        fn integer(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+            Ok(self.0[i].as_i64())
+        }
+        fn real(&self, i: usize) -> Result<Option<f64>, sqlx::Error> {
+            Ok(self.0[i].as_f64())
+        }
+        fn boolean(&self, i: usize) -> Result<Option<bool>, sqlx::Error> {
+            Ok(self.0[i].as_bool())
+        }
+        fn numeric(&self, i: usize) -> Result<Option<Decimal>, sqlx::Error> {
+            Ok(self.0[i].as_str().and_then(|s| s.parse().ok()))
+        }
+        fn date(&self, i: usize) -> Result<Option<NaiveDate>, sqlx::Error> {
+            Ok(self.0[i].as_str().and_then(|s| s.parse().ok()))
+        }
+        fn timestamp(&self, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+            Ok(self.0[i].as_str().and_then(|s| s.parse().ok()))
+        }
+        fn uuid(&self, i: usize) -> Result<Option<Uuid>, sqlx::Error> {
+            Ok(self.0[i].as_str().and_then(|s| s.parse().ok()))
+        }
+        fn json_value(&self, i: usize) -> Result<Option<Value>, sqlx::Error> {
+            Ok(Some(self.0[i].clone()).filter(|v| !v.is_null()))
+        }
+    }
+
+    fn written<R: Columns>(row: &R, i: usize, storage: Storage) -> String {
+        let mut out = Vec::new();
+        row.write_json(i, storage, &mut out).unwrap_or_default();
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn both_dialects_decode_to_the_same_json() {
+        use serde_json::json;
+        let price = Storage::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        // (storage, as SQLite keeps it, as PostgreSQL hands it back, the API's JSON)
+        let cases = [
+            (
+                Storage::Text,
+                json!("a \"b\""),
+                json!("a \"b\""),
+                json!("a \"b\""),
+            ),
+            (Storage::Integer, json!(42), json!(42), json!(42)),
+            (Storage::Real, json!(1.5), json!(1.5), json!(1.5)),
+            (price, json!(1250), json!("12.5"), json!("12.50")),
+            (Storage::Boolean, json!(1), json!(true), json!(true)),
+            (Storage::Boolean, json!(0), json!(false), json!(false)),
+            (
+                Storage::Date,
+                json!("2026-12-07"),
+                json!("2026-12-07"),
+                json!("2026-12-07"),
+            ),
+            (
+                Storage::Timestamp,
+                json!("2026-12-07T10:00:00.500000Z"),
+                json!("2026-12-07T10:00:00.5Z"),
+                json!("2026-12-07T10:00:00.500Z"),
+            ),
+            (
+                Storage::Uuid,
+                json!("00000000-0000-0000-0000-0000000000a1"),
+                json!("00000000-0000-0000-0000-0000000000a1"),
+                json!("00000000-0000-0000-0000-0000000000a1"),
+            ),
+            (
+                Storage::Json,
+                json!("{\"a\":[1]}"),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (Storage::Json, Value::Null, Value::Null, Value::Null),
+            (Storage::Text, Value::Null, Value::Null, Value::Null),
+        ];
+        for (storage, sqlite, pg, api) in cases {
+            let sqlite = Fake::<false>(vec![sqlite]);
+            let pg = Fake::<true>(vec![pg]);
+            assert_eq!(
+                sqlite.json(0, storage).ok(),
+                Some(api.clone()),
+                "{storage:?}"
+            );
+            assert_eq!(pg.json(0, storage).ok(), Some(api.clone()), "{storage:?}");
+            // Written straight to text, the same JSON.
+            assert_eq!(written(&sqlite, 0, storage), api.to_string(), "{storage:?}");
+            assert_eq!(written(&pg, 0, storage), api.to_string(), "{storage:?}");
+        }
+    }
+
+    #[test]
+    fn system_columns_are_never_null() {
+        let row = Fake::<false>(vec![Value::Null]);
+        assert!(row.uuid_text(0).is_err());
+        assert!(row.datetime_text(0).is_err());
+        assert!(row.int(0).is_err());
     }
 
     #[test]
