@@ -192,21 +192,10 @@ fn expand_param(e: &Entity) -> Value {
 }
 
 fn filter_example(e: &Entity) -> String {
-    for f in &e.fields {
-        match f.ty {
-            FieldType::Enum => {
-                if let Some(v) = f.values.first() {
-                    return format!("{} = '{v}'", f.name);
-                }
-            }
-            FieldType::Integer | FieldType::Number | FieldType::Decimal => {
-                return format!("{} >= 10", f.name);
-            }
-            FieldType::Boolean => return format!("{} = true", f.name),
-            _ => {}
-        }
-    }
-    "created_at >= 2025-01-01".to_string()
+    e.fields
+        .iter()
+        .find_map(|f| f.kind().example_filter(f))
+        .unwrap_or_else(|| "created_at >= 2025-01-01".to_string())
 }
 
 /// The query parameters of a list.
@@ -286,7 +275,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
     let groupable: Vec<&str> = e
         .fields
         .iter()
-        .filter(|f| !matches!(f.ty, FieldType::Json | FieldType::Inverse | FieldType::Text))
+        .filter(|f| f.kind().groupable())
         .map(|f| f.name.as_str())
         .collect();
     let mut group_props = Map::new();
