@@ -10,6 +10,7 @@ pub mod model;
 pub mod policy;
 pub mod schema;
 pub mod settings;
+pub mod types;
 pub mod walk;
 pub mod workflow;
 pub mod yaml;
