@@ -268,7 +268,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
     let dates: Vec<&str> = e
         .fields
         .iter()
-        .filter(|f| matches!(f.ty, FieldType::Date | FieldType::Datetime))
+        .filter(|f| f.kind().temporal())
         .map(|f| f.name.as_str())
         .chain(["created_at", "updated_at"])
         .collect();

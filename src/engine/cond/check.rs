@@ -573,7 +573,7 @@ impl<'e> Checker<'e> {
         };
         let ty = field.ty;
         Ok(match &value.operand {
-            Operand::Now if field.kind().accepts_now() => Arg::Now,
+            Operand::Now if field.kind().temporal() => Arg::Now,
             Operand::Now => return Err(wrong(&expectation(field))),
             Operand::User(claim) => {
                 let name = claim.join(".");

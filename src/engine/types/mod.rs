@@ -124,8 +124,9 @@ pub trait FieldKind: Sync {
         false
     }
 
-    /// May a condition compare it with `now`?
-    fn accepts_now(&self) -> bool {
+    /// A point in time: conditions compare it with `now`, aggregates bucket it by day,
+    /// week, month or year and take its min and max.
+    fn temporal(&self) -> bool {
         false
     }
 

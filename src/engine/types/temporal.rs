@@ -30,7 +30,7 @@ impl FieldKind for Date {
         string_with_format("date", documented)
     }
 
-    fn accepts_now(&self) -> bool {
+    fn temporal(&self) -> bool {
         true
     }
 
@@ -70,7 +70,7 @@ impl FieldKind for Datetime {
         string_with_format("date-time", documented)
     }
 
-    fn accepts_now(&self) -> bool {
+    fn temporal(&self) -> bool {
         true
     }
 

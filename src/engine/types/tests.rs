@@ -158,8 +158,8 @@ fn temporal_values() {
         ),
         Ok(Cell::DateTime(_))
     ));
-    assert!(date.kind().accepts_now() && dt.kind().accepts_now());
-    assert!(!field(FieldType::Integer).kind().accepts_now());
+    assert!(date.kind().temporal() && dt.kind().temporal());
+    assert!(!field(FieldType::Integer).kind().temporal());
 }
 
 #[test]
