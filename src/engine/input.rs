@@ -122,14 +122,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
                 }
             }
             None if mode != Mode::Update => match &field.default {
-                Some(SpecDefault::Now) => {
-                    let cell = if field.ty == FieldType::Date {
-                        Cell::Date(Utc::now().date_naive())
-                    } else {
-                        Cell::DateTime(now())
-                    };
-                    input.values.push((index, cell));
-                }
+                Some(SpecDefault::Now) => input.values.push((index, field.kind().at(now()))),
                 Some(SpecDefault::Value(v)) => match convert(field, v) {
                     Ok(cell) => input.values.push((index, cell)),
                     Err(detail) => errors.push(FieldError::new(

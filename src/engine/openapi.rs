@@ -145,7 +145,7 @@ fn query_param(name: &str, description: String, schema: Value, examples: Value) 
 fn relations(e: &Entity) -> Vec<&str> {
     e.fields
         .iter()
-        .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse))
+        .filter(|f| f.ty.is_link())
         .map(|f| f.name.as_str())
         .collect()
 }

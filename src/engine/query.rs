@@ -512,16 +512,12 @@ fn expand(
                     None,
                 ));
             }
-            let field = entity
-                .field(seg)
-                .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse));
+            let field = entity.field(seg).filter(|f| f.ty.is_link());
             let Some(field) = field else {
                 let relations: Vec<&str> = entity
                     .fields
                     .iter()
-                    .filter(|f| {
-                        matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse)
-                    })
+                    .filter(|f| f.ty.is_link())
                     .map(|f| f.name.as_str())
                     .collect();
                 return Err(ParamError::new(

@@ -114,6 +114,11 @@ impl FieldType {
         self.rules().numeric()
     }
 
+    /// Does it point to records of another entity (ref, many, inverse)?
+    pub fn is_link(self) -> bool {
+        self.rules().links()
+    }
+
     /// The keys a field of this type accepts besides the common ones.
     fn specific_keys(self) -> &'static [&'static str] {
         self.rules().keys()

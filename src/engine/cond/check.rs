@@ -770,11 +770,7 @@ impl Ctx {
 pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
     match arg {
         Arg::Cell(c) => Some(c.clone()),
-        Arg::Now => Some(if column_ty == FieldType::Date {
-            Cell::Date(ctx.now.date_naive())
-        } else {
-            Cell::DateTime(ctx.now)
-        }),
+        Arg::Now => Some(crate::engine::types::kind(column_ty).at(ctx.now)),
         // A column, not a value: the SQL compiler and the evaluator bind it themselves.
         Arg::Outer { .. } => None,
         Arg::User(claim) => {

@@ -135,6 +135,11 @@ pub trait FieldKind: Sync {
         true
     }
 
+    /// The value of `now` (a default, a condition's `now`) for a point in time.
+    fn at(&self, now: DateTime<Utc>) -> Cell {
+        Cell::DateTime(now)
+    }
+
     /// What a condition must compare it with (for errors).
     fn expectation(&self, field: &Field) -> String;
 

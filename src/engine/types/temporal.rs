@@ -34,6 +34,10 @@ impl FieldKind for Date {
         true
     }
 
+    fn at(&self, now: DateTime<Utc>) -> Cell {
+        Cell::Date(now.date_naive())
+    }
+
     fn expectation(&self, _field: &Field) -> String {
         "a date like 2025-01-31, or now".into()
     }

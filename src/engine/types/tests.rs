@@ -300,3 +300,15 @@ fn only_long_text_json_and_inverse_are_not_grouped() {
         [FieldType::Text, FieldType::Json, FieldType::Inverse]
     );
 }
+
+#[test]
+fn now_is_a_date_for_dates_and_an_instant_otherwise() {
+    let now = chrono::DateTime::parse_from_rfc3339("2025-01-31T23:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        kind(FieldType::Date).at(now),
+        Cell::Date(NaiveDate::from_ymd_opt(2025, 1, 31).unwrap())
+    );
+    assert_eq!(kind(FieldType::Datetime).at(now), Cell::DateTime(now));
+}

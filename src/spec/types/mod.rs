@@ -86,6 +86,11 @@ pub trait FieldRules: Sync {
         false
     }
 
+    /// Does it point to records of another entity (`to:`/`of:`), which `expand=` embeds?
+    fn links(&self) -> bool {
+        false
+    }
+
     /// May it be `unique`?
     fn may_be_unique(&self) -> bool {
         true

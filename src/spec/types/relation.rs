@@ -37,6 +37,10 @@ fn parse_target(sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut Field
 }
 
 impl FieldRules for Ref {
+    fn links(&self) -> bool {
+        true
+    }
+
     fn keys(&self) -> &'static [&'static str] {
         &["to", "on_delete"]
     }
@@ -75,6 +79,10 @@ impl FieldRules for Ref {
 }
 
 impl FieldRules for Many {
+    fn links(&self) -> bool {
+        true
+    }
+
     fn keys(&self) -> &'static [&'static str] {
         &["of"]
     }
@@ -116,6 +124,10 @@ impl FieldRules for Many {
 }
 
 impl FieldRules for Inverse {
+    fn links(&self) -> bool {
+        true
+    }
+
     fn keys(&self) -> &'static [&'static str] {
         &["of", "via"]
     }

@@ -172,3 +172,15 @@ fn editor_schema_lists_exactly_the_accepted_keys() {
         assert_eq!(documented, accepted, "{name}");
     }
 }
+
+#[test]
+fn links_are_the_relation_types() {
+    let links: Vec<FieldType> = FieldType::ALL
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| t.is_link())
+        .collect();
+    assert_eq!(links, [FieldType::Ref, FieldType::Many, FieldType::Inverse]);
+    assert!(FieldType::Url.is_textual() && !FieldType::Enum.is_textual());
+    assert!(FieldType::Decimal.is_numeric() && !FieldType::Date.is_numeric());
+}
