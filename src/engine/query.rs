@@ -117,7 +117,7 @@ pub fn cell_from_output(ty: FieldType, scale: u32, v: &Value) -> Option<Cell> {
     if v.is_null() {
         return Some(Cell::Null);
     }
-    super::types::kind(ty).from_output(scale, v)
+    super::types::kind(ty).cursor_value(scale, v)
 }
 
 /// A list request, checked.

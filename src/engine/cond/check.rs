@@ -778,7 +778,7 @@ pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
             for part in &claim[1..] {
                 v = v.get(part)?;
             }
-            crate::engine::types::kind(column_ty).from_claim(v)
+            crate::engine::types::kind(column_ty).claim_value(v)
         }
     }
 }

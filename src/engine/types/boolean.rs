@@ -38,11 +38,11 @@ impl FieldKind for Boolean {
         }
     }
 
-    fn from_claim(&self, claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, claim: &Value) -> Option<Cell> {
         claim.as_bool().map(Cell::Bool)
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         Some(Cell::Bool(v.as_bool()?))
     }
 

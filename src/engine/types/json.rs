@@ -53,7 +53,7 @@ impl FieldKind for Json {
         "nothing".into()
     }
 
-    fn from_output(&self, _scale: u32, _v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, _v: &Value) -> Option<Cell> {
         None
     }
 }

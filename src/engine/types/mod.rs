@@ -150,13 +150,13 @@ pub trait FieldKind: Sync {
     }
 
     /// A caller's claim (`user.<name>`) as a value of the field, if it fits.
-    fn from_claim(&self, _claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, _claim: &Value) -> Option<Cell> {
         None
     }
 
     /// A non-null value as the API returns it, back into a cell (for cursors); `scale`
     /// is the field's decimal scale.
-    fn from_output(&self, scale: u32, v: &Value) -> Option<Cell>;
+    fn cursor_value(&self, scale: u32, v: &Value) -> Option<Cell>;
 
     /// An example condition on the field for the OpenAPI document.
     fn example_filter(&self, _field: &Field) -> Option<String> {

@@ -87,11 +87,11 @@ impl FieldKind for Integer {
         }
     }
 
-    fn from_claim(&self, claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, claim: &Value) -> Option<Cell> {
         claim.as_i64().map(Cell::Int)
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         Some(Cell::Int(v.as_i64()?))
     }
 
@@ -131,11 +131,11 @@ impl FieldKind for Number {
         }
     }
 
-    fn from_claim(&self, claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, claim: &Value) -> Option<Cell> {
         claim.as_f64().map(Cell::Float)
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         Some(Cell::Float(v.as_f64()?))
     }
 
@@ -275,7 +275,7 @@ impl FieldKind for Decimal {
         }
     }
 
-    fn from_output(&self, scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, scale: u32, v: &Value) -> Option<Cell> {
         let mut d = rust_decimal::Decimal::from_str(v.as_str()?).ok()?;
         d.rescale(scale);
         Some(Cell::Decimal(d))

@@ -74,11 +74,11 @@ impl FieldKind for Ref {
         uuid_literal(field, literal, self)
     }
 
-    fn from_claim(&self, claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, claim: &Value) -> Option<Cell> {
         uuid_claim(claim)
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         uuid_output(v)
     }
 }
@@ -138,7 +138,7 @@ impl FieldKind for Many {
         "nothing".into()
     }
 
-    fn from_output(&self, _scale: u32, _v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, _v: &Value) -> Option<Cell> {
         None
     }
 }
@@ -191,7 +191,7 @@ impl FieldKind for Inverse {
         "nothing".into()
     }
 
-    fn from_output(&self, _scale: u32, _v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, _v: &Value) -> Option<Cell> {
         None
     }
 }

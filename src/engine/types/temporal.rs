@@ -52,7 +52,7 @@ impl FieldKind for Date {
         }
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         Some(Cell::Date(
             NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d").ok()?,
         ))
@@ -93,7 +93,7 @@ impl FieldKind for Datetime {
         }
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         Some(Cell::DateTime(
             DateTime::parse_from_rfc3339(v.as_str()?)
                 .ok()?

@@ -130,7 +130,7 @@ fn decimals_keep_their_scale_and_precision() {
         f.kind().literal(&f, Literal::Str("1.001")),
         Err(Reject::Invalid { .. })
     ));
-    assert_eq!(f.kind().from_output(2, &json!("3.1")), Some(d("3.10")));
+    assert_eq!(f.kind().cursor_value(2, &json!("3.1")), Some(d("3.10")));
 }
 
 #[test]
@@ -196,10 +196,10 @@ fn ids_refs_and_links() {
     );
     assert!(r.kind().is_id() && field(FieldType::Uuid).kind().is_id());
     assert!(matches!(
-        r.kind().from_claim(&json!(id)),
+        r.kind().claim_value(&json!(id)),
         Some(Cell::Uuid(_))
     ));
-    assert_eq!(r.kind().from_claim(&json!(7)), None);
+    assert_eq!(r.kind().claim_value(&json!(7)), None);
 
     let mut m = field(FieldType::Many);
     m.target = Some("skill".into());

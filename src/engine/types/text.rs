@@ -62,11 +62,11 @@ macro_rules! textual_conditions {
             }
         }
 
-        fn from_claim(&self, claim: &Value) -> Option<Cell> {
+        fn claim_value(&self, claim: &Value) -> Option<Cell> {
             claim.as_str().map(|s| Cell::Text(s.to_string()))
         }
 
-        fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+        fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
             Some(Cell::Text(v.as_str()?.to_string()))
         }
     };

@@ -71,11 +71,11 @@ impl FieldKind for Uuid {
         uuid_literal(field, literal, self)
     }
 
-    fn from_claim(&self, claim: &Value) -> Option<Cell> {
+    fn claim_value(&self, claim: &Value) -> Option<Cell> {
         uuid_claim(claim)
     }
 
-    fn from_output(&self, _scale: u32, v: &Value) -> Option<Cell> {
+    fn cursor_value(&self, _scale: u32, v: &Value) -> Option<Cell> {
         uuid_output(v)
     }
 }
