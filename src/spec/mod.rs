@@ -5,6 +5,7 @@
 //! diagnostic (file, line, column, stable code, message, hint).
 
 pub mod diag;
+pub mod field;
 pub mod migration;
 pub mod model;
 pub mod policy;

@@ -1,129 +1,15 @@
 //! `models/*.yaml`: one entity per file.
 
 use super::diag::{Sink, list, suggest};
-use super::types::FieldRules;
 use super::walk::{
     Named, bool_key, check_identifier, get, key_pos, map_with_keys, name_list, opt_string, string,
 };
 use super::yaml::{Node, Pos, Value};
 
-/// The field types a model may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FieldType {
-    String,
-    Text,
-    Integer,
-    Number,
-    Decimal,
-    Boolean,
-    Date,
-    Datetime,
-    Uuid,
-    Email,
-    Url,
-    Enum,
-    Json,
-    Ref,
-    Many,
-    Inverse,
-}
-
-/// How a field's values are kept in its column, whatever the field's type: the store's
-/// dialect turns a storage kind into a column type, a typed NULL and a decoder, so a new
-/// field type that stores like an existing one needs nothing from the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Storage {
-    /// Strings of any kind (string, text, email, url, enum).
-    Text,
-    Integer,
-    /// A double-precision float (`number`).
-    Real,
-    /// An exact decimal: SQLite keeps integer units of `10^-scale`, PostgreSQL a NUMERIC.
-    Decimal {
-        precision: u32,
-        scale: u32,
-    },
-    Boolean,
-    Date,
-    /// An instant in UTC (`datetime`).
-    Timestamp,
-    /// A UUID (uuid fields, refs and ids).
-    Uuid,
-    Json,
-}
-
-impl FieldType {
-    pub const ALL: [(&'static str, FieldType); 16] = [
-        ("string", FieldType::String),
-        ("text", FieldType::Text),
-        ("integer", FieldType::Integer),
-        ("number", FieldType::Number),
-        ("decimal", FieldType::Decimal),
-        ("boolean", FieldType::Boolean),
-        ("date", FieldType::Date),
-        ("datetime", FieldType::Datetime),
-        ("uuid", FieldType::Uuid),
-        ("email", FieldType::Email),
-        ("url", FieldType::Url),
-        ("enum", FieldType::Enum),
-        ("json", FieldType::Json),
-        ("ref", FieldType::Ref),
-        ("many", FieldType::Many),
-        ("inverse", FieldType::Inverse),
-    ];
-
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|(n, _)| *n).collect()
-    }
-
-    pub fn parse(name: &str) -> Option<FieldType> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, t)| *t == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("string")
-    }
-
-    /// Everything a model file may say about a field of this type (its keys, option
-    /// checks, defaults, editor schema, storage): its definition in `spec/types/`.
-    pub fn rules(self) -> &'static dyn FieldRules {
-        super::types::rules(self)
-    }
-
-    /// How values of this type are kept in a column (`None` for `many` and `inverse`,
-    /// which have no column of their own). Decimals carry their precision and scale.
-    pub fn storage(self, precision: u32, scale: u32) -> Option<Storage> {
-        self.rules().storage(precision, scale)
-    }
-
-    /// Does the field own a column in its entity's table?
-    pub fn has_column(self) -> bool {
-        self.storage(0, 0).is_some()
-    }
-
-    pub fn is_textual(self) -> bool {
-        self.rules().textual()
-    }
-
-    pub fn is_numeric(self) -> bool {
-        self.rules().numeric()
-    }
-
-    /// Does it point to records of another entity (ref, many, inverse)?
-    pub fn is_link(self) -> bool {
-        self.rules().links()
-    }
-
-    /// The keys a field of this type accepts besides the common ones.
-    fn specific_keys(self) -> &'static [&'static str] {
-        self.rules().keys()
-    }
-}
+pub use super::field::{
+    DEFAULT_DECIMAL_PRECISION, DEFAULT_DECIMAL_SCALE, Default, FieldDef, FieldType,
+    MAX_DECIMAL_PRECISION, OnDelete, Storage,
+};
 
 const COMMON_KEYS: [&str; 7] = [
     "type",
@@ -168,58 +54,12 @@ pub const ENTITY_KEYS: [&str; 8] = [
     "search",
 ];
 
-/// What happens to records that reference a deleted record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDelete {
-    Restrict,
-    Cascade,
-    SetNull,
-}
-
-impl OnDelete {
-    const NAMES: [&'static str; 3] = ["restrict", "cascade", "set_null"];
-}
-
 /// The system fields every entity has.
 pub const SYSTEM_FIELDS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
 
 /// Names a field may not have (besides the system fields): they are reserved for
 /// list parameters or future system use.
 pub const RESERVED_FIELDS: [&str; 3] = ["deleted_at", "_links", "items"];
-
-/// A default value: a constant, or a value computed at insert time.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Default {
-    Value(serde_json::Value),
-    /// `now` for datetimes, `today` for dates.
-    Now,
-}
-
-#[derive(Debug, Clone)]
-pub struct FieldDef {
-    pub name: String,
-    pub pos: Pos,
-    pub ty: FieldType,
-    pub ty_pos: Pos,
-    pub required: bool,
-    pub unique: bool,
-    pub default: Option<(Default, Pos)>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub pattern: Option<String>,
-    pub label: Option<String>,
-    pub description: Option<String>,
-    pub values: Vec<String>,
-    /// `to` of a ref, `of` of a many or an inverse.
-    pub target: Option<Named>,
-    /// `via` of an inverse: the ref field on the target that points back here.
-    pub via: Option<Named>,
-    pub on_delete: OnDelete,
-    pub scale: u32,
-    pub precision: u32,
-    pub renamed_from: Option<Named>,
-}
 
 #[derive(Debug, Clone)]
 pub struct ModelDef {
@@ -240,11 +80,6 @@ impl ModelDef {
         self.fields.iter().find(|f| f.name == name)
     }
 }
-
-pub const DEFAULT_DECIMAL_SCALE: u32 = 2;
-pub const DEFAULT_DECIMAL_PRECISION: u32 = 18;
-/// Decimals are exact 64-bit integers of their smallest unit in SQLite, so 18 digits at most.
-pub const MAX_DECIMAL_PRECISION: u32 = 18;
 
 /// Reads a model file. `stem` is the file name without extension.
 pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<ModelDef> {

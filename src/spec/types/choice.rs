@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys, bad_default};
 use crate::spec::diag::{Sink, did_you_mean, list};
-use crate::spec::model::{Default, FieldDef, Storage};
+use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::walk::{Named, get, name_list};
 use crate::spec::yaml::{self, Node};
 

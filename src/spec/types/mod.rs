@@ -19,7 +19,7 @@ mod uuid;
 use serde_json::{Value, json};
 
 use super::diag::Sink;
-use super::model::{Default, FieldDef, FieldType, Storage};
+use super::field::{Default, FieldDef, FieldType, Storage};
 use super::walk::{Named, get, number, whole_number};
 use super::yaml::{Key, Node};
 
@@ -116,6 +116,43 @@ pub fn rules(ty: FieldType) -> &'static dyn FieldRules {
         FieldType::Ref => &relation::Ref,
         FieldType::Many => &relation::Many,
         FieldType::Inverse => &relation::Inverse,
+    }
+}
+
+impl FieldType {
+    /// Everything a model file may say about a field of this type (its keys, option
+    /// checks, defaults, editor schema, storage): its definition in `spec/types/`.
+    pub fn rules(self) -> &'static dyn FieldRules {
+        rules(self)
+    }
+
+    /// How values of this type are kept in a column (`None` for `many` and `inverse`,
+    /// which have no column of their own). Decimals carry their precision and scale.
+    pub fn storage(self, precision: u32, scale: u32) -> Option<Storage> {
+        self.rules().storage(precision, scale)
+    }
+
+    /// Does the field own a column in its entity's table?
+    pub fn has_column(self) -> bool {
+        self.storage(0, 0).is_some()
+    }
+
+    pub fn is_textual(self) -> bool {
+        self.rules().textual()
+    }
+
+    pub fn is_numeric(self) -> bool {
+        self.rules().numeric()
+    }
+
+    /// Does it point to records of another entity (ref, many, inverse)?
+    pub fn is_link(self) -> bool {
+        self.rules().links()
+    }
+
+    /// The keys a field of this type accepts besides the common ones.
+    pub(crate) fn specific_keys(self) -> &'static [&'static str] {
+        self.rules().keys()
     }
 }
 

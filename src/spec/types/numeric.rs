@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys, Limits, bad_default, default_in_range, parse_limits, range_keys};
 use crate::spec::diag::Sink;
-use crate::spec::model::{Default, FieldDef, MAX_DECIMAL_PRECISION, Storage};
+use crate::spec::field::{Default, FieldDef, MAX_DECIMAL_PRECISION, Storage};
 use crate::spec::walk::{Named, get, whole_number};
 use crate::spec::yaml::{self, Node};
 

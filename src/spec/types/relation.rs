@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys};
 use crate::spec::diag::Sink;
-use crate::spec::model::{Default, FieldDef, FieldType, Storage};
+use crate::spec::field::{Default, FieldDef, FieldType, Storage};
 use crate::spec::walk::{Named, get, string};
 use crate::spec::yaml::Node;
 

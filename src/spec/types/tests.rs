@@ -3,7 +3,8 @@
 
 use super::rules;
 use crate::spec::diag::{Diagnostic, Sink};
-use crate::spec::model::{ALL_FIELD_KEYS, Default, FieldDef, FieldType, Storage, parse_field};
+use crate::spec::field::{Default, FieldDef, FieldType, Storage};
+use crate::spec::model::{ALL_FIELD_KEYS, parse_field};
 use crate::spec::walk::Named;
 use crate::spec::yaml::{Pos, parse};
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys, Limits, bad_default, parse_limits};
 use crate::spec::diag::Sink;
-use crate::spec::model::{Default, FieldDef, Storage};
+use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::walk::{Named, get, string};
 use crate::spec::yaml::{self, Node};
 

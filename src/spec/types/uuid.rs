@@ -2,7 +2,7 @@
 
 use super::{FieldRules, string_default};
 use crate::spec::diag::Sink;
-use crate::spec::model::{Default, FieldDef, Storage};
+use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::yaml::Node;
 
 pub struct Uuid;
