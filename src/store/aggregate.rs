@@ -13,7 +13,7 @@ use crate::engine::access::Principal;
 use crate::engine::aggregate::{AggregateRequest, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
-use crate::spec::{FieldType, Storage};
+use crate::spec::Storage;
 
 fn col(name: &str) -> String {
     format!("{}.{}", quote(MAIN), quote(name))
@@ -26,7 +26,11 @@ fn group_sql(dialect: Dialect, g: &Group) -> String {
     let c = col(&g.column.name);
     match g.bucket {
         None => c,
-        Some(b) => dialect.bucket_start(b, &c, g.column.ty == FieldType::Datetime),
+        Some(b) => dialect.bucket_start(
+            b,
+            &c,
+            storage(g.column.ty, g.column.scale) == Storage::Timestamp,
+        ),
     }
 }
 
