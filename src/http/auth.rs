@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde_json::{Map, Value, json};
 
-use super::problem::Problem;
+use super::problem::{Problem, unauthorized};
 use crate::engine::Engine;
 use crate::engine::access::Principal;
 use crate::spec::settings::{JwtAlgorithm, JwtSettings, UsersSettings};
@@ -123,20 +123,6 @@ fn algorithm(a: JwtAlgorithm) -> Algorithm {
         JwtAlgorithm::Rs256 => Algorithm::RS256,
         JwtAlgorithm::Es256 => Algorithm::ES256,
     }
-}
-
-/// A 401 problem with the header RFC 6750 asks for.
-pub fn unauthorized(detail: impl Into<String>) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
-        detail,
-    );
-    p.www_authenticate = Some(Box::new(HeaderValue::from_static(
-        "Bearer error=\"invalid_token\"",
-    )));
-    p
 }
 
 fn validation(jwt: &JwtSettings, alg: Algorithm) -> Validation {

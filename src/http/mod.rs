@@ -264,7 +264,7 @@ fn admin_only(who: &Principal, what: &str) -> Result<(), Problem> {
         return Ok(());
     }
     Err(if who.is_anonymous() {
-        auth::unauthorized(format!("{what} is for administrators; sign in"))
+        problem::unauthorized(format!("{what} is for administrators; sign in"))
     } else {
         Problem::new(
             StatusCode::FORBIDDEN,
