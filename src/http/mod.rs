@@ -1,21 +1,21 @@
 //! `http`: axum routes, generic over entity names. `/api/{plural}` looks the entity up
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
-pub mod auth;
 mod batch;
 mod events;
+pub mod extract;
 pub mod limits;
 pub mod problem;
 pub mod server;
+pub mod users;
 mod workflow;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,11 +28,12 @@ use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
 use crate::engine::query::{self, ParamError};
 use crate::engine::{Engine, Entity, FieldError};
+pub use crate::runtime::Auth;
+use crate::runtime::{Reloader, Runtime};
 use crate::store::{Record, Store};
-pub use auth::Auth;
+use extract::{Caller, Target};
+pub(crate) use extract::{entity, record_id};
 pub use problem::Problem;
-
-pub mod users;
 
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -42,27 +43,29 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The fields of [`AppState`].
+/// The fields of [`AppState`]: what the runtime publishes (read through `Deref`:
+/// `state.engine`, `state.store`, …) and this process's abuse limits.
 #[derive(Clone)]
 pub struct Shared {
-    pub engine: Arc<ArcSwap<Engine>>,
-    pub auth: Arc<ArcSwap<Auth>>,
-    pub store: Store,
+    /// The engine and authentication now serving, the store, the change feed, the
+    /// reload status: written by the runtime, only read here.
+    pub runtime: Runtime,
     /// Abuse limits of this process: request rates, signups, password hashes,
     /// event streams, failed sign-ins (`limits` in trellis.yaml, read at start).
     pub limits: Arc<limits::Limits>,
-    /// What is loaded, and how the last reload went (`GET /_/status`).
-    pub status: crate::reload::StatusCell,
-    /// The change feed of this process.
-    pub feed: crate::feed::Feed,
-    /// Reloads on demand (`POST /_/reload`); absent when not serving a folder.
-    pub reloader: Option<crate::reload::Reloader>,
 }
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
@@ -75,25 +78,19 @@ impl AppState {
     pub fn with_auth(engine: Engine, store: Store, auth: Auth) -> AppState {
         let limits = Arc::new(limits::Limits::new(&engine.limits));
         AppState(Arc::new(Shared {
-            engine: Arc::new(ArcSwap::from_pointee(engine)),
-            auth: Arc::new(ArcSwap::from_pointee(auth)),
-            feed: crate::feed::Feed::new(store.clone()),
-            store,
+            runtime: Runtime::new(engine, store, auth),
             limits,
-            status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
-                Vec::new(),
-            ))),
-            reloader: None,
         }))
     }
 
     /// Reloads on demand (`POST /_/reload`) and on SIGHUP from this folder.
-    pub fn set_reloader(&mut self, reloader: crate::reload::Reloader) {
-        Arc::make_mut(&mut self.0).reloader = Some(reloader);
+    pub fn set_reloader(&mut self, reloader: Reloader) {
+        Arc::make_mut(&mut self.0).runtime.reloader = Some(reloader);
     }
 
+    /// The caller of a request: anonymous without a token, 401 for a bad one.
     fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
-        self.auth.load().principal(headers)
+        extract::principal(&self.auth.load(), headers)
     }
 }
 
@@ -280,9 +277,8 @@ fn admin_only(who: &Principal, what: &str) -> Result<(), Problem> {
 /// serve, 422 with the diagnostics when the previous ones keep serving.
 async fn reload_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
     // A project without authentication and policies is open to its callers (and
     // `serve` binds to loopback by default); otherwise only administrators reload.
     let engine = state.engine.load_full();
@@ -315,10 +311,9 @@ async fn reload_now(
 /// may or may not do an action on a record.
 async fn explain(
     State(state): State<AppState>,
+    Caller(who): Caller,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
     admin_only(&who, "explain")?;
     let pairs = query_pairs(query.as_deref())?;
     let param = |name: &str| {
@@ -425,31 +420,6 @@ fn record_response(status: StatusCode, rec: &Record) -> Response {
     res
 }
 
-fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
-    engine.entity_by_plural(plural).cloned().ok_or_else(|| {
-        let names: Vec<&str> = engine
-            .entities()
-            .iter()
-            .map(|e| e.plural.as_str())
-            .collect();
-        let hint = match crate::spec::diag::did_you_mean(plural, names.iter().copied()) {
-            Some(best) => format!("; did you mean /api/{best}?"),
-            None => String::new(),
-        };
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "no-route",
-            "Not found",
-            format!("there is no collection `/api/{plural}`{hint}"),
-        )
-    })
-}
-
-fn record_id(e: &Entity, raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw)
-        .map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
-}
-
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
     serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
@@ -482,13 +452,14 @@ fn param_problem(err: ParamError) -> Problem {
 
 async fn list(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target {
+        who,
+        engine,
+        entity: e,
+        ..
+    }: Target,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = query::list_request(&engine, &e, &pairs, &hidden, &who).map_err(param_problem)?;
@@ -512,13 +483,14 @@ async fn list(
 
 async fn aggregate(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target {
+        who,
+        engine,
+        entity: e,
+        ..
+    }: Target,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = crate::engine::aggregate::aggregate_request(&engine, &e, &pairs, &hidden, &who)
@@ -533,14 +505,14 @@ async fn aggregate(
 
 async fn read(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Target {
+        who,
+        engine,
+        entity: e,
+        id,
+    }: Target<Uuid>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = query::get_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
@@ -589,13 +561,15 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
 
 async fn create(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target {
+        who,
+        engine,
+        entity: e,
+        ..
+    }: Target,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Create, &who)?;
     let rec = state
@@ -663,14 +637,15 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
 
 async fn update(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Target {
+        who,
+        engine,
+        entity: e,
+        id,
+    }: Target<Uuid>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     let expected = if_match(&headers)?;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Update, &who)?;
@@ -684,13 +659,13 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Target {
+        who,
+        engine,
+        entity: e,
+        id,
+    }: Target<Uuid>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     state
         .store
         .delete(&engine, &e, id, &who)

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::problem::unauthorized;
 use super::limits::{ADDRESS_FAILURES, ClientAddr, PAIR_FAILURES};
+use super::problem::unauthorized;
 use super::{AppState, Problem, json_body, json_response, problem};
 use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
