@@ -3,7 +3,7 @@
 
 mod batch;
 mod events;
-pub mod extract;
+mod extract;
 pub mod limits;
 pub mod problem;
 pub mod server;
