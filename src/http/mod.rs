@@ -2,6 +2,7 @@
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
 mod batch;
+mod deadline;
 mod events;
 mod extract;
 pub mod limits;
@@ -31,6 +32,8 @@ use crate::engine::{Engine, Entity, FieldError};
 pub use crate::runtime::Auth;
 use crate::runtime::{Reloader, Runtime};
 use crate::store::{Record, Store};
+use deadline::Deadline;
+pub use deadline::REQUEST_TIMEOUT;
 use extract::{Caller, Target};
 pub(crate) use extract::{entity, record_id};
 pub use problem::Problem;
@@ -170,78 +173,6 @@ async fn health(State(state): State<AppState>) -> Response {
             tracing::warn!(%err, "health: the database does not answer");
             problem::unavailable().into_response()
         }
-    }
-}
-
-/// Every request is answered within this time (a 503 problem otherwise). Streams
-/// (`/events`) are not cut: their response starts at once.
-/// The store's deadline ([`Store::connect_with_deadline`]) replaces it when shorter
-/// or longer.
-pub const REQUEST_TIMEOUT: std::time::Duration = crate::store::REQUEST_DEADLINE;
-
-/// Abandons a request after its deadline (the store's, [`REQUEST_TIMEOUT`] by
-/// default) with a 503 problem, and gives the deadline to the store, whose
-/// statements stop when it passes. A plain layer rather than `middleware::from_fn`,
-/// which clones the whole router service for every request.
-#[derive(Clone, Copy)]
-struct Deadline(std::time::Duration);
-
-impl<S> tower::Layer<S> for Deadline {
-    type Service = WithDeadline<S>;
-    fn layer(&self, inner: S) -> WithDeadline<S> {
-        WithDeadline(inner, self.0)
-    }
-}
-
-#[derive(Clone)]
-struct WithDeadline<S>(S, std::time::Duration);
-
-impl<S> tower::Service<axum::extract::Request> for WithDeadline<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        let (req, body_done) = limits::watch_body(req);
-        let limit = self.1;
-        let until = std::time::Instant::now() + limit;
-        let answer = crate::store::deadline::scope(until, self.0.call(req));
-        Box::pin(async move {
-            match tokio::time::timeout(limit, answer).await {
-                Ok(res) => res,
-                // The client had not sent its whole body: its delay, not ours.
-                Err(_) if !body_done.load(std::sync::atomic::Ordering::Relaxed) => {
-                    Ok(limits::body_timeout(limit))
-                }
-                Err(_) => Ok(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "Request timeout",
-                    format!(
-                        "the request took longer than {} ms and was abandoned",
-                        limit.as_millis()
-                    ),
-                )
-                .into_response()),
-            }
-        })
     }
 }
 
