@@ -26,12 +26,7 @@ const QUEUE: usize = 64;
 
 pub(super) async fn events(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        ..
-    }: Target,
+    Target(who, engine, e, ..): Target,
     RawQuery(raw): RawQuery,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,

@@ -38,15 +38,11 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The opening of an entity route: who calls, the engine snapshot the request is
-/// served with (taken once, used throughout), the entity of `{plural}`, and the
-/// record id of `{id}` when `I` is [`Uuid`].
-pub struct Target<I = ()> {
-    pub who: Arc<Principal>,
-    pub engine: Arc<Engine>,
-    pub entity: Arc<Entity>,
-    pub id: I,
-}
+/// The opening of an entity route: `Target(who, engine, entity, id)`: who calls,
+/// the engine snapshot the request is served with (taken once, used throughout),
+/// the entity of `{plural}`, and the record id of `{id}` when `I` is [`Uuid`]
+/// (handlers write `Target(who, engine, e, ..)` or `Target(who, engine, e, id)`).
+pub struct Target<I = ()>(pub Arc<Principal>, pub Arc<Engine>, pub Arc<Entity>, pub I);
 
 /// The path parameters by name (`plural`, `id`, …), percent-decoded.
 async fn path_params(
@@ -79,13 +75,7 @@ impl Target {
         let engine = state.engine.load_full();
         let entity =
             entity(&engine, param(&params, "plural")).map_err(IntoResponse::into_response)?;
-        let target = Target {
-            who,
-            engine,
-            entity,
-            id: (),
-        };
-        Ok((target, params))
+        Ok((Target(who, engine, entity, ()), params))
     }
 }
 
@@ -104,14 +94,9 @@ impl FromRequestParts<AppState> for Target<Uuid> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Target<Uuid>, Response> {
-        let (t, params) = Target::open(parts, state).await?;
-        let id = record_id(&t.entity, param(&params, "id")).map_err(IntoResponse::into_response)?;
-        Ok(Target {
-            who: t.who,
-            engine: t.engine,
-            entity: t.entity,
-            id,
-        })
+        let (Target(who, engine, entity, ()), params) = Target::open(parts, state).await?;
+        let id = record_id(&entity, param(&params, "id")).map_err(IntoResponse::into_response)?;
+        Ok(Target(who, engine, entity, id))
     }
 }
 

@@ -38,6 +38,11 @@ use extract::{Caller, Target};
 pub(crate) use extract::{entity, record_id};
 pub use problem::Problem;
 
+/// The future of the service a tower layer here wraps around the router.
+type ResponseFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
+
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -383,12 +388,7 @@ fn param_problem(err: ParamError) -> Problem {
 
 async fn list(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        ..
-    }: Target,
+    Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
@@ -414,12 +414,7 @@ async fn list(
 
 async fn aggregate(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        ..
-    }: Target,
+    Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
@@ -436,12 +431,7 @@ async fn aggregate(
 
 async fn read(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        id,
-    }: Target<Uuid>,
+    Target(who, engine, e, id): Target<Uuid>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
@@ -492,12 +482,7 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
 
 async fn create(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        ..
-    }: Target,
+    Target(who, engine, e, ..): Target,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -568,12 +553,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
 
 async fn update(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        id,
-    }: Target<Uuid>,
+    Target(who, engine, e, id): Target<Uuid>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -590,12 +570,7 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    Target {
-        who,
-        engine,
-        entity: e,
-        id,
-    }: Target<Uuid>,
+    Target(who, engine, e, id): Target<Uuid>,
 ) -> Result<Response, Problem> {
     state
         .store
