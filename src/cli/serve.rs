@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use trellis::engine::Engine;
 use trellis::http::{AppState, Auth, router};
 use trellis::runtime::{Env, Reloader, SecretLookup, Status};
 use trellis::store::{self, Store};
@@ -57,69 +58,11 @@ pub(super) fn serve(
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let store = Store::connect(&url).await?;
-        if production {
-            let pending = pending_work(dir, &engine, &store).await?;
-            if !pending.is_empty() {
-                eprintln!("Production mode never changes the schema, and the database is not up to date:");
-                for p in &pending {
-                    eprintln!("  - {p}");
-                }
-                eprintln!("Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).", dir.display());
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        let synced = if production {
-            store
-                .ensure_log_triggers(&engine)
-                .await
-                .map(|()| store::SyncReport::default())
-        } else {
-            store.sync_schema(&engine).await
-        };
-        match synced {
-            Ok(report) => {
-                for t in &report.created_tables {
-                    tracing::info!("created table {t}");
-                }
-                for c in &report.added_columns {
-                    tracing::info!("added column {c}");
-                }
-                for c in &report.renamed_columns {
-                    tracing::info!("renamed column {c}");
-                }
-                for k in &report.kept {
-                    tracing::warn!("kept {k}");
-                }
-            }
-            Err(store::Error::NeedsMigration(problems)) => {
-                eprintln!("The database cannot follow these model changes by itself:");
-                for p in &problems {
-                    eprintln!("  - {p}");
-                }
-                eprintln!(
-                    "Nothing was changed. Undo the change, or (in development) start from an empty database by deleting {}.",
-                    dir.join(".trellis").display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            Err(err) => return Err(err.into()),
+        if !bring_database_along(dir, &engine, &store, production).await? {
+            return Ok(ExitCode::FAILURE);
         }
         let entities = engine.entities().len();
-        // Development convenience: without the secret in the environment, a random
-        // one for this run (tokens then die with the process; each instance has its
-        // own). The same one is used across reloads.
-        let fallback = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        let vars = env.clone();
-        let secret: SecretLookup = std::sync::Arc::new(move |var: &str| {
-                vars.get(var).map(str::to_string).or_else(|| Some(fallback.clone()))
-            });
-        if let Some(var) = engine.auth.jwt.as_ref().and_then(|j| j.secret_env.clone())
-            && env.get(&var).is_none()
-        {
-            tracing::warn!(
-                "{var} is not set: using a random JWT secret for this run only (tokens will not survive a restart; set {var} for anything real)"
-            );
-        }
+        let secret = jwt_secrets(&engine, env);
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let mut state = AppState::with_auth(engine, store.clone(), auth);
         if !production {
@@ -180,6 +123,96 @@ pub(super) fn serve(
         .context("serving HTTP")?;
         store.close().await;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Makes the database ready for the engine: in development, creates what is
+/// missing (and refuses changes that need a migration); in production, refuses a
+/// database that is behind and only installs the change-log triggers. `false`
+/// when it printed why the server cannot start.
+async fn bring_database_along(
+    dir: &Path,
+    engine: &Engine,
+    store: &Store,
+    production: bool,
+) -> Result<bool> {
+    if production {
+        let pending = pending_work(dir, engine, store).await?;
+        if !pending.is_empty() {
+            eprintln!(
+                "Production mode never changes the schema, and the database is not up to date:"
+            );
+            for p in &pending {
+                eprintln!("  - {p}");
+            }
+            eprintln!(
+                "Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).",
+                dir.display()
+            );
+            return Ok(false);
+        }
+    }
+    let synced = if production {
+        store
+            .ensure_log_triggers(engine)
+            .await
+            .map(|()| store::SyncReport::default())
+    } else {
+        store.sync_schema(engine).await
+    };
+    match synced {
+        Ok(report) => {
+            for t in &report.created_tables {
+                tracing::info!("created table {t}");
+            }
+            for c in &report.added_columns {
+                tracing::info!("added column {c}");
+            }
+            for c in &report.renamed_columns {
+                tracing::info!("renamed column {c}");
+            }
+            for k in &report.kept {
+                tracing::warn!("kept {k}");
+            }
+            Ok(true)
+        }
+        Err(store::Error::NeedsMigration(problems)) => {
+            eprintln!("The database cannot follow these model changes by itself:");
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            eprintln!(
+                "Nothing was changed. Undo the change, or (in development) start from an empty database by deleting {}.",
+                dir.join(".trellis").display()
+            );
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The secrets authentication reads, by variable name: the environment's, and in
+/// development a random JWT secret for this run when `auth.jwt.secret_env` is not
+/// set (tokens then die with the process; each instance has its own; the same one
+/// is used across reloads). Production refused to start without it already.
+fn jwt_secrets(engine: &Engine, env: &Env) -> SecretLookup {
+    let fallback = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    if let Some(var) = engine.auth.jwt.as_ref().and_then(|j| j.secret_env.clone())
+        && env.get(&var).is_none()
+    {
+        tracing::warn!(
+            "{var} is not set: using a random JWT secret for this run only (tokens will not survive a restart; set {var} for anything real)"
+        );
+    }
+    let env = env.clone();
+    std::sync::Arc::new(move |var: &str| {
+        env.get(var)
+            .map(str::to_string)
+            .or_else(|| Some(fallback.clone()))
     })
 }
 
