@@ -2,8 +2,10 @@
 //! migration file that people review: a rendering of [`schema_diff::diff`].
 
 use super::Engine;
-use super::schema_diff::{self, ColumnShape, FieldShape, Schema, SchemaChange};
-use crate::spec::FieldType;
+use super::schema_diff::{
+    self, ColumnShape, FieldShape, LinkShape, Reference, Schema, SchemaChange,
+};
+use crate::spec::{FieldType, OnDelete};
 
 fn describe_column(c: &ColumnShape) -> String {
     let mut s = match c.ty {
@@ -105,8 +107,75 @@ fn column_changes(from: &ColumnShape, to: &ColumnShape) -> Vec<String> {
     changes
 }
 
+/// A many field as a column-like shape, to name what changes when a field turns
+/// from a link into a column or back.
+fn link_as_column(l: &LinkShape) -> ColumnShape {
+    ColumnShape {
+        name: l.name.clone(),
+        ty: FieldType::Many,
+        precision: 0,
+        scale: 0,
+        required: false,
+        unique: false,
+        reference: Some(Reference {
+            target: l.target.clone(),
+            on_delete: OnDelete::Restrict,
+        }),
+        default: None,
+        values: Vec::new(),
+        renamed_from: None,
+    }
+}
+
+/// A field that turned from a link into a column or back: one change of the field
+/// for the reader (the database adds one and drops the other).
+fn kind_change(change: &SchemaChange, all: &[SchemaChange]) -> Option<String> {
+    let (entity, name, to) = match change {
+        SchemaChange::AddColumn { entity, column } => (entity, &column.name, column.clone()),
+        SchemaChange::AddLink { entity, link } => (entity, &link.name, link_as_column(link)),
+        _ => return None,
+    };
+    let from = all.iter().find_map(|c| match c {
+        SchemaChange::DropLink { entity: e, link } if e == entity && &link.name == name => {
+            Some(link_as_column(link))
+        }
+        SchemaChange::DropColumn { entity: e, column } if e == entity && &column.name == name => {
+            Some(column.clone())
+        }
+        _ => None,
+    })?;
+    (from.ty == FieldType::Many || to.ty == FieldType::Many).then(|| {
+        format!(
+            "change the field `{entity}.{name}`: {}",
+            column_changes(&from, &to).join("; ")
+        )
+    })
+}
+
+/// The drop half of a [`kind_change`].
+fn kind_changed_away(change: &SchemaChange, all: &[SchemaChange]) -> bool {
+    let (entity, name, was_link) = match change {
+        SchemaChange::DropColumn { entity, column } => (entity, &column.name, false),
+        SchemaChange::DropLink { entity, link } => (entity, &link.name, true),
+        _ => return false,
+    };
+    all.iter().any(|c| match c {
+        SchemaChange::AddColumn { entity: e, column } => {
+            was_link && e == entity && &column.name == name
+        }
+        SchemaChange::AddLink { entity: e, link } => !was_link && e == entity && &link.name == name,
+        _ => false,
+    })
+}
+
 /// One change in plain words (`None`: nothing a reader needs to see).
-fn step(change: &SchemaChange) -> Option<String> {
+fn step(change: &SchemaChange, all: &[SchemaChange]) -> Option<String> {
+    if kind_changed_away(change, all) {
+        return None;
+    }
+    if let Some(s) = kind_change(change, all) {
+        return Some(s);
+    }
     Some(match change {
         SchemaChange::CreateTable { entity, shape } => {
             let fields: Vec<String> = shape
@@ -194,5 +263,5 @@ pub fn steps(base: Option<&Engine>, target: &Engine) -> Vec<String> {
             r => (0, entity, r),
         }
     });
-    changes.iter().filter_map(step).collect()
+    changes.iter().filter_map(|c| step(c, &changes)).collect()
 }
