@@ -528,3 +528,305 @@ mod on_delete_name {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown on_delete `{name}`")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: FieldType) -> ColumnShape {
+        ColumnShape {
+            name: name.into(),
+            ty,
+            precision: 0,
+            scale: 0,
+            required: false,
+            unique: false,
+            reference: None,
+            default: None,
+            values: Vec::new(),
+            renamed_from: None,
+        }
+    }
+
+    fn link(name: &str, target: &str) -> FieldShape {
+        FieldShape::Link(LinkShape {
+            name: name.into(),
+            target: target.into(),
+        })
+    }
+
+    fn entity(fields: Vec<FieldShape>) -> EntityShape {
+        EntityShape {
+            fields,
+            ..EntityShape::default()
+        }
+    }
+
+    fn schema(entities: Vec<(&str, EntityShape)>) -> Schema {
+        Schema {
+            entities: entities
+                .into_iter()
+                .map(|(n, e)| (n.to_string(), e))
+                .collect(),
+            accounts: None,
+        }
+    }
+
+    fn one(old: EntityShape, new: EntityShape) -> Vec<SchemaChange> {
+        diff(&schema(vec![("task", old)]), &schema(vec![("task", new)]))
+    }
+
+    fn c(c: ColumnShape) -> FieldShape {
+        FieldShape::Column(c)
+    }
+
+    #[test]
+    fn same_definitions_make_no_change() {
+        let e = entity(vec![
+            c(col("title", FieldType::String)),
+            link("tags", "tag"),
+        ]);
+        assert_eq!(one(e.clone(), e), []);
+    }
+
+    #[test]
+    fn a_new_and_a_removed_entity() {
+        let task = entity(vec![c(col("title", FieldType::String))]);
+        let label = entity(vec![c(col("text", FieldType::String))]);
+        let changes = diff(
+            &schema(vec![("task", task.clone())]),
+            &schema(vec![("label", label.clone())]),
+        );
+        assert_eq!(
+            changes,
+            [
+                SchemaChange::DropTable {
+                    entity: "task".into(),
+                    shape: task
+                },
+                SchemaChange::CreateTable {
+                    entity: "label".into(),
+                    shape: label
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn added_renamed_and_dropped_columns() {
+        let old = entity(vec![
+            c(col("name", FieldType::String)),
+            c(col("notes", FieldType::Text)),
+        ]);
+        let mut title = col("title", FieldType::String);
+        title.renamed_from = Some("name".into());
+        let due = col("due", FieldType::Date);
+        let changes = one(old, entity(vec![c(title.clone()), c(due.clone())]));
+        assert_eq!(
+            changes,
+            [
+                SchemaChange::RenameColumn {
+                    entity: "task".into(),
+                    from: col("name", FieldType::String),
+                    to: title
+                },
+                SchemaChange::AddColumn {
+                    entity: "task".into(),
+                    column: due
+                },
+                SchemaChange::DropColumn {
+                    entity: "task".into(),
+                    column: col("notes", FieldType::Text)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_renamed_from_that_names_no_column_adds_one() {
+        let mut c2 = col("c", FieldType::String);
+        c2.renamed_from = Some("zzz".into());
+        let changes = one(entity(vec![]), entity(vec![c(c2.clone())]));
+        assert_eq!(
+            changes,
+            [SchemaChange::AddColumn {
+                entity: "task".into(),
+                column: c2
+            }]
+        );
+    }
+
+    #[test]
+    fn changed_columns_and_what_changed() {
+        let mut points = col("points", FieldType::Decimal);
+        (points.precision, points.scale) = (18, 1);
+        let mut owner = col("owner", FieldType::String);
+        owner.required = true;
+        owner.default = Some(serde_json::json!("nobody"));
+        let old = entity(vec![
+            c(col("points", FieldType::Integer)),
+            c(col("owner", FieldType::String)),
+        ]);
+        let changes = one(old, entity(vec![c(points.clone()), c(owner.clone())]));
+        let [
+            SchemaChange::ChangeColumn {
+                from: p0, to: p1, ..
+            },
+            SchemaChange::ChangeColumn {
+                from: o0, to: o1, ..
+            },
+        ] = changes.as_slice()
+        else {
+            panic!("{changes:?}")
+        };
+        assert!(!p0.same_type(p1) && p1.widens(p0));
+        assert_eq!(p1.type_name(), "decimal(18,1)");
+        assert_eq!(p1.type_words(), "decimal(18, 1)");
+        assert!(o0.same_type(o1) && !o0.same_column(o1));
+        assert_eq!(o1.default_cell(), Some(Cell::Text("nobody".into())));
+    }
+
+    #[test]
+    fn a_default_alone_is_no_change_but_unique_and_values_are() {
+        let mut a = col("a", FieldType::Integer);
+        a.default = Some(serde_json::json!(1));
+        let mut b = a.clone();
+        b.default = Some(serde_json::json!(2));
+        assert_eq!(one(entity(vec![c(a.clone())]), entity(vec![c(b)])), []);
+
+        let mut u = a.clone();
+        u.unique = true;
+        let changes = one(entity(vec![c(a.clone())]), entity(vec![c(u.clone())]));
+        assert!(
+            matches!(&changes[..], [SchemaChange::ChangeColumn { from, to, .. }] if from.same_column(to)),
+            "{changes:?}"
+        );
+
+        let mut s0 = col("size", FieldType::Enum);
+        s0.values = vec!["small".into(), "medium".into(), "large".into()];
+        let mut s1 = s0.clone();
+        s1.values = vec!["small".into(), "large".into(), "huge".into()];
+        let changes = one(entity(vec![c(s0.clone())]), entity(vec![c(s1.clone())]));
+        assert_eq!(s1.removed_values(&s0), [&"medium".to_string()]);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+    }
+
+    #[test]
+    fn references_are_part_of_the_column() {
+        let mut r0 = col("who", FieldType::Ref);
+        r0.reference = Some(Reference {
+            target: "person".into(),
+            on_delete: OnDelete::Restrict,
+        });
+        let mut r1 = r0.clone();
+        r1.reference = Some(Reference {
+            target: "person".into(),
+            on_delete: OnDelete::Cascade,
+        });
+        let changes = one(entity(vec![c(r0.clone())]), entity(vec![c(r1)]));
+        assert!(
+            matches!(&changes[..], [SchemaChange::ChangeColumn { from, to, .. }] if from.same_type(to) && !from.same_column(to)),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn links_added_relinked_and_dropped() {
+        let old = entity(vec![link("people", "person"), link("zz", "person")]);
+        let new = entity(vec![link("people", "team"), link("tags", "tag")]);
+        let changes = one(old, new);
+        let names: Vec<&str> = changes
+            .iter()
+            .map(|c| match c {
+                SchemaChange::Relink { .. } => "relink",
+                SchemaChange::AddLink { .. } => "add",
+                SchemaChange::DropLink { .. } => "drop",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(names, ["relink", "add", "drop"]);
+    }
+
+    #[test]
+    fn a_field_that_turns_from_link_into_column_is_added_and_dropped() {
+        let old = entity(vec![link("people", "person")]);
+        let new = entity(vec![c(col("people", FieldType::String))]);
+        let changes = one(old, new);
+        assert!(
+            matches!(
+                &changes[..],
+                [
+                    SchemaChange::AddColumn { .. },
+                    SchemaChange::DropLink { .. }
+                ]
+            ),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn search_indexes_and_accounts() {
+        let old = entity(vec![c(col("t", FieldType::String))]);
+        let mut new = old.clone();
+        new.search = vec!["t".into()];
+        new.indexes = vec![vec!["t".into()]];
+        let mut s_new = schema(vec![("task", new)]);
+        s_new.accounts = Some("task".into());
+        let changes = diff(&schema(vec![("task", old)]), &s_new);
+        assert_eq!(
+            changes,
+            [
+                SchemaChange::ChangeIndexes {
+                    entity: "task".into()
+                },
+                SchemaChange::ChangeSearch {
+                    entity: "task".into(),
+                    from: vec![],
+                    to: vec!["t".into()]
+                },
+                SchemaChange::Accounts {
+                    entity: "task".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn widening_conversions() {
+        let dec = |p, s| {
+            let mut c = col("x", FieldType::Decimal);
+            (c.precision, c.scale) = (p, s);
+            c
+        };
+        let int = col("x", FieldType::Integer);
+        let text = col("x", FieldType::Text);
+        let json = col("x", FieldType::Json);
+        assert!(dec(18, 2).widens(&int));
+        assert!(dec(12, 4).widens(&dec(10, 2)));
+        assert!(!dec(10, 1).widens(&dec(10, 2)));
+        assert!(!dec(10, 4).widens(&dec(10, 2)), "fewer integer digits");
+        assert!(text.widens(&int));
+        assert!(!text.widens(&json));
+        assert!(!int.widens(&dec(18, 2)));
+    }
+
+    #[test]
+    fn the_stored_shape_round_trips_and_names_types() {
+        let mut r = col("who", FieldType::Ref);
+        r.required = true;
+        r.reference = Some(Reference {
+            target: "person".into(),
+            on_delete: OnDelete::SetNull,
+        });
+        let mut d = col("price", FieldType::Decimal);
+        (d.precision, d.scale) = (10, 2);
+        let e = entity(vec![c(r), c(d), link("tags", "tag")]);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"fields":[{"column":{"name":"who","type":"ref","required":true,"unique":false,"reference":{"target":"person","on_delete":"set_null"}}},{"column":{"name":"price","type":"decimal","precision":10,"scale":2,"required":false,"unique":false}},{"link":{"name":"tags","target":"tag"}}],"search":[],"indexes":[],"unique":[]}"#
+        );
+        assert_eq!(serde_json::from_str::<EntityShape>(&text).unwrap(), e);
+        assert!(serde_json::from_str::<EntityShape>(r#"{"columns":{}}"#).is_err());
+    }
+}
