@@ -265,3 +265,96 @@ pub fn steps(base: Option<&Engine>, target: &Engine) -> Vec<String> {
     });
     changes.iter().filter_map(|c| step(c, &changes)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn engine(files: &[(&str, &str)]) -> Engine {
+        let files: BTreeMap<String, String> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        Engine::build(&crate::spec::migration::load_texts(&files)).expect("engine")
+    }
+
+    fn task(fields: &str) -> Engine {
+        engine(&[
+            (
+                "models/person.yaml",
+                "entity: person\nfields:\n  name: string\n",
+            ),
+            (
+                "models/team.yaml",
+                "entity: team\nfields:\n  name: string\n",
+            ),
+            (
+                "models/task.yaml",
+                &format!("entity: task\nfields:\n{fields}"),
+            ),
+        ])
+    }
+
+    #[test]
+    fn an_empty_database_gets_every_entity() {
+        let e = task(
+            "  title: { type: string, required: true, unique: true }\n  size: { type: enum, values: [s, m] }\n  who: { type: ref, to: person }\n  tags: { type: many, of: team }\n  price: { type: decimal, precision: 10, scale: 2 }\n",
+        );
+        assert_eq!(
+            steps(None, &e),
+            [
+                "create the entity `person` with name (string)",
+                "create the entity `task` with title (string, required, unique), size (enum [s, m]), who (ref to person), tags (many to team), price (decimal(10, 2))",
+                "create the entity `team` with name (string)",
+            ]
+        );
+        assert!(steps(Some(&e), &e).is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_field_change_in_words() {
+        let v1 = task(
+            "  name: { type: string, required: true }\n  points: integer\n  notes: text\n  size: { type: enum, values: [s, m] }\n  who: { type: ref, to: person }\n  tags: { type: many, of: person }\n  gone: { type: many, of: person }\n  people: { type: many, of: person }\n",
+        );
+        let v2 = task(
+            "  title: { type: string, required: true, renamed_from: name }\n  points: { type: decimal, scale: 1, unique: true }\n  size: { type: enum, values: [m, l], required: true, default: m }\n  who: { type: ref, to: team, on_delete: cascade }\n  tags: { type: many, of: team }\n  added: date\n  people: string\nsearch: [title]\nindexes:\n  - [added]\n",
+        );
+        assert_eq!(
+            steps(Some(&v1), &v2),
+            [
+                "rename the field `task.name` to `title` (its data is kept)",
+                "change the field `task.points`: type integer -> decimal(18, 1); now unique",
+                "change the field `task.size`: now required; new values l; values removed: s (records holding them keep them until changed)",
+                "change the field `task.who`: points to `team` instead of `person`; on_delete restrict -> cascade",
+                "change the field `task.tags`: points to `team` instead of `person`",
+                "add the field `task.added` (date)",
+                "change the field `task.people`: type many -> string; points to `` instead of `person`",
+                "drop the field `task.notes` (text) and its data",
+                "drop the field `task.gone` (many to person) and its data",
+                "change the indexes of `task`",
+                "search `task` by title",
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_entities_and_accounts_come_last() {
+        let users =
+            "entity: user\nfields:\n  email: { type: email, required: true, unique: true }\n";
+        let settings = "name: x\nauth:\n  jwt: { algorithm: HS256, secret_env: X_SECRET }\n  users: { entity: user }\n";
+        let v1 = engine(&[
+            ("models/user.yaml", users),
+            ("models/old.yaml", "entity: old\nfields:\n  a: string\n"),
+        ]);
+        let v2 = engine(&[("trellis.yaml", settings), ("models/user.yaml", users)]);
+        assert_eq!(
+            steps(Some(&v1), &v2),
+            [
+                "drop the entity `old` and all its records",
+                "keep built-in accounts for `user`",
+            ]
+        );
+    }
+}

@@ -131,3 +131,112 @@ impl LegacySnapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::schema_diff::ColumnShape;
+
+    fn convert(dialect: Dialect, text: &str, current: Option<&EntityShape>) -> EntityShape {
+        serde_json::from_str::<LegacySnapshot>(text)
+            .unwrap()
+            .convert(dialect, current)
+    }
+
+    fn column(e: &EntityShape, name: &str) -> ColumnShape {
+        e.column(name).unwrap().clone()
+    }
+
+    #[test]
+    fn signatures_and_logical_types_become_typed_columns() {
+        let text = r#"{"columns":{"price":"NUMERIC(10, 2) NOT NULL","size":"TEXT","who":"UUID REFERENCES person ON DELETE SET NULL"},"links":{"tags":"tag"},"search":["size"],"types":{"price":"decimal(10,2)","size":"enum","who":"ref"},"values":{"size":["s","m"]}}"#;
+        let e = convert(Dialect::Postgres, text, None);
+        let price = column(&e, "price");
+        assert_eq!(
+            (price.ty, price.precision, price.scale, price.required),
+            (FieldType::Decimal, 10, 2, true)
+        );
+        let size = column(&e, "size");
+        assert_eq!(
+            (size.ty, size.values.clone()),
+            (FieldType::Enum, vec!["s".into(), "m".into()])
+        );
+        let who = column(&e, "who");
+        assert_eq!(who.ty, FieldType::Ref);
+        assert_eq!(
+            who.reference,
+            Some(Reference {
+                target: "person".into(),
+                on_delete: OnDelete::SetNull
+            })
+        );
+        assert_eq!(
+            e.link("tags"),
+            Some(&LinkShape {
+                name: "tags".into(),
+                target: "tag".into()
+            })
+        );
+        assert_eq!(e.search, ["size"]);
+        // Rendered back, the signatures are what was stored.
+        assert_eq!(
+            Dialect::Postgres.ddl_signature(&price),
+            "NUMERIC(10, 2) NOT NULL"
+        );
+        assert_eq!(
+            Dialect::Postgres.ddl_signature(&who),
+            "UUID REFERENCES person ON DELETE SET NULL"
+        );
+    }
+
+    #[test]
+    fn the_oldest_form_takes_the_current_type_when_stored_alike() {
+        // No logical types: SQLite's TEXT could be any of several types.
+        let text = r#"{"columns":{"body":"TEXT","n":"INTEGER NOT NULL","who":"TEXT REFERENCES person ON DELETE CASCADE"},"links":{}}"#;
+        let body = ColumnShape {
+            name: "body".into(),
+            ty: FieldType::Text,
+            precision: 0,
+            scale: 0,
+            required: false,
+            unique: true,
+            reference: None,
+            default: None,
+            values: Vec::new(),
+            renamed_from: None,
+        };
+        let current = EntityShape {
+            fields: vec![crate::engine::schema_diff::FieldShape::Column(body.clone())],
+            indexes: vec![vec!["body".into()]],
+            ..EntityShape::default()
+        };
+        let e = convert(Dialect::Sqlite, text, Some(&current));
+        assert_eq!(column(&e, "body"), body, "the current type and unique");
+        assert_eq!(column(&e, "n").ty, FieldType::Integer, "inferred");
+        assert!(column(&e, "n").required);
+        assert_eq!(column(&e, "who").ty, FieldType::Ref);
+        assert_eq!(e.indexes, current.indexes);
+    }
+
+    #[test]
+    fn sql_types_stand_for_logical_types() {
+        for (sql, ty) in [
+            ("BIGINT", FieldType::Integer),
+            ("DOUBLE PRECISION", FieldType::Number),
+            ("REAL", FieldType::Number),
+            ("BOOLEAN", FieldType::Boolean),
+            ("DATE", FieldType::Date),
+            ("TIMESTAMPTZ", FieldType::Datetime),
+            ("UUID", FieldType::Uuid),
+            ("JSONB", FieldType::Json),
+            ("TEXT", FieldType::String),
+        ] {
+            assert_eq!(infer_type(sql, false).0, ty, "{sql}");
+        }
+        assert_eq!(
+            infer_type("NUMERIC(12, 3)", false),
+            (FieldType::Decimal, 12, 3)
+        );
+        assert_eq!(infer_type("UUID", true).0, FieldType::Ref);
+    }
+}

@@ -556,3 +556,174 @@ impl Planner {
             .push(format!("field {entity}.{}", link.name));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn engine(files: &[(&str, &str)]) -> Engine {
+        let files: BTreeMap<String, String> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        let loaded = crate::spec::migration::load_texts(&files);
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        Engine::build(&loaded).expect("engine")
+    }
+
+    /// The plan from `v1` (as stored by a first sync) to `v2`, in both dialects, as
+    /// text: the statements (without Trellis's own tables), then the losses.
+    fn render(v1: &[(&str, &str)], v2: &[(&str, &str)], mode: PlanMode) -> String {
+        let (e1, e2) = (engine(v1), engine(v2));
+        let mut out = String::new();
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let first = plan(dialect, &e1, &Schema::default(), PlanMode::Sync).unwrap();
+            let old = super::super::read_snapshots(dialect, &e1, first.snapshots).schema;
+            out.push_str(&format!("-- {dialect:?}\n"));
+            match plan(dialect, &e2, &old, mode) {
+                Ok(p) => {
+                    for s in p.statements.iter().filter(|s| !s.contains("_trellis_")) {
+                        out.push_str(&format!("{s}\n"));
+                    }
+                    for l in &p.losses {
+                        out.push_str(&format!(
+                            "loss{}: {} [{}]\n",
+                            if l.blocking { " (blocking)" } else { "" },
+                            l.what,
+                            l.count_sql
+                        ));
+                    }
+                }
+                Err(Error::NeedsMigration(problems)) => {
+                    for p in problems {
+                        out.push_str(&format!("refused: {p}\n"));
+                    }
+                }
+                Err(e) => out.push_str(&format!("error: {e}\n")),
+            }
+        }
+        out
+    }
+
+    const PERSON: (&str, &str) = (
+        "models/person.yaml",
+        "entity: person\nfields:\n  name: string\n",
+    );
+    const TEAM: (&str, &str) = (
+        "models/team.yaml",
+        "entity: team\nfields:\n  name: string\n",
+    );
+    const TASK_V1: &str = "entity: task\nfields:\n  name: { type: string, required: true }\n  points: integer\n  notes: text\n  owner: string\n";
+    const TASK_V2: &str = "entity: task\nfields:\n  title: { type: string, required: true, renamed_from: name }\n  points: { type: decimal, scale: 1 }\n  owner: { type: string, required: true, default: nobody }\n";
+
+    fn task(text: &str) -> (&'static str, &str) {
+        ("models/task.yaml", text)
+    }
+
+    #[test]
+    fn a_new_entity() {
+        let task_text = "entity: task\nfields:\n  title: { type: string, required: true, unique: true }\n  price: { type: decimal, precision: 10, scale: 2, default: 1.5 }\n  owner: { type: ref, to: person, on_delete: cascade }\n  helpers: { type: many, of: person }\n  size: { type: enum, values: [s, m] }\nsearch: [title]\nindexes:\n  - [-price, title]\n";
+        insta::assert_snapshot!(render(
+            &[PERSON],
+            &[PERSON, task(task_text)],
+            PlanMode::Sync
+        ));
+    }
+
+    #[test]
+    fn additive_changes() {
+        let v1 = "entity: task\nfields:\n  title: string\n  old_note: text\n";
+        let v2 = "entity: task\nfields:\n  title: string\n  note: { type: text, renamed_from: old_note }\n  priority: { type: integer, required: true, default: 3 }\n  who: { type: ref, to: person }\n  tags: { type: many, of: task }\nsearch: [title]\n";
+        insta::assert_snapshot!(render(
+            &[PERSON, task(v1)],
+            &[PERSON, task(v2)],
+            PlanMode::Sync
+        ));
+    }
+
+    #[test]
+    fn serve_refuses_what_needs_a_migration() {
+        let v1 = "entity: task\nfields:\n  title: { type: string, required: true }\n  size: integer\n  who: { type: ref, to: person }\n  gone: { type: string, required: true }\n  tags: { type: many, of: person }\n";
+        let v2 = "entity: task\nfields:\n  title: string\n  size: text\n  who: { type: ref, to: team }\n  more: { type: date, required: true }\n  tags: { type: many, of: team }\n";
+        assert_eq!(
+            render(
+                &[PERSON, TEAM, task(v1)],
+                &[PERSON, TEAM, task(v2)],
+                PlanMode::Sync
+            ),
+            "-- Sqlite\n\
+             refused: task.title: changed from `TEXT NOT NULL` to `TEXT`; a changed type, `required` or reference needs a migration\n\
+             refused: task.size: changed from integer to text; a changed type needs a migration\n\
+             refused: task.who: changed from `TEXT REFERENCES person ON DELETE RESTRICT` to `TEXT REFERENCES team ON DELETE RESTRICT`; a changed type, `required` or reference needs a migration\n\
+             refused: task.more: a new required field needs a fixed `default` for the records that already exist (or make it optional first)\n\
+             refused: task.gone: the field was removed but its column is required, so new records could not be saved; put the field back, or make it optional first and remove it later\n\
+             refused: task.tags: now links to `team` instead of `person`; that needs a migration\n\
+             -- Postgres\n\
+             refused: task.title: changed from `TEXT NOT NULL` to `TEXT`; a changed type, `required` or reference needs a migration\n\
+             refused: task.size: changed from integer to text; a changed type needs a migration\n\
+             refused: task.who: changed from `UUID REFERENCES person ON DELETE RESTRICT` to `UUID REFERENCES team ON DELETE RESTRICT`; a changed type, `required` or reference needs a migration\n\
+             refused: task.more: a new required field needs a fixed `default` for the records that already exist (or make it optional first)\n\
+             refused: task.gone: the field was removed but its column is required, so new records could not be saved; put the field back, or make it optional first and remove it later\n\
+             refused: task.tags: now links to `team` instead of `person`; that needs a migration\n"
+        );
+    }
+
+    #[test]
+    fn a_migration_renames_converts_fills_and_drops() {
+        insta::assert_snapshot!(render(
+            &[task(TASK_V1)],
+            &[
+                task(TASK_V2),
+                (
+                    "models/label.yaml",
+                    "entity: label\nfields:\n  text: { type: string, required: true }\n"
+                )
+            ],
+            PlanMode::Migrate
+        ));
+    }
+
+    #[test]
+    fn a_migration_converts_types() {
+        let v1 = "entity: task\nfields:\n  a: { type: decimal, precision: 10, scale: 2 }\n  b: { type: decimal, precision: 10, scale: 2 }\n  c: { type: decimal, scale: 2 }\n  d: { type: decimal, scale: 2 }\n  e: string\n  f: boolean\n  g: number\n  h: { type: ref, to: person }\n";
+        let v2 = "entity: task\nfields:\n  a: { type: decimal, precision: 12, scale: 4 }\n  b: { type: decimal, precision: 10, scale: 1 }\n  c: number\n  d: string\n  e: { type: integer, required: true }\n  f: string\n  g: { type: decimal, scale: 2 }\n  h: { type: ref, to: person, on_delete: set_null }\n";
+        insta::assert_snapshot!(render(
+            &[PERSON, task(v1)],
+            &[PERSON, task(v2)],
+            PlanMode::Migrate
+        ));
+    }
+
+    #[test]
+    fn a_migration_drops_entities_links_and_enum_values() {
+        let v1 = "entity: task\nfields:\n  s: { type: enum, values: [small, \"it's\", large] }\n  tags: { type: many, of: person }\n  people: { type: many, of: person }\n";
+        let v2 = "entity: task\nfields:\n  s: { type: enum, values: [small, large] }\n  people: { type: many, of: team }\n";
+        insta::assert_snapshot!(render(
+            &[PERSON, TEAM, task(v1)],
+            &[TEAM, task(v2)],
+            PlanMode::Migrate
+        ));
+    }
+
+    #[test]
+    fn the_same_definitions_plan_nothing_but_trellis_tables() {
+        let e = engine(&[PERSON, task(TASK_V1)]);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let first = plan(dialect, &e, &Schema::default(), PlanMode::Sync).unwrap();
+            let old = super::super::read_snapshots(dialect, &e, first.snapshots).schema;
+            let again = plan(dialect, &e, &old, PlanMode::Migrate).unwrap();
+            assert!(again.report.is_empty() && again.losses.is_empty());
+            assert!(again.snapshots.is_empty());
+            assert!(
+                again
+                    .statements
+                    .iter()
+                    .all(|s| s.contains("IF NOT EXISTS") || s.contains("_trellis_")),
+                "{:#?}",
+                again.statements
+            );
+        }
+    }
+}
