@@ -1,9 +1,12 @@
 //! Tables from entities. `sync_schema` creates what is missing and refuses changes
 //! that would need a real migration (those come with `trellis migrate`).
 //!
-//! The last applied shape of every entity is kept in `_trellis_schema`, so a change of
-//! type, of `required` or of a reference target is noticed and refused with a clear
-//! message instead of being applied half-way.
+//! The last applied shape of every entity is kept in `_trellis_schema` (an
+//! [`EntityShape`], typed), so a change of type, of `required` or of a reference
+//! target is noticed and refused with a clear message instead of being applied
+//! half-way. The difference itself is the engine's (`schema_diff::diff`); `plan`
+//! renders it as statements, refusals and losses, `sql` builds the statements,
+//! `legacy` reads shapes stored in the old form (SQL signatures).
 
 mod legacy;
 mod plan;
@@ -15,77 +18,9 @@ use super::{Dialect, Error, Pool, Store};
 use crate::engine::schema_diff::{EntityShape, Schema};
 use crate::engine::{Engine, Entity};
 
+pub use plan::SyncReport;
 pub(crate) use plan::{Loss, PlanMode, plan};
-
-/// What `sync_schema` did.
-#[derive(Debug, Default, Clone)]
-pub struct SyncReport {
-    pub created_tables: Vec<String>,
-    pub added_columns: Vec<String>,
-    pub renamed_columns: Vec<String>,
-    /// Things left in place (columns and tables of removed definitions).
-    pub kept: Vec<String>,
-    /// Columns whose type, `required` or reference a migration changed.
-    pub changed_columns: Vec<String>,
-    /// Entities and fields a migration dropped.
-    pub dropped: Vec<String>,
-}
-
-impl SyncReport {
-    pub fn is_empty(&self) -> bool {
-        self.created_tables.is_empty()
-            && self.added_columns.is_empty()
-            && self.renamed_columns.is_empty()
-            && self.changed_columns.is_empty()
-            && self.dropped.is_empty()
-    }
-}
-
-/// The full-text index table of an entity in SQLite (`__` cannot occur in model names).
-pub(crate) fn fts_table(entity: &str) -> String {
-    format!("{entity}__fts")
-}
-
-/// The text PostgreSQL indexes and searches: the search fields joined by spaces.
-pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
-    pg_document_of(&e.search, alias)
-}
-
-/// The document of some search fields only (what one caller may search); the text
-/// of [`pg_document`] for all of them, so that the GIN index serves it.
-pub(crate) fn pg_document_of(fields: &[String], alias: Option<&str>) -> String {
-    if fields.is_empty() {
-        return "to_tsvector('simple', '')".to_string();
-    }
-    let prefix = alias
-        .map(|a| format!("{}.", super::quote(a)))
-        .unwrap_or_default();
-    let parts: Vec<String> = fields
-        .iter()
-        .map(|f| format!("coalesce({prefix}{}, '')", super::quote(f)))
-        .collect();
-    format!("to_tsvector('simple', {})", parts.join(" || ' ' || "))
-}
-
-/// A deterministic index name within PostgreSQL's 63-byte limit.
-pub(crate) fn index_name(prefix: &str, table: &str, cols: &[String]) -> String {
-    let cols: Vec<String> = cols
-        .iter()
-        .map(|c| match c.strip_prefix('-') {
-            Some(desc) => format!("{desc}_desc"),
-            None => c.clone(),
-        })
-        .collect();
-    let name = format!("{prefix}_{table}_{}", cols.join("_"));
-    if name.len() <= 60 {
-        return name;
-    }
-    let mut hash: u32 = 2166136261;
-    for b in name.bytes() {
-        hash = (hash ^ u32::from(b)).wrapping_mul(16777619);
-    }
-    format!("{}_{hash:08x}", &name[..50])
-}
+pub(crate) use sql::{fts_table, index_name, pg_document, pg_document_of};
 
 /// The fields whose values must be unique together, by index name (for error messages).
 pub fn unique_groups(e: &Entity) -> Vec<(String, Vec<String>)> {

@@ -1,13 +1,36 @@
 //! From typed changes to statements: how far a plan may go ([`PlanMode`]), what it
 //! refuses, what it may lose ([`Loss`]) and the SQL of each change.
 
-use super::SyncReport;
 use super::sql::Builder;
 use crate::engine::Engine;
 use crate::engine::schema_diff::{ColumnShape, EntityShape, LinkShape, Schema, SchemaChange, diff};
 use crate::spec::FieldType;
 use crate::store::values::cell_value;
 use crate::store::{Dialect, Error, quote};
+
+/// What `sync_schema` did.
+#[derive(Debug, Default, Clone)]
+pub struct SyncReport {
+    pub created_tables: Vec<String>,
+    pub added_columns: Vec<String>,
+    pub renamed_columns: Vec<String>,
+    /// Things left in place (columns and tables of removed definitions).
+    pub kept: Vec<String>,
+    /// Columns whose type, `required` or reference a migration changed.
+    pub changed_columns: Vec<String>,
+    /// Entities and fields a migration dropped.
+    pub dropped: Vec<String>,
+}
+
+impl SyncReport {
+    pub fn is_empty(&self) -> bool {
+        self.created_tables.is_empty()
+            && self.added_columns.is_empty()
+            && self.renamed_columns.is_empty()
+            && self.changed_columns.is_empty()
+            && self.dropped.is_empty()
+    }
+}
 
 /// How far a plan may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +193,7 @@ impl Planner {
         }
         self.out.statements.extend(
             self.dialect()
-                .ddl_drop_entity(name, &super::fts_table(name)),
+                .ddl_drop_entity(name, &super::sql::fts_table(name)),
         );
         self.out.dropped.push(name.to_string());
         self.out.report.dropped.push(format!("entity {name}"));
@@ -573,6 +596,17 @@ mod tests {
         Engine::build(&loaded).expect("engine")
     }
 
+    /// The shapes a plan stores, read back.
+    fn stored(snapshots: Vec<(String, String)>) -> Schema {
+        Schema {
+            entities: snapshots
+                .into_iter()
+                .map(|(n, text)| (n, serde_json::from_str(&text).unwrap()))
+                .collect(),
+            accounts: None,
+        }
+    }
+
     /// The plan from `v1` (as stored by a first sync) to `v2`, in both dialects, as
     /// text: the statements (without Trellis's own tables), then the losses.
     fn render(v1: &[(&str, &str)], v2: &[(&str, &str)], mode: PlanMode) -> String {
@@ -580,7 +614,7 @@ mod tests {
         let mut out = String::new();
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
             let first = plan(dialect, &e1, &Schema::default(), PlanMode::Sync).unwrap();
-            let old = super::super::read_snapshots(dialect, &e1, first.snapshots).schema;
+            let old = stored(first.snapshots);
             out.push_str(&format!("-- {dialect:?}\n"));
             match plan(dialect, &e2, &old, mode) {
                 Ok(p) => {
@@ -712,7 +746,7 @@ mod tests {
         let e = engine(&[PERSON, task(TASK_V1)]);
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
             let first = plan(dialect, &e, &Schema::default(), PlanMode::Sync).unwrap();
-            let old = super::super::read_snapshots(dialect, &e, first.snapshots).schema;
+            let old = stored(first.snapshots);
             let again = plan(dialect, &e, &old, PlanMode::Migrate).unwrap();
             assert!(again.report.is_empty() && again.losses.is_empty());
             assert!(again.snapshots.is_empty());

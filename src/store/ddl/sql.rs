@@ -4,11 +4,55 @@
 
 use sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, Index, Table, TableCreateStatement};
 
-use super::{fts_table, index_name, pg_document_of};
+use crate::engine::Entity;
 use crate::engine::schema_diff::{ColumnShape, EntityShape, LinkShape};
 use crate::spec::{FieldType, OnDelete};
 use crate::store::values::cell_value;
 use crate::store::{Dialect, quote};
+
+/// The full-text index table of an entity in SQLite (`__` cannot occur in model names).
+pub(crate) fn fts_table(entity: &str) -> String {
+    format!("{entity}__fts")
+}
+
+/// The text PostgreSQL indexes and searches: the search fields joined by spaces.
+pub(crate) fn pg_document(e: &Entity, alias: Option<&str>) -> String {
+    pg_document_of(&e.search, alias)
+}
+
+/// The document of some search fields only (what one caller may search); the text
+/// of [`pg_document`] for all of them, so that the GIN index serves it.
+pub(crate) fn pg_document_of(fields: &[String], alias: Option<&str>) -> String {
+    if fields.is_empty() {
+        return "to_tsvector('simple', '')".to_string();
+    }
+    let prefix = alias.map(|a| format!("{}.", quote(a))).unwrap_or_default();
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|f| format!("coalesce({prefix}{}, '')", quote(f)))
+        .collect();
+    format!("to_tsvector('simple', {})", parts.join(" || ' ' || "))
+}
+
+/// A deterministic index name within PostgreSQL's 63-byte limit.
+pub(crate) fn index_name(prefix: &str, table: &str, cols: &[String]) -> String {
+    let cols: Vec<String> = cols
+        .iter()
+        .map(|c| match c.strip_prefix('-') {
+            Some(desc) => format!("{desc}_desc"),
+            None => c.clone(),
+        })
+        .collect();
+    let name = format!("{prefix}_{table}_{}", cols.join("_"));
+    if name.len() <= 60 {
+        return name;
+    }
+    let mut hash: u32 = 2166136261;
+    for b in name.bytes() {
+        hash = (hash ^ u32::from(b)).wrapping_mul(16777619);
+    }
+    format!("{}_{hash:08x}", &name[..50])
+}
 
 fn fk_action(o: OnDelete) -> ForeignKeyAction {
     match o {
