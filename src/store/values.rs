@@ -39,11 +39,6 @@ pub(crate) fn storage(ty: FieldType, scale: u32) -> Storage {
     ty.storage(0, scale).unwrap_or(Storage::Text)
 }
 
-/// The SQL type of a column (for `ddl`, which asks [`Dialect::column_type`] by field type).
-pub fn column_type(dialect: Dialect, ty: FieldType, scale: u32, precision: u32) -> String {
-    dialect.column_type(ty.storage(precision, scale).unwrap_or(Storage::Text))
-}
-
 /// [`Dialect::uuid`].
 pub fn uuid_value(dialect: Dialect, id: Uuid) -> SqlValue {
     dialect.uuid(id)
