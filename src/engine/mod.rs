@@ -10,6 +10,7 @@ pub mod migration;
 pub mod openapi;
 pub mod query;
 pub mod schemas;
+pub mod transition;
 pub mod workflow;
 
 use std::collections::HashMap;
