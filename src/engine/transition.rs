@@ -99,7 +99,10 @@ impl Admitted<'_> {
     /// their answers: the policy's condition (if any), then each `where:` guard. The
     /// store also puts every one of them into its compare-and-set.
     pub fn conditions(&self) -> Vec<&Typed> {
-        self.permission.iter().chain(self.guards.iter().copied()).collect()
+        self.permission
+            .iter()
+            .chain(self.guards.iter().copied())
+            .collect()
     }
 }
 
@@ -447,9 +450,7 @@ impl<'a> Choices<'a> {
                 Decision::Deny if who.is_anonymous() => {
                     reasons.push(format!("sign in to `{}` a {}", t.name, e.name))
                 }
-                Decision::Deny => {
-                    reasons.push(format!("you may not `{}` this {}", t.name, e.name))
-                }
+                Decision::Deny => reasons.push(format!("you may not `{}` this {}", t.name, e.name)),
                 Decision::Allow(c) if c != Typed::Const(true) => {
                     if !answers.next().unwrap_or(false) {
                         reasons.push(format!(
@@ -502,5 +503,194 @@ impl<'a> Choices<'a> {
             state: self.state,
             transitions,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use serde_json::json;
+
+    /// A ticket with a workflow: `solve` needs a resolution (check guard) and sets
+    /// `solved_at`, `resolution` and `points`; `escalate` renders a webhook body.
+    fn engine() -> Engine {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let files = [
+            (
+                "trellis.yaml",
+                "name: t\nwebhooks:\n  hooks:\n    url: http://localhost:9/hook\n",
+            ),
+            (
+                "models/ticket.yaml",
+                "entity: ticket\nfields:\n  title: string\n  resolution: { type: string, max: 10 }\n  points: integer\n  solved_at: datetime\n  status: { type: enum, values: [open, solved, escalated] }\n",
+            ),
+            (
+                "workflows/ticket.yaml",
+                "entity: ticket\nfield: status\ninitial: open\nstates:\n  open: {}\n  solved: { final: true }\n  escalated: { final: true }\ntransitions:\n  solve:\n    from: open\n    to: solved\n    input:\n      resolution: { type: string }\n    require:\n      - check: \"record.title != 'stuck'\"\n        message: Stuck tickets cannot be solved\n    set: { solved_at: now, resolution: input.resolution, points: { expr: \"record.points + 1\" } }\n  escalate:\n    from: open\n    to: escalated\n    after_commit:\n      - webhook: { endpoint: hooks, body: '{\"id\": \"{{ record.id }}\", \"to\": \"{{ to }}\"}' }\n      - webhook: { endpoint: hooks, body: '{{ record.title.missing }}' }\n",
+            ),
+        ];
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("a folder");
+            std::fs::write(path, text).expect("a file");
+        }
+        let loaded = crate::spec::load(dir.path());
+        Engine::build(&loaded).unwrap_or_else(|e| panic!("{e}: {:?}", loaded.diagnostics))
+    }
+
+    fn record(status: &str, title: &str) -> Map<String, Value> {
+        json!({
+            "id": "0190a000-0000-7000-8000-000000000001",
+            "version": 3,
+            "title": title,
+            "points": 2,
+            "status": status,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    }
+
+    fn fire(
+        engine: &Engine,
+        name: &str,
+        rec: &Map<String, Value>,
+        body: Value,
+    ) -> Result<TransitionPlan, Refusal> {
+        let e = engine.entity("ticket").expect("the ticket entity");
+        let wf = engine.workflow("ticket").expect("its workflow");
+        let t = wf.transition(name).expect("the transition");
+        let input = TransitionInput::parse(t, &body).expect("a valid input");
+        let who = Principal::anonymous();
+        let req = Request {
+            entity: e,
+            workflow: wf,
+            transition: t,
+            who: &who,
+            id: Uuid::nil(),
+            input: &input,
+            request_id: Some("r-1"),
+        };
+        let admitted = admit(&req, &engine.access, rec)?;
+        assert!(
+            admitted.conditions().is_empty(),
+            "no policy, no `where:` guard"
+        );
+        plan(&req, &admitted, rec, &[], chrono::Utc::now())
+    }
+
+    #[test]
+    fn a_transition_from_another_state_is_refused() {
+        let engine = engine();
+        let refusal = fire(&engine, "solve", &record("solved", "a"), json!({}));
+        assert_eq!(
+            refusal,
+            Err(Refusal::WrongState {
+                state: "solved".into(),
+                transition: "solve".into(),
+                from: vec!["open".into()],
+                possible: Vec::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_failing_guard_is_refused_with_its_message() {
+        let engine = engine();
+        let refusal = fire(&engine, "solve", &record("open", "stuck"), json!({}));
+        assert_eq!(
+            refusal,
+            Err(Refusal::Guards(vec![
+                "Stuck tickets cannot be solved".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn assignments_become_typed_cells() {
+        let engine = engine();
+        let e = engine.entity("ticket").expect("the ticket entity");
+        let index = |name: &str| {
+            e.fields
+                .iter()
+                .position(|f| f.name == name)
+                .expect("a field")
+        };
+        let plan = fire(
+            &engine,
+            "solve",
+            &record("open", "a"),
+            json!({ "resolution": "fixed" }),
+        )
+        .expect("a plan");
+        assert_eq!((plan.from.as_str(), plan.to.as_str()), ("open", "solved"));
+        assert_eq!(
+            plan.assigned,
+            vec![
+                (index("solved_at"), Cell::DateTime(plan.now)),
+                (index("resolution"), Cell::Text("fixed".into())),
+                (index("points"), Cell::Int(3)),
+            ]
+        );
+        assert_eq!(plan.history.transition, "solve");
+        assert_eq!(plan.history.input, r#"{"resolution":"fixed"}"#);
+        assert_eq!(plan.history.request_id.as_deref(), Some("r-1"));
+        assert_eq!(plan.history.at, input::format_datetime(&plan.now));
+    }
+
+    #[test]
+    fn assigned_values_that_do_not_fit_are_refused() {
+        let engine = engine();
+        let refusal = fire(
+            &engine,
+            "solve",
+            &record("open", "a"),
+            json!({ "resolution": "far too long for ten" }),
+        );
+        let Err(Refusal::Invalid(errors)) = refusal else {
+            panic!("expected invalid values, got {refusal:?}");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].pointer, "/resolution");
+        assert!(
+            errors[0]
+                .detail
+                .starts_with("the workflow sets `resolution`"),
+            "{}",
+            errors[0].detail
+        );
+    }
+
+    #[test]
+    fn effects_render_from_the_record_after() {
+        let engine = engine();
+        let rec = record("open", "a");
+        let plan = fire(&engine, "escalate", &rec, json!({})).expect("a plan");
+        let e = engine.entity("ticket").expect("the ticket entity");
+        let wf = engine.workflow("ticket").expect("its workflow");
+        let t = wf.transition("escalate").expect("the transition");
+        let input = TransitionInput::default();
+        let who = Principal::anonymous();
+        let req = Request {
+            entity: e,
+            workflow: wf,
+            transition: t,
+            who: &who,
+            id: Uuid::nil(),
+            input: &input,
+            request_id: None,
+        };
+        let mut after = rec.clone();
+        after.insert("status".into(), json!("escalated"));
+        // The second body reads an attribute a string lacks: strict templates refuse it.
+        let refusal = plan.deliveries(&req, &after, chrono::Utc::now());
+        let Err(Refusal::Effect(why)) = refusal else {
+            panic!("expected an effect error, got {refusal:?}");
+        };
+        assert!(
+            why.starts_with("the body of the webhook to `hooks` could not be rendered"),
+            "{why}"
+        );
     }
 }

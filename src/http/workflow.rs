@@ -91,7 +91,11 @@ pub(super) fn transition_input(t: &Transition, body: &Value) -> Result<Transitio
 
 /// What the store's answer to a transition means to the caller: the record, or the
 /// problem of a refusal (the workflow's) or of a failure (the store's).
-pub(super) fn fired(result: Result<Fired, store::Error>, e: &Entity, who: &Principal) -> Result<Record, Problem> {
+pub(super) fn fired(
+    result: Result<Fired, store::Error>,
+    e: &Entity,
+    who: &Principal,
+) -> Result<Record, Problem> {
     match result {
         Ok(Ok(rec)) => Ok(rec),
         Ok(Err(refusal)) => Err(problem::refusal(refusal, &e.name, who)),

@@ -42,7 +42,10 @@ pub enum Storage {
     /// A double-precision float (`number`).
     Real,
     /// An exact decimal: SQLite keeps integer units of `10^-scale`, PostgreSQL a NUMERIC.
-    Decimal { precision: u32, scale: u32 },
+    Decimal {
+        precision: u32,
+        scale: u32,
+    },
     Boolean,
     Date,
     /// An instant in UTC (`datetime`).
