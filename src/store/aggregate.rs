@@ -10,7 +10,7 @@ use super::crud::on_pool;
 use super::filter::Compiler;
 use super::values::DecodeJson;
 use super::{Dialect, Error, Pool, Store, quote};
-use crate::engine::access::Principal;
+use crate::engine::access::{Action, Principal};
 use crate::engine::aggregate::{AggregateRequest, Bucket, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
@@ -130,7 +130,7 @@ impl Store {
         who: &Principal,
     ) -> Result<Vec<Map<String, Value>>, Error> {
         let dialect = self.dialect();
-        let policy = super::crud::permitted(engine, e, "aggregate", who)?;
+        let policy = super::crud::permitted(engine, e, &Action::Aggregate, who)?;
         let _turn = match &req.filter {
             Some(f) if crate::engine::cond::cost::steps_through_relations(f) => {
                 self.heavy_slot().await

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use super::crud::{Record, record_from_row, select_columns};
 use super::filter::Compiler;
 use super::{Dialect, Error, Pool, Store};
-use crate::engine::access::Principal;
+use crate::engine::access::{Action, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
 
@@ -441,7 +441,7 @@ fn feed_condition(
     filter: Option<&Typed>,
     who: &Principal,
 ) -> Option<Typed> {
-    let policy = super::crud::permitted(engine, e, "list", who).ok()?;
+    let policy = super::crud::permitted(engine, e, &Action::List, who).ok()?;
     Some(match filter {
         Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
         None => policy,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::filter::Compiler;
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value, write_value};
 use super::{Dialect, Error, Holder, MissingTarget, Pool, Store, ddl};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{Cursor, GetRequest, ListRequest, SortKey, select_fields};
 use crate::engine::{Cell, Engine, Entity, Input, input};
@@ -609,7 +609,7 @@ impl Store {
     ) -> Result<(Rows, Option<String>, Option<i64>), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let policy = permitted(engine, e, "list", who)?;
+        let policy = permitted(engine, e, &Action::List, who)?;
         let heavy = req.search.is_some()
             || req
                 .filter
@@ -790,7 +790,7 @@ impl Store {
         req: &GetRequest,
         who: &Principal,
     ) -> Result<Record, Error> {
-        let cond = match engine.access.decide(&e.name, "read", who) {
+        let cond = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
@@ -922,7 +922,7 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let allowed = permitted(engine, e, "create", who)?;
+        let allowed = permitted(engine, e, &Action::Create, who)?;
         let id = Uuid::now_v7();
         let check =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
@@ -1057,7 +1057,7 @@ impl Store {
         fields: &[String],
         who: &Principal,
     ) -> Result<bool, Error> {
-        let Decision::Allow(read) = engine.access.decide(&e.name, "read", who) else {
+        let Decision::Allow(read) = engine.access.decide(&e.name, &Action::Read, who) else {
             return Ok(false);
         };
         // A duplicate in a field the caller may not see would tell them its value.
@@ -1123,11 +1123,11 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
-        let allowed = match engine.access.decide(&e.name, "update", who) {
+        let allowed = match engine.access.decide(&e.name, &Action::Update, who) {
             Decision::Deny => Typed::Const(false),
             Decision::Allow(c) => c,
         };
@@ -1328,11 +1328,11 @@ impl Store {
     ) -> Result<(), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
-        let allowed = match engine.access.decide(&e.name, "delete", who) {
+        let allowed = match engine.access.decide(&e.name, &Action::Delete, who) {
             Decision::Deny => Typed::Const(false),
             Decision::Allow(c) => c,
         };
@@ -1591,7 +1591,7 @@ pub(crate) fn visible(
 pub fn permitted(
     engine: &Engine,
     e: &Entity,
-    action: &str,
+    action: &Action,
     who: &Principal,
 ) -> Result<Typed, Error> {
     match engine.access.decide(&e.name, action, who) {

@@ -27,6 +27,7 @@ pub use accounts::Refresh;
 pub use changes::{Change, ChangeKind};
 pub use crud::{Batch, Page, Record, permitted};
 pub use ddl::SyncReport;
+pub use explain::{Explanation, Visibility};
 pub use migrate::{Applied, AppliedMigration, CountedLoss};
 pub use workflow::{Delivery, Fired, HistoryEntry, OutboxRow, RecordOptions};
 

@@ -15,7 +15,7 @@ use super::changes::pg_mark_transition;
 use super::crud::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns, visible};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Pool, Store};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::transition::{self, Refusal, Request};
 use crate::engine::workflow::Workflow;
@@ -117,7 +117,7 @@ impl Store {
         let dialect = self.dialect();
         let ctx_sql = who.ctx();
         let id = req.id;
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
@@ -303,7 +303,7 @@ impl Store {
         who: &Principal,
     ) -> Result<RecordOptions<'w>, Error> {
         let ctx_sql = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
@@ -330,7 +330,7 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<(Vec<HistoryEntry>, Option<String>), Error> {
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
