@@ -850,3 +850,77 @@ fn compile_one(
     }
     policy
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_read_back_as_written() {
+        for name in [
+            "list",
+            "read",
+            "create",
+            "update",
+            "delete",
+            "aggregate",
+            "transition.close",
+        ] {
+            let action = Action::parse(name).expect("an action");
+            assert_eq!(action.to_string(), name);
+        }
+        assert_eq!(
+            Action::parse("transition.close"),
+            Some(Action::Transition("close".into()))
+        );
+        for not_one in ["", "*", "transition.", "transitions.close", "Read", "write"] {
+            assert_eq!(Action::parse(not_one), None, "{not_one}");
+        }
+    }
+
+    #[test]
+    fn a_star_covers_every_action_and_a_name_its_own() {
+        let close = Action::Transition("close".into());
+        assert!(ActionPattern::parse("*").expect("`*`").covers(&close));
+        assert!(
+            ActionPattern::parse("*")
+                .expect("`*`")
+                .covers(&Action::Read)
+        );
+        let read = ActionPattern::parse("read").expect("`read`");
+        assert!(read.covers(&Action::Read));
+        assert!(!read.covers(&Action::List));
+        assert!(!read.covers(&close));
+        assert_eq!(ActionPattern::parse("nothing"), None);
+    }
+
+    #[test]
+    fn deny_wins_then_the_first_allow_then_default_deny() {
+        let trace = |name: &str, effect: &'static str| RuleTrace {
+            name: name.into(),
+            effect,
+            skipped: None,
+            condition: None,
+            cond: None,
+        };
+        let (d, why) = verdict(&[
+            (trace("a", "allow"), Some(true)),
+            (trace("d", "deny"), Some(true)),
+        ]);
+        assert_eq!(
+            (d, why.as_str()),
+            (Decided::Deny, "the deny rule “d” applies, and deny wins")
+        );
+        let (d, why) = verdict(&[
+            (trace("d", "deny"), Some(false)),
+            (trace("a", "allow"), None),
+            (trace("b", "allow"), Some(true)),
+        ]);
+        assert_eq!(
+            (d, why.as_str()),
+            (Decided::Allow, "the rule “b” allows it")
+        );
+        let (d, _) = verdict(&[(trace("a", "allow"), Some(false))]);
+        assert_eq!(d, Decided::Deny);
+    }
+}

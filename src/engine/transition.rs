@@ -693,4 +693,33 @@ mod tests {
             "{why}"
         );
     }
+
+    #[test]
+    fn options_tell_why_not_and_judge_guards() {
+        let engine = engine();
+        let e = engine.entity("ticket").expect("the ticket entity");
+        let wf = engine.workflow("ticket").expect("its workflow");
+        let who = Principal::anonymous();
+        let rec = record("open", "stuck");
+        let choices = choices(&engine.access, e, wf, &rec, &who);
+        assert!(
+            choices.conditions().is_empty(),
+            "no policy, no `where:` guard"
+        );
+        let options = choices.options(e, wf, &rec, &who, &[]);
+        assert_eq!(options.state, "open");
+        assert!(!options.is_final);
+        let reasons: Vec<(&str, &[String])> = options
+            .transitions
+            .iter()
+            .map(|c| (c.transition.name.as_str(), c.reasons.as_slice()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("solve", &["Stuck tickets cannot be solved".to_string()][..]),
+                ("escalate", &[][..]),
+            ]
+        );
+    }
 }
