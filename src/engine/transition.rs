@@ -104,6 +104,12 @@ impl Admitted<'_> {
             .chain(self.guards.iter().copied())
             .collect()
     }
+
+    /// Is the first of [`Admitted::conditions`] the policy's? When it does not hold,
+    /// [`plan`] refuses on it alone, and the others need not be judged.
+    pub fn permission_first(&self) -> bool {
+        self.permission.is_some()
+    }
 }
 
 /// The first decisions, on the record as read: may the caller fire the transition

@@ -173,7 +173,12 @@ impl Store {
             let mut holds = Vec::with_capacity(conditions.len());
             for c in &conditions {
                 let (sql, vals) = visible(dialect, e, id, c, &ctx_sql).build_sqlx(qb());
-                holds.push(sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_some());
+                let held = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_some();
+                holds.push(held);
+                if !held && holds.len() == 1 && admitted.permission_first() {
+                    // `plan` refuses on the policy alone.
+                    break;
+                }
             }
             let plan = match transition::plan(req, &admitted, &before, &holds, now) {
                 Ok(p) => p,
