@@ -415,72 +415,79 @@ pub fn choices<'a>(
 }
 
 impl<'a> Choices<'a> {
-    /// The conditions only the database can judge, in the order [`Choices::options`]
-    /// expects their answers: per transition the policy allows, its policy condition
-    /// (when not simply "true") and then its `where:` guards. Guards of transitions
-    /// the policy denies are not judged at all.
-    pub fn conditions(&self) -> Vec<&Typed> {
-        let mut out = Vec::new();
-        for (t, decision) in &self.items {
-            let Decision::Allow(c) = decision else {
-                continue;
-            };
-            if *c != Typed::Const(true) {
-                out.push(c);
-            }
-            out.extend(t.guards.iter().filter_map(|g| match g {
-                Guard::Where { cond, .. } => Some(cond),
-                Guard::Check { .. } => None,
-            }));
-        }
-        out
+    /// First round for the database: the policy's conditions, one per transition the
+    /// policy allows only where a condition holds, in order.
+    pub fn permissions(&self) -> Vec<&Typed> {
+        self.items
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Decision::Allow(c) if *c != Typed::Const(true) => Some(c),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// The answer, given the database's answers to [`Choices::conditions`].
+    /// Why the policy keeps the caller from each transition (empty: it does not),
+    /// given the answers to [`Choices::permissions`].
+    fn policy_reasons(&self, e: &Entity, who: &Principal, permitted: &[bool]) -> Vec<Vec<String>> {
+        let mut answers = permitted.iter().copied();
+        self.items
+            .iter()
+            .map(|(t, decision)| match decision {
+                Decision::Deny if who.is_anonymous() => {
+                    vec![format!("sign in to `{}` a {}", t.name, e.name)]
+                }
+                Decision::Deny => vec![format!("you may not `{}` this {}", t.name, e.name)],
+                Decision::Allow(c)
+                    if *c != Typed::Const(true) && !answers.next().unwrap_or(false) =>
+                {
+                    vec![format!(
+                        "your policy does not let you `{}` this {}",
+                        t.name, e.name
+                    )]
+                }
+                Decision::Allow(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Second round: the `where:` guards of the transitions the caller may fire, in
+    /// order. Guards are judged, and their reasons told, only for those: otherwise
+    /// they would reveal the state of the record (and of related ones) to callers
+    /// the policy keeps out.
+    pub fn guards(&self, e: &Entity, who: &Principal, permitted: &[bool]) -> Vec<&'a Typed> {
+        self.policy_reasons(e, who, permitted)
+            .iter()
+            .zip(&self.items)
+            .filter(|(reasons, _)| reasons.is_empty())
+            .flat_map(|(_, (t, _))| t.guards.iter())
+            .filter_map(|g| match g {
+                Guard::Where { cond, .. } => Some(cond),
+                Guard::Check { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The answer, given the database's answers to [`Choices::permissions`] and
+    /// [`Choices::guards`].
     pub fn options(
         self,
         e: &Entity,
         wf: &Workflow,
         rec: &Map<String, Value>,
         who: &Principal,
-        holds: &[bool],
+        permitted: &[bool],
+        guards: &[bool],
     ) -> TransitionOptions<'a> {
-        let mut answers = holds.iter().copied();
+        let mut answers = guards.iter().copied();
         let empty = Map::new();
         let mut transitions = Vec::new();
-        for (t, decision) in self.items {
-            let mut reasons: Vec<String> = Vec::new();
+        let policy = self.policy_reasons(e, who, permitted);
+        for ((t, _), mut reasons) in self.items.into_iter().zip(policy) {
             let mut depends_on_input = false;
-            let judged = matches!(decision, Decision::Allow(_));
-            match decision {
-                Decision::Deny if who.is_anonymous() => {
-                    reasons.push(format!("sign in to `{}` a {}", t.name, e.name))
-                }
-                Decision::Deny => reasons.push(format!("you may not `{}` this {}", t.name, e.name)),
-                Decision::Allow(c) if c != Typed::Const(true) => {
-                    if !answers.next().unwrap_or(false) {
-                        reasons.push(format!(
-                            "your policy does not let you `{}` this {}",
-                            t.name, e.name
-                        ));
-                    }
-                }
-                Decision::Allow(_) => {}
-            }
-            // Guards are judged, and their reasons told, only for transitions the
-            // caller may fire: otherwise they would reveal the state of the record
-            // (and of related ones) to callers the policy keeps out.
             let permitted = reasons.is_empty();
             let ctx = Workflow::context(e, rec, who, &t.input, &empty);
-            for g in &t.guards {
-                // `where:` guards were judged whenever the policy allows (see `conditions`).
-                let holds = match g {
-                    Guard::Where { .. } if judged => answers.next().unwrap_or(false),
-                    _ => true,
-                };
-                if !permitted {
-                    continue;
-                }
+            for g in t.guards.iter().filter(|_| permitted) {
                 match g {
                     Guard::Check {
                         uses_input: true, ..
@@ -491,7 +498,7 @@ impl<'a> Choices<'a> {
                         }
                     }
                     Guard::Where { message, .. } => {
-                        if !holds {
+                        if !answers.next().unwrap_or(false) {
                             reasons.push(message.clone());
                         }
                     }
@@ -708,11 +715,9 @@ mod tests {
         let who = Principal::anonymous();
         let rec = record("open", "stuck");
         let choices = choices(&engine.access, e, wf, &rec, &who);
-        assert!(
-            choices.conditions().is_empty(),
-            "no policy, no `where:` guard"
-        );
-        let options = choices.options(e, wf, &rec, &who, &[]);
+        assert!(choices.permissions().is_empty(), "no policy");
+        assert!(choices.guards(e, &who, &[]).is_empty(), "no `where:` guard");
+        let options = choices.options(e, wf, &rec, &who, &[], &[]);
         assert_eq!(options.state, "open");
         assert!(!options.is_final);
         let reasons: Vec<(&str, &[String])> = options

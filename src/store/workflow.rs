@@ -298,7 +298,8 @@ impl Store {
     }
 
     /// What the caller could fire on a record now, and why not: the engine decides
-    /// ([`transition::choices`]); this reads the record and judges its conditions.
+    /// ([`transition::choices`]); this reads the record and judges its conditions,
+    /// the policy's first, then the guards of what the caller may fire.
     pub async fn transition_options<'w>(
         &self,
         engine: &Engine,
@@ -314,14 +315,18 @@ impl Store {
         };
         let rec = self.get_where(e, id, &read, &ctx_sql).await?;
         let choices = transition::choices(&engine.access, e, wf, &rec, who);
-        let mut holds = Vec::new();
-        for c in choices.conditions() {
-            holds.push(self.holds(e, id, c, &ctx_sql).await?);
+        let mut permitted = Vec::new();
+        for c in choices.permissions() {
+            permitted.push(self.holds(e, id, c, &ctx_sql).await?);
+        }
+        let mut guards = Vec::new();
+        for c in choices.guards(e, who, &permitted) {
+            guards.push(self.holds(e, id, c, &ctx_sql).await?);
         }
         Ok(RecordOptions {
             id,
             version: rec.get("version").and_then(Value::as_i64),
-            options: choices.options(e, wf, &rec, who, &holds),
+            options: choices.options(e, wf, &rec, who, &permitted, &guards),
         })
     }
 
