@@ -17,7 +17,7 @@ use crate::engine::access::Principal;
 use crate::engine::transition::{Request, TransitionInput};
 use crate::engine::workflow::{Transition, Workflow};
 use crate::engine::{Engine, Entity};
-use crate::store::{self, Fired, Record, RecordOptions};
+use crate::store::{self, Fired, HistoryEntry, Record, RecordOptions};
 
 /// Most history entries in one page.
 pub const MAX_HISTORY_PAGE: usize = 500;
@@ -257,8 +257,23 @@ pub(super) async fn history(
         .history(&engine, &e, id, &who, limit, after.as_deref())
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    let items: Vec<Value> = items.iter().map(history_json).collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "items": items, "next": next }),
     ))
+}
+
+/// One entry of `GET …/history`.
+fn history_json(h: &HistoryEntry) -> Value {
+    json!({
+        "id": h.id,
+        "transition": h.transition,
+        "from": h.from,
+        "to": h.to,
+        "actor": h.actor,
+        "input": h.input,
+        "at": h.at,
+        "request_id": h.request_id,
+    })
 }

@@ -62,7 +62,7 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
 }
 
 /// One row of a record's history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub id: String,
     pub transition: String,
