@@ -10,6 +10,7 @@ use super::access::{Action, Decision, Principal};
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::query::ParamError;
+use super::types::kind;
 use super::{Engine, Entity, system_field};
 use crate::spec::FieldType;
 use crate::spec::diag::did_you_mean;
@@ -142,10 +143,7 @@ fn column_or_link(
             Some(e.join_table(field)),
         ));
     }
-    if matches!(
-        field.ty,
-        FieldType::Json | FieldType::Many | FieldType::Inverse
-    ) {
+    if !field.kind().comparable() {
         return Err(ParamError {
             param: param.into(),
             message: format!(
@@ -237,9 +235,7 @@ pub fn aggregate_request(
                     if link.is_some() && req.groups.iter().any(|g| g.link.is_some()) {
                         return Err(err("group_by", "group by at most one many field"));
                     }
-                    if bucket.is_some()
-                        && !matches!(column.ty, FieldType::Date | FieldType::Datetime)
-                    {
+                    if bucket.is_some() && !kind(column.ty).temporal() {
                         return Err(err(
                             "group_by",
                             format!(
@@ -297,10 +293,7 @@ pub fn aggregate_request(
                     let column = column_of(e, field, name, hidden)?;
                     let fits = match metric {
                         Metric::Sum | Metric::Avg => column.ty.is_numeric(),
-                        _ => {
-                            column.ty.is_numeric()
-                                || matches!(column.ty, FieldType::Date | FieldType::Datetime)
-                        }
+                        _ => column.ty.is_numeric() || kind(column.ty).temporal(),
                     };
                     if !fits {
                         return Err(err(

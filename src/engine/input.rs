@@ -1,35 +1,16 @@
 //! Request bodies: validated against the entity's JSON Schema, then converted into
 //! typed cells. Every problem is reported at once, one entry per field.
 
-use std::str::FromStr;
-
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use jsonschema::error::ValidationErrorKind;
-use rust_decimal::Decimal;
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::{Entity, Field};
 use crate::spec::FieldType;
 use crate::spec::diag::did_you_mean;
 use crate::spec::model::{Default as SpecDefault, SYSTEM_FIELDS};
 
-/// A typed value on its way to the database.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Decimal(Decimal),
-    Date(NaiveDate),
-    DateTime(DateTime<Utc>),
-    Uuid(Uuid),
-    Json(Value),
-    /// The ids of a `many` field.
-    Ids(Vec<Uuid>),
-}
+pub use super::types::{Cell, a_or_an, parse_decimal, truncate_micros};
 
 /// One problem with one part of a request body (RFC 9457 `errors` entry).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -75,12 +56,6 @@ pub enum Mode {
 /// The canonical text of a datetime: RFC 3339 in UTC.
 pub fn format_datetime(dt: &DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// Datetimes keep microseconds, the precision both databases store.
-pub fn truncate_micros(dt: DateTime<Utc>) -> DateTime<Utc> {
-    let micros = dt.timestamp_micros();
-    DateTime::from_timestamp_micros(micros).unwrap_or(dt)
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -147,14 +122,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
                 }
             }
             None if mode != Mode::Update => match &field.default {
-                Some(SpecDefault::Now) => {
-                    let cell = if field.ty == FieldType::Date {
-                        Cell::Date(Utc::now().date_naive())
-                    } else {
-                        Cell::DateTime(now())
-                    };
-                    input.values.push((index, cell));
-                }
+                Some(SpecDefault::Now) => input.values.push((index, field.kind().at(now()))),
                 Some(SpecDefault::Value(v)) => match convert(field, v) {
                     Ok(cell) => input.values.push((index, cell)),
                     Err(detail) => errors.push(FieldError::new(
@@ -176,28 +144,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
 }
 
 fn type_words(field: &Field) -> String {
-    match field.ty {
-        FieldType::String | FieldType::Text => "text".into(),
-        FieldType::Email => "an email address (text)".into(),
-        FieldType::Url => "a URL (text)".into(),
-        FieldType::Integer => "a whole number".into(),
-        FieldType::Number => "a number".into(),
-        FieldType::Decimal => "a decimal number, as a string like \"12.50\" or a number".into(),
-        FieldType::Boolean => "true or false".into(),
-        FieldType::Date => "a date like \"2025-01-31\"".into(),
-        FieldType::Datetime => "a date and time like \"2025-01-31T09:00:00Z\"".into(),
-        FieldType::Uuid => "a UUID string".into(),
-        FieldType::Ref => format!(
-            "the id of {} record (a UUID string)",
-            a_or_an(field.target.as_deref().unwrap_or("related"))
-        ),
-        FieldType::Many => format!(
-            "a list of {} ids",
-            field.target.as_deref().unwrap_or("related")
-        ),
-        FieldType::Enum => format!("one of: {}", field.values.join(", ")),
-        FieldType::Json | FieldType::Inverse => "JSON".into(),
-    }
+    field.kind().words(field)
 }
 
 fn schema_error(
@@ -258,15 +205,6 @@ fn schema_error(
     out.push(FieldError::new(pointer, detail));
 }
 
-/// `an organization`, `a project`
-pub fn a_or_an(noun: &str) -> String {
-    if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        format!("an {noun}")
-    } else {
-        format!("a {noun}")
-    }
-}
-
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -310,231 +248,9 @@ pub fn convert(field: &Field, value: &Value) -> Result<Cell, String> {
     if value.is_null() {
         return if field.required && field.has_column() {
             Err("is required and cannot be null".to_string())
-        } else if field.ty == FieldType::Json {
-            Ok(Cell::Json(Value::Null))
         } else {
-            Ok(Cell::Null)
+            Ok(field.kind().null_cell())
         };
     }
-    let text = || {
-        let s = value
-            .as_str()
-            .ok_or_else(|| format!("must be {}", type_words(field)))?;
-        if s.contains('\0') {
-            return Err("must not contain the NUL character (\\u0000)".to_string());
-        }
-        Ok::<&str, String>(s)
-    };
-    match field.ty {
-        FieldType::String | FieldType::Text => {
-            let s = text()?;
-            check_length(field, s)?;
-            if let Some(p) = &field.pattern
-                && !p.is_match(s)
-            {
-                return Err(format!("must match the pattern {}", p.as_str()));
-            }
-            Ok(Cell::Text(s.to_string()))
-        }
-        FieldType::Email => {
-            let s = text()?.trim();
-            check_length(field, s)?;
-            let valid = s.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !s.chars().any(char::is_whitespace)
-                    && !domain.contains('@')
-            });
-            if valid {
-                Ok(Cell::Text(s.to_string()))
-            } else {
-                Err("must be an email address like name@example.com".to_string())
-            }
-        }
-        FieldType::Url => {
-            let s = text()?.trim();
-            check_length(field, s)?;
-            let rest = s
-                .strip_prefix("https://")
-                .or_else(|| s.strip_prefix("http://"));
-            match rest {
-                Some(r) if !r.is_empty() && !s.chars().any(char::is_whitespace) => {
-                    Ok(Cell::Text(s.to_string()))
-                }
-                _ => Err("must be a web address starting with http:// or https://".to_string()),
-            }
-        }
-        FieldType::Integer => {
-            let i = value
-                .as_i64()
-                .or_else(|| {
-                    value
-                        .as_f64()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                        .map(|f| f as i64)
-                })
-                .ok_or_else(|| format!("must be {}", type_words(field)))?;
-            check_range(field, i as f64)?;
-            Ok(Cell::Int(i))
-        }
-        FieldType::Number => {
-            let f = value
-                .as_f64()
-                .ok_or_else(|| format!("must be {}", type_words(field)))?;
-            check_range(field, f)?;
-            Ok(Cell::Float(f))
-        }
-        FieldType::Decimal => {
-            let raw = match value {
-                Value::String(s) => s.trim().to_string(),
-                Value::Number(n) => n.to_string(),
-                _ => return Err(format!("must be {}", type_words(field))),
-            };
-            let d = parse_decimal(&raw, field)?;
-            Ok(Cell::Decimal(d))
-        }
-        FieldType::Boolean => value
-            .as_bool()
-            .map(Cell::Bool)
-            .ok_or_else(|| format!("must be {}", type_words(field))),
-        FieldType::Date => NaiveDate::parse_from_str(text()?, "%Y-%m-%d")
-            .map(Cell::Date)
-            .map_err(|_| format!("must be {} (a real calendar date)", type_words(field))),
-        FieldType::Datetime => DateTime::parse_from_rfc3339(text()?)
-            .map(|dt| Cell::DateTime(truncate_micros(dt.with_timezone(&Utc))))
-            .map_err(|_| format!("must be {} (RFC 3339, with a time zone)", type_words(field))),
-        FieldType::Uuid | FieldType::Ref => Uuid::parse_str(text()?)
-            .map(Cell::Uuid)
-            .map_err(|_| format!("must be {}", type_words(field))),
-        FieldType::Enum => {
-            let s = text()?;
-            if field.values.iter().any(|v| v == s) {
-                Ok(Cell::Text(s.to_string()))
-            } else {
-                Err(format!("must be one of: {}", field.values.join(", ")))
-            }
-        }
-        FieldType::Json => {
-            if contains_nul(value) {
-                return Err("must not contain the NUL character (\\u0000)".to_string());
-            }
-            Ok(Cell::Json(value.clone()))
-        }
-        FieldType::Many => {
-            let items = value
-                .as_array()
-                .ok_or_else(|| format!("must be {}", type_words(field)))?;
-            let mut ids = Vec::with_capacity(items.len());
-            for item in items {
-                let id = item
-                    .as_str()
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                    .ok_or_else(|| {
-                        format!(
-                            "each entry must be the id of {} record (a UUID string)",
-                            a_or_an(field.target.as_deref().unwrap_or("related"))
-                        )
-                    })?;
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            Ok(Cell::Ids(ids))
-        }
-        FieldType::Inverse => Err(format!(
-            "`{}` is read-only; write `{}` on the {} records instead",
-            field.name,
-            field.via.as_deref().unwrap_or("ref"),
-            field.target.as_deref().unwrap_or("related")
-        )),
-    }
-}
-
-/// PostgreSQL cannot store NUL in text or JSONB; neither may SQLite through the API.
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
-}
-
-fn check_length(field: &Field, s: &str) -> Result<(), String> {
-    let len = s.chars().count() as f64;
-    if let Some(min) = field.min
-        && len < min
-    {
-        return Err(format!("must be at least {min} characters"));
-    }
-    if let Some(max) = field.max
-        && len > max
-    {
-        return Err(format!("must be at most {max} characters"));
-    }
-    Ok(())
-}
-
-fn check_range(field: &Field, v: f64) -> Result<(), String> {
-    if let Some(min) = field.min
-        && v < min
-    {
-        return Err(format!("must be at least {min}"));
-    }
-    if let Some(max) = field.max
-        && v > max
-    {
-        return Err(format!("must be at most {max}"));
-    }
-    Ok(())
-}
-
-/// Parses an exact decimal, refusing more digits than the field keeps.
-pub fn parse_decimal(raw: &str, field: &Field) -> Result<Decimal, String> {
-    let plain = raw.strip_prefix('-').unwrap_or(raw);
-    let well_formed = {
-        let mut parts = plain.splitn(2, '.');
-        let int = parts.next().unwrap_or("");
-        let frac = parts.next();
-        !int.is_empty()
-            && int.chars().all(|c| c.is_ascii_digit())
-            && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
-    };
-    if !well_formed {
-        return Err(format!(
-            "must be a decimal number like \"12.50\" (digits, an optional point, no exponent), not {raw:?}"
-        ));
-    }
-    let mut d = Decimal::from_str(raw).map_err(|_| "is too large".to_string())?;
-    d = d.normalize();
-    if d.scale() > field.scale {
-        return Err(format!(
-            "may have at most {} digit{} after the decimal point",
-            field.scale,
-            if field.scale == 1 { "" } else { "s" }
-        ));
-    }
-    d.rescale(field.scale);
-    let int_digits = field.precision - field.scale;
-    let limit = Decimal::from_i128_with_scale(10i128.pow(int_digits), 0);
-    if d.abs() >= limit {
-        return Err(format!(
-            "must have at most {int_digits} digits before the decimal point"
-        ));
-    }
-    if let Some(min) = field.min
-        && let Some(m) = Decimal::from_f64_retain(min)
-        && d < m
-    {
-        return Err(format!("must be at least {min}"));
-    }
-    if let Some(max) = field.max
-        && let Some(m) = Decimal::from_f64_retain(max)
-        && d > m
-    {
-        return Err(format!("must be at most {max}"));
-    }
-    Ok(d)
+    field.kind().convert(field, value)
 }

@@ -145,7 +145,7 @@ fn query_param(name: &str, description: String, schema: Value, examples: Value) 
 fn relations(e: &Entity) -> Vec<&str> {
     e.fields
         .iter()
-        .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse))
+        .filter(|f| f.ty.is_link())
         .map(|f| f.name.as_str())
         .collect()
 }
@@ -192,21 +192,10 @@ fn expand_param(e: &Entity) -> Value {
 }
 
 fn filter_example(e: &Entity) -> String {
-    for f in &e.fields {
-        match f.ty {
-            FieldType::Enum => {
-                if let Some(v) = f.values.first() {
-                    return format!("{} = '{v}'", f.name);
-                }
-            }
-            FieldType::Integer | FieldType::Number | FieldType::Decimal => {
-                return format!("{} >= 10", f.name);
-            }
-            FieldType::Boolean => return format!("{} = true", f.name),
-            _ => {}
-        }
-    }
-    "created_at >= 2025-01-01".to_string()
+    e.fields
+        .iter()
+        .find_map(|f| f.kind().example_filter(f))
+        .unwrap_or_else(|| "created_at >= 2025-01-01".to_string())
 }
 
 /// The query parameters of a list.
@@ -279,14 +268,14 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
     let dates: Vec<&str> = e
         .fields
         .iter()
-        .filter(|f| matches!(f.ty, FieldType::Date | FieldType::Datetime))
+        .filter(|f| f.kind().temporal())
         .map(|f| f.name.as_str())
         .chain(["created_at", "updated_at"])
         .collect();
     let groupable: Vec<&str> = e
         .fields
         .iter()
-        .filter(|f| !matches!(f.ty, FieldType::Json | FieldType::Inverse | FieldType::Text))
+        .filter(|f| f.kind().groupable())
         .map(|f| f.name.as_str())
         .collect();
     let mut group_props = Map::new();

@@ -2,11 +2,9 @@
 //! `filter`, `sort`, `limit`, `after`, `count`, `fields`, `expand`, `q`.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::access::Principal;
@@ -20,9 +18,9 @@ use crate::spec::diag::did_you_mean;
 
 /// How deep `expand` may go (`a.b.c`).
 pub const MAX_EXPAND_DEPTH: usize = 3;
-/// At most this many related records are embedded per parent for `many` and
-/// `inverse` expansions.
-pub const EXPAND_CAP: usize = 100;
+/// At most this many related records per parent in `many` and `inverse` expansions
+/// (defined with the relation types, whose record schema states it).
+pub use super::types::relation::EXPAND_CAP;
 /// Longest `q`.
 pub const MAX_SEARCH_LENGTH: usize = 200;
 
@@ -119,25 +117,7 @@ pub fn cell_from_output(ty: FieldType, scale: u32, v: &Value) -> Option<Cell> {
     if v.is_null() {
         return Some(Cell::Null);
     }
-    Some(match ty {
-        FieldType::Integer => Cell::Int(v.as_i64()?),
-        FieldType::Number => Cell::Float(v.as_f64()?),
-        FieldType::Decimal => {
-            let mut d = rust_decimal::Decimal::from_str(v.as_str()?).ok()?;
-            d.rescale(scale);
-            Cell::Decimal(d)
-        }
-        FieldType::Boolean => Cell::Bool(v.as_bool()?),
-        FieldType::Date => Cell::Date(NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d").ok()?),
-        FieldType::Datetime => Cell::DateTime(
-            DateTime::parse_from_rfc3339(v.as_str()?)
-                .ok()?
-                .with_timezone(&Utc),
-        ),
-        FieldType::Uuid | FieldType::Ref => Cell::Uuid(uuid::Uuid::parse_str(v.as_str()?).ok()?),
-        FieldType::Json | FieldType::Many | FieldType::Inverse => return None,
-        _ => Cell::Text(v.as_str()?.to_string()),
-    })
+    super::types::kind(ty).cursor_value(scale, v)
 }
 
 /// A list request, checked.
@@ -402,7 +382,7 @@ pub fn budget(engine: &Engine, e: &Entity, cond: &super::cond::Cond) -> Result<(
 }
 
 fn sortable(ty: FieldType) -> bool {
-    !matches!(ty, FieldType::Json | FieldType::Many | FieldType::Inverse)
+    super::types::kind(ty).comparable()
 }
 
 fn sort(e: &Entity, text: &str) -> Result<Vec<SortKey>, ParamError> {
@@ -532,16 +512,12 @@ fn expand(
                     None,
                 ));
             }
-            let field = entity
-                .field(seg)
-                .filter(|f| matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse));
+            let field = entity.field(seg).filter(|f| f.ty.is_link());
             let Some(field) = field else {
                 let relations: Vec<&str> = entity
                     .fields
                     .iter()
-                    .filter(|f| {
-                        matches!(f.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse)
-                    })
+                    .filter(|f| f.ty.is_link())
                     .map(|f| f.name.as_str())
                     .collect();
                 return Err(ParamError::new(

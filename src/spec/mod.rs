@@ -5,11 +5,13 @@
 //! diagnostic (file, line, column, stable code, message, hint).
 
 pub mod diag;
+pub mod field;
 pub mod migration;
 pub mod model;
 pub mod policy;
 pub mod schema;
 pub mod settings;
+pub mod types;
 pub mod walk;
 pub mod workflow;
 pub mod yaml;

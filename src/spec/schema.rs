@@ -45,63 +45,24 @@ fn common(extra: Value) -> Value {
 
 fn field_variant(ty: FieldType) -> Value {
     let name = ty.name();
-    let length = json!({
-        "min": { "type": "integer", "minimum": 0, "description": "Minimum length in characters." },
-        "max": { "type": "integer", "minimum": 0, "description": "Maximum length in characters." },
-        "pattern": { "type": "string", "description": "A regular expression the value must match." }
-    });
-    let range = json!({
-        "min": { "type": "number", "description": "Smallest allowed value." },
-        "max": { "type": "number", "description": "Largest allowed value." }
-    });
-    let mut props = match ty {
-        FieldType::String | FieldType::Text => common(length),
-        FieldType::Email | FieldType::Url => common(json!({
-            "max": { "type": "integer", "minimum": 0, "description": "Maximum length in characters." }
-        })),
-        FieldType::Integer | FieldType::Number => common(range),
-        FieldType::Decimal => {
-            let mut r = range;
-            if let Some(o) = r.as_object_mut() {
-                o.insert("scale".into(), json!({ "type": "integer", "minimum": 0, "maximum": 12, "description": "Digits after the decimal point (default 2)." }));
-                o.insert("precision".into(), json!({ "type": "integer", "minimum": 1, "maximum": 18, "description": "Total digits (default 18)." }));
-            }
-            common(r)
+    let rules = ty.rules();
+    let mut props = if rules.common_keys() {
+        common(rules.editor_keys())
+    } else {
+        let mut props = json!({
+            "label": { "type": "string" },
+            "description": { "type": "string" }
+        });
+        if let (Some(p), Value::Object(own)) = (props.as_object_mut(), rules.editor_keys()) {
+            p.extend(own);
         }
-        FieldType::Enum => common(json!({
-            "values": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "The allowed values." }
-        })),
-        FieldType::Ref => common(json!({
-            "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to." },
-            "on_delete": { "enum": ["restrict", "cascade", "set_null"], "description": "What deleting the target does to this record (default restrict)." }
-        })),
-        FieldType::Many => json!({
-            "label": { "type": "string" },
-            "description": { "type": "string" },
-            "of": { "$ref": "#/$defs/identifier", "description": "The entity linked many-to-many." }
-        }),
-        FieldType::Inverse => json!({
-            "label": { "type": "string" },
-            "description": { "type": "string" },
-            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose ref points here." },
-            "via": { "$ref": "#/$defs/identifier", "description": "The ref field on that entity." }
-        }),
-        FieldType::Boolean
-        | FieldType::Date
-        | FieldType::Datetime
-        | FieldType::Uuid
-        | FieldType::Json => common(json!({})),
+        props
     };
     if let Some(o) = props.as_object_mut() {
         o.insert("type".into(), json!({ "const": name }));
     }
-    let required: Vec<&str> = match ty {
-        FieldType::Enum => vec!["type", "values"],
-        FieldType::Ref => vec!["type", "to"],
-        FieldType::Many => vec!["type", "of"],
-        FieldType::Inverse => vec!["type", "of", "via"],
-        _ => vec!["type"],
-    };
+    let mut required = vec!["type"];
+    required.extend(rules.required_keys());
     json!({
         "if": { "properties": { "type": { "const": name } }, "required": ["type"] },
         "then": { "properties": props, "required": required, "additionalProperties": false }
@@ -111,10 +72,10 @@ fn field_variant(ty: FieldType) -> Value {
 /// The JSON Schema of `models/*.yaml`.
 pub fn model_schema() -> Value {
     let type_names = FieldType::names();
-    let simple_types: Vec<&str> = type_names
+    let simple_types: Vec<&str> = FieldType::ALL
         .iter()
-        .copied()
-        .filter(|t| !matches!(*t, "enum" | "ref" | "many" | "inverse"))
+        .filter(|(_, t)| t.rules().shorthand_example().is_none())
+        .map(|(n, _)| *n)
         .collect();
     let variants: Vec<Value> = FieldType::ALL
         .iter()

@@ -2,12 +2,12 @@
 //! value converted to the type of the field it is compared with.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
-use chrono::{NaiveTime, Utc};
+use chrono::Utc;
 
 use super::{Cond, Op, Operand, Path, Span, Value};
 use crate::engine::input::{Cell, a_or_an};
+use crate::engine::types::{Literal, Reject};
 use crate::engine::{Engine, Entity, Field, system_field};
 use crate::spec::FieldType;
 use crate::spec::diag::did_you_mean;
@@ -539,12 +539,7 @@ impl<'e> Checker<'e> {
                 pred: Pred::Cmp(op, Arg::Cell(Cell::Text(s.clone()))),
             });
         }
-        if op.is_ordering()
-            && matches!(
-                field.ty,
-                FieldType::Boolean | FieldType::Enum | FieldType::Ref | FieldType::Uuid
-            )
-        {
+        if op.is_ordering() && !field.kind().ordered() {
             return Err(CheckError::new(
                 path.span,
                 format!(
@@ -578,10 +573,8 @@ impl<'e> Checker<'e> {
         };
         let ty = field.ty;
         Ok(match &value.operand {
-            Operand::Now => match ty {
-                FieldType::Date | FieldType::Datetime => Arg::Now,
-                _ => return Err(wrong(&expectation(field))),
-            },
+            Operand::Now if field.kind().temporal() => Arg::Now,
+            Operand::Now => return Err(wrong(&expectation(field))),
             Operand::User(claim) => {
                 let name = claim.join(".");
                 match &self.scope.claims {
@@ -627,8 +620,7 @@ impl<'e> Checker<'e> {
                         }),
                     ));
                 };
-                let id_like = |t: FieldType| matches!(t, FieldType::Ref | FieldType::Uuid);
-                if !id_like(own.ty) || !id_like(ty) {
+                if !own.kind().is_id() || !field.kind().is_id() {
                     return Err(CheckError::new(
                         value.span,
                         format!(
@@ -645,64 +637,49 @@ impl<'e> Checker<'e> {
                     column: Column::of(own),
                 }
             }
-            Operand::Word(w) if ty == FieldType::Enum => enum_value(field, w, value.span)?,
-            Operand::Str(s) if ty == FieldType::Enum => enum_value(field, s, value.span)?,
-            Operand::Word(w) => {
-                return Err(CheckError::new(
-                    value.span,
-                    format!("`{w}` is not a value for `{}`", field.name),
-                    Some(match ty {
-                        t if t.is_textual() => format!("put text in quotes: '{w}'"),
-                        _ => format!("write {}", expectation(field)),
-                    }),
-                ));
-            }
-            Operand::Str(s) => match ty {
-                t if t.is_textual() => Arg::Cell(Cell::Text(s.clone())),
-                FieldType::Date => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map(|d| Arg::Cell(Cell::Date(d)))
-                    .map_err(|_| wrong("a date like 2025-01-31"))?,
-                FieldType::Datetime => chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|d| Arg::Cell(Cell::DateTime(d.with_timezone(&Utc))))
-                    .map_err(|_| wrong("a date and time like 2025-01-31T09:00:00Z"))?,
-                FieldType::Uuid | FieldType::Ref => uuid::Uuid::parse_str(s)
-                    .map(|u| Arg::Cell(Cell::Uuid(u)))
-                    .map_err(|_| wrong("an id (a UUID in quotes)"))?,
-                FieldType::Decimal => Arg::Cell(decimal(field, s, value.span)?),
-                _ => return Err(wrong(&expectation(field))),
-            },
-            Operand::Int(i) => match ty {
-                FieldType::Integer => Arg::Cell(Cell::Int(*i)),
-                FieldType::Number => Arg::Cell(Cell::Float(*i as f64)),
-                FieldType::Decimal => Arg::Cell(decimal(field, &i.to_string(), value.span)?),
-                _ => return Err(wrong(&expectation(field))),
-            },
-            Operand::Float(x) => match ty {
-                FieldType::Integer | FieldType::Number => Arg::Cell(Cell::Float(*x)),
-                FieldType::Decimal => {
-                    let d = rust_decimal::Decimal::from_f64_retain(*x)
-                        .map(|d| d.normalize().to_string())
-                        .unwrap_or_default();
-                    Arg::Cell(decimal(field, &d, value.span)?)
+            Operand::Word(w) => match field.kind().literal(field, Literal::Word(w)) {
+                Ok(cell) => Arg::Cell(cell),
+                Err(Reject::NotA(_)) => {
+                    return Err(CheckError::new(
+                        value.span,
+                        format!("`{w}` is not a value for `{}`", field.name),
+                        Some(if ty.is_textual() {
+                            format!("put text in quotes: '{w}'")
+                        } else {
+                            format!("write {}", expectation(field))
+                        }),
+                    ));
                 }
-                _ => return Err(wrong(&expectation(field))),
+                Err(reject) => return Err(rejected(reject, value.span, &wrong)),
             },
-            Operand::Bool(b) => match ty {
-                FieldType::Boolean => Arg::Cell(Cell::Bool(*b)),
-                _ => return Err(wrong(&expectation(field))),
-            },
-            Operand::Date(d) => match ty {
-                FieldType::Date => Arg::Cell(Cell::Date(*d)),
-                FieldType::Datetime => {
-                    Arg::Cell(Cell::DateTime(d.and_time(NaiveTime::MIN).and_utc()))
-                }
-                _ => return Err(wrong(&expectation(field))),
-            },
-            Operand::DateTime(dt) => match ty {
-                FieldType::Datetime => Arg::Cell(Cell::DateTime(*dt)),
-                _ => return Err(wrong(&expectation(field))),
-            },
+            Operand::Str(s) => literal(field, Literal::Str(s), value.span, &wrong)?,
+            Operand::Int(i) => literal(field, Literal::Int(*i), value.span, &wrong)?,
+            Operand::Float(x) => literal(field, Literal::Float(*x), value.span, &wrong)?,
+            Operand::Bool(b) => literal(field, Literal::Bool(*b), value.span, &wrong)?,
+            Operand::Date(d) => literal(field, Literal::Date(*d), value.span, &wrong)?,
+            Operand::DateTime(dt) => literal(field, Literal::DateTime(*dt), value.span, &wrong)?,
         })
+    }
+}
+
+/// A literal of a condition as an argument for `field`.
+fn literal(
+    field: &Field,
+    literal: Literal<'_>,
+    span: Span,
+    wrong: &dyn Fn(&str) -> CheckError,
+) -> Result<Arg, CheckError> {
+    field
+        .kind()
+        .literal(field, literal)
+        .map(Arg::Cell)
+        .map_err(|reject| rejected(reject, span, wrong))
+}
+
+fn rejected(reject: Reject, span: Span, wrong: &dyn Fn(&str) -> CheckError) -> CheckError {
+    match reject {
+        Reject::NotA(expected) => wrong(&expected),
+        Reject::Invalid { message, hint } => CheckError::new(span, message, hint),
     }
 }
 
@@ -752,7 +729,7 @@ fn links_within(t: Typed, rows: &Typed) -> Typed {
 }
 
 fn filterable(ty: FieldType) -> bool {
-    !matches!(ty, FieldType::Json | FieldType::Many | FieldType::Inverse)
+    crate::engine::types::kind(ty).comparable()
 }
 
 fn not_filterable(field: &Field, path: &Path) -> CheckError {
@@ -768,61 +745,7 @@ fn not_filterable(field: &Field, path: &Path) -> CheckError {
 }
 
 fn expectation(field: &Field) -> String {
-    match field.ty {
-        FieldType::String | FieldType::Text | FieldType::Email | FieldType::Url => {
-            "a quoted text".into()
-        }
-        FieldType::Integer | FieldType::Number | FieldType::Decimal => "a number".into(),
-        FieldType::Boolean => "true or false".into(),
-        FieldType::Date => "a date like 2025-01-31, or now".into(),
-        FieldType::Datetime => "a date and time like 2025-01-31T09:00:00Z, a date, or now".into(),
-        FieldType::Uuid | FieldType::Ref => "an id (a UUID in quotes)".into(),
-        FieldType::Enum => format!("one of: {}", field.values.join(", ")),
-        FieldType::Json | FieldType::Many | FieldType::Inverse => "nothing".into(),
-    }
-}
-
-fn enum_value(field: &Field, v: &str, span: Span) -> Result<Arg, CheckError> {
-    if field.values.iter().any(|x| x == v) {
-        return Ok(Arg::Cell(Cell::Text(v.to_string())));
-    }
-    Err(CheckError::new(
-        span,
-        format!("`{v}` is not a value of `{}`", field.name),
-        Some(
-            match did_you_mean(v, field.values.iter().map(String::as_str)) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => format!("the values are: {}", field.values.join(", ")),
-            },
-        ),
-    ))
-}
-
-fn decimal(field: &Field, raw: &str, span: Span) -> Result<Cell, CheckError> {
-    let d = rust_decimal::Decimal::from_str(raw)
-        .map_err(|_| CheckError::new(span, format!("`{raw}` is not a decimal number"), None))?;
-    let mut probe = d.normalize();
-    if probe.scale() > field.scale {
-        return Err(CheckError::new(
-            span,
-            format!(
-                "`{}` keeps {} digits after the decimal point; {raw} has more",
-                field.name, field.scale
-            ),
-            Some("round the value".to_string()),
-        ));
-    }
-    probe.rescale(field.scale);
-    let limit =
-        rust_decimal::Decimal::from_i128_with_scale(10i128.pow(field.precision - field.scale), 0);
-    if probe.abs() >= limit {
-        return Err(CheckError::new(
-            span,
-            format!("{raw} is too large for `{}`", field.name),
-            None,
-        ));
-    }
-    Ok(Cell::Decimal(probe))
+    field.kind().expectation(field)
 }
 
 /// The caller and the moment a condition runs in.
@@ -847,11 +770,7 @@ impl Ctx {
 pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
     match arg {
         Arg::Cell(c) => Some(c.clone()),
-        Arg::Now => Some(if column_ty == FieldType::Date {
-            Cell::Date(ctx.now.date_naive())
-        } else {
-            Cell::DateTime(ctx.now)
-        }),
+        Arg::Now => Some(crate::engine::types::kind(column_ty).at(ctx.now)),
         // A column, not a value: the SQL compiler and the evaluator bind it themselves.
         Arg::Outer { .. } => None,
         Arg::User(claim) => {
@@ -859,18 +778,7 @@ pub fn resolve(arg: &Arg, column_ty: FieldType, ctx: &Ctx) -> Option<Cell> {
             for part in &claim[1..] {
                 v = v.get(part)?;
             }
-            match (column_ty, v) {
-                (FieldType::Uuid | FieldType::Ref, serde_json::Value::String(s)) => {
-                    uuid::Uuid::parse_str(s).ok().map(Cell::Uuid)
-                }
-                (t, serde_json::Value::String(s)) if t.is_textual() || t == FieldType::Enum => {
-                    Some(Cell::Text(s.clone()))
-                }
-                (FieldType::Integer, serde_json::Value::Number(n)) => n.as_i64().map(Cell::Int),
-                (FieldType::Number, serde_json::Value::Number(n)) => n.as_f64().map(Cell::Float),
-                (FieldType::Boolean, serde_json::Value::Bool(b)) => Some(Cell::Bool(*b)),
-                _ => None,
-            }
+            crate::engine::types::kind(column_ty).claim_value(v)
         }
     }
 }

@@ -1,0 +1,179 @@
+//! `ref` (`to` one record of an entity, with `on_delete`), `many` (links `of` an entity,
+//! kept in a link table) and `inverse` (the records `of` an entity whose ref `via`
+//! points here; no storage of its own).
+
+use serde_json::{Value, json};
+
+use super::{FieldRules, Keys};
+use crate::spec::diag::Sink;
+use crate::spec::field::{Default, FieldDef, FieldType, Storage};
+use crate::spec::walk::{Named, get, string};
+use crate::spec::yaml::Node;
+
+pub struct Ref;
+pub struct Many;
+pub struct Inverse;
+
+/// `to` (a ref) or `of` (many, inverse): the entity the field points to.
+fn parse_target(sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut FieldDef) {
+    let key = if field.ty == FieldType::Ref {
+        "to"
+    } else {
+        "of"
+    };
+    match get(map, key) {
+        None => sink.error_hint(
+            name.pos,
+            "missing-key",
+            format!(
+                "the {} field `{}` has no `{key}`",
+                field.ty.name(),
+                name.name
+            ),
+            format!("add `{key}:` with the name of the entity it points to"),
+        ),
+        Some(node) => field.target = string(sink, node, &format!("`{key}`")),
+    }
+}
+
+impl FieldRules for Ref {
+    fn links(&self) -> bool {
+        true
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["to", "on_delete"]
+    }
+
+    fn required_keys(&self) -> &'static [&'static str] {
+        &["to"]
+    }
+
+    fn shorthand_example(&self) -> Option<&'static str> {
+        Some("write e.g. `{ type: ref, to: organization }`")
+    }
+
+    fn storage(&self, _precision: u32, _scale: u32) -> Option<Storage> {
+        Some(Storage::Uuid)
+    }
+
+    fn parse_options(&self, sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut FieldDef) {
+        parse_target(sink, name, map, field);
+    }
+
+    fn check_default(
+        &self,
+        _sink: &mut Sink<'_>,
+        _field: &FieldDef,
+        _node: &Node,
+    ) -> Option<Default> {
+        None
+    }
+
+    fn editor_keys(&self) -> Value {
+        json!({
+            "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to." },
+            "on_delete": { "enum": ["restrict", "cascade", "set_null"], "description": "What deleting the target does to this record (default restrict)." }
+        })
+    }
+}
+
+impl FieldRules for Many {
+    fn links(&self) -> bool {
+        true
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["of"]
+    }
+
+    fn required_keys(&self) -> &'static [&'static str] {
+        &["of"]
+    }
+
+    fn common_keys(&self) -> bool {
+        false
+    }
+
+    fn shorthand_example(&self) -> Option<&'static str> {
+        Some("write e.g. `{ type: many, of: skill }`")
+    }
+
+    fn storage(&self, _precision: u32, _scale: u32) -> Option<Storage> {
+        None
+    }
+
+    fn parse_options(&self, sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut FieldDef) {
+        parse_target(sink, name, map, field);
+    }
+
+    fn check_default(
+        &self,
+        _sink: &mut Sink<'_>,
+        _field: &FieldDef,
+        _node: &Node,
+    ) -> Option<Default> {
+        None
+    }
+
+    fn editor_keys(&self) -> Value {
+        json!({
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity linked many-to-many." }
+        })
+    }
+}
+
+impl FieldRules for Inverse {
+    fn links(&self) -> bool {
+        true
+    }
+
+    fn keys(&self) -> &'static [&'static str] {
+        &["of", "via"]
+    }
+
+    fn required_keys(&self) -> &'static [&'static str] {
+        &["of", "via"]
+    }
+
+    fn common_keys(&self) -> bool {
+        false
+    }
+
+    fn shorthand_example(&self) -> Option<&'static str> {
+        Some("write e.g. `{ type: inverse, of: application, via: project }`")
+    }
+
+    fn storage(&self, _precision: u32, _scale: u32) -> Option<Storage> {
+        None
+    }
+
+    fn parse_options(&self, sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut FieldDef) {
+        parse_target(sink, name, map, field);
+        match get(map, "via") {
+            None => sink.error_hint(
+                name.pos,
+                "missing-key",
+                format!("the inverse field `{}` has no `via`", name.name),
+                "add `via:` with the ref field of the other entity that points back here",
+            ),
+            Some(node) => field.via = string(sink, node, "`via`"),
+        }
+    }
+
+    fn check_default(
+        &self,
+        _sink: &mut Sink<'_>,
+        _field: &FieldDef,
+        _node: &Node,
+    ) -> Option<Default> {
+        None
+    }
+
+    fn editor_keys(&self) -> Value {
+        json!({
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose ref points here." },
+            "via": { "$ref": "#/$defs/identifier", "description": "The ref field on that entity." }
+        })
+    }
+}
