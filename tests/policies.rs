@@ -811,7 +811,7 @@ async fn bad_tokens_are_401(db: Db) {
     );
 }
 
-/// Verified tokens are cached (http/auth.rs), but a cached token still expires on
+/// Verified tokens are cached (runtime/auth.rs), but a cached token still expires on
 /// time, and a reload (say, with another issuer or key) forgets every cached token.
 async fn cached_tokens_expire_and_reloads_forget_them(db: Db) {
     let settings = |issuer: &str| {

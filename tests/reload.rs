@@ -6,7 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{Db, TEST_SECRET, TestApp};
 use serde_json::json;
-use trellis::reload::reload;
+use trellis::runtime::reload;
 
 const TASK: &str = "entity: task\nfields:\n  title: { type: string, required: true }\n";
 

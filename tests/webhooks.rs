@@ -208,7 +208,10 @@ async fn delivered_after_a_crash(db: Db) {
         .and_then(|s| s.parse().ok())
         .expect("t=<seconds>");
     assert!((chrono::Utc::now().timestamp() - t).abs() < 120);
-    assert_eq!(signature, trellis::outbox::signature(SECRET, t, body));
+    assert_eq!(
+        signature,
+        trellis::runtime::outbox::signature(SECRET, t, body)
+    );
     assert!(rows[0].attempts >= 2, "{rows:?}");
     // Operators see the outbox in the status.
     let (_, status) = http(port, "GET", "/_/status", None).unwrap();

@@ -3,11 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
+use super::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Engine, Entity, pascal_case};
 use crate::spec::FieldType;
-
-pub const MAX_LIMIT: u32 = 200;
-pub const DEFAULT_LIMIT: u32 = 20;
 
 /// An HTTP method and a path template, as served.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

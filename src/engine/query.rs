@@ -11,11 +11,14 @@ use super::access::Principal;
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::input::Cell;
-use super::openapi::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Engine, Entity, system_field};
 use crate::spec::FieldType;
 use crate::spec::diag::did_you_mean;
 
+/// Most records in one page of a list (`limit`).
+pub const MAX_LIMIT: u32 = 200;
+/// A list's page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 20;
 /// How deep `expand` may go (`a.b.c`).
 pub const MAX_EXPAND_DEPTH: usize = 3;
 /// At most this many related records per parent in `many` and `inverse` expansions

@@ -6,15 +6,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::extract::Target;
 use super::limits::{ClientAddr, StreamSlot};
-use super::{AppState, Problem, entity, param_problem, problem, query_pairs};
+use super::{AppState, Problem, param_problem, problem, query_pairs};
 use crate::engine::access::{Action, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::query::{self, ParamError};
@@ -25,14 +26,11 @@ const QUEUE: usize = 64;
 
 pub(super) async fn events(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target(who, engine, e, ..): Target,
     RawQuery(raw): RawQuery,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let mut filter = None;
     for (k, v) in query_pairs(raw.as_deref())? {
         if k != "filter" || filter.is_some() {
@@ -173,10 +171,10 @@ impl Subscriber {
         let mut cursor = last.max(pruned);
         loop {
             let page = store
-                .changes_after(cursor, Some(&self.entity), crate::feed::PAGE)
+                .changes_after(cursor, Some(&self.entity), crate::runtime::feed::PAGE)
                 .await
                 .map_err(db_end)?;
-            let full = page.len() as i64 == crate::feed::PAGE;
+            let full = page.len() as i64 == crate::runtime::feed::PAGE;
             for c in &page {
                 self.deliver(c).await?;
                 cursor = c.seq;

@@ -3,7 +3,7 @@
 //! hashes at once, and caps on open event streams. The client address is the TCP
 //! peer, or what a trusted proxy says in `Forwarded` / `X-Forwarded-For`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub struct Limits {
     swept: AtomicU64,
     started: Instant,
     /// Failed sign-ins (http/users.rs).
-    pub login: super::users::LoginLimits,
+    pub login: LoginLimits,
 }
 
 impl std::fmt::Debug for Limits {
@@ -127,7 +127,7 @@ impl Limits {
             policy,
             swept: AtomicU64::new(0),
             started: Instant::now(),
-            login: super::users::LoginLimits::default(),
+            login: LoginLimits::default(),
         }
     }
 
@@ -493,9 +493,7 @@ where
 {
     type Response = Response;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
-    >;
+    type Future = super::ResponseFuture;
 
     fn poll_ready(
         &mut self,
@@ -627,6 +625,78 @@ pub(super) fn body_timeout(limit: Duration) -> Response {
         ),
     )
     .into_response()
+}
+
+/// Failed sign-ins per account and address pair, and per address (any account), in
+/// a window. A slot is taken before the password is checked and given back when
+/// it was right, so concurrent guesses count each, and successes count nothing.
+pub(super) const PAIR_FAILURES: usize = 5;
+pub(super) const ADDRESS_FAILURES: usize = 30;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Keys tracked at most (oldest forgotten first), so memory stays bounded.
+const MAX_KEYS: usize = 100_000;
+
+/// Counts events per key in a sliding window (per server instance).
+#[derive(Debug, Default)]
+pub struct Limiter {
+    events: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Limiter {
+    /// Takes a slot for `key`, or `Err(retry_after)` when it already has `limit`
+    /// events in the window. Checking and taking are one step, so concurrent
+    /// callers cannot all pass the check before any of them counts.
+    pub(super) fn reserve(&self, key: &str, limit: usize) -> Result<Instant, Duration> {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some(q) = map.get_mut(key) {
+            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+                q.pop_front();
+            }
+            if q.len() >= limit {
+                let oldest = q.front().copied().unwrap_or(now);
+                return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+            }
+        }
+        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
+            if map.len() >= MAX_KEYS {
+                map.clear();
+            }
+        }
+        map.entry(key.to_string()).or_default().push_back(now);
+        Ok(now)
+    }
+
+    /// Gives back a slot taken by [`Limiter::reserve`].
+    pub(super) fn release(&self, key: &str, slot: Instant) {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = map.get_mut(key) {
+            if let Some(i) = q.iter().rposition(|t| *t == slot) {
+                q.remove(i);
+            }
+            if q.is_empty() {
+                map.remove(key);
+            }
+        }
+    }
+
+    pub(super) fn clear(&self, key: &str) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Failed sign-ins of one server instance (`POST /auth/login`, http/users.rs).
+#[derive(Debug, Default)]
+pub struct LoginLimits {
+    /// By account and client address together: a stranger's guesses never lock
+    /// the owner out from the owner's own address.
+    pub(super) pairs: Limiter,
+    /// By client address, whatever the account: one address guessing many accounts.
+    pub(super) addresses: Limiter,
 }
 
 #[cfg(test)]

@@ -1,22 +1,23 @@
 //! `http`: axum routes, generic over entity names. `/api/{plural}` looks the entity up
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
-pub mod auth;
 mod batch;
+mod deadline;
 mod events;
 pub mod explain;
+mod extract;
 pub mod limits;
 pub mod problem;
 pub mod server;
+pub mod users;
 mod workflow;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,11 +30,19 @@ use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
 use crate::engine::query::{self, ParamError};
 use crate::engine::{Engine, Entity, FieldError};
+pub use crate::runtime::Auth;
+use crate::runtime::{Reloader, Runtime};
 use crate::store::{Record, Store};
-pub use auth::Auth;
+use deadline::Deadline;
+pub use deadline::REQUEST_TIMEOUT;
+use extract::{Caller, Target};
+pub(crate) use extract::{entity, record_id};
 pub use problem::Problem;
 
-pub mod users;
+/// The future of the service a tower layer here wraps around the router.
+type ResponseFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
 
 /// Request bodies larger than this answer 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -43,27 +52,29 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The fields of [`AppState`].
+/// The fields of [`AppState`]: what the runtime publishes (read through `Deref`:
+/// `state.engine`, `state.store`, …) and this process's abuse limits.
 #[derive(Clone)]
 pub struct Shared {
-    pub engine: Arc<ArcSwap<Engine>>,
-    pub auth: Arc<ArcSwap<Auth>>,
-    pub store: Store,
+    /// The engine and authentication now serving, the store, the change feed, the
+    /// reload status: written by the runtime, only read here.
+    pub runtime: Runtime,
     /// Abuse limits of this process: request rates, signups, password hashes,
     /// event streams, failed sign-ins (`limits` in trellis.yaml, read at start).
     pub limits: Arc<limits::Limits>,
-    /// What is loaded, and how the last reload went (`GET /_/status`).
-    pub status: crate::reload::StatusCell,
-    /// The change feed of this process.
-    pub feed: crate::feed::Feed,
-    /// Reloads on demand (`POST /_/reload`); absent when not serving a folder.
-    pub reloader: Option<crate::reload::Reloader>,
 }
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.runtime
     }
 }
 
@@ -76,25 +87,19 @@ impl AppState {
     pub fn with_auth(engine: Engine, store: Store, auth: Auth) -> AppState {
         let limits = Arc::new(limits::Limits::new(&engine.limits));
         AppState(Arc::new(Shared {
-            engine: Arc::new(ArcSwap::from_pointee(engine)),
-            auth: Arc::new(ArcSwap::from_pointee(auth)),
-            feed: crate::feed::Feed::new(store.clone()),
-            store,
+            runtime: Runtime::new(engine, store, auth),
             limits,
-            status: Arc::new(ArcSwap::from_pointee(crate::reload::Status::started(
-                Vec::new(),
-            ))),
-            reloader: None,
         }))
     }
 
     /// Reloads on demand (`POST /_/reload`) and on SIGHUP from this folder.
-    pub fn set_reloader(&mut self, reloader: crate::reload::Reloader) {
-        Arc::make_mut(&mut self.0).reloader = Some(reloader);
+    pub fn set_reloader(&mut self, reloader: Reloader) {
+        Arc::make_mut(&mut self.0).runtime.reloader = Some(reloader);
     }
 
+    /// The caller of a request: anonymous without a token, 401 for a bad one.
     fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
-        self.auth.load().principal(headers)
+        extract::principal(&self.auth.load(), headers)
     }
 }
 
@@ -177,78 +182,6 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Every request is answered within this time (a 503 problem otherwise). Streams
-/// (`/events`) are not cut: their response starts at once.
-/// The store's deadline ([`Store::connect_with_deadline`]) replaces it when shorter
-/// or longer.
-pub const REQUEST_TIMEOUT: std::time::Duration = crate::store::REQUEST_DEADLINE;
-
-/// Abandons a request after its deadline (the store's, [`REQUEST_TIMEOUT`] by
-/// default) with a 503 problem, and gives the deadline to the store, whose
-/// statements stop when it passes. A plain layer rather than `middleware::from_fn`,
-/// which clones the whole router service for every request.
-#[derive(Clone, Copy)]
-struct Deadline(std::time::Duration);
-
-impl<S> tower::Layer<S> for Deadline {
-    type Service = WithDeadline<S>;
-    fn layer(&self, inner: S) -> WithDeadline<S> {
-        WithDeadline(inner, self.0)
-    }
-}
-
-#[derive(Clone)]
-struct WithDeadline<S>(S, std::time::Duration);
-
-impl<S> tower::Service<axum::extract::Request> for WithDeadline<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        let (req, body_done) = limits::watch_body(req);
-        let limit = self.1;
-        let until = std::time::Instant::now() + limit;
-        let answer = crate::store::deadline::scope(until, self.0.call(req));
-        Box::pin(async move {
-            match tokio::time::timeout(limit, answer).await {
-                Ok(res) => res,
-                // The client had not sent its whole body: its delay, not ours.
-                Err(_) if !body_done.load(std::sync::atomic::Ordering::Relaxed) => {
-                    Ok(limits::body_timeout(limit))
-                }
-                Err(_) => Ok(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "Request timeout",
-                    format!(
-                        "the request took longer than {} ms and was abandoned",
-                        limit.as_millis()
-                    ),
-                )
-                .into_response()),
-            }
-        })
-    }
-}
-
 async fn openapi(State(state): State<AppState>) -> Response {
     let engine = state.engine.load();
     let mut res = (StatusCode::OK, engine.openapi_json.clone()).into_response();
@@ -265,7 +198,7 @@ fn admin_only(who: &Principal, what: &str) -> Result<(), Problem> {
         return Ok(());
     }
     Err(if who.is_anonymous() {
-        auth::unauthorized(format!("{what} is for administrators; sign in"))
+        problem::unauthorized(format!("{what} is for administrators; sign in"))
     } else {
         Problem::new(
             StatusCode::FORBIDDEN,
@@ -281,9 +214,8 @@ fn admin_only(who: &Principal, what: &str) -> Result<(), Problem> {
 /// serve, 422 with the diagnostics when the previous ones keep serving.
 async fn reload_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
     // A project without authentication and policies is open to its callers (and
     // `serve` binds to loopback by default); otherwise only administrators reload.
     let engine = state.engine.load_full();
@@ -316,10 +248,9 @@ async fn reload_now(
 /// may or may not do an action on a record.
 async fn explain(
     State(state): State<AppState>,
+    Caller(who): Caller,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
     admin_only(&who, "explain")?;
     let pairs = query_pairs(query.as_deref())?;
     let param = |name: &str| {
@@ -430,31 +361,6 @@ fn record_response(status: StatusCode, rec: &Record) -> Response {
     res
 }
 
-fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
-    engine.entity_by_plural(plural).cloned().ok_or_else(|| {
-        let names: Vec<&str> = engine
-            .entities()
-            .iter()
-            .map(|e| e.plural.as_str())
-            .collect();
-        let hint = match crate::spec::diag::did_you_mean(plural, names.iter().copied()) {
-            Some(best) => format!("; did you mean /api/{best}?"),
-            None => String::new(),
-        };
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "no-route",
-            "Not found",
-            format!("there is no collection `/api/{plural}`{hint}"),
-        )
-    })
-}
-
-fn record_id(e: &Entity, raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw)
-        .map_err(|_| Problem::not_found(format!("there is no {} with id `{raw}`", e.name)))
-}
-
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
     serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| Problem::bad_request(format!("the query string cannot be read: {e}")))
@@ -487,13 +393,9 @@ fn param_problem(err: ParamError) -> Problem {
 
 async fn list(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = query::list_request(&engine, &e, &pairs, &hidden, &who).map_err(param_problem)?;
@@ -517,13 +419,9 @@ async fn list(
 
 async fn aggregate(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = crate::engine::aggregate::aggregate_request(&engine, &e, &pairs, &hidden, &who)
@@ -538,14 +436,9 @@ async fn aggregate(
 
 async fn read(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Target(who, engine, e, id): Target<Uuid>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
     let req = query::get_request(&engine, &e, &pairs, &hidden).map_err(param_problem)?;
@@ -594,13 +487,10 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
 
 async fn create(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Target(who, engine, e, ..): Target,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Create, &who)?;
     let rec = state
@@ -668,14 +558,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
 
 async fn update(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Target(who, engine, e, id): Target<Uuid>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     let expected = if_match(&headers)?;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Update, &who)?;
@@ -689,13 +575,8 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Target(who, engine, e, id): Target<Uuid>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
-    let id = record_id(&e, &id)?;
     state
         .store
         .delete(&engine, &e, id, &who)

@@ -132,12 +132,26 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A 401 problem with the header RFC 6750 asks for.
+pub fn unauthorized(detail: impl Into<String>) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    );
+    p.www_authenticate = Some(Box::new(HeaderValue::from_static(
+        "Bearer error=\"invalid_token\"",
+    )));
+    p
+}
+
 /// What a store error means to this caller: a refusal is 401 for an anonymous caller
 /// (who might sign in) and 403 for a signed-in one.
 pub fn for_caller(err: store::Error, entity: &str, who: &Principal) -> Problem {
     match err {
         store::Error::Forbidden(why) if who.is_anonymous() => {
-            super::auth::unauthorized(format!("{why}; sign in first"))
+            unauthorized(format!("{why}; sign in first"))
         }
         other => from_store(other, entity),
     }
@@ -265,7 +279,7 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
 pub fn refusal(refusal: Refusal, entity: &str, who: &Principal) -> Problem {
     match refusal {
         Refusal::Forbidden(why) if who.is_anonymous() => {
-            super::auth::unauthorized(format!("{why}; sign in first"))
+            unauthorized(format!("{why}; sign in first"))
         }
         Refusal::Forbidden(why) => forbidden(why),
         Refusal::WrongState {

@@ -1,8 +1,6 @@
 //! Built-in accounts: `POST /auth/signup` and `POST /auth/login`.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -12,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::auth::unauthorized;
-use super::limits::ClientAddr;
+use super::limits::{ADDRESS_FAILURES, ClientAddr, PAIR_FAILURES};
+use super::problem::unauthorized;
 use super::{AppState, Problem, json_body, json_response, problem};
 use crate::engine::access::Principal;
 use crate::engine::input::{Mode, parse_body};
@@ -23,78 +21,6 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 256;
 /// Refresh tokens live 30 days; each use replaces it.
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
-/// Failed sign-ins per account and address pair, and per address (any account), in
-/// a window. A slot is taken before the password is checked and given back when
-/// it was right, so concurrent guesses count each, and successes count nothing.
-const PAIR_FAILURES: usize = 5;
-const ADDRESS_FAILURES: usize = 30;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Keys tracked at most (oldest forgotten first), so memory stays bounded.
-const MAX_KEYS: usize = 100_000;
-
-/// Counts events per key in a sliding window (per server instance).
-#[derive(Debug, Default)]
-pub struct Limiter {
-    events: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl Limiter {
-    /// Takes a slot for `key`, or `Err(retry_after)` when it already has `limit`
-    /// events in the window. Checking and taking are one step, so concurrent
-    /// callers cannot all pass the check before any of them counts.
-    fn reserve(&self, key: &str, limit: usize) -> Result<Instant, Duration> {
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if let Some(q) = map.get_mut(key) {
-            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
-                q.pop_front();
-            }
-            if q.len() >= limit {
-                let oldest = q.front().copied().unwrap_or(now);
-                return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
-            }
-        }
-        if map.len() >= MAX_KEYS && !map.contains_key(key) {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
-            if map.len() >= MAX_KEYS {
-                map.clear();
-            }
-        }
-        map.entry(key.to_string()).or_default().push_back(now);
-        Ok(now)
-    }
-
-    /// Gives back a slot taken by [`Limiter::reserve`].
-    fn release(&self, key: &str, slot: Instant) {
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(q) = map.get_mut(key) {
-            if let Some(i) = q.iter().rposition(|t| *t == slot) {
-                q.remove(i);
-            }
-            if q.is_empty() {
-                map.remove(key);
-            }
-        }
-    }
-
-    fn clear(&self, key: &str) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-}
-
-/// Failed sign-ins of one server instance.
-#[derive(Debug, Default)]
-pub struct LoginLimits {
-    /// By account and client address together: a stranger's guesses never lock
-    /// the owner out from the owner's own address.
-    pairs: Limiter,
-    /// By client address, whatever the account: one address guessing many accounts.
-    addresses: Limiter,
-}
-
 fn too_many(retry: Duration, what: &str) -> Problem {
     super::limits::too_many(
         retry,

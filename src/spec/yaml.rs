@@ -3,7 +3,7 @@
 //! The loader never deserializes user files straight into typed structs: serde stops
 //! at the first error, and a person editing YAML wants every mistake at once. Instead
 //! each file becomes a [`Node`] tree (through serde-saphyr, which rejects duplicate
-//! keys and limits alias bombs), and the walkers in [`super::model`] read the tree,
+//! keys and limits alias bombs), and the walkers (`model.rs`, `policy.rs`, `workflow.rs`, `settings.rs`) read the tree,
 //! reporting every problem they meet.
 
 use std::fmt;

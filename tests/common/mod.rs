@@ -319,7 +319,7 @@ impl TestApp {
             )
             .map(|(t, _)| t);
         let mut state = AppState::with_auth(engine, store.clone(), auth);
-        state.set_reloader(trellis::reload::Reloader {
+        state.set_reloader(trellis::runtime::Reloader {
             dir: dir.to_path_buf(),
             secret: std::sync::Arc::new(|_: &str| Some(TEST_SECRET.to_string())),
         });

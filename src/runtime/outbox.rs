@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::env::{Env, ExpandError};
 use crate::engine::Engine;
 use crate::spec::settings::WebhookDef;
 use crate::store::{Delivery, Store};
@@ -37,26 +38,6 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
-/// `${VAR}` replaced by the environment variable `VAR`.
-fn expand(text: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("`{text}` has a `${{` without its `}}`"))?;
-        let name = &after[..end];
-        let value = std::env::var(name)
-            .map_err(|_| format!("the environment variable {name} is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// The signature header's value for `body` at `t` (seconds since 1970).
 pub fn signature(secret: &str, t: i64, body: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -69,8 +50,17 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={hex}")
 }
 
-/// Starts the sender of this process. It runs until the process ends.
-pub fn spawn(store: Store, engine: Arc<ArcSwap<Engine>>) {
+/// `${VAR}` in an endpoint's URL or header replaced from the environment.
+fn expand(env: &Env, text: &str) -> Result<String, String> {
+    env.expand(text).map_err(|err| match err {
+        ExpandError::Unclosed => format!("`{text}` has a `${{` without its `}}`"),
+        ExpandError::Unset(name) => format!("the environment variable {name} is not set"),
+    })
+}
+
+/// Starts the sender of this process. It runs until the process ends. `env`
+/// gives `${VAR}` in endpoints and the signing secrets (`secret_env`).
+pub fn spawn(store: Store, engine: Arc<ArcSwap<Engine>>, env: Env) {
     // reqwest is built without a default TLS provider; this process uses ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
@@ -89,7 +79,7 @@ pub fn spawn(store: Store, engine: Arc<ArcSwap<Engine>>) {
             match store.claim_deliveries(BATCH, lease_ms(&engine)).await {
                 Ok(batch) if !batch.is_empty() => {
                     for d in batch {
-                        deliver(&store, &client, &engine, d).await;
+                        deliver(&store, &client, &engine, &env, d).await;
                     }
                     continue;
                 }
@@ -114,7 +104,13 @@ fn lease_ms(engine: &ArcSwap<Engine>) -> i64 {
     (longest as i64 + 30) * 1000
 }
 
-async fn deliver(store: &Store, client: &reqwest::Client, engine: &ArcSwap<Engine>, d: Delivery) {
+async fn deliver(
+    store: &Store,
+    client: &reqwest::Client,
+    engine: &ArcSwap<Engine>,
+    env: &Env,
+    d: Delivery,
+) {
     let endpoint = engine
         .load()
         .webhooks
@@ -126,7 +122,7 @@ async fn deliver(store: &Store, client: &reqwest::Client, engine: &ArcSwap<Engin
             "there is no webhook endpoint `{}` in trellis.yaml any more",
             d.endpoint
         )),
-        Some(w) => post(client, &w, &d).await,
+        Some(w) => post(client, env, &w, &d).await,
     };
     let recorded = match outcome {
         Ok(()) => {
@@ -148,8 +144,13 @@ async fn deliver(store: &Store, client: &reqwest::Client, engine: &ArcSwap<Engin
     }
 }
 
-async fn post(client: &reqwest::Client, w: &WebhookDef, d: &Delivery) -> Result<(), String> {
-    let url = expand(&w.url)?;
+async fn post(
+    client: &reqwest::Client,
+    env: &Env,
+    w: &WebhookDef,
+    d: &Delivery,
+) -> Result<(), String> {
+    let url = expand(env, &w.url)?;
     let content_type = if serde_json::from_str::<serde_json::Value>(&d.body).is_ok() {
         "application/json"
     } else {
@@ -162,13 +163,14 @@ async fn post(client: &reqwest::Client, w: &WebhookDef, d: &Delivery) -> Result<
         .header("x-trellis-event", &d.event)
         .header("x-trellis-delivery", &d.id);
     for (name, value) in &w.headers {
-        req = req.header(name.as_str(), expand(value)?);
+        req = req.header(name.as_str(), expand(env, value)?);
     }
-    if let Some(env) = &w.secret_env {
-        let secret = std::env::var(env)
-            .map_err(|_| format!("the signing secret's environment variable {env} is not set"))?;
+    if let Some(var) = &w.secret_env {
+        let secret = env
+            .get(var)
+            .ok_or_else(|| format!("the signing secret's environment variable {var} is not set"))?;
         let t = chrono::Utc::now().timestamp();
-        req = req.header("x-trellis-signature", signature(&secret, t, &d.body));
+        req = req.header("x-trellis-signature", signature(secret, t, &d.body));
     }
     let res = req
         .body(d.body.clone())
@@ -209,8 +211,16 @@ mod tests {
 
     #[test]
     fn expands_environment_variables() {
-        assert_eq!(expand("plain").as_deref(), Ok("plain"));
-        assert!(expand("${TRELLIS_SURELY_UNSET_VAR}").is_err());
-        assert!(expand("${UNCLOSED").is_err());
+        let env = Env::new([("TEAM".to_string(), "ops".to_string())]);
+        assert_eq!(expand(&env, "plain").as_deref(), Ok("plain"));
+        assert_eq!(expand(&env, "x-${TEAM}").as_deref(), Ok("x-ops"));
+        assert_eq!(
+            expand(&env, "${TRELLIS_SURELY_UNSET_VAR}"),
+            Err("the environment variable TRELLIS_SURELY_UNSET_VAR is not set".to_string())
+        );
+        assert_eq!(
+            expand(&env, "${UNCLOSED"),
+            Err("`${UNCLOSED` has a `${` without its `}`".to_string())
+        );
     }
 }

@@ -1,19 +1,23 @@
 //! `trellis test`: runs the `tests:` of policy files against a real database (a fresh
 //! in-memory SQLite per test unless told otherwise), through the same store
-//! operations the HTTP API uses.
+//! operations the HTTP API uses, and prints each outcome.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
 
+use anyhow::bail;
 use serde_json::{Map, Value};
+use trellis::engine::access::Principal;
+use trellis::engine::input::{Input, Mode, parse_body};
+use trellis::engine::query::{GetRequest, list_request};
+use trellis::engine::{Engine, Entity};
+use trellis::spec::Spec;
+use trellis::spec::policy::{Caller, PolicyTest};
+use trellis::store::{self, Store};
 use uuid::Uuid;
 
-use crate::engine::access::Principal;
-use crate::engine::input::{Input, Mode, parse_body};
-use crate::engine::query::{GetRequest, list_request};
-use crate::engine::{Engine, Entity};
-use crate::spec::Spec;
-use crate::spec::policy::{Caller, PolicyTest};
-use crate::store::{self, Store};
+use super::project::{load_all, render, summary};
 
 /// The result of one policy test.
 #[derive(Debug, Clone)]
@@ -274,4 +278,43 @@ pub async fn run(
         }
     }
     Ok(out)
+}
+
+pub(super) fn policy_tests(dir: &Path, database_url: Option<String>) -> anyhow::Result<ExitCode> {
+    let (loaded, engine) = load_all(dir);
+    let Some(engine) = engine else {
+        render(&loaded);
+        bail!(
+            "the project has problems ({}); fix them first",
+            summary(&loaded.diagnostics)
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcomes = runtime.block_on(run(&engine, &loaded.spec, database_url.as_deref()))?;
+    let mut failed = 0;
+    for o in &outcomes {
+        if o.failures.is_empty() {
+            println!("ok      {}:{}  {}", o.file, o.line, o.name);
+        } else {
+            failed += 1;
+            println!("FAILED  {}:{}  {}", o.file, o.line, o.name);
+            for f in &o.failures {
+                println!("          {f}");
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        println!("no policy tests: add `tests:` to the files in policies/");
+    }
+    println!(
+        "policy tests: {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use super::{Auth, Runtime};
 use crate::engine::Engine;
-use crate::http::{AppState, Auth};
 use crate::spec::{self, Diagnostic, Severity};
 
 /// What the server is running, and how the last reload went.
@@ -66,7 +66,7 @@ pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// swaps it in. Returns whether the new definitions now serve.
 pub async fn reload(
     dir: &Path,
-    state: &AppState,
+    state: &Runtime,
     secret: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> bool {
     let now = crate::engine::input::format_datetime(&crate::engine::input::now());
@@ -255,7 +255,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub async fn reload(&self, state: &AppState) -> bool {
+    pub async fn reload(&self, state: &Runtime) -> bool {
         reload(&self.dir, state, self.secret.as_ref()).await
     }
 }
@@ -264,7 +264,7 @@ impl Reloader {
 /// process ends; the returned guard must be kept alive.
 pub fn watch(
     dir: PathBuf,
-    state: AppState,
+    state: Runtime,
     secret: SecretLookup,
 ) -> Result<impl Drop, notify::Error> {
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);

@@ -1,14 +1,15 @@
-//! Authentication: Bearer JWTs in, a [`Principal`] out; and built-in accounts
-//! (`POST /auth/signup`, `POST /auth/login`) that issue such tokens.
+//! Authentication: a JWT in, a [`Principal`] out; and the signing of tokens for
+//! built-in accounts. Built from the engine's `auth` settings (with secrets the CLI
+//! read from the environment) at start and on every reload, so it changes together
+//! with the engine. No HTTP here: `http` reads the `Authorization` header and turns
+//! a [`Refused`] token into a 401.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde_json::{Map, Value, json};
 
-use super::problem::Problem;
 use crate::engine::Engine;
 use crate::engine::access::Principal;
 use crate::spec::settings::{JwtAlgorithm, JwtSettings, UsersSettings};
@@ -95,6 +96,14 @@ impl TokenCache {
     }
 }
 
+/// Why a token was refused: said to the caller in the 401's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+fn refused(why: impl Into<String>) -> Refused {
+    Refused(why.into())
+}
+
 enum Keys {
     One(DecodingKey),
     ById(Vec<(String, DecodingKey)>),
@@ -123,20 +132,6 @@ fn algorithm(a: JwtAlgorithm) -> Algorithm {
         JwtAlgorithm::Rs256 => Algorithm::RS256,
         JwtAlgorithm::Es256 => Algorithm::ES256,
     }
-}
-
-/// A 401 problem with the header RFC 6750 asks for.
-pub fn unauthorized(detail: impl Into<String>) -> Problem {
-    let mut p = Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Unauthorized",
-        detail,
-    );
-    p.www_authenticate = Some(Box::new(HeaderValue::from_static(
-        "Bearer error=\"invalid_token\"",
-    )));
-    p
 }
 
 fn validation(jwt: &JwtSettings, alg: Algorithm) -> Validation {
@@ -270,23 +265,22 @@ impl Auth {
         })
     }
 
-    /// The caller of a request: anonymous without a token, 401 for a bad one.
-    pub fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
-        let Some(raw) = headers.get(header::AUTHORIZATION) else {
+    /// The caller of a request, from the text of its `Authorization` header
+    /// (`None` without one): anonymous without a token, refused for a bad one.
+    pub fn caller(&self, authorization: Option<&str>) -> Result<Arc<Principal>, Refused> {
+        let Some(text) = authorization else {
             return Ok(self.anonymous.clone());
         };
         let Some(verifier) = &self.verifier else {
-            return Err(unauthorized(
+            return Err(refused(
                 "this server does not accept tokens (no `auth.jwt` in trellis.yaml)",
             ));
         };
-        let text = raw.to_str().unwrap_or("").trim();
+        let text = text.trim();
         let token = match text.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {
-                return Err(unauthorized(
-                    "the Authorization header must be `Bearer <token>`",
-                ));
+                return Err(refused("the Authorization header must be `Bearer <token>`"));
             }
         };
         if let Some(who) = verifier.verified.get(token, verifier.validation.leeway) {
@@ -303,9 +297,7 @@ impl Auth {
                     Some((_, key)) => key,
                     None if keys.len() == 1 && kid.is_empty() => &keys[0].1,
                     None => {
-                        return Err(unauthorized(
-                            "the token's key id (`kid`) is not in the key set",
-                        ));
+                        return Err(refused("the token's key id (`kid`) is not in the key set"));
                     }
                 }
             }
@@ -328,7 +320,7 @@ impl Auth {
                 ErrorKind::MissingRequiredClaim(_) => "the token has no expiry (`exp`)",
                 _ => "the token cannot be read",
             };
-            unauthorized(why)
+            refused(why)
         })?;
         let mut claims = data.claims;
         let s = &verifier.settings;
@@ -336,7 +328,7 @@ impl Auth {
             Some(Value::String(v)) if !v.is_empty() => v.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => {
-                return Err(unauthorized(format!(
+                return Err(refused(format!(
                     "the token has no user id claim `{}`",
                     s.user_id_claim
                 )));
