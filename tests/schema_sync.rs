@@ -290,3 +290,130 @@ async fn an_index_for_a_sort(db: Db) {
     assert!(definition.contains(expected), "{definition}");
 }
 both!(an_index_for_a_sort);
+
+/// Writes a row of `_trellis_schema` as a database of an older Trellis holds it.
+async fn write_snapshot(db: Db, url: &str, name: &str, definition: &str) {
+    let sql = "UPDATE _trellis_schema SET definition = $1 WHERE name = $2";
+    match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query(sql)
+                .bind(definition)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(sql)
+                .bind(definition)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn read_snapshot(db: Db, url: &str, name: &str) -> String {
+    let sql = "SELECT definition FROM _trellis_schema WHERE name = $1";
+    match db {
+        Db::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let (d,): (String,) = sqlx::query_as(sql)
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            d
+        }
+        Db::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let (d,): (String,) = sqlx::query_as(sql)
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            d
+        }
+    }
+}
+
+/// A database whose stored shapes are of the old form (SQL signatures): the next sync
+/// converts them, writes them back typed, and judges changes as before.
+async fn old_form_snapshots_are_converted(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = Store::connect(&test_db.url).await.unwrap();
+    let person = (
+        "models/person.yaml",
+        "entity: person\nfields:\n  name: string\n",
+    );
+    let v1 = "entity: task\nfields:\n  title: { type: string, required: true }\n  body: text\n  price: { type: decimal, precision: 10, scale: 2 }\n  who: { type: ref, to: person, on_delete: cascade }\n  tags: { type: many, of: person }\nsearch: [title]\n";
+    let (engine, _d) = engine_for(&[person, ("models/task.yaml", v1)]);
+    store.sync_schema(&engine).await.unwrap();
+
+    // What the previous release stored, with logical types and without (the oldest).
+    let (uuid, numeric) = match db {
+        Db::Sqlite => ("TEXT", "INTEGER"),
+        Db::Postgres => ("UUID", "NUMERIC(10, 2)"),
+    };
+    let with_types = format!(
+        r#"{{"columns":{{"body":"TEXT","price":"{numeric}","title":"TEXT NOT NULL","who":"{uuid} REFERENCES person ON DELETE CASCADE"}},"links":{{"tags":"person"}},"search":["title"],"types":{{"body":"text","price":"decimal(10,2)","title":"string","who":"ref"}},"values":{{}}}}"#
+    );
+    let oldest = format!(
+        r#"{{"columns":{{"body":"TEXT","price":"{numeric}","title":"TEXT NOT NULL","who":"{uuid} REFERENCES person ON DELETE CASCADE"}},"links":{{"tags":"person"}},"search":["title"]}}"#
+    );
+    let person_old = r#"{"columns":{"name":"TEXT"},"links":{},"search":[],"types":{"name":"string"},"values":{}}"#;
+    for old in [&with_types, &oldest] {
+        write_snapshot(db, &test_db.url, "task", old).await;
+        write_snapshot(db, &test_db.url, "person", person_old).await;
+        let report = store.sync_schema(&engine).await.unwrap();
+        assert!(report.is_empty(), "{report:?}");
+        for name in ["task", "person"] {
+            let stored = read_snapshot(db, &test_db.url, name).await;
+            assert!(
+                stored.starts_with(r#"{"fields":["#) && !stored.contains("NOT NULL"),
+                "{stored}"
+            );
+        }
+        let again = sync_files(&store, &[person, ("models/task.yaml", v1)]).await;
+        assert!(again.unwrap().is_empty());
+    }
+
+    // Changes are judged as before: a changed `required` is refused with the old
+    // signatures, an additive one is applied.
+    write_snapshot(db, &test_db.url, "task", &with_types).await;
+    let optional = v1.replace("title: { type: string, required: true }", "title: string");
+    match sync_files(&store, &[person, ("models/task.yaml", &optional)]).await {
+        Err(store::Error::NeedsMigration(problems)) => assert_eq!(
+            problems,
+            [
+                "task.title: changed from `TEXT NOT NULL` to `TEXT`; a changed type, `required` or reference needs a migration"
+            ]
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    write_snapshot(db, &test_db.url, "task", &oldest).await;
+    let added = v1.replace("  tags:", "  due: date\n  tags:");
+    let report = sync_files(&store, &[person, ("models/task.yaml", &added)])
+        .await
+        .unwrap();
+    assert_eq!(report.added_columns, ["task.due"]);
+    assert!(report.changed_columns.is_empty() && report.kept.is_empty());
+    store.close().await;
+}
+
+async fn sync_files(
+    store: &Store,
+    files: &[(&str, &str)],
+) -> Result<store::SyncReport, store::Error> {
+    let (engine, _dir) = engine_for(files);
+    store.sync_schema(&engine).await
+}
+
+both!(old_form_snapshots_are_converted);

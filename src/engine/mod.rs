@@ -9,6 +9,7 @@ pub mod input;
 pub mod migration;
 pub mod openapi;
 pub mod query;
+pub mod schema_diff;
 pub mod schemas;
 pub mod transition;
 pub mod types;

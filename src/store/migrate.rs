@@ -3,9 +3,9 @@
 //! What a migration would lose is counted first; losses are refused unless allowed,
 //! and some (a required field with records lacking a value) are refused always.
 
-use std::collections::HashMap;
-
-use super::ddl::{Loss, PlanMode, SCHEMA_TABLE, Snapshot, UPSERT_SNAPSHOT, parse_snapshots, plan};
+use super::ddl::{
+    Loss, PlanMode, SCHEMA_TABLE, UPSERT_SNAPSHOT, plan, read_schema_in_tx, read_snapshots,
+};
 use super::{Dialect, Error, Pool, Store, SyncReport};
 use crate::engine::Engine;
 
@@ -76,11 +76,7 @@ macro_rules! run_migration {
             $tx.commit().await?;
             return Ok(Applied::Already);
         }
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, definition FROM _trellis_schema")
-                .fetch_all(&mut *$tx)
-                .await?;
-        let old: HashMap<String, Snapshot> = parse_snapshots(rows);
+        let old = read_schema_in_tx!($tx, $dialect, $engine);
         let planned = plan($dialect, $engine, &old, PlanMode::Migrate)?;
         let mut counts = Vec::with_capacity(planned.losses.len());
         for l in &planned.losses {
@@ -203,7 +199,8 @@ impl Store {
                     sqlx::query_as("SELECT name, definition FROM _trellis_schema")
                         .fetch_all($p)
                         .await?;
-                let planned = plan(dialect, engine, &parse_snapshots(rows), PlanMode::Migrate)?;
+                let old = read_snapshots(dialect, engine, rows).schema;
+                let planned = plan(dialect, engine, &old, PlanMode::Migrate)?;
                 let mut counts = Vec::new();
                 for l in &planned.losses {
                     // A table that does not exist yet holds nothing.

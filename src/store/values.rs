@@ -33,29 +33,6 @@ pub fn sqlite_datetime(dt: &DateTime<Utc>) -> String {
     dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The SQL type of a column.
-pub fn column_type(dialect: Dialect, ty: FieldType, scale: u32, precision: u32) -> String {
-    match dialect {
-        Dialect::Sqlite => match ty {
-            FieldType::Integer | FieldType::Boolean | FieldType::Decimal => "INTEGER",
-            FieldType::Number => "REAL",
-            _ => "TEXT",
-        }
-        .to_string(),
-        Dialect::Postgres => match ty {
-            FieldType::Integer => "BIGINT".to_string(),
-            FieldType::Number => "DOUBLE PRECISION".to_string(),
-            FieldType::Decimal => format!("NUMERIC({precision}, {scale})"),
-            FieldType::Boolean => "BOOLEAN".to_string(),
-            FieldType::Date => "DATE".to_string(),
-            FieldType::Datetime => "TIMESTAMPTZ".to_string(),
-            FieldType::Uuid | FieldType::Ref => "UUID".to_string(),
-            FieldType::Json => "JSONB".to_string(),
-            _ => "TEXT".to_string(),
-        },
-    }
-}
-
 /// A typed NULL for a field type (PostgreSQL needs the type of every parameter).
 fn null(dialect: Dialect, ty: FieldType) -> SqlValue {
     match (dialect, ty) {
