@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use axum::http::StatusCode;
 use common::{Db, TestApp, TestAppRouter};
 use serde_json::{Map, Value, json};
-use trellis::engine::access::{Decision, Principal, WriteRule};
+use trellis::engine::access::{Action, Decision, Principal, WriteRule};
 use trellis::engine::cond::eval::eval;
 
 struct Caller {
@@ -172,7 +172,7 @@ async fn review_creates(
                         json!({ "project": project, "subject": subject, "rating": 3 }),
                     )
                     .await;
-                let expected = match engine.access.decide("review", "create", who) {
+                let expected = match engine.access.decide("review", &Action::Create, who) {
                     Decision::Deny => false,
                     Decision::Allow(cond) => {
                         let mut new = Map::new();
@@ -229,7 +229,7 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
         for e in engine.entities() {
             let hidden: BTreeSet<String> = engine.access.hidden(&e.name, who).into_iter().collect();
             let all = &data.records[&e.name];
-            let visible = |action: &str| -> Option<BTreeSet<String>> {
+            let visible = |action: &Action| -> Option<BTreeSet<String>> {
                 match engine.access.decide(&e.name, action, who) {
                     Decision::Deny => None,
                     Decision::Allow(cond) => Some(
@@ -270,7 +270,7 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
                 .client
                 .get(&format!("/api/{}?limit=200", e.plural))
                 .await;
-            match visible("list") {
+            match visible(&Action::List) {
                 None => assert_eq!(
                     res.status,
                     if who.is_anonymous() {
@@ -321,8 +321,8 @@ async fn check_matrix(app: &TestApp, callers: &[Caller]) -> usize {
             let presets: BTreeSet<String> = policy
                 .map(|p| p.presets.keys().cloned().collect())
                 .unwrap_or_default();
-            let readable = visible("read").unwrap_or_default();
-            let updatable = visible("update").unwrap_or_default();
+            let readable = visible(&Action::Read).unwrap_or_default();
+            let updatable = visible(&Action::Update).unwrap_or_default();
             for id in all.keys() {
                 // read
                 cases += 1;
@@ -597,7 +597,7 @@ async fn check_oracles(app: &TestApp, callers: &[Caller]) -> (usize, usize) {
         for (e, path, target, to_many) in &paths {
             // The rows of the target this caller may not read.
             let all = &data.records[target];
-            let hidden: Vec<&String> = match engine.access.decide(target, "read", who) {
+            let hidden: Vec<&String> = match engine.access.decide(target, &Action::Read, who) {
                 Decision::Deny => all.keys().collect(),
                 Decision::Allow(cond) => all
                     .iter()

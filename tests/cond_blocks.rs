@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use axum::http::StatusCode;
 use common::{Db, TestApp};
 use serde_json::{Map, Value, json};
-use trellis::engine::access::{Decision, Principal};
+use trellis::engine::access::{Action, Decision, Principal};
 use trellis::engine::cond::eval::eval;
 
 both!(
@@ -150,7 +150,7 @@ async fn blocks_and_record_fields_agree_with_the_evaluator(db: Db) {
         for me in &people {
             let role = format!("r{i}");
             let who = Principal::user(me, &[role.as_str()], Map::new());
-            let Decision::Allow(cond) = engine.access.decide("task", "list", &who) else {
+            let Decision::Allow(cond) = engine.access.decide("task", &Action::List, &who) else {
                 panic!("{text}: no list rule");
             };
             let ctx = who.ctx();
@@ -181,10 +181,10 @@ async fn blocks_and_record_fields_agree_with_the_evaluator(db: Db) {
     // A block is not the same as its parts: the correlated and the uncorrelated
     // condition differ on this data.
     let as_role = |i: usize| Principal::user(&people[0], &[&format!("r{i}")], Map::new());
-    let Decision::Allow(block) = engine.access.decide("task", "list", &as_role(0)) else {
+    let Decision::Allow(block) = engine.access.decide("task", &Action::List, &as_role(0)) else {
         panic!()
     };
-    let Decision::Allow(parts) = engine.access.decide("task", "list", &as_role(1)) else {
+    let Decision::Allow(parts) = engine.access.decide("task", &Action::List, &as_role(1)) else {
         panic!()
     };
     let ctx = as_role(0).ctx();

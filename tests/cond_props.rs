@@ -751,7 +751,7 @@ rules:
 ";
 
 async fn caller_filters_see_only_readable_rows(db: Db) {
-    use trellis::engine::access::{Decision, Principal};
+    use trellis::engine::access::{Action, Decision, Principal};
     use trellis::engine::query::list_request;
 
     let app = TestApp::with_files(
@@ -800,7 +800,8 @@ async fn caller_filters_see_only_readable_rows(db: Db) {
                 // The oracle: the related records this caller may read, by the
                 // policies' own conditions evaluated over everything.
                 let readable = |entity: &str, table: &HashMap<String, Record>| {
-                    let Decision::Allow(rule) = engine.access.decide(entity, "read", &who) else {
+                    let Decision::Allow(rule) = engine.access.decide(entity, &Action::Read, &who)
+                    else {
                         return HashMap::new();
                     };
                     table

@@ -26,6 +26,7 @@ pub(super) fn explain(
         bail!("there is no entity `{entity}`");
     };
     let id = uuid::Uuid::parse_str(id).with_context(|| format!("`{id}` is not a record id"))?;
+    let action = trellis::http::explain::parse_action(action).map_err(anyhow::Error::msg)?;
     let who = match as_user {
         None => trellis::engine::access::Principal::anonymous(),
         Some(uid) => {
@@ -43,10 +44,13 @@ pub(super) fn explain(
         .build()?;
     let report = runtime.block_on(async {
         let store = Store::connect(&url).await?;
-        let report = store.explain(&engine, &e, id, action, &who).await?;
+        let report = store.explain(&engine, &e, id, &action, &who).await?;
         store.close().await;
         Ok::<_, anyhow::Error>(report)
     })?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&trellis::http::explain::explain_json(&report))?
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -81,12 +81,84 @@ impl Principal {
     }
 }
 
+/// What a caller does to an entity's records: what policy rules allow or deny.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Action {
+    List,
+    Read,
+    Create,
+    Update,
+    Delete,
+    Aggregate,
+    /// Firing the workflow's transition of this name.
+    Transition(String),
+}
+
+impl Action {
+    /// An action as a policy names it (`read`, `transition.close`); `None` for any
+    /// other text (the spec's checks report those).
+    pub fn parse(name: &str) -> Option<Action> {
+        Some(match name {
+            "list" => Action::List,
+            "read" => Action::Read,
+            "create" => Action::Create,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            "aggregate" => Action::Aggregate,
+            _ => Action::Transition(
+                name.strip_prefix("transition.")
+                    .filter(|t| !t.is_empty())?
+                    .to_string(),
+            ),
+        })
+    }
+}
+
+impl std::fmt::Display for Action {
+    /// The name a policy gives the action.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::List => f.write_str("list"),
+            Action::Read => f.write_str("read"),
+            Action::Create => f.write_str("create"),
+            Action::Update => f.write_str("update"),
+            Action::Delete => f.write_str("delete"),
+            Action::Aggregate => f.write_str("aggregate"),
+            Action::Transition(name) => write!(f, "transition.{name}"),
+        }
+    }
+}
+
+/// An entry of a rule's `allow:` or `deny:`: one action, or `*` (every action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionPattern {
+    Any,
+    One(Action),
+}
+
+impl ActionPattern {
+    /// `*` or an action's name; `None` for any other text.
+    pub fn parse(name: &str) -> Option<ActionPattern> {
+        match name {
+            "*" => Some(ActionPattern::Any),
+            _ => Action::parse(name).map(ActionPattern::One),
+        }
+    }
+
+    pub fn covers(&self, action: &Action) -> bool {
+        match self {
+            ActionPattern::Any => true,
+            ActionPattern::One(a) => a == action,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
     pub roles: Vec<String>,
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
+    pub allow: Vec<ActionPattern>,
+    pub deny: Vec<ActionPattern>,
     pub cond: Option<Typed>,
     /// The `where` as written.
     pub cond_text: Option<String>,
@@ -106,6 +178,44 @@ pub struct RuleTrace {
     /// The checked condition (not serialized); the store says whether it holds.
     #[serde(skip)]
     pub cond: Option<Typed>,
+}
+
+/// The answer `explain` gives, from the rules that apply (their conditions judged
+/// on the record): deny wins, then the first allow, else default deny.
+pub fn verdict(traces: &[(RuleTrace, Option<bool>)]) -> (Decided, String) {
+    let holding = |effect: &str| {
+        traces
+            .iter()
+            .find(|(t, holds)| t.effect == effect && *holds == Some(true))
+            .map(|(t, _)| t.name.clone())
+    };
+    match (holding("deny"), holding("allow")) {
+        (Some(d), _) => (
+            Decided::Deny,
+            format!("the deny rule “{d}” applies, and deny wins"),
+        ),
+        (None, Some(a)) => (Decided::Allow, format!("the rule “{a}” allows it")),
+        (None, None) => (
+            Decided::Deny,
+            "no allow rule applies to this caller, action and record (default deny)".to_string(),
+        ),
+    }
+}
+
+/// Allowed or not, for one record (`explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    Allow,
+    Deny,
+}
+
+impl Decided {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decided::Allow => "allow",
+            Decided::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,8 +264,8 @@ pub enum Decision {
     Allow(Typed),
 }
 
-fn matches(actions: &[String], action: &str) -> bool {
-    actions.iter().any(|a| a == "*" || a == action)
+fn matches(actions: &[ActionPattern], action: &Action) -> bool {
+    actions.iter().any(|a| a.covers(action))
 }
 
 fn or(a: Typed, b: Typed) -> Typed {
@@ -175,7 +285,7 @@ fn and(a: Typed, b: Typed) -> Typed {
 }
 
 impl Policy {
-    pub fn decide(&self, action: &str, p: &Principal) -> Decision {
+    pub fn decide(&self, action: &Action, p: &Principal) -> Decision {
         let mut allowed: Option<Typed> = None;
         for r in self.rules.iter().filter(|r| p.has_role(&r.roles)) {
             if matches(&r.allow, action) {
@@ -205,7 +315,7 @@ impl Policy {
     }
 
     /// Every rule of the policy and how it bears on this caller and action.
-    pub fn trace(&self, action: &str, p: &Principal) -> Vec<RuleTrace> {
+    pub fn trace(&self, action: &Action, p: &Principal) -> Vec<RuleTrace> {
         let mut out = Vec::new();
         for r in &self.rules {
             for (effect, actions) in [("allow", &r.allow), ("deny", &r.deny)] {
@@ -268,7 +378,7 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn decide(&self, entity: &str, action: &str, p: &Principal) -> Decision {
+    pub fn decide(&self, entity: &str, action: &Action, p: &Principal) -> Decision {
         if !self.enforced || p.system {
             return Decision::Allow(Typed::Const(true));
         }
@@ -334,7 +444,7 @@ impl Access {
                 .entities()
                 .iter()
                 .map(|e| {
-                    let rows = match self.decide(&e.name, "read", p) {
+                    let rows = match self.decide(&e.name, &Action::Read, p) {
                         Decision::Allow(cond) => Some(cond),
                         Decision::Deny => None,
                     };
@@ -650,8 +760,17 @@ fn compile_one(
         policy.rules.push(Rule {
             name: r.name.clone(),
             roles: r.roles.iter().map(|n| n.name.clone()).collect(),
-            allow: r.allow.iter().map(|n| n.name.clone()).collect(),
-            deny: r.deny.iter().map(|n| n.name.clone()).collect(),
+            // Names that are not actions are reported by the spec's checks.
+            allow: r
+                .allow
+                .iter()
+                .filter_map(|n| ActionPattern::parse(&n.name))
+                .collect(),
+            deny: r
+                .deny
+                .iter()
+                .filter_map(|n| ActionPattern::parse(&n.name))
+                .collect(),
             cond,
             cond_text: r.condition.as_ref().map(|c| c.text.clone()),
         });
@@ -730,4 +849,78 @@ fn compile_one(
         }
     }
     policy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_read_back_as_written() {
+        for name in [
+            "list",
+            "read",
+            "create",
+            "update",
+            "delete",
+            "aggregate",
+            "transition.close",
+        ] {
+            let action = Action::parse(name).expect("an action");
+            assert_eq!(action.to_string(), name);
+        }
+        assert_eq!(
+            Action::parse("transition.close"),
+            Some(Action::Transition("close".into()))
+        );
+        for not_one in ["", "*", "transition.", "transitions.close", "Read", "write"] {
+            assert_eq!(Action::parse(not_one), None, "{not_one}");
+        }
+    }
+
+    #[test]
+    fn a_star_covers_every_action_and_a_name_its_own() {
+        let close = Action::Transition("close".into());
+        assert!(ActionPattern::parse("*").expect("`*`").covers(&close));
+        assert!(
+            ActionPattern::parse("*")
+                .expect("`*`")
+                .covers(&Action::Read)
+        );
+        let read = ActionPattern::parse("read").expect("`read`");
+        assert!(read.covers(&Action::Read));
+        assert!(!read.covers(&Action::List));
+        assert!(!read.covers(&close));
+        assert_eq!(ActionPattern::parse("nothing"), None);
+    }
+
+    #[test]
+    fn deny_wins_then_the_first_allow_then_default_deny() {
+        let trace = |name: &str, effect: &'static str| RuleTrace {
+            name: name.into(),
+            effect,
+            skipped: None,
+            condition: None,
+            cond: None,
+        };
+        let (d, why) = verdict(&[
+            (trace("a", "allow"), Some(true)),
+            (trace("d", "deny"), Some(true)),
+        ]);
+        assert_eq!(
+            (d, why.as_str()),
+            (Decided::Deny, "the deny rule “d” applies, and deny wins")
+        );
+        let (d, why) = verdict(&[
+            (trace("d", "deny"), Some(false)),
+            (trace("a", "allow"), None),
+            (trace("b", "allow"), Some(true)),
+        ]);
+        assert_eq!(
+            (d, why.as_str()),
+            (Decided::Allow, "the rule “b” allows it")
+        );
+        let (d, _) = verdict(&[(trace("a", "allow"), Some(false))]);
+        assert_eq!(d, Decided::Deny);
+    }
 }

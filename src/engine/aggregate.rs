@@ -6,7 +6,7 @@
 //! min=deadline   max=budget   filter=…   sort=-count   limit=50
 //! ```
 
-use super::access::{Decision, Principal};
+use super::access::{Action, Decision, Principal};
 use super::cond::check::{Column, Scope, Typed, check};
 use super::cond::parse;
 use super::query::ParamError;
@@ -253,7 +253,7 @@ pub fn aggregate_request(
                     // Groups by linked ids count only links to rows the caller may read.
                     let link_rows = match (&link, e.field(field).and_then(|f| f.target.as_ref())) {
                         (Some(_), Some(target)) => {
-                            match engine.access.decide(target, "read", who) {
+                            match engine.access.decide(target, &Action::Read, who) {
                                 Decision::Allow(Typed::Const(true)) => None,
                                 Decision::Allow(rows) => Some((target.clone(), rows)),
                                 Decision::Deny => Some((target.clone(), Typed::Const(false))),

@@ -24,7 +24,7 @@ pub fn who_may_fire(engine: &Engine, wf: &Workflow, t: &Transition) -> Vec<Strin
     for (effect, list) in [("", true), ("not ", false)] {
         for r in &policy.rules {
             let actions = if list { &r.allow } else { &r.deny };
-            if !actions.iter().any(|a| *a == action || a == "*") {
+            if !actions.iter().any(|a| a.covers(&action)) {
                 continue;
             }
             let mut line = format!("{effect}{}", r.roles.join(", "));

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod query;
 pub mod schema_diff;
 pub mod schemas;
+pub mod transition;
 pub mod types;
 pub mod workflow;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::Principal;
+use super::access::{Action, Principal};
 use super::cond::check::{Scope, Typed, check};
 use super::cond::parse::parse;
 use super::input::{Cell, convert, format_datetime};
@@ -80,8 +80,8 @@ pub struct Transition {
 
 impl Transition {
     /// The policy action that lets a caller fire it.
-    pub fn action(&self) -> String {
-        format!("transition.{}", self.name)
+    pub fn action(&self) -> Action {
+        Action::Transition(self.name.clone())
     }
 }
 

@@ -15,8 +15,10 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::workflow::{Via, fired, transition_input, transition_of, workflow_of};
 use super::{AppState, Problem, checked_input, json_body, json_response, problem};
 use crate::engine::input::Mode;
+use crate::engine::transition::Request;
 
 /// Most operations in one batch.
 pub const MAX_OPERATIONS: usize = 100;
@@ -157,7 +159,8 @@ pub(super) async fn batch(
                     bad("`id` must be the id of a record (or a reference like \"$0.id\")".into())
                 })
         };
-        let outcome = match obj.get("op").and_then(Value::as_str) {
+        let store_error = |err| failed(i, problem::for_caller(err, &e.name, &who));
+        let result = match obj.get("op").and_then(Value::as_str) {
             Some("create") => {
                 let input = checked_input(&engine, &e, &data, Mode::Create, &who)
                     .map_err(|p| failed(i, p))?;
@@ -165,6 +168,7 @@ pub(super) async fn batch(
                     .create(&engine, &e, &input, &who)
                     .await
                     .map(Value::Object)
+                    .map_err(store_error)?
             }
             Some("update") => {
                 let id = id()?;
@@ -175,6 +179,7 @@ pub(super) async fn batch(
                     .update(&engine, &e, id, &input, if_match, &who)
                     .await
                     .map(Value::Object)
+                    .map_err(store_error)?
             }
             Some("delete") => {
                 let id = id()?;
@@ -182,37 +187,29 @@ pub(super) async fn batch(
                     .delete(&engine, &e, id, &who)
                     .await
                     .map(|()| json!({ "id": id, "deleted": true }))
+                    .map_err(store_error)?
             }
             Some("transition") => {
                 let id = id()?;
-                let wf = engine.workflow(&e.name).cloned().ok_or_else(|| {
-                    bad(format!(
-                        "`{}` has no workflow, so it has no transitions",
-                        e.name
-                    ))
-                })?;
+                let wf = workflow_of(&engine, &e, Via::Batch).map_err(|p| failed(i, p))?;
                 let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
-                let t = wf.transition(name).ok_or_else(|| {
-                    let names: Vec<&str> = wf.transitions.iter().map(|t| t.name.as_str()).collect();
-                    bad(format!(
-                        "`name` must be a transition of `{}`: {}",
-                        e.name,
-                        names.join(", ")
-                    ))
-                })?;
+                let t = transition_of(&wf, &e, name, Via::Batch).map_err(|p| failed(i, p))?;
                 let data = if data.is_null() { json!({}) } else { data };
-                let input =
-                    super::workflow::transition_input(t, &data).map_err(|p| failed(i, p))?;
-                let fire = crate::store::Fire {
+                let input = transition_input(t, &data).map_err(|p| failed(i, p))?;
+                let req = Request {
+                    entity: &e,
+                    workflow: &wf,
+                    transition: t,
+                    who: &who,
                     id,
                     input: &input,
-                    if_match: obj.get("if_match").and_then(Value::as_i64),
                     request_id: None,
                 };
-                batch
-                    .transition(&engine, &e, &wf, t, &fire, &who)
-                    .await
+                let if_match = obj.get("if_match").and_then(Value::as_i64);
+                let result = batch.transition(&engine, &req, if_match).await;
+                fired(result, &e, &who)
                     .map(Value::Object)
+                    .map_err(|p| failed(i, p))?
             }
             Some(other) => {
                 return Err(bad(format!(
@@ -225,11 +222,9 @@ pub(super) async fn batch(
                 ));
             }
         };
-        match outcome {
-            Ok(v) => results.push(v),
-            // Dropping the batch rolls back every earlier operation.
-            Err(err) => return Err(failed(i, problem::for_caller(err, &e.name, &who))),
-        }
+        // An error above returns, and dropping the batch rolls back every earlier
+        // operation.
+        results.push(result);
     }
     batch
         .commit()

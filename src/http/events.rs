@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::extract::Target;
 use super::limits::{ClientAddr, StreamSlot};
 use super::{AppState, Problem, param_problem, problem, query_pairs};
-use crate::engine::access::Principal;
+use crate::engine::access::{Action, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::query::{self, ParamError};
 use crate::store::{self, Change, ChangeKind};
@@ -48,7 +48,7 @@ pub(super) async fn events(
         let hidden = engine.access.hidden_everywhere(&who);
         filter = Some(query::filter(&engine, &e, &v, &hidden, &who).map_err(param_problem)?);
     }
-    store::permitted(&engine, &e, "list", &who)
+    store::permitted(&engine, &e, &Action::List, &who)
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     let last_id = match headers.get("last-event-id") {
         None => None,

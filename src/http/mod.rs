@@ -4,6 +4,7 @@
 mod batch;
 mod deadline;
 mod events;
+pub mod explain;
 mod extract;
 pub mod limits;
 pub mod problem;
@@ -269,6 +270,7 @@ async fn explain(
         .and_then(|s| Uuid::parse_str(&s).ok())
         .ok_or_else(|| Problem::bad_request("`id` must be the id of a record"))?;
     let action = param("action").ok_or_else(|| missing("action"))?;
+    let action = explain::parse_action(&action).map_err(Problem::bad_request)?;
     let subject = match param("as") {
         None => Principal::anonymous(),
         Some(uid) => {
@@ -286,7 +288,10 @@ async fn explain(
         .explain(&engine, &e, id, &action, &subject)
         .await
         .map_err(|err| problem::from_store(err, &e.name))?;
-    Ok(json_response(StatusCode::OK, &report))
+    Ok(json_response(
+        StatusCode::OK,
+        &explain::explain_json(&report),
+    ))
 }
 
 /// `GET /_/status`: the loaded definitions, and the last reload's result and problems.

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::engine::FieldError;
 use crate::engine::access::Principal;
+use crate::engine::transition::Refusal;
 use crate::store;
 
 /// An error answer: `application/problem+json`.
@@ -181,12 +182,15 @@ pub fn too_slow() -> Problem {
     p
 }
 
+/// A refusal of the policy to a signed-in caller.
+fn forbidden(why: String) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why)
+}
+
 /// What a store error means to a client.
 pub fn from_store(err: store::Error, entity: &str) -> Problem {
     match err {
-        store::Error::Forbidden(why) => {
-            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why)
-        }
+        store::Error::Forbidden(why) => forbidden(why),
         store::Error::NotFound => Problem::not_found(format!("there is no {entity} with this id")),
         store::Error::Stale { current } => {
             let mut p = Problem::new(
@@ -251,7 +255,34 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
             p.extra.push(("referenced_by".into(), json!(holders)));
             p
         }
-        store::Error::WrongState {
+        store::Error::Conflict(why) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", why)
+        }
+        store::Error::Invalid(errors) => Problem::invalid(errors),
+        other if other.is_timeout() => {
+            tracing::warn!(error = %other, "statement stopped at the request's deadline");
+            too_slow()
+        }
+        other if other.is_unavailable() => {
+            tracing::warn!(error = %other, "database unavailable");
+            unavailable()
+        }
+        other => {
+            tracing::error!(error = %other, "store error");
+            Problem::internal()
+        }
+    }
+}
+
+/// What a workflow's refusal means to this caller: as for the store's errors, a
+/// refusal of the policy is 401 for an anonymous caller and 403 for a signed-in one.
+pub fn refusal(refusal: Refusal, entity: &str, who: &Principal) -> Problem {
+    match refusal {
+        Refusal::Forbidden(why) if who.is_anonymous() => {
+            unauthorized(format!("{why}; sign in first"))
+        }
+        Refusal::Forbidden(why) => forbidden(why),
+        Refusal::WrongState {
             state,
             transition,
             from,
@@ -275,7 +306,7 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
             p.extra.push(("possible".into(), json!(possible)));
             p
         }
-        store::Error::Guards(reasons) => {
+        Refusal::Guards(reasons) => {
             let mut p = Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "guard-failed",
@@ -285,11 +316,8 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
             p.extra.push(("reasons".into(), json!(reasons)));
             p
         }
-        store::Error::Conflict(why) => {
-            Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", why)
-        }
-        store::Error::Invalid(errors) => Problem::invalid(errors),
-        store::Error::Effect(why) => {
+        Refusal::Invalid(errors) => Problem::invalid(errors),
+        Refusal::Effect(why) => {
             tracing::error!(error = %why, "workflow effect");
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -297,18 +325,6 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
                 "Workflow effect failed",
                 why,
             )
-        }
-        other if other.is_timeout() => {
-            tracing::warn!(error = %other, "statement stopped at the request's deadline");
-            too_slow()
-        }
-        other if other.is_unavailable() => {
-            tracing::warn!(error = %other, "database unavailable");
-            unavailable()
-        }
-        other => {
-            tracing::error!(error = %other, "store error");
-            Problem::internal()
         }
     }
 }

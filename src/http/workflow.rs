@@ -13,17 +13,28 @@ use super::{
     AppState, Problem, entity, if_match, json_body, json_response, problem, query_pairs, record_id,
     record_response,
 };
-use crate::engine::input::{Mode, parse_body};
+use crate::engine::access::Principal;
+use crate::engine::transition::{Request, TransitionInput};
 use crate::engine::workflow::{Transition, Workflow};
 use crate::engine::{Engine, Entity};
-use crate::store::Fire;
+use crate::store::{self, Fired, HistoryEntry, Record, RecordOptions};
 
 /// Most history entries in one page.
 pub const MAX_HISTORY_PAGE: usize = 500;
 
-fn workflow_of(engine: &Engine, e: &Entity) -> Result<Arc<Workflow>, Problem> {
-    engine.workflow(&e.name).cloned().ok_or_else(|| {
-        Problem::new(
+/// Where a workflow is asked for: a route of its own, or an operation of a batch.
+/// Both look it up the same way; only their words differ (a route that does not
+/// exist is a 404, an operation that names nothing a 400), here and only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Route,
+    Batch,
+}
+
+/// The workflow of `e`.
+pub(super) fn workflow_of(engine: &Engine, e: &Entity, via: Via) -> Result<Arc<Workflow>, Problem> {
+    engine.workflow(&e.name).cloned().ok_or_else(|| match via {
+        Via::Route => Problem::new(
             StatusCode::NOT_FOUND,
             "no-route",
             "Not found",
@@ -31,27 +42,65 @@ fn workflow_of(engine: &Engine, e: &Entity) -> Result<Arc<Workflow>, Problem> {
                 "`{}` has no workflow, so it has no transitions or history",
                 e.name
             ),
-        )
+        ),
+        Via::Batch => Problem::bad_request(format!(
+            "`{}` has no workflow, so it has no transitions",
+            e.name
+        )),
     })
 }
 
-fn transition_of<'w>(wf: &'w Workflow, e: &Entity, name: &str) -> Result<&'w Transition, Problem> {
+/// The transition `name` of `wf`.
+pub(super) fn transition_of<'w>(
+    wf: &'w Workflow,
+    e: &Entity,
+    name: &str,
+    via: Via,
+) -> Result<&'w Transition, Problem> {
     wf.transition(name).ok_or_else(|| {
         let names: Vec<&str> = wf.transitions.iter().map(|t| t.name.as_str()).collect();
-        let hint = match crate::spec::diag::did_you_mean(name, names.iter().copied()) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None => format!("its transitions: {}", names.join(", ")),
-        };
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "no-route",
-            "Not found",
-            format!(
-                "the workflow of `{}` has no transition `{name}`; {hint}",
-                e.name
-            ),
-        )
+        match via {
+            Via::Route => {
+                let hint = match crate::spec::diag::did_you_mean(name, names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("its transitions: {}", names.join(", ")),
+                };
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no-route",
+                    "Not found",
+                    format!(
+                        "the workflow of `{}` has no transition `{name}`; {hint}",
+                        e.name
+                    ),
+                )
+            }
+            Via::Batch => Problem::bad_request(format!(
+                "`name` must be a transition of `{}`: {}",
+                e.name,
+                names.join(", ")
+            )),
+        }
     })
+}
+
+/// Validates a transition's input (`{}` for none), once: it stays typed from here on.
+pub(super) fn transition_input(t: &Transition, body: &Value) -> Result<TransitionInput, Problem> {
+    TransitionInput::parse(t, body).map_err(Problem::invalid)
+}
+
+/// What the store's answer to a transition means to the caller: the record, or the
+/// problem of a refusal (the workflow's) or of a failure (the store's).
+pub(super) fn fired(
+    result: Result<Fired, store::Error>,
+    e: &Entity,
+    who: &Principal,
+) -> Result<Record, Problem> {
+    match result {
+        Ok(Ok(rec)) => Ok(rec),
+        Ok(Err(refusal)) => Err(problem::refusal(refusal, &e.name, who)),
+        Err(err) => Err(problem::for_caller(err, &e.name, who)),
+    }
 }
 
 /// The caller's request id (`X-Request-Id`), or a new one.
@@ -65,15 +114,6 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Validates a transition's input: `{}` when the body is empty.
-pub(super) fn transition_input(
-    t: &Transition,
-    value: &Value,
-) -> Result<Map<String, Value>, Problem> {
-    parse_body(&t.input, value, Mode::Create).map_err(Problem::invalid)?;
-    Ok(value.as_object().cloned().unwrap_or_default())
-}
-
 /// `POST /api/{plural}/{id}/transitions/{name}`
 pub(super) async fn fire(
     State(state): State<AppState>,
@@ -84,8 +124,8 @@ pub(super) async fn fire(
     let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
-    let wf = workflow_of(&engine, &e)?;
-    let t = transition_of(&wf, &e, &name)?;
+    let wf = workflow_of(&engine, &e, Via::Route)?;
+    let t = transition_of(&wf, &e, &name, Via::Route)?;
     let id = record_id(&e, &id)?;
     let expected = if_match(&headers)?;
     let empty = matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace));
@@ -99,17 +139,17 @@ pub(super) async fn fire(
     };
     let input = transition_input(t, &value)?;
     let rid = request_id(&headers);
-    let fire = Fire {
+    let req = Request {
+        entity: &e,
+        workflow: &wf,
+        transition: t,
+        who: &who,
         id,
         input: &input,
-        if_match: expected,
-        request_id: Some(rid.clone()),
+        request_id: Some(&rid),
     };
-    let rec = state
-        .store
-        .transition(&engine, &e, &wf, t, &fire, &who)
-        .await
-        .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    let result = state.store.transition(&engine, &req, expected).await;
+    let rec = fired(result, &e, &who)?;
     let mut res = record_response(StatusCode::OK, &rec);
     if let Ok(v) = HeaderValue::from_str(&rid) {
         res.headers_mut().insert("x-request-id", v);
@@ -126,14 +166,48 @@ pub(super) async fn options(
     let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
-    let wf = workflow_of(&engine, &e)?;
+    let wf = workflow_of(&engine, &e, Via::Route)?;
     let id = record_id(&e, &id)?;
-    let body = state
+    let found = state
         .store
         .transition_options(&engine, &e, &wf, id, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(StatusCode::OK, &options_json(&found)))
+}
+
+/// The body of `GET /api/{plural}/{id}/transitions`.
+fn options_json(found: &RecordOptions<'_>) -> Value {
+    let o = &found.options;
+    let transitions: Vec<Value> = o
+        .transitions
+        .iter()
+        .map(|c| {
+            let t = c.transition;
+            let mut item = json!({
+                "name": t.name,
+                "label": t.label,
+                "to": t.to,
+                "allowed": c.reasons.is_empty(),
+                "reasons": c.reasons,
+            });
+            if c.depends_on_input {
+                item["depends_on_input"] = json!(true);
+            }
+            if !t.input.fields.is_empty() {
+                item["input"] = t.input.schemas.create.clone();
+            }
+            item
+        })
+        .collect();
+    json!({
+        "id": found.id,
+        "state": o.state,
+        "state_label": o.state_label,
+        "final": o.is_final,
+        "version": found.version,
+        "transitions": transitions,
+    })
 }
 
 /// `GET /api/{plural}/{id}/history?limit=&after=`
@@ -146,7 +220,7 @@ pub(super) async fn history(
     let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let e = entity(&engine, &plural)?;
-    workflow_of(&engine, &e)?;
+    workflow_of(&engine, &e, Via::Route)?;
     let id = record_id(&e, &id)?;
     let mut limit = 100usize;
     let mut after = None;
@@ -183,8 +257,23 @@ pub(super) async fn history(
         .history(&engine, &e, id, &who, limit, after.as_deref())
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    let items: Vec<Value> = items.iter().map(history_json).collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "items": items, "next": next }),
     ))
+}
+
+/// One entry of `GET …/history`.
+fn history_json(h: &HistoryEntry) -> Value {
+    json!({
+        "id": h.id,
+        "transition": h.transition,
+        "from": h.from,
+        "to": h.to,
+        "actor": h.actor,
+        "input": h.input,
+        "at": h.at,
+        "request_id": h.request_id,
+    })
 }

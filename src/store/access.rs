@@ -10,7 +10,7 @@ use super::filter::Compiler;
 use super::kernel::{MAIN, Record, main_col, on_pool, record_id};
 use super::values::DecodeJson;
 use super::{Dialect, Error, Store};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::{Engine, Entity};
 
@@ -89,7 +89,7 @@ pub(crate) fn visible(
 pub fn permitted(
     engine: &Engine,
     e: &Entity,
-    action: &str,
+    action: &Action,
     who: &Principal,
 ) -> Result<Typed, Error> {
     match engine.access.decide(&e.name, action, who) {

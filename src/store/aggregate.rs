@@ -9,7 +9,7 @@ use super::filter::Compiler;
 use super::kernel::{MAIN, on_pool};
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store, quote};
-use crate::engine::access::Principal;
+use crate::engine::access::{Action, Principal};
 use crate::engine::aggregate::{AggregateRequest, Group, Measure, Metric};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
@@ -111,7 +111,7 @@ impl Store {
         who: &Principal,
     ) -> Result<Vec<Map<String, Value>>, Error> {
         let dialect = self.dialect();
-        let policy = super::access::permitted(engine, e, "aggregate", who)?;
+        let policy = super::access::permitted(engine, e, &Action::Aggregate, who)?;
         let _turn = match &req.filter {
             Some(f) if crate::engine::cond::cost::steps_through_relations(f) => {
                 self.heavy_slot().await

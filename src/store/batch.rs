@@ -71,18 +71,15 @@ impl Batch<'_> {
     pub async fn transition(
         &mut self,
         engine: &Engine,
-        e: &Entity,
-        wf: &crate::engine::workflow::Workflow,
-        t: &crate::engine::workflow::Transition,
-        fire: &super::workflow::Fire<'_>,
-        who: &Principal,
-    ) -> Result<Record, Error> {
-        let rec = self
+        req: &crate::engine::transition::Request<'_>,
+        if_match: Option<i64>,
+    ) -> Result<super::Fired, Error> {
+        let fired = self
             .store
-            .transition_in(Some(&mut self.tx), engine, e, wf, t, fire, who)
+            .transition_in(Some(&mut self.tx), engine, req, if_match)
             .await?;
-        self.queued |= !t.effects.is_empty();
-        Ok(rec)
+        self.queued |= fired.is_ok() && !req.transition.effects.is_empty();
+        Ok(fired)
     }
 
     pub async fn commit(self) -> Result<(), Error> {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use super::filter::Compiler;
 use super::kernel::{MAIN, Record, main_col, record_from_row, select_columns};
 use super::{Dialect, Error, Store};
-use crate::engine::access::Principal;
+use crate::engine::access::{Action, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::{Engine, Entity};
 
@@ -414,7 +414,7 @@ fn feed_condition(
     filter: Option<&Typed>,
     who: &Principal,
 ) -> Option<Typed> {
-    let policy = super::access::permitted(engine, e, "list", who).ok()?;
+    let policy = super::access::permitted(engine, e, &Action::List, who).ok()?;
     Some(match filter {
         Some(f) => Typed::And(Box::new(policy), Box::new(f.clone())),
         None => policy,

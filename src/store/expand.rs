@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::filter::Compiler;
 use super::kernel::{MAIN, Record, main_col, on_pool, record_from_row, select, select_columns};
 use super::{Error, Store, quote};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{EXPAND_CAP, Expand};
 use crate::engine::{Engine, Entity};
@@ -125,7 +125,7 @@ impl Store {
                     continue;
                 };
                 // Related records are filtered by their own entity's read policy.
-                let cond = match engine.access.decide(&target.name, "read", who) {
+                let cond = match engine.access.decide(&target.name, &Action::Read, who) {
                     Decision::Deny => Typed::Const(false),
                     Decision::Allow(c) => c,
                 };

@@ -1,17 +1,43 @@
 //! `explain`: which rules of a policy matched a caller, a record and an action, and
-//! why the answer is allow or deny. Conditions are checked by the database itself.
+//! why the answer is allow or deny. Conditions are checked by the database itself;
+//! the answer is the engine's ([`access::verdict`]).
 
 use sea_query::{ExprTrait, Query};
-use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::filter::Compiler;
 use super::kernel::{MAIN, main_col, on_pool};
 use super::{Error, Store};
-use crate::engine::access::Principal;
+use crate::engine::access::{self, Action, Decided, Principal, RuleTrace};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::{Engine, Entity};
+
+/// The reasoning behind the answer to a caller doing an action on a record.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub entity: String,
+    pub id: Uuid,
+    pub action: Action,
+    pub caller_id: Option<String>,
+    pub caller_roles: Vec<String>,
+    pub decision: Decided,
+    pub reason: String,
+    /// Every rule of the policy, and whether its condition holds on the record
+    /// (`None`: the rule does not apply to this caller or action).
+    pub rules: Vec<(RuleTrace, Option<bool>)>,
+    /// What the caller sees of each field it does not always see; `None` when the
+    /// answer needed no policy (none at all, or none for the entity).
+    pub fields: Option<Vec<(String, Visibility)>>,
+}
+
+/// How a field shows to the caller on the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Hidden,
+    ShownHere,
+    HiddenHere,
+}
 
 impl Store {
     /// Does the record satisfy `cond` for this caller?
@@ -40,79 +66,54 @@ impl Store {
         engine: &Engine,
         e: &Entity,
         id: Uuid,
-        action: &str,
+        action: &Action,
         who: &Principal,
-    ) -> Result<Value, Error> {
+    ) -> Result<Explanation, Error> {
         self.get(e, id).await?;
         let ctx = who.ctx();
-        let caller = json!({ "id": who.id, "roles": who.roles });
+        let mut out = Explanation {
+            entity: e.name.clone(),
+            id,
+            action: action.clone(),
+            caller_id: who.id.clone(),
+            caller_roles: who.roles.clone(),
+            decision: Decided::Deny,
+            reason: String::new(),
+            rules: Vec::new(),
+            fields: None,
+        };
         if !engine.access.enforced {
-            return Ok(json!({
-                "entity": e.name, "id": id, "action": action, "caller": caller,
-                "decision": "allow",
-                "reason": "the project has no policy files, so everything is open",
-                "rules": []
-            }));
+            out.decision = Decided::Allow;
+            out.reason = "the project has no policy files, so everything is open".to_string();
+            return Ok(out);
         }
         let Some(policy) = engine.access.policy(&e.name) else {
-            return Ok(json!({
-                "entity": e.name, "id": id, "action": action, "caller": caller,
-                "decision": "deny",
-                "reason": format!("{} has no policy, so nothing is allowed", e.name),
-                "rules": []
-            }));
+            out.reason = format!("{} has no policy, so nothing is allowed", e.name);
+            return Ok(out);
         };
-        let mut rules = Vec::new();
-        let mut allowed_by = None;
-        let mut denied_by = None;
         for t in policy.trace(action, who) {
-            let mut entry = serde_json::to_value(&t).unwrap_or_default();
-            if t.skipped.is_none() {
-                let holds = match &t.cond {
-                    None => true,
-                    Some(c) => self.holds(e, id, c, &ctx).await?,
-                };
-                entry["condition_holds"] = json!(holds);
-                if holds {
-                    match t.effect {
-                        "deny" if denied_by.is_none() => denied_by = Some(t.name.clone()),
-                        "allow" if allowed_by.is_none() => allowed_by = Some(t.name.clone()),
-                        _ => {}
-                    }
-                }
-            }
-            rules.push(entry);
+            let holds = match (&t.skipped, &t.cond) {
+                (Some(_), _) => None,
+                (None, None) => Some(true),
+                (None, Some(c)) => Some(self.holds(e, id, c, &ctx).await?),
+            };
+            out.rules.push((t, holds));
         }
-        let (decision, reason) = match (denied_by, allowed_by) {
-            (Some(d), _) => (
-                "deny",
-                format!("the deny rule “{d}” applies, and deny wins"),
-            ),
-            (None, Some(a)) => ("allow", format!("the rule “{a}” allows it")),
-            (None, None) => (
-                "deny",
-                "no allow rule applies to this caller, action and record (default deny)"
-                    .to_string(),
-            ),
-        };
-        let mut fields = serde_json::Map::new();
+        (out.decision, out.reason) = access::verdict(&out.rules);
+        let mut fields = Vec::new();
         for f in engine.access.hidden(&e.name, who) {
-            fields.insert(f, json!("hidden"));
+            fields.push((f, Visibility::Hidden));
         }
         for (f, cond) in engine.access.conditional(&e.name, who) {
             let shown = self.holds(e, id, &cond, &ctx).await?;
-            fields.insert(
-                f,
-                json!(if shown {
-                    "shown on this record"
-                } else {
-                    "hidden on this record"
-                }),
-            );
+            let v = if shown {
+                Visibility::ShownHere
+            } else {
+                Visibility::HiddenHere
+            };
+            fields.push((f, v));
         }
-        Ok(json!({
-            "entity": e.name, "id": id, "action": action, "caller": caller,
-            "decision": decision, "reason": reason, "rules": rules, "fields": fields
-        }))
+        out.fields = Some(fields);
+        Ok(out)
     }
 }

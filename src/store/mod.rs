@@ -28,10 +28,11 @@ pub use accounts::Refresh;
 pub use batch::Batch;
 pub use changes::{Change, ChangeKind};
 pub use ddl::SyncReport;
+pub use explain::{Explanation, Visibility};
 pub use kernel::{Pool, Record};
 pub use migrate::{Applied, AppliedMigration, CountedLoss};
 pub use read::Page;
-pub use workflow::{Delivery, Fire, HistoryEntry, OutboxRow};
+pub use workflow::{Delivery, Fired, HistoryEntry, OutboxRow, RecordOptions};
 
 pub use dialect::Dialect;
 
@@ -49,7 +50,9 @@ pub struct Store {
     heavy: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// What went wrong in the store. The HTTP layer maps each kind to a status.
+/// What went wrong in the store. The HTTP layer maps each kind to a status. A
+/// workflow's refusals are not here: they are the engine's
+/// ([`crate::engine::transition::Refusal`]), returned beside these.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot open the database: {0}")]
@@ -69,26 +72,13 @@ pub enum Error {
     Restricted { total: i64, holders: Vec<Holder> },
     #[error("the database schema cannot follow these changes by itself:\n{}", .0.join("\n"))]
     NeedsMigration(Vec<String>),
-    /// The record is not in a state the transition leaves from.
-    #[error("cannot `{transition}` from the state `{state}`")]
-    WrongState {
-        state: String,
-        transition: String,
-        from: Vec<String>,
-        possible: Vec<String>,
-    },
-    /// Guards that do not hold, by message.
-    #[error("{}", .0.join("; "))]
-    Guards(Vec<String>),
     /// Lost a race: the record changed between reading and writing it.
     #[error("{0}")]
     Conflict(String),
-    /// Values the workflow computed do not fit their fields.
+    /// A field's write rule refuses the values of a create or update (its `where`
+    /// does not hold), by field.
     #[error("invalid values")]
     Invalid(Vec<crate::engine::FieldError>),
-    /// An effect could not be prepared (a template error).
-    #[error("{0}")]
-    Effect(String),
     /// A migration would lose data (or cannot be applied while records lack values).
     #[error("the migration would lose data")]
     Destructive(Vec<CountedLoss>),

@@ -15,7 +15,7 @@ use super::kernel::{MAIN, Record, all, main_col, on_pool, record_from_row, recor
 use super::search::{Search, search_terms};
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::query::{Cursor, GetRequest, ListRequest, SortKey, select_fields};
 use crate::engine::{Cell, Engine, Entity};
@@ -158,7 +158,7 @@ impl Store {
     ) -> Result<(Rows, Option<String>, Option<i64>), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let policy = permitted(engine, e, "list", who)?;
+        let policy = permitted(engine, e, &Action::List, who)?;
         let heavy = req.search.is_some()
             || req
                 .filter
@@ -339,7 +339,7 @@ impl Store {
         req: &GetRequest,
         who: &Principal,
     ) -> Result<Record, Error> {
-        let cond = match engine.access.decide(&e.name, "read", who) {
+        let cond = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };

@@ -4,7 +4,7 @@
 
 use sea_query::{Asterisk, CommonTableExpression, Expr, ExprTrait, Order, Query, WithClause};
 use sea_query_sqlx::SqlxBinder;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -13,10 +13,11 @@ use super::changes::pg_mark_transition;
 use super::kernel::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns};
 use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
 use super::{Dialect, Error, Store};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::Typed;
-use crate::engine::workflow::{AssignValue, Context, Guard, Transition, Workflow};
-use crate::engine::{Cell, Engine, Entity, FieldError, input};
+use crate::engine::transition::{self, Refusal, Request};
+use crate::engine::workflow::Workflow;
+use crate::engine::{Cell, Engine, Entity, input};
 
 pub(crate) const HISTORY: &str = "_trellis_history";
 pub(crate) const OUTBOX: &str = "_trellis_outbox";
@@ -58,18 +59,8 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
     statements
 }
 
-/// One transition request.
-#[derive(Debug, Clone)]
-pub struct Fire<'a> {
-    pub id: Uuid,
-    /// The validated input body.
-    pub input: &'a Map<String, Value>,
-    pub if_match: Option<i64>,
-    pub request_id: Option<String>,
-}
-
 /// One row of a record's history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub id: String,
     pub transition: String,
@@ -81,116 +72,53 @@ pub struct HistoryEntry {
     pub request_id: Option<String>,
 }
 
-/// Values of `set:` assignments, as cells for the update.
-#[allow(clippy::too_many_arguments)]
-fn assignments<'a>(
-    wf: &Workflow,
-    e: &Entity,
-    t: &Transition,
-    ctx: impl Fn() -> &'a Context,
-    before: &Record,
-    given: &Map<String, Value>,
-    who: &Principal,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<(usize, Cell)>, Error> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for a in &t.set {
-        let field = &e.fields[a.field];
-        let value = match &a.value {
-            AssignValue::Literal(cell) => {
-                out.push((a.field, cell.clone()));
-                continue;
-            }
-            AssignValue::Now => {
-                // The same instant as the record's `updated_at` and the history's `at`.
-                let cell = if field.ty == crate::spec::FieldType::Date {
-                    Cell::Date(now.date_naive())
-                } else {
-                    Cell::DateTime(now)
-                };
-                out.push((a.field, cell));
-                continue;
-            }
-            AssignValue::Claim(c) => who.claims.get(c).cloned().unwrap_or(Value::Null),
-            // As sent (the context has decimals as floats, which could round).
-            AssignValue::Input(i) => given.get(i).cloned().unwrap_or(Value::Null),
-            AssignValue::Record(r) => before.get(r).cloned().unwrap_or(Value::Null),
-            AssignValue::Expr(expr) => match wf.eval(expr, ctx()) {
-                Ok(v) => v,
-                Err(err) => {
-                    errors.push(FieldError::new(
-                        format!("/{}", field.name),
-                        format!("the workflow could not compute this field: {err}"),
-                    ));
-                    continue;
-                }
-            },
-        };
-        let value = match (&value, field.ty) {
-            // Numbers for decimal fields arrive as floats from expressions.
-            (Value::Number(n), crate::spec::FieldType::Decimal) => Value::String(n.to_string()),
-            _ => value,
-        };
-        match input::convert(field, &value) {
-            Ok(cell) => out.push((a.field, cell)),
-            Err(detail) => errors.push(FieldError::new(
-                format!("/{}", field.name),
-                format!(
-                    "the workflow sets `{}` to {value}, which does not fit: {detail}",
-                    field.name
-                ),
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(Error::Invalid(errors))
-    }
+/// What a caller could fire on a record now ([`Store::transition_options`]).
+#[derive(Debug, Clone)]
+pub struct RecordOptions<'w> {
+    pub id: Uuid,
+    pub version: Option<i64>,
+    pub options: transition::TransitionOptions<'w>,
 }
 
+/// A transition's outcome: the record as the caller sees it after, or the workflow's
+/// refusal. Failures of the storage are the outer `Error`.
+pub type Fired = Result<Record, Refusal>;
+
 impl Store {
-    /// Fires `t` on record `fire.id`: permission, state, version, guards and
-    /// assignments in one compare-and-set; history, change log and outbox in the
-    /// same transaction.
+    /// Fires a transition: the engine decides ([`transition::admit`],
+    /// [`transition::plan`]); this runs its decision as one compare-and-set (state,
+    /// version, permission and `where:` guards), with the history row, the change log
+    /// and the outbox rows in the same transaction.
     pub async fn transition(
         &self,
         engine: &Engine,
-        e: &Entity,
-        wf: &Workflow,
-        t: &Transition,
-        fire: &Fire<'_>,
-        who: &Principal,
-    ) -> Result<Record, Error> {
-        let result = self.transition_in(None, engine, e, wf, t, fire, who).await;
+        req: &Request<'_>,
+        if_match: Option<i64>,
+    ) -> Result<Fired, Error> {
+        let result = self.transition_in(None, engine, req, if_match).await;
         // Only deliveries wake the sender: each wake costs it a query. Woken on an
         // error too: it may come after the commit (reading the record back).
-        if !t.effects.is_empty() {
+        if !req.transition.effects.is_empty() {
             self.wake_outbox();
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn transition_in(
         &self,
         batch: Option<&mut Tx>,
         engine: &Engine,
-        e: &Entity,
-        wf: &Workflow,
-        t: &Transition,
-        fire: &Fire<'_>,
-        who: &Principal,
-    ) -> Result<Record, Error> {
+        req: &Request<'_>,
+        if_match: Option<i64>,
+    ) -> Result<Fired, Error> {
+        let (e, wf, who) = (req.entity, req.workflow, req.who);
         let dialect = self.dialect();
         let ctx_sql = who.ctx();
-        let id = fire.id;
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let id = req.id;
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
-        let may_fire = engine.access.decide(&e.name, &t.action(), who);
         let mut current = select(e);
         current
             .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
@@ -210,12 +138,10 @@ impl Store {
             .collect();
         let state_field = e.field(&wf.field).ok_or(Error::NotFound)?;
         let now = input::now();
-        let input_json = Value::Object(fire.input.clone()).to_string();
-        let actor = who.id.clone();
         // What `set:` writes, to explain a constraint the update breaks.
         let mut written = input::Input { values: Vec::new() };
 
-        let result: Result<Result<Record, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
+        let result: Result<Result<Fired, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
             let (sql, vals) = current.build_sqlx(qb());
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
@@ -228,119 +154,70 @@ impl Store {
                 let ids = rows.iter().map(|r| r.uuid_text(0).map(Value::String)).collect::<Result<Vec<_>, _>>()?;
                 before.insert(name.clone(), Value::Array(ids));
             }
-            let fire_cond = match &may_fire {
-                Decision::Deny => {
+            let admitted = match transition::admit(req, &engine.access, &before) {
+                Ok(a) => a,
+                Err(refusal) => {
                     tx.rollback().await?;
-                    return Ok(Err(Error::Forbidden(format!("you may not `{}` this {}", t.name, e.name))));
+                    return Ok(Ok(Err(refusal)));
                 }
-                Decision::Allow(c) => c,
             };
-            let state = before.get(&wf.field).and_then(Value::as_str).unwrap_or_default().to_string();
-            if !t.from.contains(&state) {
-                tx.rollback().await?;
-                return Ok(Err(Error::WrongState {
-                    state: state.clone(),
-                    transition: t.name.clone(),
-                    from: t.from.clone(),
-                    possible: wf.from_state(&state).map(|t| t.name.clone()).collect(),
-                }));
-            }
             let version = before.get("version").and_then(Value::as_i64).unwrap_or(0);
-            if let Some(v) = fire.if_match && v != version {
+            if let Some(v) = if_match && v != version {
                 tx.rollback().await?;
                 return Ok(Err(Error::Stale { current: version }));
             }
-            if *fire_cond != Typed::Const(true) {
-                let (sql, vals) = visible(dialect, e, id, fire_cond, &ctx_sql).build_sqlx(qb());
-                if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
-                    tx.rollback().await?;
-                    return Ok(Err(Error::Forbidden(format!("your policy does not let you `{}` this {}", t.name, e.name))));
+            // The conditions only SQL can judge, each on the stored record.
+            let conditions = admitted.conditions();
+            let mut holds = Vec::with_capacity(conditions.len());
+            for c in &conditions {
+                let (sql, vals) = visible(dialect, e, id, c, &ctx_sql).build_sqlx(qb());
+                let held = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_some();
+                holds.push(held);
+                if !held && holds.len() == 1 && admitted.permission_first() {
+                    // `plan` refuses on the policy alone.
+                    break;
                 }
             }
-            // The template context copies the record: built only for a transition
-            // whose `check:` guards or `set:` expressions read it.
-            let ctx = std::sync::OnceLock::new();
-            let ctx = || ctx.get_or_init(|| Workflow::context(e, &before, who, &t.input, fire.input));
-            let mut failed = Vec::new();
-            for g in &t.guards {
-                let holds = match g {
-                    Guard::Check { expr, .. } => match wf.check(expr, ctx()) {
-                        Ok(b) => b,
-                        Err(err) => {
-                            tracing::warn!(entity = %e.name, transition = %t.name, error = %err, "a guard could not be evaluated; it counts as failed");
-                            false
-                        }
-                    },
-                    Guard::Where { cond, .. } => {
-                        let (sql, vals) = visible(dialect, e, id, cond, &ctx_sql).build_sqlx(qb());
-                        sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_some()
-                    }
-                };
-                if !holds {
-                    failed.push(match g { Guard::Check { message, .. } | Guard::Where { message, .. } => message.clone() });
-                }
-            }
-            if !failed.is_empty() {
-                tx.rollback().await?;
-                return Ok(Err(Error::Guards(failed)));
-            }
-            let cells = match assignments(wf, e, t, ctx, &before, fire.input, who, now) {
-                Ok(c) => c,
-                Err(err) => {
+            let plan = match transition::plan(req, &admitted, &before, &holds, now) {
+                Ok(p) => p,
+                Err(refusal) => {
                     tx.rollback().await?;
-                    return Ok(Err(err));
+                    return Ok(Ok(Err(refusal)));
                 }
             };
-            written.values = cells.clone();
+            written.values = plan.assigned.clone();
             // The compare-and-set: state, version, permission and guards in one statement.
             let mut q = Query::update();
             q.table(e.name.clone())
-                .value(wf.field.clone(), cell_value(dialect, state_field.ty, 0, &Cell::Text(t.to.clone())))
-                .value("updated_at", datetime_value(dialect, now))
+                .value(wf.field.clone(), cell_value(dialect, state_field.ty, 0, &Cell::Text(plan.to.clone())))
+                .value("updated_at", datetime_value(dialect, plan.now))
                 .value("version", Expr::col("version").add(1i64));
-            for (index, cell) in &cells {
+            for (index, cell) in &plan.assigned {
                 let f = &e.fields[*index];
                 q.value(f.name.clone(), cell_value(dialect, f.ty, f.scale, cell));
             }
             q.and_where(Expr::col("id").eq(uuid_value(dialect, id)))
-                .and_where(Expr::col(wf.field.clone()).eq(state.clone()))
+                .and_where(Expr::col(wf.field.clone()).eq(plan.from.clone()))
                 .and_where(Expr::col("version").eq(version));
-            let mut conds: Vec<&Typed> = Vec::new();
-            if *fire_cond != Typed::Const(true) {
-                conds.push(fire_cond);
-            }
-            for g in &t.guards {
-                if let Guard::Where { cond, .. } = g {
-                    conds.push(cond);
-                }
-            }
-            for c in conds {
+            for c in conditions {
                 q.and_where(Expr::col("id").in_subquery(visible(dialect, e, id, c, &ctx_sql)));
             }
             q.returning(Query::returning().columns(select_columns(e)));
             // The log trigger writes this update as a transition: on PostgreSQL it
             // reads a mark at commit, set by the statement itself; on SQLite the
             // history row's trigger re-kinds the log row.
-            let history = [
-                Uuid::now_v7().hyphenated().to_string(),
-                e.name.clone(),
-                id.hyphenated().to_string(),
-                t.name.clone(),
-                state.clone(),
-                t.to.clone(),
-            ];
-            let at = input::format_datetime(&now);
+            let h = &plan.history;
             let (sql, vals) = if dialect == Dialect::Postgres {
                 q.and_where(pg_mark_transition(id));
                 // One round trip: the history row is inserted by the same statement,
                 // from the updated row (so only when the compare-and-set matched).
                 let mut from_u = Query::select();
                 from_u
-                    .exprs(history.iter().map(|v| Expr::val(v.as_str())))
-                    .expr(Expr::val(actor.clone()))
-                    .expr(Expr::val(input_json.as_str()))
-                    .expr(Expr::val(at.as_str()))
-                    .expr(Expr::val(fire.request_id.clone()))
+                    .exprs([&h.id, &h.entity, &h.record_id, &h.transition, &h.from, &h.to].map(|v| Expr::val(v.as_str())))
+                    .expr(Expr::val(h.actor.clone()))
+                    .expr(Expr::val(h.input.as_str()))
+                    .expr(Expr::val(h.at.as_str()))
+                    .expr(Expr::val(h.request_id.clone()))
                     .from("u");
                 let mut insert = Query::insert();
                 insert
@@ -362,7 +239,7 @@ impl Store {
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
                 return Ok(Err(Error::Conflict(format!(
-                    "the {} changed while `{}` was being fired; reload it and try again", e.name, t.name
+                    "the {} changed while `{}` was being fired; reload it and try again", e.name, h.transition
                 ))));
             };
             let mut after = record_from_row(e, &row)?;
@@ -370,49 +247,44 @@ impl Store {
                 after.insert(name.clone(), before.get(name).cloned().unwrap_or(Value::Array(Vec::new())));
             }
             if dialect == Dialect::Sqlite {
-                let [history_id, entity, record, transition, from, to] = &history;
                 sqlx::query(HISTORY_INSERT)
-                    .bind(history_id)
-                    .bind(entity)
-                    .bind(record)
-                    .bind(transition)
-                    .bind(from)
-                    .bind(to)
-                    .bind(actor.clone())
-                    .bind(input_json.as_str())
-                    .bind(at.as_str())
-                    .bind(fire.request_id.clone())
+                    .bind(&h.id)
+                    .bind(&h.entity)
+                    .bind(&h.record_id)
+                    .bind(&h.transition)
+                    .bind(&h.from)
+                    .bind(&h.to)
+                    .bind(h.actor.clone())
+                    .bind(h.input.as_str())
+                    .bind(h.at.as_str())
+                    .bind(h.request_id.clone())
                     .execute(&mut *tx)
                     .await?;
             }
-            if !t.effects.is_empty() {
-                let after_ctx = Workflow::context(e, &after, who, &t.input, fire.input);
-                let at_ms = chrono::Utc::now().timestamp_millis();
-                for effect in &t.effects {
-                    let body = match wf.render_body(effect, t, &state, &after_ctx) {
-                        Ok(b) => b,
-                        Err(err) => {
-                            tx.rollback().await?;
-                            return Ok(Err(Error::Effect(format!(
-                                "the body of the webhook to `{}` could not be rendered: {err}", effect.endpoint
-                            ))));
-                        }
-                    };
-                    sqlx::query(OUTBOX_INSERT)
-                        .bind(Uuid::now_v7().hyphenated().to_string())
-                        .bind(effect.endpoint.clone())
-                        .bind(format!("{}.{}", e.name, t.name))
-                        .bind(body)
-                        .bind(at_ms)
-                        .execute(&mut *tx)
-                        .await?;
+            let deliveries = match plan.deliveries(req, &after, chrono::Utc::now()) {
+                Ok(d) => d,
+                Err(refusal) => {
+                    tx.rollback().await?;
+                    return Ok(Ok(Err(refusal)));
                 }
+            };
+            for d in deliveries {
+                sqlx::query(OUTBOX_INSERT)
+                    .bind(d.id)
+                    .bind(d.endpoint)
+                    .bind(d.event)
+                    .bind(d.body)
+                    .bind(d.created_ms)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
-            Ok(Ok(after))
+            Ok(Ok(Ok(after)))
         })}.await;
         let rec = match result {
-            Ok(inner) => inner?,
+            Ok(Ok(Ok(rec))) => rec,
+            Ok(Ok(Err(refusal))) => return Ok(Err(refusal)),
+            Ok(Err(err)) => return Err(err),
             // A `set:` value that breaks a unique or reference constraint: 409 / 422 as
             // for an update, not a 500.
             Err(err) if err.as_database_error().is_some() => {
@@ -420,94 +292,40 @@ impl Store {
             }
             Err(err) => return Err(err.into()),
         };
-        self.as_seen_by(engine, e, rec, who).await
+        self.as_seen_by(engine, e, rec, who).await.map(Ok)
     }
 
-    /// What the caller could fire on a record now, and why not.
-    pub async fn transition_options(
+    /// What the caller could fire on a record now, and why not: the engine decides
+    /// ([`transition::choices`]); this reads the record and judges its conditions,
+    /// the policy's first, then the guards of what the caller may fire.
+    pub async fn transition_options<'w>(
         &self,
         engine: &Engine,
         e: &Entity,
-        wf: &Workflow,
+        wf: &'w Workflow,
         id: Uuid,
         who: &Principal,
-    ) -> Result<Value, Error> {
+    ) -> Result<RecordOptions<'w>, Error> {
         let ctx_sql = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
         let rec = self.get_where(e, id, &read, &ctx_sql).await?;
-        let state = rec
-            .get(&wf.field)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let empty = Map::new();
-        let mut out = Vec::new();
-        for t in wf.from_state(&state) {
-            let mut reasons: Vec<String> = Vec::new();
-            let mut needs_input = false;
-            match engine.access.decide(&e.name, &t.action(), who) {
-                Decision::Deny if who.is_anonymous() => {
-                    reasons.push(format!("sign in to `{}` a {}", t.name, e.name))
-                }
-                Decision::Deny => reasons.push(format!("you may not `{}` this {}", t.name, e.name)),
-                Decision::Allow(c) if c != Typed::Const(true) => {
-                    if !self.holds(e, id, &c, &ctx_sql).await? {
-                        reasons.push(format!(
-                            "your policy does not let you `{}` this {}",
-                            t.name, e.name
-                        ));
-                    }
-                }
-                Decision::Allow(_) => {}
-            }
-            // Guards are evaluated, and their reasons told, only for transitions the
-            // caller may fire: otherwise they would reveal the state of the record
-            // (and of related ones) to callers the policy keeps out.
-            let permitted = reasons.is_empty();
-            let ctx = Workflow::context(e, &rec, who, &t.input, &empty);
-            for g in t.guards.iter().filter(|_| permitted) {
-                match g {
-                    Guard::Check {
-                        uses_input: true, ..
-                    } => needs_input = true,
-                    Guard::Check { expr, message, .. } => {
-                        if !wf.check(expr, &ctx).unwrap_or(false) {
-                            reasons.push(message.clone());
-                        }
-                    }
-                    Guard::Where { cond, message } => {
-                        if !self.holds(e, id, cond, &ctx_sql).await? {
-                            reasons.push(message.clone());
-                        }
-                    }
-                }
-            }
-            let mut item = json!({
-                "name": t.name,
-                "label": t.label,
-                "to": t.to,
-                "allowed": reasons.is_empty(),
-                "reasons": reasons,
-            });
-            if needs_input {
-                item["depends_on_input"] = json!(true);
-            }
-            if !t.input.fields.is_empty() {
-                item["input"] = t.input.schemas.create.clone();
-            }
-            out.push(item);
+        let choices = transition::choices(&engine.access, e, wf, &rec, who);
+        let mut permitted = Vec::new();
+        for c in choices.permissions() {
+            permitted.push(self.holds(e, id, c, &ctx_sql).await?);
         }
-        Ok(json!({
-            "id": id,
-            "state": state,
-            "state_label": wf.state(&state).map(|s| s.label.clone()),
-            "final": wf.state(&state).is_some_and(|s| s.is_final),
-            "version": rec.get("version"),
-            "transitions": out,
-        }))
+        let mut guards = Vec::new();
+        for c in choices.guards(e, who, &permitted) {
+            guards.push(self.holds(e, id, c, &ctx_sql).await?);
+        }
+        Ok(RecordOptions {
+            id,
+            version: rec.get("version").and_then(Value::as_i64),
+            options: choices.options(e, wf, &rec, who, &permitted, &guards),
+        })
     }
 
     /// A record's transitions, oldest first, after `after` (a history id).
@@ -520,7 +338,7 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<(Vec<HistoryEntry>, Option<String>), Error> {
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };

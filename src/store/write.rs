@@ -15,7 +15,7 @@ use super::kernel::{
 };
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Holder, MissingTarget, Store, ddl};
-use crate::engine::access::{Decision, Principal};
+use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
 use crate::engine::{Cell, Engine, Entity, Input, input};
 use crate::spec::{FieldType, OnDelete};
@@ -42,7 +42,7 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let allowed = permitted(engine, e, "create", who)?;
+        let allowed = permitted(engine, e, &Action::Create, who)?;
         let id = Uuid::now_v7();
         let check =
             (allowed != Typed::Const(true)).then(|| visible(dialect, e, id, &allowed, &ctx));
@@ -177,7 +177,7 @@ impl Store {
         fields: &[String],
         who: &Principal,
     ) -> Result<bool, Error> {
-        let Decision::Allow(read) = engine.access.decide(&e.name, "read", who) else {
+        let Decision::Allow(read) = engine.access.decide(&e.name, &Action::Read, who) else {
             return Ok(false);
         };
         // A duplicate in a field the caller may not see would tell them its value.
@@ -242,11 +242,11 @@ impl Store {
     ) -> Result<Record, Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
-        let allowed = match engine.access.decide(&e.name, "update", who) {
+        let allowed = match engine.access.decide(&e.name, &Action::Update, who) {
             Decision::Deny => Typed::Const(false),
             Decision::Allow(c) => c,
         };
@@ -447,11 +447,11 @@ impl Store {
     ) -> Result<(), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
-        let read = match engine.access.decide(&e.name, "read", who) {
+        let read = match engine.access.decide(&e.name, &Action::Read, who) {
             Decision::Deny => return Err(Error::NotFound),
             Decision::Allow(c) => c,
         };
-        let allowed = match engine.access.decide(&e.name, "delete", who) {
+        let allowed = match engine.access.decide(&e.name, &Action::Delete, who) {
             Decision::Deny => Typed::Const(false),
             Decision::Allow(c) => c,
         };
