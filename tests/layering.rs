@@ -396,8 +396,7 @@ fn sibling_modules_do_not_import_each_other_both_ways() {
     let modules: BTreeSet<Vec<String>> = all.iter().map(|s| s.module.clone()).collect();
     // Edges between siblings: a reference from a::b::… to a::c::… is an edge b → c under
     // a. A module using its parent's or its children's items is not an edge.
-    let mut edges: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<(String, String)>>> =
-        BTreeMap::new();
+    let mut edges: BTreeMap<Vec<String>, Siblings> = BTreeMap::new();
     for src in &all {
         for path in paths(src) {
             let Some(target) = module_of(&path, &modules) else {
@@ -439,8 +438,11 @@ fn sibling_modules_do_not_import_each_other_both_ways() {
     );
 }
 
+/// Per module, the siblings it imports, each with the file that imports it.
+type Siblings = BTreeMap<String, BTreeSet<(String, String)>>;
+
 /// The strongly connected components with more than one module, each as a path.
-fn cycles_in(graph: &BTreeMap<String, BTreeSet<(String, String)>>) -> Vec<Vec<String>> {
+fn cycles_in(graph: &Siblings) -> Vec<Vec<String>> {
     let next = |n: &str| -> Vec<String> {
         graph
             .get(n)

@@ -15,6 +15,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::extract::Caller;
 use super::workflow::{Via, fired, transition_input, transition_of, workflow_of};
 use super::{AppState, Problem, checked_input, json_body, json_response, problem};
 use crate::engine::input::Mode;
@@ -101,10 +102,10 @@ const OP_KEYS: [&str; 6] = ["op", "entity", "id", "data", "if_match", "name"];
 
 pub(super) async fn batch(
     State(state): State<AppState>,
+    Caller(who): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
     let engine = state.engine.load_full();
     let value = json_body(&headers, body)?;
     let Some(ops) = value.get("operations").and_then(Value::as_array) else {

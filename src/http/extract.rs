@@ -102,7 +102,7 @@ impl FromRequestParts<AppState> for Target<Uuid> {
 
 /// The entity whose collection is `/api/{plural}`; 404 (with the nearest name)
 /// otherwise.
-pub fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
+fn entity(engine: &Engine, plural: &str) -> Result<Arc<Entity>, Problem> {
     engine.entity_by_plural(plural).cloned().ok_or_else(|| {
         let names: Vec<&str> = engine
             .entities()

@@ -35,8 +35,8 @@ use crate::runtime::{Reloader, Runtime};
 use crate::store::{Record, Store};
 use deadline::Deadline;
 pub use deadline::REQUEST_TIMEOUT;
+pub(crate) use extract::record_id;
 use extract::{Caller, Target};
-pub(crate) use extract::{entity, record_id};
 pub use problem::Problem;
 
 /// The future of the service a tower layer here wraps around the router.

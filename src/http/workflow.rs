@@ -9,8 +9,9 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
+use super::extract::Target;
 use super::{
-    AppState, Problem, entity, if_match, json_body, json_response, problem, query_pairs, record_id,
+    AppState, Problem, if_match, json_body, json_response, problem, query_pairs, record_id,
     record_response,
 };
 use crate::engine::access::Principal;
@@ -117,13 +118,11 @@ fn request_id(headers: &HeaderMap) -> String {
 /// `POST /api/{plural}/{id}/transitions/{name}`
 pub(super) async fn fire(
     State(state): State<AppState>,
-    Path((plural, id, name)): Path<(String, String, String)>,
+    Target(who, engine, e, ..): Target,
+    Path((_, id, name)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let wf = workflow_of(&engine, &e, Via::Route)?;
     let t = transition_of(&wf, &e, &name, Via::Route)?;
     let id = record_id(&e, &id)?;
@@ -160,12 +159,9 @@ pub(super) async fn fire(
 /// `GET /api/{plural}/{id}/transitions`
 pub(super) async fn options(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Target(who, engine, e, ..): Target,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     let wf = workflow_of(&engine, &e, Via::Route)?;
     let id = record_id(&e, &id)?;
     let found = state
@@ -213,13 +209,10 @@ fn options_json(found: &RecordOptions<'_>) -> Value {
 /// `GET /api/{plural}/{id}/history?limit=&after=`
 pub(super) async fn history(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Target(who, engine, e, ..): Target,
+    Path((_, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = state.principal(&headers)?;
-    let engine = state.engine.load_full();
-    let e = entity(&engine, &plural)?;
     workflow_of(&engine, &e, Via::Route)?;
     let id = record_id(&e, &id)?;
     let mut limit = 100usize;
