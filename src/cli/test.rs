@@ -127,9 +127,9 @@ async fn run_one(
         let rule_errors = engine.access.check_write(entity, &body, Mode::Create, &who);
         let mut b = body.clone();
         let attempt = if !rule_errors.is_empty() {
-            Err(store::Error::Forbidden("field rules".into()))
+            Err(store::Error::forbidden("field rules"))
         } else if engine.access.apply_presets(entity, &who, &mut b).is_err() {
-            Err(store::Error::Forbidden("presets".into()))
+            Err(store::Error::forbidden("presets"))
         } else {
             store
                 .create(engine, entity, &input_of(entity, &b)?, &who)
@@ -141,7 +141,7 @@ async fn run_one(
                 true
             }
             // Refused by the policy, or by a field's `write.where` on the new record.
-            Err(store::Error::Forbidden(_) | store::Error::Invalid(_)) => false,
+            Err(store::Error::Refused(_)) => false,
             Err(other) => return Err(format!("create failed for another reason: {other}")),
         };
         if allowed != *expected {

@@ -268,16 +268,10 @@ pub fn steps(base: Option<&Engine>, target: &Engine) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn engine(files: &[(&str, &str)]) -> Engine {
-        let files: BTreeMap<String, String> = files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect();
-        Engine::build(&crate::spec::migration::load_texts(&files)).expect("engine")
+        crate::engine::engine_from_texts(files)
     }
 
     fn task(fields: &str) -> Engine {

@@ -24,6 +24,7 @@ use crate::spec::model::Default as SpecDefault;
 use crate::spec::{self, FieldType, Loaded, OnDelete, Spec};
 
 pub use input::{Cell, FieldError, Input};
+pub use transition::Refusal;
 
 /// Why an engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,30 @@ pub struct Field {
 }
 
 impl Field {
+    /// A field of this name and type with nothing else set: optional, no limits, no
+    /// default, no target (the rest is filled in with struct update syntax).
+    pub fn plain(name: &str, ty: FieldType) -> Field {
+        Field {
+            name: name.to_string(),
+            ty,
+            required: false,
+            unique: false,
+            default: None,
+            min: None,
+            max: None,
+            pattern: None,
+            values: Vec::new(),
+            target: None,
+            via: None,
+            on_delete: OnDelete::Restrict,
+            scale: 0,
+            precision: 0,
+            label: None,
+            description: None,
+            renamed_from: None,
+        }
+    }
+
     pub fn has_column(&self) -> bool {
         self.ty.has_column()
     }
@@ -88,23 +113,9 @@ static SYSTEM: std::sync::LazyLock<Vec<Field>> = std::sync::LazyLock::new(|| {
     ]
     .into_iter()
     .map(|(name, ty)| Field {
-        name: name.to_string(),
-        ty,
         required: true,
         unique: name == "id",
-        default: None,
-        min: None,
-        max: None,
-        pattern: None,
-        values: Vec::new(),
-        target: None,
-        via: None,
-        on_delete: OnDelete::Restrict,
-        scale: 0,
-        precision: 0,
-        label: None,
-        description: None,
-        renamed_from: None,
+        ..Field::plain(name, ty)
     })
     .collect()
 });
@@ -376,4 +387,17 @@ pub fn pascal_case(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// An engine from model files given as texts (`("models/x.yaml", "…")`), for unit
+/// tests; panics on definitions with errors.
+#[cfg(test)]
+pub(crate) fn engine_from_texts(files: &[(&str, &str)]) -> Engine {
+    let files: std::collections::BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+    let loaded = crate::spec::migration::load_texts(&files);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    Engine::build(&loaded).expect("engine")
 }

@@ -282,26 +282,17 @@ impl ColumnShape {
 
     fn as_field(&self) -> Field {
         Field {
-            name: self.name.clone(),
-            ty: self.ty,
             required: self.required,
             unique: self.unique,
-            default: None,
-            min: None,
-            max: None,
-            pattern: None,
             values: self.values.clone(),
             target: self.reference.as_ref().map(|r| r.target.clone()),
-            via: None,
             on_delete: self
                 .reference
                 .as_ref()
                 .map_or(OnDelete::Restrict, |r| r.on_delete),
             scale: self.scale,
             precision: self.precision,
-            label: None,
-            description: None,
-            renamed_from: None,
+            ..Field::plain(&self.name, self.ty)
         }
     }
 }

@@ -150,9 +150,7 @@ pub fn unauthorized(detail: impl Into<String>) -> Problem {
 /// (who might sign in) and 403 for a signed-in one.
 pub fn for_caller(err: store::Error, entity: &str, who: &Principal) -> Problem {
     match err {
-        store::Error::Forbidden(why) if who.is_anonymous() => {
-            unauthorized(format!("{why}; sign in first"))
-        }
+        store::Error::Refused(r) => refusal(r, entity, who),
         other => from_store(other, entity),
     }
 }
@@ -190,7 +188,7 @@ fn forbidden(why: String) -> Problem {
 /// What a store error means to a client.
 pub fn from_store(err: store::Error, entity: &str) -> Problem {
     match err {
-        store::Error::Forbidden(why) => forbidden(why),
+        store::Error::Refused(r) => refused(r, entity, false),
         store::Error::NotFound => Problem::not_found(format!("there is no {entity} with this id")),
         store::Error::Stale { current } => {
             let mut p = Problem::new(
@@ -258,7 +256,6 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
         store::Error::Conflict(why) => {
             Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", why)
         }
-        store::Error::Invalid(errors) => Problem::invalid(errors),
         other if other.is_timeout() => {
             tracing::warn!(error = %other, "statement stopped at the request's deadline");
             too_slow()
@@ -277,10 +274,13 @@ pub fn from_store(err: store::Error, entity: &str) -> Problem {
 /// What a workflow's refusal means to this caller: as for the store's errors, a
 /// refusal of the policy is 401 for an anonymous caller and 403 for a signed-in one.
 pub fn refusal(refusal: Refusal, entity: &str, who: &Principal) -> Problem {
+    refused(refusal, entity, who.is_anonymous())
+}
+
+/// A refusal as a problem; `anonymous`: the caller might sign in (401, not 403).
+fn refused(refusal: Refusal, entity: &str, anonymous: bool) -> Problem {
     match refusal {
-        Refusal::Forbidden(why) if who.is_anonymous() => {
-            unauthorized(format!("{why}; sign in first"))
-        }
+        Refusal::Forbidden(why) if anonymous => unauthorized(format!("{why}; sign in first")),
         Refusal::Forbidden(why) => forbidden(why),
         Refusal::WrongState {
             state,

@@ -93,7 +93,7 @@ pub fn permitted(
     who: &Principal,
 ) -> Result<Typed, Error> {
     match engine.access.decide(&e.name, action, who) {
-        Decision::Deny => Err(Error::Forbidden(format!(
+        Decision::Deny => Err(Error::forbidden(format!(
             "you may not {action} {} records",
             e.name
         ))),

@@ -5,9 +5,17 @@
 //! locking and row decoding. A third database means implementing this type (and
 //! its tests), not editing every store file.
 
-use sea_query::{PostgresQueryBuilder, SchemaStatementBuilder, SqliteQueryBuilder};
+use chrono::{DateTime, Utc};
+use sea_query::Value as SqlValue;
+use sea_query::{
+    Expr, PostgresQueryBuilder, Query, SchemaStatementBuilder, SelectStatement, SqliteQueryBuilder,
+};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+use uuid::Uuid;
 
+use crate::engine::aggregate::Bucket;
 use crate::engine::schema_diff::ColumnShape;
+use crate::engine::{Cell, Entity};
 use crate::spec::{FieldType, OnDelete, Storage};
 
 /// The SQL dialect of a store's database.
@@ -16,8 +24,6 @@ pub enum Dialect {
     Sqlite,
     Postgres,
 }
-
-impl Dialect {}
 
 // Schema (DDL): column types, the table statements, references, search indexes and
 // how a table's shape is changed (PostgreSQL alters, SQLite rebuilds).
@@ -270,14 +276,6 @@ fn on_delete_sql(o: OnDelete) -> &'static str {
 
 // Values: bound values and how values come back from a row.
 
-use chrono::{DateTime, Utc};
-use sea_query::Value as SqlValue;
-use sea_query::{Expr, Query, SelectStatement};
-use sea_query_sqlx::{SqlxBinder, SqlxValues};
-use uuid::Uuid;
-
-use crate::engine::Cell;
-
 /// How a dialect's driver hands back the values of a storage kind: what a decoder
 /// reads from a row ([`Dialect::kept`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,8 +418,6 @@ pub fn sqlite_datetime(dt: &DateTime<Utc>) -> String {
 
 // Queries: functions and clauses whose spelling differs.
 
-use crate::engine::aggregate::Bucket;
-
 impl Dialect {
     /// The function that finds text in text (1-based position, 0 when absent).
     pub fn position_function(self) -> &'static str {
@@ -470,6 +466,44 @@ impl Dialect {
             (Kept::Units { scale }, _) => format!("AVG({c}) / {}.0", 10i64.pow(scale)),
             (_, Dialect::Sqlite) => format!("AVG({c})"),
             (_, Dialect::Postgres) => format!("CAST(AVG({c}) AS DOUBLE PRECISION)"),
+        }
+    }
+
+    /// How a transaction that reads and then writes begins. SQLite's must take the
+    /// write lock at once (`IMMEDIATE`): a deferred one cannot take it once another
+    /// connection has written (WAL).
+    pub fn begin_writing(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// Are the log triggers deferred to the commit (PostgreSQL), so that a schema
+    /// change must make pending trigger events fire first (`SET CONSTRAINTS ALL
+    /// IMMEDIATE`: an ALTER TABLE refuses a table with pending events)?
+    pub fn defers_log_triggers(self) -> bool {
+        match self {
+            Dialect::Postgres => true,
+            Dialect::Sqlite => false,
+        }
+    }
+
+    /// Does a migration switch foreign keys off and check them itself before the
+    /// commit (SQLite, whose table rebuilds would otherwise break references)?
+    pub fn checks_foreign_keys_after_rebuild(self) -> bool {
+        self.ddl_alters_by_rebuild()
+    }
+
+    /// Does a transition's compare-and-set also mark itself for the change log and
+    /// insert its history row, in one statement? PostgreSQL does, with
+    /// data-modifying CTEs (`WITH u AS (UPDATE …), h AS (INSERT …)`); SQLite, which
+    /// has none, inserts the history row next in the same transaction, and a trigger
+    /// on that row re-kinds the log row as a transition.
+    pub fn transition_in_one_statement(self) -> bool {
+        match self {
+            Dialect::Postgres => true,
+            Dialect::Sqlite => false,
         }
     }
 
@@ -524,8 +558,6 @@ impl Dialect {
 
 // Full-text search: where each dialect keeps an entity's index, and how words
 // match and rank through it.
-
-use crate::engine::Entity;
 
 /// How a page is ordered by relevance.
 pub enum Relevance {

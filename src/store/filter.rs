@@ -4,7 +4,7 @@
 use sea_query::{Expr, ExprTrait, Func, Query};
 
 use super::Dialect;
-use super::values::{cell_value, uuid_value};
+use super::values::cell_value;
 use crate::engine::cond::Op;
 use crate::engine::cond::check::{Arg, Column, Ctx, Hop, Pred, Typed, resolve};
 use crate::engine::input::Cell;
@@ -123,7 +123,7 @@ impl<'c> Compiler<'c> {
                     None => None,
                     Some(Arg::Outer { up, column }) => Some(self.outer(*up, column)),
                     Some(arg) => match resolve(arg, FieldType::Uuid, self.ctx) {
-                        Some(Cell::Uuid(u)) => Some(Expr::val(uuid_value(self.dialect, u))),
+                        Some(Cell::Uuid(u)) => Some(Expr::val(self.dialect.uuid(u))),
                         _ => return truth(false),
                     },
                 };

@@ -6,7 +6,7 @@
 use super::ddl::{
     Loss, PlanMode, SCHEMA_TABLE, UPSERT_SNAPSHOT, plan, read_schema_in_tx, read_snapshots,
 };
-use super::{Dialect, Error, Pool, Store, SyncReport};
+use super::{Error, Pool, Store, SyncReport};
 use crate::engine::Engine;
 
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _trellis_migrations (name TEXT PRIMARY KEY NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)";
@@ -96,7 +96,7 @@ macro_rules! run_migration {
         super::changes::LogTriggers::log_triggers(&mut *$tx, $engine, true).await?;
         // PostgreSQL's log triggers are deferred to the commit, and an ALTER TABLE
         // refuses a table with pending trigger events: here they fire at once.
-        if $dialect == Dialect::Postgres {
+        if $dialect.defers_log_triggers() {
             sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
                 .execute(&mut *$tx)
                 .await?;
@@ -126,7 +126,7 @@ macro_rules! run_migration {
                 .execute(&mut *$tx)
                 .await?;
         }
-        if $dialect == Dialect::Sqlite {
+        if $dialect.checks_foreign_keys_after_rebuild() {
             let broken: Vec<(String,)> =
                 sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
                     .fetch_all(&mut *$tx)

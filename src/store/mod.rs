@@ -50,18 +50,18 @@ pub struct Store {
     heavy: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// What went wrong in the store. The HTTP layer maps each kind to a status. A
-/// workflow's refusals are not here: they are the engine's
-/// ([`crate::engine::transition::Refusal`]), returned beside these.
+/// What went wrong in the store: storage failures. The HTTP layer maps each kind to a
+/// status. Refusals of the project's rules are the engine's type
+/// ([`crate::engine::Refusal`]): a transition's are returned beside these
+/// (`Result<Result<_, Refusal>, Error>`, decided by the engine's planner); a CRUD
+/// statement whose policy or write-rule condition did not hold on the stored row
+/// reports it as [`Error::Refused`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot open the database: {0}")]
     Connect(String),
     #[error("no such record")]
     NotFound,
-    /// The caller may see the record (or collection) but not do this.
-    #[error("{0}")]
-    Forbidden(String),
     #[error("the record has changed: its version is now {current}")]
     Stale { current: i64 },
     #[error("the value of {} is already taken", fields.join(", "))]
@@ -75,10 +75,13 @@ pub enum Error {
     /// Lost a race: the record changed between reading and writing it.
     #[error("{0}")]
     Conflict(String),
-    /// A field's write rule refuses the values of a create or update (its `where`
-    /// does not hold), by field.
-    #[error("invalid values")]
-    Invalid(Vec<crate::engine::FieldError>),
+    /// The rules refused the write or read, as the database judged them on the stored
+    /// row: the caller may see the record (or collection) but not do this
+    /// (`Refusal::Forbidden`), or a field's write rule refuses the values of a create
+    /// or update (`Refusal::Invalid`, by field). The outcome is the engine's type;
+    /// the store only reports that its statement found the rule not met.
+    #[error("{0}")]
+    Refused(crate::engine::Refusal),
     /// A migration would lose data (or cannot be applied while records lack values).
     #[error("the migration would lose data")]
     Destructive(Vec<CountedLoss>),
@@ -87,6 +90,22 @@ pub enum Error {
     MigrationFailed { statement: String, error: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// The caller may see the record (or collection) but not do this.
+    pub fn forbidden(why: impl Into<String>) -> Error {
+        Error::Refused(crate::engine::Refusal::Forbidden(why.into()))
+    }
+
+    /// A field's write rule refuses the values, by field.
+    pub fn invalid(errors: Vec<crate::engine::FieldError>) -> Error {
+        Error::Refused(crate::engine::Refusal::Invalid(errors))
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Refused(crate::engine::Refusal::Forbidden(_)))
+    }
 }
 
 /// A ref or many field whose value names records that do not exist.

@@ -39,16 +39,6 @@ pub(crate) fn storage(ty: FieldType, scale: u32) -> Storage {
     ty.storage(0, scale).unwrap_or(Storage::Text)
 }
 
-/// [`Dialect::uuid`].
-pub fn uuid_value(dialect: Dialect, id: Uuid) -> SqlValue {
-    dialect.uuid(id)
-}
-
-/// [`Dialect::datetime`].
-pub fn datetime_value(dialect: Dialect, dt: DateTime<Utc>) -> SqlValue {
-    dialect.datetime(dt)
-}
-
 /// Binds a cell as the value of a field of type `ty` ([`Dialect::value`]).
 pub fn cell_value(dialect: Dialect, ty: FieldType, scale: u32, cell: &Cell) -> SqlValue {
     dialect.value(storage(ty, scale), cell)

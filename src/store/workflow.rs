@@ -3,21 +3,21 @@
 //! the state; the history and "what may I fire now" reads.
 
 use sea_query::{Asterisk, CommonTableExpression, Expr, ExprTrait, Order, Query, WithClause};
-use sea_query_sqlx::SqlxBinder;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::access::visible;
 use super::changes::pg_mark_transition;
-use super::kernel::{Record, Tx, in_tx, on_pool, record_from_row, select, select_columns};
-use super::values::{DecodeJson, cell_value, datetime_value, uuid_value};
+use super::kernel::{MAIN, Record, Tx, in_tx, on_pool, record_from_row, select, select_columns};
+use super::values::DecodeJson;
 use super::{Dialect, Error, Store};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::transition::{self, Refusal, Request};
 use crate::engine::workflow::Workflow;
 use crate::engine::{Cell, Engine, Entity, input};
+use crate::spec::Storage;
 
 pub(crate) const HISTORY: &str = "_trellis_history";
 pub(crate) const OUTBOX: &str = "_trellis_outbox";
@@ -53,7 +53,7 @@ pub(crate) fn ddl(dialect: Dialect) -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS ix_trellis_outbox_due ON {OUTBOX} (status, next_attempt_ms)"
         ),
     ];
-    if dialect == Dialect::Sqlite {
+    if !dialect.transition_in_one_statement() {
         statements.push(super::changes::SQLITE_HISTORY_MARKS.to_string());
     }
     statements
@@ -120,10 +120,9 @@ impl Store {
             Decision::Allow(c) => c,
         };
         let mut current = select(e);
-        current
-            .and_where(Expr::col(("t0".to_string(), "id".to_string())).eq(uuid_value(dialect, id)));
+        current.and_where(Expr::col((MAIN.to_string(), "id".to_string())).eq(dialect.uuid(id)));
         if read != Typed::Const(true) {
-            current.and_where(super::filter::Compiler::new(dialect, &ctx_sql).compile(&read, "t0"));
+            current.and_where(super::filter::Compiler::new(dialect, &ctx_sql).compile(&read, MAIN));
         }
         let links: Vec<(String, sea_query::SelectStatement)> = e
             .many_fields()
@@ -131,7 +130,7 @@ impl Store {
                 let mut q = Query::select();
                 q.from(e.join_table(f))
                     .column("target_id")
-                    .and_where(Expr::col("source_id").eq(uuid_value(dialect, id)))
+                    .and_where(Expr::col("source_id").eq(dialect.uuid(id)))
                     .order_by("target_id", Order::Asc);
                 (f.name.clone(), q)
             })
@@ -141,15 +140,15 @@ impl Store {
         // What `set:` writes, to explain a constraint the update breaks.
         let mut written = input::Input { values: Vec::new() };
 
-        let result: Result<Result<Fired, Error>, sqlx::Error> = async { in_tx!(self, batch, tx, qb => {
-            let (sql, vals) = current.build_sqlx(qb());
+        let result: Result<Result<Fired, Error>, sqlx::Error> = async { in_tx!(self, batch, tx => {
+            let (sql, vals) = dialect.build(&current);
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
                 return Ok(Err(Error::NotFound));
             };
             let mut before = record_from_row(e, &row)?;
             for (name, q) in &links {
-                let (sql, vals) = q.build_sqlx(qb());
+                let (sql, vals) = dialect.build(q);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_all(&mut *tx).await?;
                 let ids = rows.iter().map(|r| r.uuid_text(0).map(Value::String)).collect::<Result<Vec<_>, _>>()?;
                 before.insert(name.clone(), Value::Array(ids));
@@ -170,7 +169,7 @@ impl Store {
             let conditions = admitted.conditions();
             let mut holds = Vec::with_capacity(conditions.len());
             for c in &conditions {
-                let (sql, vals) = visible(dialect, e, id, c, &ctx_sql).build_sqlx(qb());
+                let (sql, vals) = dialect.build(&visible(dialect, e, id, c, &ctx_sql));
                 let held = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_some();
                 holds.push(held);
                 if !held && holds.len() == 1 && admitted.permission_first() {
@@ -189,14 +188,14 @@ impl Store {
             // The compare-and-set: state, version, permission and guards in one statement.
             let mut q = Query::update();
             q.table(e.name.clone())
-                .value(wf.field.clone(), cell_value(dialect, state_field.ty, 0, &Cell::Text(plan.to.clone())))
-                .value("updated_at", datetime_value(dialect, plan.now))
+                .value(wf.field.clone(), dialect.value(state_field.storage().unwrap_or(Storage::Text), &Cell::Text(plan.to.clone())))
+                .value("updated_at", dialect.datetime(plan.now))
                 .value("version", Expr::col("version").add(1i64));
             for (index, cell) in &plan.assigned {
                 let f = &e.fields[*index];
-                q.value(f.name.clone(), cell_value(dialect, f.ty, f.scale, cell));
+                q.value(f.name.clone(), dialect.value(f.storage().unwrap_or(Storage::Text), cell));
             }
-            q.and_where(Expr::col("id").eq(uuid_value(dialect, id)))
+            q.and_where(Expr::col("id").eq(dialect.uuid(id)))
                 .and_where(Expr::col(wf.field.clone()).eq(plan.from.clone()))
                 .and_where(Expr::col("version").eq(version));
             for c in conditions {
@@ -207,7 +206,7 @@ impl Store {
             // reads a mark at commit, set by the statement itself; on SQLite the
             // history row's trigger re-kinds the log row.
             let h = &plan.history;
-            let (sql, vals) = if dialect == Dialect::Postgres {
+            let (sql, vals) = if dialect.transition_in_one_statement() {
                 q.and_where(pg_mark_transition(id));
                 // One round trip: the history row is inserted by the same statement,
                 // from the updated row (so only when the compare-and-set matched).
@@ -232,9 +231,9 @@ impl Store {
                 with.cte(update).cte(history_row);
                 let mut updated = Query::select();
                 updated.column(Asterisk).from("u");
-                with.query(updated).build_sqlx(qb())
+                dialect.build(&with.query(updated))
             } else {
-                q.build_sqlx(qb())
+                dialect.build(&q)
             };
             let Some(row) = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
@@ -246,7 +245,7 @@ impl Store {
             for (name, _) in &links {
                 after.insert(name.clone(), before.get(name).cloned().unwrap_or(Value::Array(Vec::new())));
             }
-            if dialect == Dialect::Sqlite {
+            if !dialect.transition_in_one_statement() {
                 sqlx::query(HISTORY_INSERT)
                     .bind(&h.id)
                     .bind(&h.entity)
@@ -367,8 +366,8 @@ impl Store {
             String,
             Option<String>,
         );
-        let rows: Vec<Row> = on_pool!(self, pool, qb => {
-            let (sql, vals) = q.build_sqlx(qb());
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            let (sql, vals) = self.dialect().build(&q);
             let sql = super::paged(sql, limit as u64 + 1, None);
             sqlx::query_as_with(AssertSqlSafe(sql), vals).fetch_all(pool).await?
         });
@@ -429,15 +428,12 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<Delivery>, Error> {
         let now = chrono::Utc::now().timestamp_millis();
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
+        let lock = self.dialect().skip_locked();
         let sql = format!(
             "UPDATE {OUTBOX} SET next_attempt_ms = $1 WHERE id IN (SELECT id FROM {OUTBOX} WHERE status = 'pending' AND next_attempt_ms <= $2 ORDER BY next_attempt_ms, id LIMIT $3{lock}) RETURNING id, endpoint, event, body, attempts"
         );
         type Row = (String, String, String, String, i64);
-        let rows: Vec<Row> = on_pool!(self, pool, _qb => {
+        let rows: Vec<Row> = on_pool!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(now + lease_ms)
                 .bind(now)
@@ -462,7 +458,7 @@ impl Store {
         let sql = format!(
             "UPDATE {OUTBOX} SET status = 'delivered', delivered_ms = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2"
         );
-        on_pool!(self, pool, _qb => {
+        on_pool!(self, pool => {
             sqlx::query(AssertSqlSafe(sql)).bind(now).bind(id).execute(pool).await?;
         });
         Ok(())
@@ -482,7 +478,7 @@ impl Store {
         let sql = format!(
             "UPDATE {OUTBOX} SET status = $1, next_attempt_ms = $2, attempts = attempts + 1, last_error = $3 WHERE id = $4"
         );
-        on_pool!(self, pool, _qb => {
+        on_pool!(self, pool => {
             sqlx::query(AssertSqlSafe(sql)).bind(status).bind(at).bind(error).bind(id).execute(pool).await?;
         });
         Ok(())
@@ -494,7 +490,7 @@ impl Store {
             "SELECT id, endpoint, event, status, attempts, last_error FROM {OUTBOX} ORDER BY id"
         );
         type Row = (String, String, String, String, i64, Option<String>);
-        let rows: Vec<Row> = on_pool!(self, pool, _qb => {
+        let rows: Vec<Row> = on_pool!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await?
         });
         Ok(rows
@@ -515,7 +511,7 @@ impl Store {
     /// How many webhook deliveries are pending, delivered and failed.
     pub async fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, Error> {
         let sql = format!("SELECT status, COUNT(*) FROM {OUTBOX} GROUP BY status");
-        let rows: Vec<(String, i64)> = on_pool!(self, pool, _qb => {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await?
         });
         let mut out: std::collections::BTreeMap<String, i64> = ["pending", "delivered", "failed"]

@@ -118,7 +118,7 @@ impl Store {
                 let (sql, vals) = dialect.build(check);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
-                    return Ok(Err(Error::Forbidden(format!(
+                    return Ok(Err(Error::forbidden(format!(
                         "your policy does not let you create this {}", e.name
                     ))));
                 }
@@ -127,7 +127,7 @@ impl Store {
                 let (sql, vals) = dialect.build(check);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
-                    return Ok(Err(Error::Invalid(vec![input::FieldError::new(
+                    return Ok(Err(Error::invalid(vec![input::FieldError::new(
                         format!("/{field}"),
                         format!(
                             "you may not set `{field}` on this {}: your policy lets you write it only where `{text}` (for a new record: where it holds for the record as created)",
@@ -154,7 +154,7 @@ impl Store {
                         .duplicate_readable(engine, e, input, fields, who)
                         .await?
                 {
-                    return Err(Error::Forbidden(format!(
+                    return Err(Error::forbidden(format!(
                         "your policy does not let you create this {}",
                         e.name
                     )));
@@ -297,7 +297,7 @@ impl Store {
             )
         }));
         let refused = |field: &str, text: &str| {
-            Error::Invalid(vec![input::FieldError::new(
+            Error::invalid(vec![input::FieldError::new(
                 format!("/{field}"),
                 format!(
                     "you may not change `{field}` of this {} now: your policy lets you write it only where `{text}`",
@@ -318,7 +318,7 @@ impl Store {
         let explain = |version: Option<i64>| match version {
             None => Error::NotFound,
             Some(current) if if_match.is_some_and(|v| v != current) => Error::Stale { current },
-            Some(_) => Error::Forbidden(format!("you may not change this {}", e.name)),
+            Some(_) => Error::forbidden(format!("you may not change this {}", e.name)),
         };
         // One statement when nothing else is written or checked: the database's
         // trigger writes the change log, with the old row, in the same statement.
@@ -339,7 +339,7 @@ impl Store {
                                 None => None,
                             };
                             let err = explain(version);
-                            if matches!(err, Error::Forbidden(_)) {
+                            if err.is_forbidden() {
                                 for (which, check) in &write_checks {
                                     let (sql, vals) = dialect.build(check);
                                     if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(pool).await?.is_none() {
@@ -374,7 +374,7 @@ impl Store {
                     None => None,
                 };
                 let mut err = explain(version);
-                if matches!(err, Error::Forbidden(_)) {
+                if err.is_forbidden() {
                     for (which, check) in &write_checks {
                         let (sql, vals) = dialect.build(check);
                         if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
@@ -397,7 +397,7 @@ impl Store {
                 let (sql, vals) = dialect.build(after);
                 if sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?.is_none() {
                     tx.rollback().await?;
-                    return Ok(Err(Error::Forbidden(format!(
+                    return Ok(Err(Error::forbidden(format!(
                         "this change would take the {} out of your reach", e.name
                     ))));
                 }
@@ -492,7 +492,7 @@ impl Store {
         };
         match result {
             Ok(0) => match self.get_where(e, id, &read, &ctx).await {
-                Ok(_) => Err(Error::Forbidden(format!(
+                Ok(_) => Err(Error::forbidden(format!(
                     "you may not delete this {}",
                     e.name
                 ))),

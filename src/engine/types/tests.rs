@@ -6,27 +6,13 @@ use serde_json::{Value, json};
 
 use super::{Cell, Literal, Reject, kind};
 use crate::engine::Field;
-use crate::spec::{FieldType, OnDelete};
+use crate::spec::FieldType;
 
 fn field(ty: FieldType) -> Field {
     Field {
-        name: "f".into(),
-        ty,
-        required: false,
-        unique: false,
-        default: None,
-        min: None,
-        max: None,
-        pattern: None,
-        values: Vec::new(),
-        target: None,
-        via: None,
-        on_delete: OnDelete::Restrict,
         scale: 2,
         precision: 18,
-        label: None,
-        description: None,
-        renamed_from: None,
+        ..Field::plain("f", ty)
     }
 }
 

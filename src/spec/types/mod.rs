@@ -63,8 +63,16 @@ pub trait FieldRules: Sync {
     ) {
     }
 
-    /// Checks a `default:` against the field's type and limits.
-    fn check_default(&self, sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<Default>;
+    /// Checks a `default:` against the field's type and limits (`None`: the type takes
+    /// no default, as relations do).
+    fn check_default(
+        &self,
+        _sink: &mut Sink<'_>,
+        _field: &FieldDef,
+        _node: &Node,
+    ) -> Option<Default> {
+        None
+    }
 
     /// The editor schema of the type's own keys (`properties` of a JSON Schema).
     fn editor_keys(&self) -> Value {

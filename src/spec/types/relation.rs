@@ -6,9 +6,8 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys};
 use crate::spec::diag::Sink;
-use crate::spec::field::{Default, FieldDef, FieldType, Storage};
+use crate::spec::field::{FieldDef, FieldType, Storage};
 use crate::spec::walk::{Named, get, string};
-use crate::spec::yaml::Node;
 
 pub struct Ref;
 pub struct Many;
@@ -61,15 +60,6 @@ impl FieldRules for Ref {
         parse_target(sink, name, map, field);
     }
 
-    fn check_default(
-        &self,
-        _sink: &mut Sink<'_>,
-        _field: &FieldDef,
-        _node: &Node,
-    ) -> Option<Default> {
-        None
-    }
-
     fn editor_keys(&self) -> Value {
         json!({
             "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to." },
@@ -105,15 +95,6 @@ impl FieldRules for Many {
 
     fn parse_options(&self, sink: &mut Sink<'_>, name: &Named, map: &Keys, field: &mut FieldDef) {
         parse_target(sink, name, map, field);
-    }
-
-    fn check_default(
-        &self,
-        _sink: &mut Sink<'_>,
-        _field: &FieldDef,
-        _node: &Node,
-    ) -> Option<Default> {
-        None
     }
 
     fn editor_keys(&self) -> Value {
@@ -159,15 +140,6 @@ impl FieldRules for Inverse {
             ),
             Some(node) => field.via = string(sink, node, "`via`"),
         }
-    }
-
-    fn check_default(
-        &self,
-        _sink: &mut Sink<'_>,
-        _field: &FieldDef,
-        _node: &Node,
-    ) -> Option<Default> {
-        None
     }
 
     fn editor_keys(&self) -> Value {

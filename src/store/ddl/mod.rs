@@ -106,11 +106,7 @@ macro_rules! sync_in_tx {
         // IMMEDIATE on SQLite: a read-then-write transaction that starts deferred
         // cannot take the write lock once another connection has written (WAL).
         let mut tx = $pool
-            .begin_with(sqlx::AssertSqlSafe(if $dialect == Dialect::Sqlite {
-                "BEGIN IMMEDIATE"
-            } else {
-                "BEGIN"
-            }))
+            .begin_with(sqlx::AssertSqlSafe($dialect.begin_writing()))
             .await?;
         if let Some(lock) = $lock {
             sqlx::query(lock).execute(&mut *tx).await?;

@@ -582,18 +582,10 @@ impl Planner {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn engine(files: &[(&str, &str)]) -> Engine {
-        let files: BTreeMap<String, String> = files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect();
-        let loaded = crate::spec::migration::load_texts(&files);
-        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-        Engine::build(&loaded).expect("engine")
+        crate::engine::engine_from_texts(files)
     }
 
     /// The shapes a plan stores, read back.
