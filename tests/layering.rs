@@ -535,6 +535,36 @@ fn frameworks_stay_in_their_layer() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+#[test]
+fn the_store_asks_its_dialect() {
+    // Every SQLite/PostgreSQL difference is a question to `Dialect` (store/dialect.rs),
+    // so that a reader learns them in one file and a third database means one type.
+    // A branch is a comparison with a dialect or a match arm on one.
+    let mut wrong = Vec::new();
+    for src in sources() {
+        if src.module.first().is_none_or(|m| m != "store") || src.path.ends_with("dialect.rs") {
+            continue;
+        }
+        for line in src.code.lines() {
+            let names = line.contains("Dialect::Sqlite") || line.contains("Dialect::Postgres");
+            let arm = line
+                .trim_start()
+                .trim_start_matches("super::")
+                .starts_with("Dialect::")
+                && line.contains("=>");
+            let branch = line.contains("==") || line.contains("!=") || line.contains("matches!(");
+            if names && (arm || branch) {
+                wrong.push(format!(
+                    "{} branches on the database (`{}`): ask `Dialect` a question instead",
+                    src.path.display(),
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// Does the code name the crate as a path root (`sqlx::`, `use sqlx`)?
 fn names_crate(code: &str, krate: &str) -> bool {
     let b = code.as_bytes();
