@@ -641,3 +641,389 @@ pub fn select_fields(rec: &mut serde_json::Map<String, Value>, fields: &Fields) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CLIENT: &str = "entity: client\nfields:\n  name: string\n  projects: { type: inverse, of: project, via: client }\n";
+    const TAG: &str = "entity: tag\nfields:\n  label: string\n";
+    const PROJECT: &str = "entity: project\nfields:\n  title: string\n  price: { type: decimal, precision: 10, scale: 2 }\n  starts: datetime\n  extra: json\n  client: { type: ref, to: client }\n  tags: { type: many, of: tag }\nsearch: [title]\n";
+
+    /// Projects with a client (ref) and tags (many); `extra` are policy files.
+    fn engine(extra: &[(&str, &str)]) -> Engine {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let files = [
+            ("trellis.yaml", "name: t\n"),
+            ("models/client.yaml", CLIENT),
+            ("models/tag.yaml", TAG),
+            ("models/project.yaml", PROJECT),
+        ];
+        for (path, text) in files.iter().chain(extra) {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("a folder");
+            std::fs::write(path, text).expect("a file");
+        }
+        let loaded = crate::spec::load(dir.path());
+        Engine::build(&loaded).unwrap_or_else(|e| panic!("{e}: {:?}", loaded.diagnostics))
+    }
+
+    fn pairs(params: &[(&str, &str)]) -> Vec<(String, String)> {
+        params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn list_as(
+        engine: &Engine,
+        params: &[(&str, &str)],
+        hidden: &[(String, String)],
+        who: &Principal,
+    ) -> Result<ListRequest, ParamError> {
+        let e = engine.entity("project").expect("the project entity");
+        list_request(engine, e, &pairs(params), hidden, who)
+    }
+
+    fn list(engine: &Engine, params: &[(&str, &str)]) -> Result<ListRequest, ParamError> {
+        list_as(engine, params, &[], &Principal::anonymous())
+    }
+
+    fn refused(engine: &Engine, params: &[(&str, &str)]) -> ParamError {
+        match list(engine, params) {
+            Ok(req) => panic!("{params:?} accepted: {req:?}"),
+            Err(err) => err,
+        }
+    }
+
+    fn keys(req: &ListRequest) -> Vec<(&str, bool)> {
+        req.sort
+            .iter()
+            .map(|k| (k.column.name.as_str(), k.desc))
+            .collect()
+    }
+
+    #[test]
+    fn without_parameters_a_page_of_twenty_by_id() {
+        let engine = engine(&[]);
+        let req = list(&engine, &[]).expect("no parameters");
+        assert_eq!(req.limit, DEFAULT_LIMIT);
+        assert_eq!(keys(&req), [("id", false)]);
+        assert_eq!(req.sort[0].column.ty, FieldType::Uuid);
+        assert_eq!(req.sort_text, "");
+        assert!(req.filter.is_none());
+        assert!(req.after.is_none());
+        assert!(req.fields.is_none());
+        assert!(req.expand.is_empty());
+        assert!(req.search.is_none());
+        assert!(!req.count);
+        assert!(!req.relevance);
+        assert_eq!(req.offset, 0);
+    }
+
+    #[test]
+    fn limit_is_from_one_to_the_maximum() {
+        let engine = engine(&[]);
+        let max = MAX_LIMIT.to_string();
+        assert_eq!(list(&engine, &[("limit", "1")]).expect("1").limit, 1);
+        assert_eq!(
+            list(&engine, &[("limit", &max)]).expect("max").limit,
+            MAX_LIMIT
+        );
+        let over = (MAX_LIMIT + 1).to_string();
+        for bad in ["0", over.as_str(), "-1", "ten", "1.5", ""] {
+            let err = refused(&engine, &[("limit", bad)]);
+            assert_eq!(err.param, "limit", "{bad}");
+            assert_eq!(
+                err.message,
+                format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{bad}`")
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        let engine = engine(&[]);
+        let err = refused(&engine, &[("limt", "5")]);
+        assert_eq!(err.param, "limt");
+        assert_eq!(err.hint.as_deref(), Some("did you mean `limit`?"));
+        let err = refused(&engine, &[("limit", "5"), ("limit", "6")]);
+        assert_eq!(err.param, "limit");
+        assert!(err.message.contains("more than once"), "{}", err.message);
+        let err = refused(&engine, &[("count", "yes")]);
+        assert_eq!(err.param, "count");
+        assert!(list(&engine, &[("count", "true")]).expect("count").count);
+    }
+
+    #[test]
+    fn sort_keys_in_order_then_the_id() {
+        let engine = engine(&[]);
+        let req = list(&engine, &[("sort", "-price,title")]).expect("a sort");
+        assert_eq!(
+            keys(&req),
+            [("price", true), ("title", false), ("id", false)]
+        );
+        assert_eq!(req.sort_text, "-price,title");
+        assert_eq!(req.sort[0].column.ty, FieldType::Decimal);
+        assert_eq!(req.sort[0].column.scale, 2);
+        // `+` is ascending; system fields sort too; nothing after the id.
+        let req = list(&engine, &[("sort", "+created_at, -id")]).expect("a sort");
+        assert_eq!(keys(&req), [("created_at", false), ("id", true)]);
+    }
+
+    #[test]
+    fn unsortable_or_unknown_sort_keys_are_refused_with_a_hint() {
+        let engine = engine(&[]);
+        let err = refused(&engine, &[("sort", "-prcie")]);
+        assert_eq!(err.param, "sort");
+        assert_eq!(
+            err.message,
+            "cannot sort by `prcie`: project has no such field"
+        );
+        assert_eq!(err.hint.as_deref(), Some("did you mean `price`?"));
+        let err = refused(&engine, &[("sort", "extra")]);
+        assert_eq!(
+            (err.param.as_str(), err.message.as_str()),
+            ("sort", "cannot sort by `extra`: it is a json field")
+        );
+        let err = refused(&engine, &[("sort", "title,-title")]);
+        assert_eq!(err.message, "`title` is listed twice in `sort`");
+        let hidden = [("project".to_string(), "price".to_string())];
+        let err = list_as(
+            &engine,
+            &[("sort", "price")],
+            &hidden,
+            &Principal::anonymous(),
+        )
+        .expect_err("a hidden field");
+        assert_eq!(
+            (err.param.as_str(), err.message.as_str()),
+            ("sort", "you may not sort by `price`")
+        );
+    }
+
+    #[test]
+    fn an_unknown_filter_field_is_refused_with_its_column_and_a_hint() {
+        let engine = engine(&[]);
+        let req = list(&engine, &[("filter", "title = 'a'")]).expect("a filter");
+        assert!(req.filter.is_some());
+        let err = refused(&engine, &[("filter", "price > 1 and titel = 'a'")]);
+        assert_eq!(err.param, "filter");
+        assert_eq!(err.column, Some(15));
+        assert_eq!(err.hint.as_deref(), Some("did you mean `title`?"));
+        let err = refused(&engine, &[("filter", "title = ")]);
+        assert_eq!(err.param, "filter");
+        assert!(err.column.is_some());
+    }
+
+    #[test]
+    fn fields_and_expand_are_trees_of_relations() {
+        let engine = engine(&[]);
+        let req = list(
+            &engine,
+            &[
+                ("expand", "client,tags"),
+                ("fields", "title, client.name, tags"),
+            ],
+        )
+        .expect("fields and expand");
+        let leaf = Expand::default;
+        assert_eq!(
+            req.expand,
+            Expand {
+                children: BTreeMap::from([("client".into(), leaf()), ("tags".into(), leaf())]),
+            }
+        );
+        let fields = req.fields.expect("fields");
+        assert_eq!(
+            fields.names.keys().collect::<Vec<_>>(),
+            ["client", "tags", "title"]
+        );
+        assert_eq!(
+            fields.names["client"].names.keys().collect::<Vec<_>>(),
+            ["name"]
+        );
+        // Three levels deep, back through the inverse.
+        let req = list(&engine, &[("expand", "client.projects.tags")]).expect("deep");
+        assert_eq!(
+            req.expand.children["client"].children["projects"].children["tags"],
+            leaf()
+        );
+        let err = refused(&engine, &[("expand", "client.projects.client.name")]);
+        assert_eq!(err.param, "expand");
+        assert!(err.message.contains("deeper than 3"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_relations_and_unexpanded_selections_are_refused() {
+        let engine = engine(&[]);
+        let err = refused(&engine, &[("expand", "clinet")]);
+        assert_eq!(err.param, "expand");
+        assert_eq!(
+            err.message,
+            "cannot expand `clinet`: it is not a relation of project"
+        );
+        assert_eq!(err.hint.as_deref(), Some("did you mean `client`?"));
+        let err = refused(&engine, &[("expand", "title")]);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("relations of project: client, tags")
+        );
+        let err = refused(&engine, &[("expand", "tags.label")]);
+        assert_eq!(err.hint.as_deref(), Some("tag has no relations"));
+        let err = refused(&engine, &[("fields", "client.name")]);
+        assert_eq!(err.param, "fields");
+        assert_eq!(err.hint.as_deref(), Some("add `expand=client`"));
+        let err = refused(&engine, &[("fields", "titel")]);
+        assert_eq!(
+            (err.message.as_str(), err.hint.as_deref()),
+            (
+                "project has no field `titel`",
+                Some("did you mean `title`?")
+            )
+        );
+    }
+
+    #[test]
+    fn get_requests_take_fields_and_expand_only() {
+        let engine = engine(&[]);
+        let e = engine.entity("project").expect("the project entity");
+        let req = get_request(
+            &engine,
+            e,
+            &pairs(&[("expand", "client"), ("fields", "client.name")]),
+            &[],
+        )
+        .expect("a get request");
+        assert!(req.expand.children.contains_key("client"));
+        assert!(req.fields.is_some());
+        let err = get_request(&engine, e, &pairs(&[("filter", "title = 'a'")]), &[])
+            .expect_err("no filter on a get");
+        assert_eq!(err.param, "filter");
+        assert_eq!(err.hint.as_deref(), Some("supported: fields, expand"));
+        let hidden = [("client".to_string(), "name".to_string())];
+        let err = get_request(
+            &engine,
+            e,
+            &pairs(&[("expand", "client"), ("fields", "client.name")]),
+            &hidden,
+        )
+        .expect_err("a hidden field");
+        assert_eq!(err.message, "you may not select `name`");
+    }
+
+    #[test]
+    fn a_cursor_continues_after_the_last_record() {
+        let engine = engine(&[]);
+        let sort = [("sort", "-price,title")];
+        let req = list(&engine, &sort).expect("a sort");
+        let id = "0190a000-0000-7000-8000-000000000001";
+        let last = json!({ "id": id, "price": "12.5", "title": "b", "starts": null });
+        let last = last.as_object().expect("a record");
+        let cursor = Cursor::after(last, &req.cursor_key(), &req.sort);
+        assert_eq!(cursor.keys, [json!("12.5"), json!("b"), json!(id)]);
+        let text = cursor.encode();
+        assert_eq!(Cursor::decode(&text), Some(cursor));
+        let next = list(&engine, &[sort[0], ("after", &text)]).expect("the next page");
+        assert_eq!(
+            next.after,
+            Some(vec![
+                Cell::Decimal(rust_decimal::Decimal::new(1250, 2)),
+                Cell::Text("b".into()),
+                Cell::Uuid(id.parse().expect("a uuid")),
+            ])
+        );
+        // Only with the same sort, and only a cursor.
+        let err = refused(&engine, &[("sort", "title"), ("after", &text)]);
+        assert_eq!(err.param, "after");
+        assert!(err.message.contains("another `sort`"), "{}", err.message);
+        let err = refused(&engine, &[sort[0], ("after", "not-a-cursor")]);
+        assert_eq!(err.param, "after");
+        assert_eq!(err.message, "`after` is not a cursor of this list");
+    }
+
+    #[test]
+    fn a_search_is_words_without_control_characters() {
+        let engine = engine(&[]);
+        let req = list(&engine, &[("q", "  rust  ")]).expect("a search");
+        assert_eq!(req.search.as_deref(), Some("rust"));
+        assert!(req.relevance);
+        assert_eq!(req.cursor_key(), "|rust");
+        let req = list(&engine, &[("q", "rust"), ("sort", "title")]).expect("sorted");
+        assert!(!req.relevance);
+        for bad in ["a\u{0}b", "a\u{1b}[31m"] {
+            let err = refused(&engine, &[("q", bad)]);
+            assert_eq!(err.param, "q");
+            assert!(
+                err.message.contains("control characters"),
+                "{}",
+                err.message
+            );
+        }
+        let long = "a".repeat(MAX_SEARCH_LENGTH + 1);
+        assert_eq!(refused(&engine, &[("q", &long)]).param, "q");
+        let e = engine.entity("client").expect("the client entity");
+        let err = list_request(
+            &engine,
+            e,
+            &pairs(&[("q", "acme")]),
+            &[],
+            &Principal::anonymous(),
+        )
+        .expect_err("no search fields");
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("add `search: [field, …]` to models/client.yaml")
+        );
+    }
+
+    #[test]
+    fn a_filter_reaches_only_the_related_rows_the_caller_may_read() {
+        let engine = engine(&[
+            (
+                "policies/project.yaml",
+                "entity: project\nrules:\n  - roles: [anonymous]\n    allow: [list, read]\n",
+            ),
+            (
+                "policies/client.yaml",
+                "entity: client\nrules:\n  - roles: [anonymous]\n    allow: [read]\n    where: name != 'hidden'\n",
+            ),
+        ]);
+        let anon = Principal::anonymous();
+        // No policy for tags: no tag may be read, so no condition goes through them.
+        let err = list_as(&engine, &[("filter", "tags.label = 'x'")], &[], &anon)
+            .expect_err("tags are not readable");
+        assert_eq!(err.param, "filter");
+        assert_eq!(
+            err.message,
+            "you may not read tag records, so a condition cannot go through `tags`"
+        );
+        // Clients are, where the rule says so: the step is restricted to those rows.
+        let req = list_as(&engine, &[("filter", "client.name = 'acme'")], &[], &anon)
+            .expect("clients are readable");
+        let Some(Typed::Hop { hop, inner }) = req.filter else {
+            panic!("a relation step: {:?}", req.filter);
+        };
+        assert_eq!(
+            hop,
+            super::super::cond::check::Hop::Ref {
+                field: "client".into(),
+                target: "client".into()
+            }
+        );
+        assert!(matches!(*inner, Typed::And(..)), "{inner:?}");
+        // Trellis itself reads everything: the step is not restricted.
+        let req = list_as(
+            &engine,
+            &[("filter", "client.name = 'acme'")],
+            &[],
+            &Principal::system(),
+        )
+        .expect("no restriction");
+        let Some(Typed::Hop { inner, .. }) = req.filter else {
+            panic!("a relation step: {:?}", req.filter);
+        };
+        assert!(matches!(*inner, Typed::Pred { .. }), "{inner:?}");
+    }
+}

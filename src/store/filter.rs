@@ -247,3 +247,297 @@ impl<'c> Compiler<'c> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sea_query::Value as SqlValue;
+
+    use super::*;
+    use crate::engine::cond::check::{Scope, check};
+    use crate::engine::cond::parse;
+    use crate::engine::{Engine, Entity};
+    use crate::store::kernel::MAIN;
+
+    const USER: &str = "0190a000-0000-7000-8000-00000000000a";
+
+    fn engine() -> Engine {
+        let files: BTreeMap<String, String> = [
+            ("models/client.yaml", "entity: client\nfields:\n  name: string\n"),
+            ("models/tag.yaml", "entity: tag\nfields:\n  label: string\n"),
+            (
+                "models/project.yaml",
+                "entity: project\nfields:\n  title: string\n  points: integer\n  price: { type: decimal, precision: 10, scale: 2 }\n  starts: datetime\n  client: { type: ref, to: client }\n  tags: { type: many, of: tag }\n",
+            ),
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+        Engine::build(&crate::spec::migration::load_texts(&files)).expect("engine")
+    }
+
+    /// A fixed time and a caller with an id.
+    fn ctx() -> Ctx {
+        let mut user = serde_json::Map::new();
+        user.insert("id".into(), serde_json::json!(USER));
+        Ctx {
+            now: time("2026-03-04T05:06:07Z"),
+            user: std::sync::Arc::new(user),
+        }
+    }
+
+    /// A condition on projects, checked as the project's author writes one
+    /// (`user.id` available).
+    fn typed(engine: &Engine, text: &str) -> Typed {
+        let e: &Entity = engine.entity("project").expect("the project entity");
+        let cond = parse(text).unwrap_or_else(|err| panic!("{text}: {err:?}"));
+        let scope = Scope {
+            claims: Some(vec!["id".into()]),
+            ..Scope::default()
+        };
+        check(engine, e, &cond, &scope).unwrap_or_else(|err| panic!("{text}: {err:?}"))
+    }
+
+    /// The condition's statement's `WHERE` clause and bound values in `dialect`.
+    fn render(dialect: Dialect, text: &str) -> (String, Vec<SqlValue>) {
+        let engine = engine();
+        let t = typed(&engine, text);
+        let ctx = ctx();
+        let mut q = Query::select();
+        q.column((MAIN.to_string(), "id".to_string()))
+            .from_as("project", MAIN)
+            .and_where(Compiler::new(dialect, &ctx).compile(&t, MAIN));
+        let (sql, values) = dialect.build(&q);
+        let prefix = r#"SELECT "t0"."id" FROM "project" AS "t0" WHERE "#;
+        let clause = sql
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{sql}"))
+            .to_string();
+        (clause, values.0.0)
+    }
+
+    fn text(s: &str) -> SqlValue {
+        SqlValue::String(Some(s.to_string()))
+    }
+
+    fn uuid(s: &str) -> uuid::Uuid {
+        s.parse().expect("a uuid")
+    }
+
+    fn time(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("a time")
+            .to_utc()
+    }
+
+    /// The condition compiles to `sqlite` in SQLite and `postgres` in PostgreSQL, each
+    /// with its bound values.
+    fn compiles_to(text: &str, sqlite: (&str, Vec<SqlValue>), postgres: (&str, Vec<SqlValue>)) {
+        let (sql, values) = render(Dialect::Sqlite, text);
+        assert_eq!((sql.as_str(), values), sqlite, "SQLite: {text}");
+        let (sql, values) = render(Dialect::Postgres, text);
+        assert_eq!((sql.as_str(), values), postgres, "PostgreSQL: {text}");
+    }
+
+    #[test]
+    fn a_comparison_binds_its_value() {
+        compiles_to(
+            "title = 'a'",
+            (r#""t0"."title" = ?"#, vec![text("a")]),
+            (r#""t0"."title" = $1"#, vec![text("a")]),
+        );
+        // An integer column against a fraction is compared as doubles.
+        compiles_to(
+            "points > 2.5",
+            (
+                r#"CAST("t0"."points" AS DOUBLE PRECISION) > ?"#,
+                vec![SqlValue::Double(Some(2.5))],
+            ),
+            (
+                r#"CAST("t0"."points" AS DOUBLE PRECISION) > $1"#,
+                vec![SqlValue::Double(Some(2.5))],
+            ),
+        );
+    }
+
+    #[test]
+    fn and_or_not_keep_their_grouping() {
+        let values = vec![
+            SqlValue::BigInt(Some(3)),
+            text("b"),
+            SqlValue::BigInt(Some(1)),
+        ];
+        compiles_to(
+            "points > 3 and (title != 'b' or not points <= 1)",
+            (
+                r#""t0"."points" > ? AND ("t0"."title" <> ? OR (NOT "t0"."points" <= ?))"#,
+                values.clone(),
+            ),
+            (
+                r#""t0"."points" > $1 AND ("t0"."title" <> $2 OR (NOT "t0"."points" <= $3))"#,
+                values,
+            ),
+        );
+    }
+
+    #[test]
+    fn is_set_tests_for_null() {
+        let sql = r#""t0"."title" IS NOT NULL AND "t0"."points" IS NULL"#;
+        compiles_to(
+            "title is set and points is not set",
+            (sql, vec![]),
+            (sql, vec![]),
+        );
+    }
+
+    #[test]
+    fn in_binds_every_value_of_the_list() {
+        let values = vec![
+            text("a"),
+            text("b"),
+            SqlValue::Double(Some(1.0)),
+            SqlValue::Double(Some(2.5)),
+        ];
+        compiles_to(
+            "title in ['a', 'b'] or points in [1, 2.5]",
+            (
+                r#""t0"."title" IN (?, ?) OR CAST("t0"."points" AS DOUBLE PRECISION) IN (?, ?)"#,
+                values.clone(),
+            ),
+            (
+                r#""t0"."title" IN ($1, $2) OR CAST("t0"."points" AS DOUBLE PRECISION) IN ($3, $4)"#,
+                values,
+            ),
+        );
+    }
+
+    #[test]
+    fn contains_ignores_case_with_each_dialects_position_function() {
+        let values = vec![text("Rust"), SqlValue::Int(Some(0))];
+        compiles_to(
+            "title ~ 'Rust'",
+            (
+                r#"instr(LOWER("t0"."title"), LOWER(?)) > ?"#,
+                values.clone(),
+            ),
+            (r#"strpos(LOWER("t0"."title"), LOWER($1)) > $2"#, values),
+        );
+    }
+
+    #[test]
+    fn a_relation_path_is_an_exists_with_numbered_aliases() {
+        let values = vec![SqlValue::Int(Some(1)), text("acme")];
+        compiles_to(
+            "client.name = 'acme'",
+            (
+                r#"EXISTS(SELECT ? FROM "client" AS "t1" WHERE "t1"."id" = "t0"."client" AND "t1"."name" = ?)"#,
+                values.clone(),
+            ),
+            (
+                r#"EXISTS(SELECT $1 FROM "client" AS "t1" WHERE "t1"."id" = "t0"."client" AND "t1"."name" = $2)"#,
+                values,
+            ),
+        );
+        // Through a `many` field: its link table, then the target; each subquery
+        // gets aliases of its own.
+        let values = vec![
+            SqlValue::Int(Some(1)),
+            text("x"),
+            SqlValue::Int(Some(1)),
+            text("y"),
+        ];
+        compiles_to(
+            "tags.label = 'x' and client.name = 'y'",
+            (
+                r#"EXISTS(SELECT ? FROM "project_tags" AS "j1" INNER JOIN "tag" AS "t2" ON "t2"."id" = "j1"."target_id" WHERE "j1"."source_id" = "t0"."id" AND "t2"."label" = ?) AND EXISTS(SELECT ? FROM "client" AS "t3" WHERE "t3"."id" = "t0"."client" AND "t3"."name" = ?)"#,
+                values.clone(),
+            ),
+            (
+                r#"EXISTS(SELECT $1 FROM "project_tags" AS "j1" INNER JOIN "tag" AS "t2" ON "t2"."id" = "j1"."target_id" WHERE "j1"."source_id" = "t0"."id" AND "t2"."label" = $2) AND EXISTS(SELECT $3 FROM "client" AS "t3" WHERE "t3"."id" = "t0"."client" AND "t3"."name" = $4)"#,
+                values,
+            ),
+        );
+    }
+
+    #[test]
+    fn a_many_field_has_a_link_in_its_link_table() {
+        let id = "0190a000-0000-7000-8000-000000000001";
+        compiles_to(
+            &format!("tags has '{id}'"),
+            (
+                r#"EXISTS(SELECT ? FROM "project_tags" AS "j1" WHERE "j1"."source_id" = "t0"."id" AND "j1"."target_id" = ?)"#,
+                vec![SqlValue::Int(Some(1)), text(id)],
+            ),
+            (
+                r#"EXISTS(SELECT $1 FROM "project_tags" AS "j1" WHERE "j1"."source_id" = "t0"."id" AND "j1"."target_id" = $2)"#,
+                vec![SqlValue::Int(Some(1)), SqlValue::Uuid(Some(uuid(id)))],
+            ),
+        );
+    }
+
+    #[test]
+    fn a_decimal_binds_as_units_in_sqlite_and_as_numeric_in_postgres() {
+        compiles_to(
+            "price >= 12.5",
+            (r#""t0"."price" >= ?"#, vec![SqlValue::BigInt(Some(1250))]),
+            (
+                r#""t0"."price" >= $1"#,
+                vec![SqlValue::Decimal(Some(rust_decimal::Decimal::new(1250, 2)))],
+            ),
+        );
+    }
+
+    #[test]
+    fn a_datetime_binds_as_fixed_width_text_in_sqlite_and_as_a_timestamp_in_postgres() {
+        compiles_to(
+            "starts < 2025-01-31T10:00:00Z",
+            (
+                r#""t0"."starts" < ?"#,
+                vec![text("2025-01-31T10:00:00.000000Z")],
+            ),
+            (
+                r#""t0"."starts" < $1"#,
+                vec![SqlValue::ChronoDateTimeUtc(Some(time(
+                    "2025-01-31T10:00:00Z",
+                )))],
+            ),
+        );
+    }
+
+    #[test]
+    fn now_and_user_claims_are_bound_from_the_context() {
+        compiles_to(
+            "starts < now",
+            (
+                r#""t0"."starts" < ?"#,
+                vec![text("2026-03-04T05:06:07.000000Z")],
+            ),
+            (
+                r#""t0"."starts" < $1"#,
+                vec![SqlValue::ChronoDateTimeUtc(Some(time(
+                    "2026-03-04T05:06:07Z",
+                )))],
+            ),
+        );
+        compiles_to(
+            "client = user.id",
+            (r#""t0"."client" = ?"#, vec![text(USER)]),
+            (
+                r#""t0"."client" = $1"#,
+                vec![SqlValue::Uuid(Some(uuid(USER)))],
+            ),
+        );
+        compiles_to(
+            "tags has user.id",
+            (
+                r#"EXISTS(SELECT ? FROM "project_tags" AS "j1" WHERE "j1"."source_id" = "t0"."id" AND "j1"."target_id" = ?)"#,
+                vec![SqlValue::Int(Some(1)), text(USER)],
+            ),
+            (
+                r#"EXISTS(SELECT $1 FROM "project_tags" AS "j1" WHERE "j1"."source_id" = "t0"."id" AND "j1"."target_id" = $2)"#,
+                vec![SqlValue::Int(Some(1)), SqlValue::Uuid(Some(uuid(USER)))],
+            ),
+        );
+    }
+}
