@@ -908,6 +908,46 @@ async fn real_answers_fit_their_declared_schemas(db: Db) {
         .await;
     c.problem("bad-request", &res);
     c.check("post", "/api/batch", &res);
+
+    // Accounts: a session, a wrong password, then the lock (429 with `retry_after`).
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/auth/signup",
+            json!({ "email": "typed@example.com", "password": "correct horse", "display_name": "Typed" }),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    c.check("post", "/auth/signup", &res);
+    let res = anon
+        .post("/auth/signup", json!({ "email": "typed@example.com", "password": "correct horse", "display_name": "Again" }))
+        .await;
+    c.check("post", "/auth/signup", &res);
+    let res = anon
+        .post(
+            "/auth/login",
+            json!({ "email": "typed@example.com", "password": "correct horse" }),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    c.check("post", "/auth/login", &res);
+    let mut limited = None;
+    for _ in 0..20 {
+        let res = anon
+            .post(
+                "/auth/login",
+                json!({ "email": "typed@example.com", "password": "wrong horse" }),
+            )
+            .await;
+        c.check("post", "/auth/login", &res);
+        if res.status == 429 {
+            limited = Some(res);
+            break;
+        }
+        c.problem("unauthorized", &res);
+    }
+    let limited = limited.expect("wrong passwords end in a 429");
+    c.problem("rate-limited", &limited);
 }
 
 both!(real_answers_fit_their_declared_schemas);

@@ -1267,7 +1267,7 @@ fn auth_paths(
             "responses": {
                 "201": { "description": "The account and a token.", "content": json_content(schema_ref("Session")) },
                 "400": problem("The body is not valid JSON."),
-                "409": problem("The email is already taken."),
+                "409": problem_of("The email is already taken.", &["unique"]),
                 "413": problem("The body is larger than 1 MiB."),
                 "415": problem("The body is not declared as application/json."),
                 "422": problem("The body does not fit; `errors` lists each problem."),
