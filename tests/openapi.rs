@@ -351,7 +351,11 @@ impl Contract {
     fn check(&self, method: &str, template: &str, res: &common::Resp) {
         let op = self.operation(method, template);
         let status = res.status.as_u16().to_string();
-        let response = &op["responses"][&status];
+        let mut response = &op["responses"][&status];
+        if let Some(shared) = response["$ref"].as_str() {
+            let name = shared.trim_start_matches("#/components/responses/");
+            response = &self.doc["components"]["responses"][name];
+        }
         assert!(
             response.is_object(),
             "{method} {template} answered {status}, which it does not document: {}",

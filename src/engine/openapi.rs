@@ -488,9 +488,38 @@ fn default_kinds(status: &str) -> &'static [&'static str] {
     }
 }
 
+/// The answers every operation may get, shared: a body too slow (408), the rate
+/// limit (429), an unavailable database or a request that took too long (503).
+fn shared_responses() -> Value {
+    let mut out = Map::new();
+    for (name, status, description) in [
+        (
+            "BodyTimeout",
+            "408",
+            "The request body did not arrive in time.",
+        ),
+        (
+            "RateLimited",
+            "429",
+            "Too many requests from this caller or address (`limits` in trellis.yaml); `retry_after` and `Retry-After` say when to try again.",
+        ),
+        (
+            "Unavailable",
+            "503",
+            "The database does not answer, or the request took too long; `Retry-After` says when to try again.",
+        ),
+    ] {
+        let mut r = problem(description);
+        if let Some(schema) = r.pointer_mut("/content/application~1problem+json/schema") {
+            *schema = problem_union(default_kinds(status));
+        }
+        out.insert(name.into(), r);
+    }
+    Value::Object(out)
+}
+
 /// Gives every problem response its types, and adds the answers every operation may
-/// get: 408 (a body too slow) where there is a body, 429 (the rate limit) and 503
-/// (the database is unavailable, or the request took too long).
+/// get ([`shared_responses`]; 408 only where there is a body).
 fn type_problems(paths: &mut Map<String, Value>) {
     for item in paths.values_mut() {
         let Some(obj) = item.as_object_mut() else {
@@ -504,17 +533,17 @@ fn type_problems(paths: &mut Map<String, Value>) {
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
             };
-            if has_body {
-                responses
-                    .entry("408")
-                    .or_insert_with(|| problem("The request body did not arrive in time."));
+            for (status, name) in [
+                ("408", "BodyTimeout"),
+                ("429", "RateLimited"),
+                ("503", "Unavailable"),
+            ] {
+                if status != "408" || has_body {
+                    responses.entry(status).or_insert_with(
+                        || json!({ "$ref": format!("#/components/responses/{name}") }),
+                    );
+                }
             }
-            responses.entry("429").or_insert_with(|| {
-                problem("Too many requests from this caller or address (`limits` in trellis.yaml); `retry_after` and `Retry-After` say when to try again.")
-            });
-            responses.entry("503").or_insert_with(|| {
-                problem("The database does not answer, or the request took too long; `Retry-After` says when to try again.")
-            });
             for (status, response) in responses.iter_mut() {
                 let Some(schema) =
                     response.pointer_mut("/content/application~1problem+json/schema")
@@ -1783,7 +1812,7 @@ pub fn document(engine: &Engine) -> Value {
     if let Some(d) = &engine.description {
         info["description"] = json!(d);
     }
-    let mut components = json!({ "schemas": schemas });
+    let mut components = json!({ "schemas": schemas, "responses": shared_responses() });
     let mut doc_security = Value::Null;
     if engine.auth.jwt.is_some() {
         components["securitySchemes"] = json!({
