@@ -34,7 +34,7 @@ pub(super) fn serve(
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(super::project::color())
         .init();
     let (engine, warnings) = load_engine_with_diagnostics(dir)?;
     let url = database_url(dir, database_url_flag, &engine, env)?;
