@@ -145,6 +145,7 @@ enum Command {
         ttl: Option<u64>,
     },
     /// Draw an entity's workflow: states, transitions, who may fire them, guards.
+    #[command(override_usage = "trellis diagram [OPTIONS] [DIR] <ENTITY>")]
     Diagram {
         /// `[DIR] ENTITY`: the project folder (default `.`) and the entity.
         #[arg(num_args = 1..=2, value_names = ["DIR", "ENTITY"], required = true)]
@@ -156,6 +157,7 @@ enum Command {
         format: DiagramFormat,
     },
     /// Explain why a user may or may not do an action on a record.
+    #[command(override_usage = "trellis explain [OPTIONS] [DIR] <ENTITY> <ID> <ACTION>")]
     Explain {
         /// `[DIR] ENTITY ID ACTION`: the project folder (default `.`), the entity
         /// (e.g. `project`), the record's id, and the action: list, read, create,
@@ -177,7 +179,10 @@ enum Command {
         database_url: Option<String>,
     },
     /// Create a built-in account (e.g. the first admin) and print its password.
-    #[command(name = "add-user")]
+    #[command(
+        name = "add-user",
+        override_usage = "trellis add-user [OPTIONS] [DIR] <EMAIL>"
+    )]
     AddUser {
         /// `[DIR] EMAIL`: the project folder (default `.`) and the account's email.
         #[arg(num_args = 1..=2, value_names = ["DIR", "EMAIL"], required = true)]
