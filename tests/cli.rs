@@ -537,7 +537,11 @@ fn every_command_takes_the_folder_the_same_way() {
     assert!(out.status.success(), "the current folder by default");
     let out = token(&["token", root, "--dir", "/elsewhere", "--sub", "u1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("two project folders were given"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("two project folders were given"),
+        "{}",
+        text(&out.stderr)
+    );
 
     for args in [
         &["diagram", root, "application"][..],
@@ -556,7 +560,10 @@ fn every_command_takes_the_folder_the_same_way() {
         assert!(!help.contains("--dir"), "{command}: {help}");
     }
     for (command, usage) in [
-        ("explain", "trellis explain [OPTIONS] [DIR] <ENTITY> <ID> <ACTION>"),
+        (
+            "explain",
+            "trellis explain [OPTIONS] [DIR] <ENTITY> <ID> <ACTION>",
+        ),
         ("add-user", "trellis add-user [OPTIONS] [DIR] <EMAIL>"),
         ("diagram", "trellis diagram [OPTIONS] [DIR] <ENTITY>"),
     ] {
@@ -610,7 +617,11 @@ fn token_ttl() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad}");
-        assert!(text(&out.stderr).contains(why), "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(why),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
         assert!(out.stdout.is_empty(), "{bad}: no token");
     }
 }
@@ -635,9 +646,15 @@ fn color_follows_the_flag_and_no_color() {
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     };
     assert!(piped(&["check", dir, "--color", "always"], None).contains(escape));
-    assert!(piped(&["--color=always", "check", dir], Some("1")).contains(escape), "the flag wins");
+    assert!(
+        piped(&["--color=always", "check", dir], Some("1")).contains(escape),
+        "the flag wins"
+    );
     assert!(!piped(&["check", dir, "--color", "never"], None).contains(escape));
-    assert!(!piped(&["check", dir], None).contains(escape), "a pipe is no terminal");
+    assert!(
+        !piped(&["check", dir], None).contains(escape),
+        "a pipe is no terminal"
+    );
     let out = run(&["check", dir, "--color", "sometimes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("possible values: auto, always, never"));
@@ -659,9 +676,16 @@ fn color_follows_the_flag_and_no_color() {
         text(&out.stdout)
     };
     let check = format!("check {dir}");
-    assert!(on_tty(&check, None).contains(escape), "{}", on_tty(&check, None));
+    assert!(
+        on_tty(&check, None).contains(escape),
+        "{}",
+        on_tty(&check, None)
+    );
     assert!(!on_tty(&check, Some("1")).contains(escape));
-    assert!(on_tty(&check, Some("")).contains(escape), "an empty NO_COLOR is unset");
+    assert!(
+        on_tty(&check, Some("")).contains(escape),
+        "an empty NO_COLOR is unset"
+    );
     assert!(!on_tty(&format!("{check} --color never"), None).contains(escape));
     assert!(on_tty(&format!("{check} --color always"), Some("1")).contains(escape));
     assert!(on_tty("check --help", None).contains(escape));
@@ -700,12 +724,20 @@ async fn migrate_plan_has_no_side_effects(db: Db) {
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}{}", text(&out.stderr));
     assert!(said.contains("0001_initial.yaml"), "{said}");
-    assert!(project.path().join("migrations/0001_initial.yaml").is_file());
+    assert!(
+        project
+            .path()
+            .join("migrations/0001_initial.yaml")
+            .is_file()
+    );
     match db {
         Db::Sqlite => {
             assert!(said.contains("No database at"), "{said}");
             assert!(said.contains("none was created"), "{said}");
-            assert!(!project.path().join(".trellis").exists(), "no .trellis/ was made");
+            assert!(
+                !project.path().join(".trellis").exists(),
+                "no .trellis/ was made"
+            );
         }
         Db::Postgres => {
             assert!(said.contains("Counted in"), "{said}");
@@ -737,7 +769,10 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
     let dir = project.path().to_str().unwrap().to_string();
     let test_db = TestDb::new(db).await;
     let url = match db {
-        Db::Sqlite => format!("sqlite://{}", project.path().join(".trellis/data.db").display()),
+        Db::Sqlite => format!(
+            "sqlite://{}",
+            project.path().join(".trellis/data.db").display()
+        ),
         Db::Postgres => test_db.url.clone(),
     };
     let migrate = |action: &str| {
@@ -750,7 +785,13 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
         let port = free_port();
         let mut server = serve(&dir, port, Some(with));
         wait_healthy(&mut server, port);
-        let (status, _) = http(port, "POST", "/api/tasks", Some(&json!({ "title": "kept" }))).unwrap();
+        let (status, _) = http(
+            port,
+            "POST",
+            "/api/tasks",
+            Some(&json!({ "title": "kept" })),
+        )
+        .unwrap();
         assert_eq!(status, 201);
     };
     // Synced at v1, planned at v2: the tables match no migration.
@@ -766,9 +807,15 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("the tables of task"), "{err}");
-    assert!(err.contains("do not match the definitions of any migration"), "{err}");
+    assert!(
+        err.contains("do not match the definitions of any migration"),
+        "{err}"
+    );
     let store = trellis::store::Store::connect(&url).await.unwrap();
-    assert!(store.applied_migrations().await.unwrap().is_empty(), "nothing recorded");
+    assert!(
+        store.applied_migrations().await.unwrap().is_empty(),
+        "nothing recorded"
+    );
 
     // Served at v2 (an additive change, synced): now the tables match 0001.
     served(&url);
@@ -776,7 +823,10 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("pending  0001_initial"), "{said}");
-    assert!(said.contains("Baseline: the tables match the definitions of 0001_initial"), "{said}");
+    assert!(
+        said.contains("Baseline: the tables match the definitions of 0001_initial"),
+        "{said}"
+    );
     assert!(said.contains("`trellis migrate baseline`"), "{said}");
     assert!(!said.contains("0001_initial is not applied"), "{said}");
     let out = migrate("baseline");
@@ -799,10 +849,17 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
     // Production mode accepts the adopted database.
     let port = free_port();
     let mut cmd = trellis();
-    cmd.args(["serve", &dir, "--mode", "production", "--port", &port.to_string()])
-        .args(["--database-url", &url])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "serve",
+        &dir,
+        "--mode",
+        "production",
+        "--port",
+        &port.to_string(),
+    ])
+    .args(["--database-url", &url])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
     let mut server = common::process::Server(cmd.spawn().unwrap());
     wait_healthy(&mut server, port);
     let (_, body) = http(port, "GET", "/api/tasks", None).unwrap();

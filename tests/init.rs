@@ -38,7 +38,13 @@ fn ok(out: &Output) -> String {
 }
 
 /// One HTTP/1.1 request with an optional bearer token.
-fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -122,12 +128,36 @@ async fn init_check_test_serve(db: Db) {
     // Every YAML file names its schema, which exists beside it (offline) and is
     // the one the binary generates, and the file satisfies it.
     for (file, schema, generated) in [
-        ("trellis.yaml", "schemas/trellis.schema.json", trellis::spec::schema::settings_schema()),
-        ("models/user.yaml", "../schemas/model.schema.json", trellis::spec::schema::model_schema()),
-        ("models/task.yaml", "../schemas/model.schema.json", trellis::spec::schema::model_schema()),
-        ("policies/user.yaml", "../schemas/policy.schema.json", trellis::spec::schema::policy_schema()),
-        ("policies/task.yaml", "../schemas/policy.schema.json", trellis::spec::schema::policy_schema()),
-        ("workflows/task.yaml", "../schemas/workflow.schema.json", trellis::spec::schema::workflow_schema()),
+        (
+            "trellis.yaml",
+            "schemas/trellis.schema.json",
+            trellis::spec::schema::settings_schema(),
+        ),
+        (
+            "models/user.yaml",
+            "../schemas/model.schema.json",
+            trellis::spec::schema::model_schema(),
+        ),
+        (
+            "models/task.yaml",
+            "../schemas/model.schema.json",
+            trellis::spec::schema::model_schema(),
+        ),
+        (
+            "policies/user.yaml",
+            "../schemas/policy.schema.json",
+            trellis::spec::schema::policy_schema(),
+        ),
+        (
+            "policies/task.yaml",
+            "../schemas/policy.schema.json",
+            trellis::spec::schema::policy_schema(),
+        ),
+        (
+            "workflows/task.yaml",
+            "../schemas/workflow.schema.json",
+            trellis::spec::schema::workflow_schema(),
+        ),
     ] {
         let path = project.join(file);
         let yaml = std::fs::read_to_string(&path).unwrap();
@@ -143,14 +173,21 @@ async fn init_check_test_serve(db: Db) {
         assert_eq!(written, generated, "{file}: {schema}");
         let validator = jsonschema::validator_for(&written).unwrap();
         let value = trellis::spec::yaml::parse(&yaml).unwrap().to_json();
-        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{file}: {errors:?}");
     }
 
     // check → test → serve, from inside the folder as the README says.
     let out = run_in(&project, &["check"]);
     ok(&out);
-    assert!(text(&out.stderr).contains("0 errors, 0 warnings"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("0 errors, 0 warnings"),
+        "{}",
+        text(&out.stderr)
+    );
     let test_db = TestDb::new(db).await;
     let url = (db == Db::Postgres).then_some(test_db.url.as_str());
     let mut args = vec!["test"];
@@ -158,9 +195,32 @@ async fn init_check_test_serve(db: Db) {
         args.extend(["--database-url", url]);
     }
     let tested = ok(&run_in(&project, &args));
-    assert!(tested.contains("policy tests: 4 passed, 0 failed"), "{tested}");
+    assert!(
+        tested.contains("policy tests: 4 passed, 0 failed"),
+        "{tested}"
+    );
 
     let dir = project.to_str().unwrap();
+    if db == Db::Sqlite {
+        // Nothing to explain before the database exists; asking does not create it.
+        let out = trellis()
+            .args([
+                "explain",
+                dir,
+                "task",
+                "0190a0a0-0000-7000-8000-000000000000",
+                "read",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("there is no database at"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!project.join(".trellis").exists());
+    }
     let port = free_port();
     let mut server = serve_with(dir, port, url, &[("TRELLIS_JWT_SECRET", TEST_SECRET)]);
     wait_healthy(&mut server, port);
@@ -209,7 +269,13 @@ async fn init_check_test_serve(db: Db) {
     let (status, page) = call(port, "GET", "/api/tasks", Some(&bob_token), None);
     assert_eq!(status, 200);
     assert_eq!(page["items"], json!([]));
-    let (status, _) = call(port, "GET", &format!("/api/tasks/{task_id}"), Some(&bob_token), None);
+    let (status, _) = call(
+        port,
+        "GET",
+        &format!("/api/tasks/{task_id}"),
+        Some(&bob_token),
+        None,
+    );
     assert_eq!(status, 404);
     let (status, _) = call(port, "GET", "/api/tasks", None, None);
     assert_eq!(status, 401);
@@ -219,7 +285,9 @@ async fn init_check_test_serve(db: Db) {
         "POST",
         "/auth/signup",
         None,
-        Some(&json!({ "email": "eve@example.com", "password": "correct horse", "name": "Eve", "role": "admin" })),
+        Some(
+            &json!({ "email": "eve@example.com", "password": "correct horse", "name": "Eve", "role": "admin" }),
+        ),
     );
     assert_eq!(status, 422, "{refused}");
     let (status, refused) = call(
@@ -238,7 +306,15 @@ async fn init_check_test_serve(db: Db) {
     // `explain`, in words and as JSON, on the served database.
     let explain = |who: &str, format: Option<&str>| {
         let mut args = vec![
-            "explain", dir, "task", task_id.as_str(), "delete", "--as", who, "--roles", "member",
+            "explain",
+            dir,
+            "task",
+            task_id.as_str(),
+            "delete",
+            "--as",
+            who,
+            "--roles",
+            "member",
         ];
         if let Some(url) = url {
             args.extend(["--database-url", url]);
@@ -250,18 +326,40 @@ async fn init_check_test_serve(db: Db) {
     };
     let words = explain(&ann_id, None);
     assert!(
-        words.starts_with(&format!("DENIED: User `{ann_id}` (roles: authenticated, member) may not delete task {task_id}.")),
+        words.starts_with(&format!(
+            "DENIED: User `{ann_id}` (roles: authenticated, member) may not delete task {task_id}."
+        )),
         "{words}"
     );
-    assert!(words.contains("Why: the deny rule “Finished tasks are not deleted” applies, and deny wins."), "{words}");
+    assert!(
+        words.contains(
+            "Why: the deny rule “Finished tasks are not deleted” applies, and deny wins."
+        ),
+        "{words}"
+    );
     assert!(words.contains("Rules of policies/task.yaml:"), "{words}");
-    assert!(words.contains("applies: `mine` holds on this record"), "{words}");
-    assert!(words.contains("where mine means `owner = user.id`"), "{words}");
-    assert!(words.contains("applies: `status = done` holds on this record"), "{words}");
-    assert!(words.contains("does not apply: not for the caller's roles"), "{words}");
+    assert!(
+        words.contains("applies: `mine` holds on this record"),
+        "{words}"
+    );
+    assert!(
+        words.contains("where mine means `owner = user.id`"),
+        "{words}"
+    );
+    assert!(
+        words.contains("applies: `status = done` holds on this record"),
+        "{words}"
+    );
+    assert!(
+        words.contains("does not apply: not for the caller's roles"),
+        "{words}"
+    );
     let words = explain(&bob_id, None);
     assert!(words.starts_with("DENIED: User"), "{words}");
-    assert!(words.contains("does not apply: `mine` does not hold on this record"), "{words}");
+    assert!(
+        words.contains("does not apply: `mine` does not hold on this record"),
+        "{words}"
+    );
     let json: Value = serde_json::from_str(&explain(&ann_id, Some("json"))).unwrap();
     assert_eq!(json["decision"], "deny");
     assert_eq!(json["action"], "delete");
@@ -275,12 +373,19 @@ fn init_never_writes_over_a_project_or_a_file() {
     let dir = tempfile::tempdir().unwrap();
     ok(&run_in(dir.path(), &["init"]));
     let before = std::fs::read_to_string(dir.path().join("models/task.yaml")).unwrap();
-    std::fs::write(dir.path().join("models/task.yaml"), "entity: task\nfields:\n  x: string\n").unwrap();
+    std::fs::write(
+        dir.path().join("models/task.yaml"),
+        "entity: task\nfields:\n  x: string\n",
+    )
+    .unwrap();
     for args in [&["init"][..], &["init", "--force"], &["init", "."]] {
         let out = run_in(dir.path(), args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = text(&out.stderr);
-        assert!(err.contains("already holds a Trellis project (trellis.yaml)"), "{err}");
+        assert!(
+            err.contains("already holds a Trellis project (trellis.yaml)"),
+            "{err}"
+        );
         assert!(err.contains("nothing was written"), "{err}");
     }
     assert_eq!(
@@ -298,10 +403,17 @@ fn init_never_writes_over_a_project_or_a_file() {
     let err = text(&out.stderr);
     assert!(err.contains("already has README.md, .gitignore"), "{err}");
     assert!(err.contains("--force"), "{err}");
-    assert_eq!(files_of(repo.path()), [".gitignore", "README.md"], "nothing was written");
+    assert_eq!(
+        files_of(repo.path()),
+        [".gitignore", "README.md"],
+        "nothing was written"
+    );
     let said = ok(&run_in(repo.path(), &["init", "--force"]));
     assert!(said.contains("Kept as they were: README.md"), "{said}");
-    assert_eq!(std::fs::read_to_string(repo.path().join("README.md")).unwrap(), "# Mine\n");
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("README.md")).unwrap(),
+        "# Mine\n"
+    );
     let ignore = std::fs::read_to_string(repo.path().join(".gitignore")).unwrap();
     assert!(ignore.starts_with("node_modules\n"), "{ignore}");
     assert!(ignore.lines().any(|l| l == ".trellis/"), "{ignore}");
@@ -347,9 +459,15 @@ fn commands_refuse_a_folder_without_a_project() {
             let out = trellis().args(&args).output().unwrap();
             assert_eq!(out.status.code(), Some(1), "{args:?}");
             let err = text(&out.stderr);
-            assert!(err.contains("no Trellis project here: expected model files (models/*.yaml)"), "{args:?}: {err}");
+            assert!(
+                err.contains("no Trellis project here: expected model files (models/*.yaml)"),
+                "{args:?}: {err}"
+            );
             assert!(err.contains(looked), "{args:?}: {err}");
-            assert!(err.contains(&format!("`trellis init {d}`")), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("`trellis init {d}`")),
+                "{args:?}: {err}"
+            );
             assert!(!err.contains("panicked"), "{err}");
         }
         assert!(!missing.exists(), "a missing folder stays missing");
@@ -359,10 +477,19 @@ fn commands_refuse_a_folder_without_a_project() {
         1,
         "only models/ is there: no database, no .trellis/"
     );
-    assert_eq!(std::fs::read_dir(empty.path().join("models")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(empty.path().join("models"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // The current folder: the advice is plain `trellis init`.
-    let out = trellis().current_dir(empty.path()).arg("serve").output().unwrap();
+    let out = trellis()
+        .current_dir(empty.path())
+        .arg("serve")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("Start one with `trellis init`,"), "{err}");

@@ -21,9 +21,15 @@ pub(super) fn schema_files() -> Result<Vec<(&'static str, String)>> {
     let text = |v: serde_json::Value| serde_json::to_string_pretty(&v).map(|t| t + "\n");
     Ok(vec![
         ("model.schema.json", text(spec::schema::model_schema())?),
-        ("trellis.schema.json", text(spec::schema::settings_schema())?),
+        (
+            "trellis.schema.json",
+            text(spec::schema::settings_schema())?,
+        ),
         ("policy.schema.json", text(spec::schema::policy_schema())?),
-        ("workflow.schema.json", text(spec::schema::workflow_schema())?),
+        (
+            "workflow.schema.json",
+            text(spec::schema::workflow_schema())?,
+        ),
     ])
 }
 

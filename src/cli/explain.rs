@@ -13,7 +13,7 @@ use trellis::spec::Spec;
 use trellis::store::{Explanation, Store, Visibility};
 
 use super::Format;
-use super::project::{database_url, load_all, load_engine};
+use super::project::{database_url, load_all, load_engine, missing_sqlite_file};
 
 /// What is asked: may this caller do this action on this record?
 pub(super) struct Question<'a> {
@@ -56,6 +56,12 @@ pub(super) fn explain(
         }
     };
     let url = database_url(dir, database_url_flag, &engine, env)?;
+    if let Some(path) = missing_sqlite_file(&url) {
+        bail!(
+            "there is no database at {} yet, so no record {id} to explain (`trellis serve` creates it; `--database-url` names another)",
+            path.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -114,7 +120,11 @@ fn in_words(x: &Explanation, spec: &Spec) -> String {
             (None, Some(true)) => "+",
             (None, _) => "x",
         };
-        let _ = writeln!(out, "  {mark} {} \u{201c}{}\u{201d}", trace.effect, trace.name);
+        let _ = writeln!(
+            out,
+            "  {mark} {} \u{201c}{}\u{201d}",
+            trace.effect, trace.name
+        );
         let status = match (trace.skipped, holds, &trace.condition) {
             (Some("role"), _, _) => "does not apply: not for the caller's roles".to_string(),
             (Some(_), _, _) => format!("does not apply: not for {}", x.action),

@@ -17,7 +17,10 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("models/task.yaml", include_str!("init/model_task.yaml")),
     ("policies/user.yaml", include_str!("init/policy_user.yaml")),
     ("policies/task.yaml", include_str!("init/policy_task.yaml")),
-    ("workflows/task.yaml", include_str!("init/workflow_task.yaml")),
+    (
+        "workflows/task.yaml",
+        include_str!("init/workflow_task.yaml"),
+    ),
     ("README.md", include_str!("init/README.md")),
     (".gitignore", include_str!("init/gitignore")),
 ];
@@ -33,10 +36,7 @@ fn existing_project(dir: &Path) -> Option<String> {
     let has_models = std::fs::read_dir(&models).ok().is_some_and(|entries| {
         entries.flatten().any(|e| {
             let p = e.path();
-            matches!(
-                p.extension().and_then(|x| x.to_str()),
-                Some("yaml" | "yml")
-            )
+            matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
         })
     });
     has_models.then(|| "model files in models/".to_string())
@@ -80,8 +80,17 @@ pub(super) fn init(dir: &Path, force: bool) -> Result<ExitCode> {
             if path == ".gitignore" {
                 let old = std::fs::read_to_string(&full)
                     .with_context(|| format!("reading {}", full.display()))?;
-                if !old.lines().any(|l| matches!(l.trim(), ".trellis" | ".trellis/" | "/.trellis/" | "/.trellis")) {
-                    let sep = if old.is_empty() || old.ends_with('\n') { "" } else { "\n" };
+                if !old.lines().any(|l| {
+                    matches!(
+                        l.trim(),
+                        ".trellis" | ".trellis/" | "/.trellis/" | "/.trellis"
+                    )
+                }) {
+                    let sep = if old.is_empty() || old.ends_with('\n') {
+                        ""
+                    } else {
+                        "\n"
+                    };
                     std::fs::write(&full, format!("{old}{sep}{text}"))
                         .with_context(|| format!("writing {}", full.display()))?;
                     written.push(format!("{path} (added `.trellis/`)"));

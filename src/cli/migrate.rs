@@ -355,7 +355,11 @@ async fn synced_without_history(
         return Ok(None);
     };
     // Anything stored at all? (Compared with the last file only to find out.)
-    if store.schema_differs_from(&engine_of(last)?).await?.is_none() {
+    if store
+        .schema_differs_from(&engine_of(last)?)
+        .await?
+        .is_none()
+    {
         return Ok(None);
     }
     Ok(Some(match baseline_candidate(store, files).await? {

@@ -463,8 +463,12 @@ mod tests {
     #[test]
     fn the_color_flag_is_read_before_parsing() {
         assert!(color_flag(&os(&["trellis", "check"])).is_none());
-        assert!(color_flag(&os(&["trellis", "check", "--color", "never"])) == Some(ColorWhen::Never));
-        assert!(color_flag(&os(&["trellis", "--color=always", "check"])) == Some(ColorWhen::Always));
+        assert!(
+            color_flag(&os(&["trellis", "check", "--color", "never"])) == Some(ColorWhen::Never)
+        );
+        assert!(
+            color_flag(&os(&["trellis", "--color=always", "check"])) == Some(ColorWhen::Always)
+        );
         assert!(color_flag(&os(&["trellis", "check", "--", "--color=always"])).is_none());
         let env = Env::new([("NO_COLOR".to_string(), "1".to_string())]);
         assert!(!colored(ColorWhen::Auto, &env));
@@ -478,7 +482,10 @@ mod tests {
         assert_eq!(one_dir(None, None).unwrap(), PathBuf::from("."));
         assert_eq!(one_dir(Some("a".into()), None).unwrap(), PathBuf::from("a"));
         assert_eq!(one_dir(None, Some("b".into())).unwrap(), PathBuf::from("b"));
-        assert_eq!(one_dir(Some("a".into()), Some("a".into())).unwrap(), PathBuf::from("a"));
+        assert_eq!(
+            one_dir(Some("a".into()), Some("a".into())).unwrap(),
+            PathBuf::from("a")
+        );
         assert!(one_dir(Some("a".into()), Some("b".into())).is_err());
         let (dir, rest) = split_dir(vec!["p".into(), "task".into()], None, 1).unwrap();
         assert_eq!((dir, rest), (PathBuf::from("p"), vec!["task".to_string()]));
