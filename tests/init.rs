@@ -298,6 +298,49 @@ async fn init_check_test_serve(db: Db) {
         Some(&json!({ "title": "Planted", "owner": ann_id })),
     );
     assert_eq!(status, 422, "{refused}");
+    // Nor gives one of their own away, stamps it done, moves it past the workflow,
+    // or makes themself an admin; and they see only their own account.
+    let (_, mine) = call(
+        port,
+        "POST",
+        "/api/tasks",
+        Some(&bob_token),
+        Some(&json!({ "title": "Mine" })),
+    );
+    let mine_path = format!("/api/tasks/{}", mine["id"].as_str().unwrap());
+    for change in [
+        json!({ "owner": ann_id }),
+        json!({ "done_at": "2026-01-01T00:00:00Z" }),
+        json!({ "status": "done" }),
+    ] {
+        let (status, body) = call(port, "PATCH", &mine_path, Some(&bob_token), Some(&change));
+        assert_eq!(status, 422, "{change}: {body}");
+    }
+    let (status, body) = call(
+        port,
+        "PATCH",
+        &format!("/api/users/{bob_id}"),
+        Some(&bob_token),
+        Some(&json!({ "role": "admin" })),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/role");
+    let (status, _) = call(
+        port,
+        "GET",
+        &format!("/api/users/{ann_id}"),
+        Some(&bob_token),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (_, me) = call(
+        port,
+        "GET",
+        &format!("/api/users/{bob_id}"),
+        Some(&bob_token),
+        None,
+    );
+    assert_eq!(me["role"], "member");
     drop(server);
     if db == Db::Sqlite {
         assert!(project.join(".trellis/data.db").is_file());
@@ -483,6 +526,15 @@ fn commands_refuse_a_folder_without_a_project() {
             .count(),
         0
     );
+
+    // For tools: the diagnostics as JSON, and exit 1.
+    let out = trellis()
+        .args(["check", empty.path().to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let diags: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(diags[0]["code"], "no-models");
 
     // The current folder: the advice is plain `trellis init`.
     let out = trellis()

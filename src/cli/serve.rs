@@ -149,6 +149,10 @@ async fn bring_database_along(
                 "Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).",
                 dir.display()
             );
+            eprintln!(
+                "If development-mode `serve` created these tables, `trellis migrate status {}` says whether `trellis migrate baseline` can adopt them.",
+                dir.display()
+            );
             return Ok(false);
         }
     }
