@@ -75,6 +75,16 @@ fn one_dir(positional: Option<PathBuf>, flag: Option<PathBuf>) -> anyhow::Result
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a new project: a small working example (two entities, a policy with
+    /// tests, a workflow, trellis.yaml with accounts, editor schemas, a README).
+    Init {
+        /// The folder to write it to (created if missing; default: the current folder).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Write into a folder that already holds files (never over existing ones).
+        #[arg(long)]
+        force: bool,
+    },
     /// Serve the project's REST API (creates missing tables first).
     Serve {
         #[command(flatten)]
@@ -101,7 +111,8 @@ enum Command {
         #[arg(long, env = "TRELLIS_MODE", value_enum)]
         mode: Option<RunMode>,
     },
-    /// Reviewed schema migrations: plan a file, apply pending ones, list them.
+    /// Reviewed schema migrations: plan a file, apply pending ones, list them, adopt
+    /// a database that development mode created.
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
@@ -200,16 +211,6 @@ enum Command {
         password_env: Option<String>,
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
-    },
-    /// Start a new project: a small working example (two entities, a policy with
-    /// tests, a workflow, trellis.yaml with accounts, editor schemas, a README).
-    Init {
-        /// The folder to write it to (created if missing; default: the current folder).
-        #[arg(value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// Write into a folder that already holds files (never over existing ones).
-        #[arg(long)]
-        force: bool,
     },
     /// Print the JSON Schema of the model file format (or write all schemas with --out).
     Schema {
