@@ -867,3 +867,38 @@ async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
 }
 
 both!(status_recognises_a_synced_database_and_baseline_adopts_it);
+
+/// The server's log lines follow `--color` too (and a pipe gets none by default).
+#[test]
+fn serve_logs_follow_the_color_flag() {
+    let project = common::project(&[("models/task.yaml", TASK_V1)]);
+    let dir = project.path().to_str().unwrap();
+    let log_of = |color: Option<&str>| {
+        let port = free_port();
+        let mut cmd = trellis();
+        cmd.args(["serve", dir, "--port", &port.to_string(), "--no-watch"])
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(c) = color {
+            cmd.args(["--color", c]);
+        }
+        let mut server = common::process::Server(cmd.spawn().unwrap());
+        wait_healthy(&mut server, port);
+        server.0.kill().unwrap();
+        let mut log = String::new();
+        server
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(log.contains("serving 1 entities"), "{log}");
+        log
+    };
+    assert!(log_of(Some("always")).contains("\x1b["));
+    assert!(!log_of(Some("never")).contains("\x1b["));
+    assert!(!log_of(None).contains("\x1b["));
+}
