@@ -472,9 +472,40 @@ fn schemas_in(v: &Value, at: String, out: &mut Vec<(String, Value)>) {
 
 #[test]
 fn every_object_in_the_document_is_typed() {
-    let doc = root_engine().openapi();
+    assert_typed(&root_engine().openapi());
+    let files: Vec<(String, String)> = [
+        ("trellis.yaml", "settings.yaml"),
+        ("models/user.yaml", "model_user.yaml"),
+        ("models/task.yaml", "model_task.yaml"),
+        ("policies/user.yaml", "policy_user.yaml"),
+        ("policies/task.yaml", "policy_task.yaml"),
+        ("workflows/task.yaml", "workflow_task.yaml"),
+    ]
+    .into_iter()
+    .map(|(to, from)| {
+        let text =
+            std::fs::read_to_string(common::repo_root().join("src/cli/init").join(from)).unwrap();
+        (to.to_string(), text)
+    })
+    .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    for dir in [common::project(&files), common::project(EVERY_TYPE)] {
+        let loaded = spec::load(dir.path());
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        assert_typed(&Engine::build(&loaded).unwrap().openapi());
+    }
+    let loaded = spec::load(&common::repo_root().join("tests/fixtures/search_hidden"));
+    assert_typed(&Engine::build(&loaded).unwrap().openapi());
+}
+
+/// Every object schema of `doc` is typed, every reference resolves, every
+/// component is a valid JSON Schema.
+fn assert_typed(doc: &Value) {
     let mut found = Vec::new();
-    schemas_in(&doc, String::new(), &mut found);
+    schemas_in(doc, String::new(), &mut found);
     // An object schema says what it holds: its properties, a union, or its values.
     // The only free-form objects: the document itself, and the JSON Schema of a
     // transition's input in the list of transitions.
@@ -954,6 +985,170 @@ async fn real_answers_fit_their_declared_schemas(db: Db) {
     }
     let limited = limited.expect("wrong passwords end in a 429");
     c.problem("rate-limited", &limited);
+
+    // Numbers (doubles) and datetimes in aggregates; a transition with an input
+    // fired in a batch, in the history.
+    let applicant = res_user_id(&app, "typed@example.com").await;
+    let application = app
+        .seed(
+            "applications",
+            json!({ "project": project, "applicant": applicant, "estimated_hours": 12.5, "proposed_rate": "40.5" }),
+        )
+        .await;
+    let res = app
+        .get("/api/applications/aggregate?group_by=submitted_at:day,applicant,status&sum=estimated_hours,proposed_rate&avg=estimated_hours&min=submitted_at&max=estimated_hours")
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["groups"][0]["sum_estimated_hours"], 12.5);
+    c.check("get", "/api/applications/aggregate", &res);
+    let res = app
+        .post("/api/batch", json!({ "operations": [
+            { "op": "transition", "entity": "applications", "id": application, "name": "reject", "data": { "feedback": "no" } }
+        ] }))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    c.check("post", "/api/batch", &res);
+    let res = app
+        .get(&format!("/api/applications/{application}/history"))
+        .await;
+    c.check("get", "/api/applications/{id}/history", &res);
+    assert_eq!(res.body["items"][0]["input"], json!({ "feedback": "no" }));
+}
+
+/// The id of the account with this email.
+async fn res_user_id(app: &TestApp, email: &str) -> String {
+    let res = app
+        .get(&format!("/api/users?filter=email%20%3D%20'{email}'"))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.body["items"][0]["id"]
+        .as_str()
+        .expect("the user")
+        .to_string()
 }
 
 both!(real_answers_fit_their_declared_schemas);
+
+/// A project with a field of every type, no accounts, and a workflow whose
+/// transition takes inputs of several types.
+const EVERY_TYPE: &[(&str, &str)] = &[
+    (
+        "models/box.yaml",
+        "entity: box
+fields:
+  label: { type: string, required: true }
+  notes: text
+  email: email
+  site: url
+  count: { type: integer, default: 1 }
+  weight: number
+  price: { type: decimal, scale: 3 }
+  open: { type: boolean, default: false }
+  due: date
+  seen_at: datetime
+  code: uuid
+  size: { type: enum, values: [s, m, l], default: m }
+  extra: json
+  state: { type: enum, values: [new, shipped] }
+  owner: { type: ref, to: rack }
+  tags: { type: many, of: rack }
+",
+    ),
+    (
+        "models/rack.yaml",
+        "entity: rack
+fields:
+  name: { type: string, required: true }
+  boxes: { type: inverse, of: box, via: owner }
+",
+    ),
+    (
+        "workflows/box.yaml",
+        "entity: box
+field: state
+initial: new
+states:
+  new: {}
+  shipped: { final: true }
+transitions:
+  ship:
+    from: new
+    to: shipped
+    input:
+      carrier: { type: enum, values: [post, courier], required: true }
+      weight: { type: number, min: 0 }
+      on: date
+",
+    ),
+];
+
+/// The document of another project is typed as the root project's is, and its
+/// answers fit it: every field type in aggregates, batches, transitions, history.
+async fn every_field_type_fits_its_schemas(db: Db) {
+    let app = TestApp::with_files(db, EVERY_TYPE).await;
+    let doc = app.get("/openapi.json").await.body;
+    assert_typed(&doc);
+    let c = Contract::new(doc);
+    let rack = app.create("racks", json!({ "name": "A" })).await;
+    let body = json!({ "operations": [
+        { "op": "create", "entity": "box", "data": {
+            "label": "one", "notes": "long", "email": "a@example.com", "site": "https://example.com",
+            "weight": 1.5, "price": "2.125", "due": "2026-01-31", "seen_at": "2026-01-31T10:00:00Z",
+            "code": uuid::Uuid::now_v7().to_string(), "size": "l", "extra": { "any": [1] },
+            "owner": rack, "tags": [rack]
+        } },
+        { "op": "create", "entity": "boxes", "data": { "label": "two" } },
+        { "op": "transition", "entity": "box", "id": "$0.id", "name": "ship", "data": { "carrier": "post", "weight": 2.5, "on": "2026-02-01" } },
+        { "op": "update", "entity": "box", "id": "$1.id", "data": { "weight": null, "open": true } }
+    ] });
+    assert!(c.request_fits("post", "/api/batch", &body));
+    let res = app.post("/api/batch", body).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    c.check("post", "/api/batch", &res);
+    let first = res.body["results"][0]["id"].as_str().unwrap().to_string();
+    let fields = [
+        "label",
+        "email",
+        "site",
+        "count",
+        "weight",
+        "price",
+        "open",
+        "due",
+        "seen_at",
+        "code",
+        "size",
+        "state",
+        "owner",
+        "tags",
+        "id",
+        "created_at",
+        "version",
+    ];
+    for field in fields {
+        let res = app
+            .get(&format!("/api/boxes/aggregate?group_by={field}&count=true"))
+            .await;
+        assert_eq!(res.status, 200, "{field}: {}", res.body);
+        c.check("get", "/api/boxes/aggregate", &res);
+    }
+    for query in [
+        "group_by=due:week,seen_at:month,created_at:year,updated_at:day&count=true",
+        "sum=count,weight,price,version&avg=count,weight,price&min=due,seen_at,weight,price&max=count,created_at,price",
+    ] {
+        let res = app.get(&format!("/api/boxes/aggregate?{query}")).await;
+        assert_eq!(res.status, 200, "{query}: {}", res.body);
+        c.check("get", "/api/boxes/aggregate", &res);
+    }
+    let res = app.get(&format!("/api/boxes/{first}/history")).await;
+    c.check("get", "/api/boxes/{id}/history", &res);
+    assert_eq!(res.body["items"][0]["input"]["carrier"], "post");
+    let res = app.get(&format!("/api/boxes/{first}/transitions")).await;
+    c.check("get", "/api/boxes/{id}/transitions", &res);
+    let res = app.get("/_/status").await;
+    c.check("get", "/_/status", &res);
+    let res = app.delete(&format!("/api/racks/{rack}")).await;
+    c.check("delete", "/api/racks/{id}", &res);
+}
+
+both!(every_field_type_fits_its_schemas);
