@@ -1807,7 +1807,9 @@ pub fn document(engine: &Engine) -> Value {
     let mut info = json!({
         "title": engine.title,
         "version": env!("CARGO_PKG_VERSION"),
-        "license": { "name": "All rights reserved (the project sets no license)" },
+        // The project sets none; an SPDX `LicenseRef-` says so (generators such as
+        // openapi-generator refuse a license without an identifier).
+        "license": { "name": "Not specified", "identifier": "LicenseRef-NotSpecified" },
     });
     if let Some(d) = &engine.description {
         info["description"] = json!(d);
