@@ -660,18 +660,38 @@ fn problem_types_and_unions_are_typed() {
 fn batch_aggregate_history_and_status_are_typed() {
     let doc = root_engine().openapi();
     let schemas = &doc["components"]["schemas"];
-    // A batch operation: a union by `op`, then by `entity` (and `name`).
+    // A batch operation: one flat union of (op, entity[, name]), each member with
+    // its literal `op`, `entity` and `name`, so generators and TypeScript tell them
+    // apart.
+    let members: Vec<&str> = schemas["BatchOperation"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["$ref"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/components/schemas/")
+        })
+        .collect();
+    for m in [
+        "BatchCreateProject",
+        "BatchUpdateSkill",
+        "BatchDeleteUser",
+        "BatchTransitionProjectClose",
+        "BatchTransitionApplicationReject",
+    ] {
+        assert!(members.contains(&m), "{m} in {members:?}");
+    }
+    for m in &members {
+        let props = &schemas[*m]["properties"];
+        assert!(props["op"]["const"].is_string(), "{m}");
+        assert!(props["entity"]["enum"].is_array(), "{m}");
+        assert_eq!(schemas[*m]["additionalProperties"], false, "{m}");
+    }
     assert_eq!(
-        schemas["BatchOperation"]["discriminator"]["propertyName"],
-        "op"
-    );
-    assert_eq!(
-        schemas["BatchCreate"]["discriminator"]["propertyName"],
-        "entity"
-    );
-    assert_eq!(
-        schemas["BatchCreate"]["discriminator"]["mapping"]["projects"],
-        "#/components/schemas/BatchCreateProject"
+        schemas["BatchCreateProject"]["properties"]["entity"]["enum"],
+        json!(["project", "projects"])
     );
     assert_eq!(
         schemas["BatchCreateProject"]["properties"]["data"]["$ref"],
@@ -682,15 +702,17 @@ fn batch_aggregate_history_and_status_are_typed() {
         "#/components/schemas/ProjectUpdate"
     );
     assert_eq!(
-        schemas["BatchTransitionProject"]["discriminator"]["propertyName"],
-        "name"
+        schemas["BatchTransitionProjectClose"]["properties"]["name"]["const"],
+        "close"
     );
     assert_eq!(
         schemas["BatchTransitionProjectClose"]["properties"]["data"]["$ref"],
         "#/components/schemas/ProjectCloseInput"
     );
     assert!(
-        schemas["BatchTransitionSkill"].is_null(),
+        !members
+            .iter()
+            .any(|m| m.starts_with("BatchTransitionSkill")),
         "skills have no workflow"
     );
     // Aggregate groups: keys and metrics, each typed.

@@ -1514,11 +1514,11 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
         }
         names
     };
-    let mut op_refs = Vec::new();
-    let mut op_mapping = Map::new();
+    // One flat union of every (operation, entity[, transition]): generators that
+    // cannot nest unions (openapi-generator) still take it, and TypeScript tells the
+    // members apart by their literal `op`, `entity` and `name`.
+    let mut leaves = Vec::new();
     for op in ["create", "update", "delete", "transition"] {
-        let mut refs = Vec::new();
-        let mut mapping = Map::new();
         for e in engine.entities() {
             let base = pascal_case(&e.name);
             let name = format!("Batch{}{base}", pascal_case(op));
@@ -1570,8 +1570,6 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
                     let Some(wf) = engine.workflow(&e.name) else {
                         continue;
                     };
-                    let mut t_refs = Vec::new();
-                    let mut t_mapping = Map::new();
                     for t in &wf.transitions {
                         let t_name = format!("{name}{}", pascal_case(&t.name));
                         let mut t_props = props.clone();
@@ -1592,31 +1590,21 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
                                 "required": t_required, "additionalProperties": false, "properties": t_props
                             }),
                         );
-                        t_mapping.insert(t.name.clone(), component_path(&t_name));
-                        t_refs.push(schema_ref(&t_name));
+                        leaves.push(schema_ref(&t_name));
                     }
-                    tagged_union("name", t_refs, t_mapping)
+                    continue;
                 }
             };
             schemas.insert(name.clone(), schema);
-            for n in entity_names(e) {
-                if let Some(n) = n.as_str() {
-                    mapping.insert(n.to_string(), component_path(&name));
-                }
-            }
-            refs.push(schema_ref(&name));
+            leaves.push(schema_ref(&name));
         }
-        if refs.is_empty() {
-            continue;
-        }
-        let name = format!("Batch{}", pascal_case(op));
-        schemas.insert(name.clone(), tagged_union("entity", refs, mapping));
-        op_mapping.insert(op.to_string(), component_path(&name));
-        op_refs.push(schema_ref(&name));
     }
     schemas.insert(
         "BatchOperation".into(),
-        tagged_union("op", op_refs, op_mapping),
+        json!({
+            "description": "One operation: `op`, `entity` (and `name` for a transition) say which member it is, and so what its `data` is.",
+            "oneOf": leaves
+        }),
     );
     schemas.insert(
         "BatchRequest".into(),
