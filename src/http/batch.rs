@@ -204,7 +204,7 @@ pub(super) async fn batch(
                     who: &who,
                     id,
                     input: &input,
-                    request_id: None,
+                    request_id: super::conventions::request_id(&headers),
                 };
                 let if_match = obj.get("if_match").and_then(Value::as_i64);
                 let result = batch.transition(&engine, &req, if_match).await;

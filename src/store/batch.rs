@@ -64,7 +64,7 @@ impl Batch<'_> {
         who: &Principal,
     ) -> Result<(), Error> {
         self.store
-            .delete_in(Some(&mut self.tx), engine, e, id, who)
+            .delete_in(Some(&mut self.tx), engine, e, id, None, who)
             .await
     }
 
