@@ -152,6 +152,46 @@ async fn json_answers_are_compressed_as_asked(db: Db) {
     assert_eq!(res.header("content-encoding"), None);
     assert_eq!(res.raw, plain.raw);
 
+    // Answers that hold tokens are never compressed (their size must not leak a
+    // token beside text the client chose) nor kept by caches.
+    let res = root
+        .anonymous()
+        .call(
+            Method::POST,
+            "/auth/signup",
+            Some(
+                json!({ "email": "zip@example.com", "password": "correct horse", "display_name": "Zip", "bio": "guess ".repeat(400) })
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[("accept-encoding", "gzip, br, zstd")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert!(
+        res.raw.len() > 2048,
+        "large enough to be compressed otherwise"
+    );
+    assert!(res.body["access_token"].is_string(), "{}", res.body);
+    assert_eq!(res.header("content-encoding"), None);
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let res = root
+        .anonymous()
+        .call(
+            Method::POST,
+            "/auth/login",
+            Some(
+                json!({ "email": "zip@example.com", "password": "correct horse" })
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.header("content-encoding"), None);
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+
     // A list over a kilobyte is compressed; a small answer is not.
     let app = app(db).await;
     tasks(&app, "u1", 8).await;

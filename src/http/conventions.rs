@@ -103,12 +103,30 @@ where
         let id = request_id_of(req.headers());
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
         req.extensions_mut().insert(RequestId::new(id.clone()));
+        let secret = req.uri().path().starts_with("/auth/");
         let answer = self.0.call(req);
         Box::pin(async move {
-            let res = answer.await?;
+            let mut res = answer.await?;
+            if secret {
+                keep_secret(&mut res);
+            }
             Ok(finish(res, id).await)
         })
     }
+}
+
+/// Marks an answer that must stay uncompressed (see [`keep_secret`]).
+#[derive(Clone, Copy)]
+struct Uncompressed;
+
+/// The answers of `/auth/*` hold tokens: no cache keeps them (`no-store`, as
+/// RFC 6749 §5.1 asks of token answers), and they are never compressed, so that
+/// their size cannot leak a token next to text the client chose (BREACH). They are
+/// small anyway.
+fn keep_secret(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.extensions_mut().insert(Uncompressed);
 }
 
 /// The answer with its request id, and `Retry-After` where it belongs.
@@ -164,13 +182,17 @@ pub(super) fn compression() -> CompressionLayer<impl Predicate> {
 
 type JsonOnly = fn(StatusCode, axum::http::Version, &HeaderMap, &axum::http::Extensions) -> bool;
 
-/// `application/json` and `application/*+json` (problems), nothing else.
+/// `application/json` and `application/*+json` (problems), nothing else, and
+/// not the answers that hold tokens.
 fn is_json(
     _: StatusCode,
     _: axum::http::Version,
     headers: &HeaderMap,
-    _: &axum::http::Extensions,
+    extensions: &axum::http::Extensions,
 ) -> bool {
+    if extensions.get::<Uncompressed>().is_some() {
+        return false;
+    }
     let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
