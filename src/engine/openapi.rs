@@ -502,10 +502,17 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("delete_{}", e.name),
             "summary": format!("Delete a {}", e.name),
             "tags": [tag],
+            "parameters": [{
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "The version you last saw (the ETag); the record is deleted only if it is still at that version, 412 otherwise.",
+                "schema": { "type": "string" }
+            }],
             "responses": {
                 "204": { "description": "Deleted." },
+                "400": problem("If-Match is malformed."),
                 "404": problem("No such record."),
-                "409": problem("Other records still reference this one.")
+                "409": problem("Other records still reference this one."),
+                "412": problem("The record changed since the version in If-Match.")
             }
         }
     });
