@@ -457,6 +457,33 @@ async fn delete_honours_if_match(db: Db) {
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert_eq!(app.rows("task").await, 0);
 
+    // In a batch, `if_match` of a delete holds the same way: stale, the whole
+    // batch is refused and rolled back.
+    let keep = tasks(&app, "u1", 1).await.remove(0);
+    app.patch(&format!("/api/tasks/{keep}"), json!({ "title": "v2" }), &[])
+        .await;
+    let res = app
+        .post(
+            "/api/batch",
+            json!({ "operations": [
+                { "op": "create", "entity": "task", "data": { "title": "made in the batch" } },
+                { "op": "delete", "entity": "task", "id": keep, "if_match": 1 }
+            ] }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::PRECONDITION_FAILED, "{}", res.body);
+    assert_eq!(res.body["current_version"], 2);
+    assert_eq!(res.body["operation"], 1);
+    assert_eq!(app.rows("task").await, 1);
+    let res = app
+        .post(
+            "/api/batch",
+            json!({ "operations": [{ "op": "delete", "entity": "task", "id": keep, "if_match": 2 }] }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(app.rows("task").await, 0);
+
     // A caller who may not see the record learns nothing from If-Match: 404; one
     // who may read but not delete it: 403 at the right version.
     let t = tasks(&app, "u1", 1).await.remove(0);
