@@ -1040,10 +1040,17 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("delete_{}", e.name),
             "summary": format!("Delete a {}", e.name),
             "tags": [tag],
+            "parameters": [{
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "The version you last saw (the ETag); the record is deleted only if it is still at that version, 412 otherwise.",
+                "schema": { "type": "string" }
+            }],
             "responses": {
                 "204": { "description": "Deleted." },
+                "400": problem("If-Match is malformed."),
                 "404": problem("No such record."),
-                "409": problem_of("Other records still reference this one (`referenced_by`), or another change won a race.", &["still-referenced", "conflict"])
+                "409": problem_of("Other records still reference this one (`referenced_by`), or another change won a race.", &["still-referenced", "conflict"]),
+                "412": problem("The record changed since the version in If-Match.")
             }
         }
     });
@@ -1536,7 +1543,7 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
                 );
                 required.push(json!("id"));
             }
-            if matches!(op, "update" | "transition") {
+            if op != "create" {
                 props.insert(
                     "if_match".into(),
                     json!({ "type": "integer", "description": "The version the record must still have (412 otherwise)." }),
@@ -1715,7 +1722,7 @@ pub fn document(engine: &Engine) -> Value {
                     "403": problem("An operation is not allowed; `operation` is its index."),
                     "404": problem("An operation names a record that does not exist or is not visible."),
                     "409": problem_of("An operation conflicts (unique value, reference, workflow state).", &["unique", "still-referenced", "wrong-state", "conflict"]),
-                    "412": problem("An update's or transition's `if_match` is stale."),
+                    "412": problem("An update's, delete's or transition's `if_match` is stale."),
                     "413": problem("More than 100 operations, or a body over 1 MiB."),
                     "415": problem("The body is not declared as application/json."),
                     "422": problem_of("An operation's data does not fit, or a transition's guard failed; `operation` is its index.", &["validation", "guard-failed"]),
