@@ -394,6 +394,13 @@ impl Contract {
             res.body
         );
         assert_eq!(res.header("content-type"), Some("application/problem+json"));
+        // Every problem carries its request's id, as in the header.
+        assert_eq!(
+            res.body["request_id"].as_str(),
+            res.header("x-request-id"),
+            "{}",
+            res.body
+        );
         let name = problem_schema(kind);
         let errors: Vec<String> = self
             .component(&name)
@@ -626,7 +633,12 @@ fn problem_types_and_unions_are_typed() {
             format!("https://trellis.dev/problems/{kind}"),
             "{kind}"
         );
-        assert!(s["properties"]["request_id"].is_object(), "{kind}");
+        let required = s["required"].as_array().unwrap();
+        assert!(required.contains(&json!("request_id")), "{kind}");
+        let status = s["properties"]["status"]["const"].as_u64().unwrap();
+        if status == 429 || status == 503 {
+            assert!(required.contains(&json!("retry_after")), "{kind}");
+        }
     }
     let required = |name: &str| -> Vec<String> {
         serde_json::from_value(schemas[name]["required"].clone()).unwrap()
@@ -915,6 +927,21 @@ async fn real_answers_fit_their_declared_schemas(db: Db) {
         .await;
     c.problem("stale-version", &res);
     c.check("patch", "/api/projects/{id}", &res);
+    let res = app
+        .call(Method::DELETE, &record, None, &[("if-match", "\"1\"")])
+        .await;
+    c.problem("stale-version", &res);
+    c.check("delete", "/api/projects/{id}", &res);
+    let res = app
+        .post(
+            "/api/batch",
+            json!({ "operations": [
+            { "op": "delete", "entity": "project", "id": project, "if_match": 1 }
+        ] }),
+        )
+        .await;
+    c.problem("stale-version", &res);
+    c.check("post", "/api/batch", &res);
     let many: Vec<Value> = (0..101)
         .map(|_| json!({ "op": "delete", "entity": "skill", "id": skill }))
         .collect();

@@ -385,7 +385,7 @@ fn problem_schemas(schemas: &mut Map<String, Value>) {
             "status": status_schema,
             "detail": { "type": "string", "description": "What happened this time, for people." },
             "instance": { "type": "string" },
-            "request_id": { "type": "string", "description": "The request's id, as in the `X-Request-Id` response header: quote it when reporting a problem. Every problem carries it (optional here for servers before it)." },
+            "request_id": { "type": "string", "description": "The request's id, as in the `X-Request-Id` response header: quote it when reporting a problem. Every problem carries it." },
             "operation": { "type": "integer", "minimum": 0, "description": "Only in answers to `POST /api/batch`: the index of the operation that failed." }
         })
     };
@@ -394,7 +394,7 @@ fn problem_schemas(schemas: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "description": "An RFC 9457 problem, of any type (each type has its own schema, `Problem…`, with its extension members).",
-            "required": ["type", "title", "status", "detail"],
+            "required": ["type", "title", "status", "detail", "request_id"],
             "properties": common(
                 json!({ "type": "string", "format": "uri", "description": format!("`{PROBLEM_BASE}<kind>`: tells the types apart.") }),
                 json!({ "type": "integer", "minimum": 400, "maximum": 599 })
@@ -411,8 +411,15 @@ fn problem_schemas(schemas: &mut Map<String, Value>) {
             json!("title"),
             json!("status"),
             json!("detail"),
+            json!("request_id"),
         ];
-        for (name, schema, always) in p.members {
+        // Every 429 and 503 says how long to wait, in the body as in `Retry-After`.
+        let mut members = p.members;
+        if matches!(p.status, 429 | 503) {
+            members.retain(|(name, ..)| *name != "retry_after");
+            members.push(("retry_after", retry_after_member(), true));
+        }
+        for (name, schema, always) in members {
             props[name] = schema;
             if always {
                 required.push(json!(name));
