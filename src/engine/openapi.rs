@@ -588,6 +588,33 @@ fn etag_header() -> Value {
     })
 }
 
+/// `If-None-Match`: the `ETag` of an earlier answer; unchanged, the answer is a 304.
+fn if_none_match_param() -> Value {
+    json!({
+        "name": "If-None-Match", "in": "header", "required": false,
+        "description": "The `ETag` of an earlier answer (several, comma-separated, or `*`): if this caller's answer is unchanged, a 304 without a body.",
+        "schema": { "type": "string" }
+    })
+}
+
+/// The 304 of a conditional GET.
+fn not_modified() -> Value {
+    json!({
+        "description": "Unchanged since the `ETag` in `If-None-Match`; no body.",
+        "headers": { "ETag": { "description": "The same `ETag`.", "schema": { "type": "string" } } }
+    })
+}
+
+/// The weak `ETag` of a list, an aggregate or this document.
+fn weak_etag_header() -> Value {
+    json!({
+        "ETag": {
+            "description": "`W/\"<hash>\"` over this answer as this caller gets it; send it back in If-None-Match.",
+            "schema": { "type": "string" }
+        }
+    })
+}
+
 fn query_param(name: &str, description: String, schema: Value, examples: Value) -> Value {
     let mut p = json!({
         "name": name, "in": "query", "required": false,
@@ -882,6 +909,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
         json!({ "type": "string" }),
         json!({}),
     ));
+    params.push(if_none_match_param());
     params.push(query_param(
         "limit",
         format!(
@@ -899,7 +927,9 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
             "tags": [tag],
             "parameters": params,
             "responses": {
+                "304": not_modified(),
                 "200": {
+                    "headers": weak_etag_header(),
                     "description": "One object per group: the group keys, then the metrics (`count`, `sum_<field>`, `avg_<field>`, …). Decimal sums are strings with their scale; averages are numbers.",
                     "content": json_content(json!({
                         "type": "object",
@@ -981,9 +1011,10 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("list_{}", e.plural),
             "summary": format!("List {} records", e.name),
             "tags": [tag],
-            "parameters": list_params(e),
+            "parameters": list_params(e).as_array().cloned().unwrap_or_default().into_iter().chain([if_none_match_param()]).collect::<Vec<_>>(),
             "responses": {
-                "200": { "description": "A page of records (oldest first unless `sort` says otherwise).", "content": json_content(schema_ref(&list)) },
+                "200": { "description": "A page of records (oldest first unless `sort` says otherwise).", "headers": weak_etag_header(), "content": json_content(schema_ref(&list)) },
+                "304": not_modified(),
                 "400": problem_of("A query parameter is invalid; `parameter` names it (and `column`, the position in a filter).", &["bad-parameter", "bad-request"])
             }
         },
@@ -1015,9 +1046,10 @@ fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<St
             "operationId": format!("get_{}", e.name),
             "summary": format!("Get a {}", e.name),
             "tags": [tag],
-            "parameters": [fields_param(e), expand_param(e)],
+            "parameters": [fields_param(e), expand_param(e), if_none_match_param()],
             "responses": {
                 "200": { "description": "The record.", "headers": etag_header(), "content": json_content(schema_ref(&record)) },
+                "304": not_modified(),
                 "400": problem_of("A query parameter is invalid; `parameter` names it.", &["bad-parameter", "bad-request"]),
                 "404": problem("No such record.")
             }
@@ -1709,7 +1741,11 @@ pub fn document(engine: &Engine) -> Value {
                 "operationId": "openapi",
                 "summary": "This document.",
                 "tags": ["System"],
-                "responses": { "200": { "description": "The OpenAPI document.", "content": json_content(json!({ "type": "object" })) } }
+                "parameters": [if_none_match_param()],
+                "responses": {
+                    "200": { "description": "The OpenAPI document.", "headers": weak_etag_header(), "content": json_content(json!({ "type": "object" })) },
+                    "304": not_modified()
+                }
             }
         }),
     );
