@@ -622,6 +622,16 @@ fn fields(
             node = node.names.entry(seg.to_string()).or_default();
         }
     }
+    if root.names.is_empty() {
+        return Err(ParamError::new(
+            "fields",
+            "`fields` names no field",
+            Some(
+                "list the fields to return, e.g. `fields=id`; leave `fields` out for all of them"
+                    .to_string(),
+            ),
+        ));
+    }
     Ok(root)
 }
 

@@ -238,15 +238,17 @@ impl FieldKind for Decimal {
     }
 
     fn input_schema(&self, field: &Field, documented: bool) -> Value {
-        // Decimal ranges are checked exactly by the input conversion.
-        let mut s = json!({
-            "type": ["string", "number"],
-            "description": format!("An exact decimal with at most {} digits after the point, as a string (\"12.50\") or a number.", field.scale)
-        });
+        // Decimal ranges are checked exactly by the input conversion. The document
+        // gives one JSON type, the one records answer with (a string, exact); the
+        // validator also takes a JSON number, as it always has.
         if documented {
-            s["pattern"] = json!(DECIMAL_PATTERN);
+            return json!({
+                "type": "string",
+                "pattern": DECIMAL_PATTERN,
+                "description": format!("An exact decimal with at most {} digits after the point, as a string (\"12.50\"); a JSON number is accepted too.", field.scale)
+            });
         }
-        s
+        json!({ "type": ["string", "number"] })
     }
 
     fn record_schema(&self, field: &Field) -> Option<Value> {
