@@ -133,7 +133,7 @@ async fn responses_match_the_documented_schemas(db: Db) {
     let res = app
         .post(
             "/api/projects",
-            json!({ "title": "Schema", "client": org, "budget": 5, "skills": [skill] }),
+            json!({ "title": "Schema", "client": org, "budget": "5", "skills": [skill] }),
         )
         .await;
     let record = validator_for("Project");

@@ -211,11 +211,37 @@ async fn served_records_match_their_schemas_for_every_caller(db: Db) {
         .create("organizations", json!({ "name": "Acme", "slug": "acme" }))
         .await;
     let skill = app.create("skills", json!({ "name": "Rust" })).await;
-    // A decimal sent as a number (as it always could be) answers as a string.
+    // Decimals have one JSON type, in and out: a string. A number is refused (the
+    // document says string, and contract tests send numbers expecting a refusal).
+    for (body, pointer) in [
+        (
+            json!({ "title": "Typed", "client": org, "budget": 12.5 }),
+            "/budget",
+        ),
+        (
+            json!({ "title": "Typed", "client": org, "budget": 12 }),
+            "/budget",
+        ),
+    ] {
+        let res = app.post("/api/projects", body).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+        assert_eq!(
+            res.error_for(pointer),
+            "must be a decimal number as a string, like \"12.50\""
+        );
+    }
+    let res = app
+        .patch(
+            &format!("/api/users/{}", app.signup("rate@example.com").await),
+            json!({ "hourly_rate": 95 }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     let res = app
         .post(
             "/api/projects",
-            json!({ "title": "Typed", "client": org, "budget": 12.5, "skills": [skill] }),
+            json!({ "title": "Typed", "client": org, "budget": "12.5", "skills": [skill] }),
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
