@@ -17,31 +17,28 @@ pub(super) fn openapi(dir: &Path) -> Result<ExitCode> {
 }
 
 pub(super) fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
-    let model = serde_json::to_string_pretty(&spec::schema::model_schema())?;
-    let settings = serde_json::to_string_pretty(&spec::schema::settings_schema())?;
-    let policy = serde_json::to_string_pretty(&spec::schema::policy_schema())?;
-    let workflow = serde_json::to_string_pretty(&spec::schema::workflow_schema())?;
+    let schemas = spec::schema::all_schemas();
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(dir.join("model.schema.json"), model + "\n")?;
-            std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
-            std::fs::write(dir.join("policy.schema.json"), policy + "\n")?;
-            std::fs::write(dir.join("workflow.schema.json"), workflow + "\n")?;
-            eprintln!(
-                "wrote model.schema.json, trellis.schema.json, policy.schema.json and workflow.schema.json to {}",
-                dir.display()
-            );
-        }
-        None => println!(
-            "{}",
-            match kind {
-                SchemaKind::Model => model,
-                SchemaKind::Settings => settings,
-                SchemaKind::Policy => policy,
-                SchemaKind::Workflow => workflow,
+            for (file, schema) in &schemas {
+                let path = dir.join(file);
+                std::fs::write(&path, serde_json::to_string_pretty(schema)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
-        ),
+            let files: Vec<&str> = schemas.iter().map(|(f, _)| *f).collect();
+            eprintln!("wrote {} to {}", files.join(", "), dir.display());
+        }
+        None => {
+            let schema = match kind {
+                SchemaKind::Model => spec::schema::model_schema(),
+                SchemaKind::Settings => spec::schema::settings_schema(),
+                SchemaKind::Policy => spec::schema::policy_schema(),
+                SchemaKind::Workflow => spec::schema::workflow_schema(),
+                SchemaKind::Migration => spec::schema::migration_schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
