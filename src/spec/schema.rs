@@ -116,6 +116,17 @@ fn common(ty: FieldType, extra: Value) -> Value {
     if let (Some(p), Some(d)) = (props.as_object_mut(), ty.rules().default_schema()) {
         p.insert("default".into(), d);
     }
+    if let Some(p) = props.as_object_mut()
+        && !ty.rules().may_be_unique()
+    {
+        p.insert(
+            "unique".into(),
+            doc(
+                json!({ "const": false }),
+                "A field of this type cannot be unique.",
+            ),
+        );
+    }
     if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             p.insert(k.clone(), v.clone());
@@ -301,7 +312,11 @@ pub fn settings_schema() -> Value {
                             "leeway": whole(0, MAX_LEEWAY, "Seconds of clock difference tolerated when checking `exp` and `nbf`, from 0 to 3600. Default 30."),
                             "user_id_claim": doc(json!({ "type": "string" }), "The claim that holds the caller's id (`user.id` in conditions). Default `sub`."),
                             "roles_claim": doc(json!({ "type": "string" }), "The claim that holds the caller's roles (a list, or one role). Default `roles`.")
-                        }
+                        },
+                        // HS256 (the default) needs its secret; RS256 and ES256 a key.
+                        "if": { "properties": { "algorithm": { "enum": ["RS256", "ES256"] } }, "required": ["algorithm"] },
+                        "then": { "anyOf": [ { "required": ["public_key_file"] }, { "required": ["jwks_file"] } ] },
+                        "else": { "required": ["secret_env"] }
                     }), "Accept JSON Web Tokens (`Authorization: Bearer …`) issued by Trellis's built-in users or by another service.", "jwt:\n  algorithm: HS256\n  secret_env: TRELLIS_JWT_SECRET"),
                     "users": doc_example(json!({
                         "type": "object",
@@ -337,7 +352,7 @@ pub fn settings_schema() -> Value {
                         },
                         "not": { "required": ["per_second", "per_minute"] }
                     }), "A rate per signed-in caller and per client address, for every route but /_/health (default 200 a second, bursts of 400). Give `per_second` or `per_minute`, not both."),
-                    "trusted_proxies": doc(words(json!({ "type": "string" })), "IP addresses or CIDR blocks (`10.0.0.0/8`) of reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client (default: none)."),
+                    "trusted_proxies": doc(words(json!({ "type": "string", "pattern": "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$" })), "IP addresses or CIDR blocks (`10.0.0.0/8`) of reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client (default: none)."),
                     "signup": doc(json!({
                         "type": "object",
                         "additionalProperties": false,
@@ -372,7 +387,7 @@ pub fn settings_schema() -> Value {
                     "additionalProperties": false,
                     "required": ["url"],
                     "properties": {
-                        "url": doc(json!({ "type": "string", "pattern": "^(https?://\\S+|\\$\\{\\S+)$" }), "The http(s) address deliveries are posted to; `${VAR}` reads it from the environment."),
+                        "url": doc(json!({ "type": "string", "pattern": "^(https?://|\\$\\{)\\S*$" }), "The http(s) address deliveries are posted to; `${VAR}` reads it from the environment."),
                         "secret_env": doc(json!({ "type": "string" }), "The environment variable holding the secret that signs every delivery (HMAC-SHA256)."),
                         "headers": doc(json!({ "type": "object", "propertyNames": { "pattern": "^[A-Za-z0-9-]+$" }, "additionalProperties": { "type": "string" } }), "Extra headers sent with every delivery; `${VAR}` in a value reads the environment (for tokens)."),
                         "timeout": whole(1, MAX_WEBHOOK_TIMEOUT, "Seconds before a delivery attempt is abandoned and retried later, from 1 to 120 (default 10).")
@@ -425,7 +440,12 @@ pub fn workflow_schema() -> Value {
                 json!({
                     "type": "object",
                     "propertyNames": { "$ref": "#/$defs/identifier" },
-                    "additionalProperties": { "$ref": "#/$defs/field" }
+                    "additionalProperties": {
+                        "allOf": [
+                            { "$ref": "#/$defs/field" },
+                            { "properties": { "type": doc(json!({ "not": { "enum": ["many", "inverse"] } }), "An input field holds a value: any type but many and inverse (a ref for a link).") } }
+                        ]
+                    }
                 }),
                 "The body the transition's request takes, declared like a model's fields (not many or inverse); guards, `set` and webhook bodies read it as `input.<name>`.",
                 "input:\n  reason: { type: text, required: true, max: 2000 }",

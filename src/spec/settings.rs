@@ -262,9 +262,11 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
         && let Some(origins) = get(cors_map, "origins")
     {
         for origin in name_list(sink, origins, "`cors.origins`") {
-            let ok = origin.name == "*"
-                || ((origin.name.starts_with("http://") || origin.name.starts_with("https://"))
-                    && !origin.name.ends_with('/'));
+            let host = origin
+                .name
+                .strip_prefix("http://")
+                .or_else(|| origin.name.strip_prefix("https://"));
+            let ok = origin.name == "*" || host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
             if ok {
                 settings.cors_origins.push(origin.name);
             } else {

@@ -100,7 +100,7 @@ impl FieldRules for Enum {
             "values": {
                 "anyOf": [
                     { "type": "string", "minLength": 1, "maxLength": 64 },
-                    { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 64 }, "minItems": 1 }
+                    { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 64 }, "minItems": 1, "uniqueItems": true }
                 ],
                 "description": "The words the field may hold (each 1 to 64 characters). Adding one needs no migration.",
                 "markdownDescription": "The words the field may hold (each 1 to 64 characters). Adding one needs no migration.\n\n```yaml\nstatus: { type: enum, values: [draft, open, closed], default: draft }\n```"

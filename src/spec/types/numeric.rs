@@ -77,7 +77,10 @@ impl FieldRules for Integer {
     }
 
     fn editor_keys(&self) -> Value {
-        range_keys()
+        json!({
+            "min": { "type": "integer", "description": "The smallest value allowed (a whole number); a smaller one is refused with a 422." },
+            "max": { "type": "integer", "description": "The largest value allowed (a whole number); a larger one is refused with a 422." }
+        })
     }
 
     fn numeric(&self) -> bool {
