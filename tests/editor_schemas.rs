@@ -562,10 +562,27 @@ fn typos_and_wrong_types_are_refused_by_both() {
     let root = common::repo_root();
     let mut tally = Tally::default();
     let mut subs = HashMap::new();
+    // The project `trellis init` writes, laid out from its templates.
+    let init = tempfile::tempdir().expect("temp dir");
+    for (template, rel) in [
+        ("settings.yaml", "trellis.yaml"),
+        ("model_task.yaml", "models/task.yaml"),
+        ("model_user.yaml", "models/user.yaml"),
+        ("policy_task.yaml", "policies/task.yaml"),
+        ("policy_user.yaml", "policies/user.yaml"),
+        ("workflow_task.yaml", "workflows/task.yaml"),
+    ] {
+        let text =
+            std::fs::read_to_string(root.join("src/cli/init").join(template)).expect(template);
+        let path = init.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
     for project in [
         root.clone(),
         root.join("examples/helpdesk"),
         root.join("tests/fixtures/editors"),
+        init.path().to_path_buf(),
     ] {
         check_project(&project, &schemas, &mut subs, &mut tally);
     }

@@ -16,41 +16,46 @@ pub(super) fn openapi(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The editor schemas of the file formats, by file name, as `schemas/` holds them.
+pub(super) fn schema_files() -> Result<Vec<(&'static str, String)>> {
+    spec::schema::all_schemas()
+        .into_iter()
+        .map(|(name, v)| Ok((name, serde_json::to_string_pretty(&v)? + "\n")))
+        .collect()
+}
+
 pub(super) fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
-    let schemas = spec::schema::all_schemas();
+    let files = schema_files()?;
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            for (file, schema) in &schemas {
-                let path = dir.join(file);
-                std::fs::write(&path, serde_json::to_string_pretty(schema)? + "\n")
-                    .with_context(|| format!("writing {}", path.display()))?;
+            for (name, text) in &files {
+                std::fs::write(dir.join(name), text)
+                    .with_context(|| format!("writing {}", dir.join(name).display()))?;
             }
-            let files: Vec<&str> = schemas.iter().map(|(f, _)| *f).collect();
-            eprintln!("wrote {} to {}", files.join(", "), dir.display());
+            let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+            eprintln!("wrote {} to {}", names.join(", "), dir.display());
         }
         None => {
-            let schema = match kind {
-                SchemaKind::Model => spec::schema::model_schema(),
-                SchemaKind::Settings => spec::schema::settings_schema(),
-                SchemaKind::Policy => spec::schema::policy_schema(),
-                SchemaKind::Workflow => spec::schema::workflow_schema(),
-                SchemaKind::Migration => spec::schema::migration_schema(),
+            let name = match kind {
+                SchemaKind::Model => "model.schema.json",
+                SchemaKind::Settings => "trellis.schema.json",
+                SchemaKind::Policy => "policy.schema.json",
+                SchemaKind::Workflow => "workflow.schema.json",
+                SchemaKind::Migration => "migration.schema.json",
             };
-            println!("{}", serde_json::to_string_pretty(&schema)?);
+            let text = files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or_default();
+            print!("{text}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn diagram(targets: &[String], format: DiagramFormat) -> Result<ExitCode> {
-    let (dir, entity) = match targets {
-        [entity] => (Path::new("."), entity.as_str()),
-        [dir, entity] => (Path::new(dir.as_str()), entity.as_str()),
-        _ => anyhow::bail!(
-            "give the entity, optionally after the project folder: `trellis diagram [DIR] ENTITY`"
-        ),
-    };
+pub(super) fn diagram(dir: &Path, entity: &str, format: DiagramFormat) -> Result<ExitCode> {
     let engine = load_engine(dir)?;
     let Some(wf) = engine.workflow(entity) else {
         let with: Vec<&str> = engine.workflows.keys().map(String::as_str).collect();
