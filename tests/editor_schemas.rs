@@ -582,10 +582,34 @@ fn typos_and_wrong_types_are_refused_by_both() {
         root.clone(),
         root.join("examples/helpdesk"),
         root.join("tests/fixtures/editors"),
+        root.join("tests/fixtures/editors-keys"),
         init.path().to_path_buf(),
     ] {
         check_project(&project, &schemas, &mut subs, &mut tally);
     }
+    // Every key of every schema is tried somewhere.
+    let mut untried = Vec::new();
+    for (file, schema) in schema::all_schemas() {
+        let mut props = Vec::new();
+        properties(&schema, String::new(), &mut props);
+        for (at, _) in props {
+            let key = at.rsplit('/').next().unwrap_or_default().to_string();
+            // The workflow's `$defs/field` is the model's, tried there.
+            let model_field = file == "workflow.schema.json" && at.starts_with("/$defs/field");
+            if !at.contains("/if/")
+                && !model_field
+                && !tally
+                    .seen
+                    .iter()
+                    .any(|(k, name, _)| *k == file && *name == key)
+            {
+                untried.push(format!("{file}: {key} ({at})"));
+            }
+        }
+    }
+    untried.sort();
+    untried.dedup();
+    assert!(untried.is_empty(), "keys no sample uses: {untried:#?}");
     eprintln!(
         "{} typos refused by both; wrong types: {} refused by both, {} accepted by both",
         tally.typos, tally.wrong_types_refused, tally.wrong_types_accepted
