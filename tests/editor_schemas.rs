@@ -830,7 +830,7 @@ fn defaults_are_typed_per_field_type_in_both() {
             d.hint
                 .as_deref()
                 .unwrap_or_default()
-                .contains("field's default is"),
+                .contains("the field's type is"),
             "{d}"
         );
     }

@@ -103,7 +103,7 @@ fn type_doc(ty: FieldType) -> &'static str {
 
 fn common(ty: FieldType, extra: Value) -> Value {
     let mut props = json!({
-        "required": doc(json!({ "type": "boolean" }), "true: every record must have a value; a create without one is refused, and it can never be set to null. Default false."),
+        "required": doc(json!({ "type": "boolean" }), "true: every record has a value: a create that leaves it out (and has no `default` to fall back on) is refused, and it can never be set to null. Default false."),
         "unique": doc(json!({ "type": "boolean" }), "true: no two records may have the same value (a unique index). Default false. For uniqueness over several fields, use the entity's `unique:`."),
         "label": doc(json!({ "type": "string" }), "A human-readable name of the field, shown as its title in the API documentation."),
         "description": doc(json!({ "type": "string" }), "What the field holds, in a sentence; shown in the API documentation."),

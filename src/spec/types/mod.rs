@@ -193,7 +193,7 @@ fn bad_default(
             field.name,
         ),
         format!(
-            "a {} field's default is {expected}; correct it or remove it",
+            "write {expected} (the field's type is {}), or remove the default",
             field.ty.name()
         ),
     );
