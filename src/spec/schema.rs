@@ -20,6 +20,36 @@ fn identifier() -> Value {
     json!({ "type": "string", "pattern": "^[a-z][a-z0-9]*(_[a-z0-9]+)*$", "maxLength": 48 })
 }
 
+/// A schema ready for editors. Those that read it as draft 7 ignore the keys beside a
+/// `$ref` (the hover text among them), so each such `$ref` moves into an `allOf`.
+fn finish(mut schema: Value) -> Value {
+    wrap_refs(&mut schema);
+    schema
+}
+
+fn wrap_refs(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.len() > 1
+                && let Some(target) = o.remove("$ref")
+            {
+                let reference = json!({ "$ref": target });
+                match o.get_mut("allOf").and_then(Value::as_array_mut) {
+                    Some(all) => all.insert(0, reference),
+                    None => {
+                        o.insert("allOf".into(), json!([reference]));
+                    }
+                }
+            }
+            for (_, child) in o.iter_mut() {
+                wrap_refs(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(wrap_refs),
+        _ => {}
+    }
+}
+
 /// `schema` with a plain-words `description` (what editors show on hover).
 fn doc(mut schema: Value, text: &str) -> Value {
     if let Some(o) = schema.as_object_mut() {
@@ -231,7 +261,7 @@ pub fn model_schema() -> Value {
     let mut reserved: Vec<&str> = SYSTEM_FIELDS.to_vec();
     reserved.extend(RESERVED_FIELDS);
     let _ = ENTITY_KEYS;
-    json!({
+    finish(json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": MODEL_SCHEMA_ID,
         "title": "Trellis model",
@@ -262,7 +292,7 @@ pub fn model_schema() -> Value {
             "identifier": identifier(),
             "field": field_def()
         }
-    })
+    }))
 }
 
 /// A whole number from `min` to `max`, as the loader's range checks.
@@ -276,7 +306,7 @@ fn whole(min: u64, max: u64, text: &str) -> Value {
 /// The JSON Schema of `trellis.yaml`.
 pub fn settings_schema() -> Value {
     let per = |text: &str| whole(1, LIMIT_MAX, text);
-    json!({
+    finish(json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SETTINGS_SCHEMA_ID,
         "title": "Trellis project settings",
@@ -396,7 +426,7 @@ pub fn settings_schema() -> Value {
             }), "Endpoints that workflow `after_commit` effects post to, by name. Deliveries are queued with the change and retried with backoff (up to 12 attempts).", "webhooks:\n  crm:\n    url: \"${CRM_WEBHOOK_URL}\"\n    secret_env: CRM_WEBHOOK_SECRET\n    timeout: 10")
         },
         "$defs": { "identifier": identifier() }
-    })
+    }))
 }
 
 /// The JSON Schema of `workflows/*.yaml`.
@@ -498,7 +528,7 @@ pub fn workflow_schema() -> Value {
             )
         }
     });
-    json!({
+    finish(json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": WORKFLOW_SCHEMA_ID,
         "title": "Trellis workflow",
@@ -536,7 +566,7 @@ pub fn workflow_schema() -> Value {
             "identifier": identifier(),
             "field": field
         }
-    })
+    }))
 }
 
 /// The JSON Schema of `policies/*.yaml`.
@@ -597,7 +627,7 @@ pub fn policy_schema() -> Value {
             }), "The outcome of each action: `allow` or `deny`. Actions: list, read, create, update, delete, and `read.<field>`.", "expect: { list: allow, read: allow, update: deny, read.internal_notes: deny }")
         }
     });
-    json!({
+    finish(json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": POLICY_SCHEMA_ID,
         "title": "Trellis policy",
@@ -668,12 +698,12 @@ pub fn policy_schema() -> Value {
             )
         },
         "$defs": { "identifier": identifier() }
-    })
+    }))
 }
 
 /// The JSON Schema of `migrations/*.yaml` (written by `trellis migrate plan`).
 pub fn migration_schema() -> Value {
-    json!({
+    finish(json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": MIGRATION_SCHEMA_ID,
         "title": "Trellis migration",
@@ -690,7 +720,7 @@ pub fn migration_schema() -> Value {
                 "additionalProperties": { "type": "string" }
             }), "The model files and trellis.yaml after this migration, verbatim, by path: applying needs nothing but this file.", "definitions:\n  models/task.yaml: |\n    entity: task\n    fields:\n      title: string")
         }
-    })
+    }))
 }
 
 /// Every editor schema with its file name, as `trellis schema --out` writes them.
