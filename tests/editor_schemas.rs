@@ -80,6 +80,18 @@ fn every_schema_compiles() {
             schema["$id"].as_str().is_some_and(|id| id.ends_with(file)),
             "{file}"
         );
+        // No key beside a `$ref`: editors reading draft 7 would drop the hover text.
+        let mut stack = vec![&schema];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(o) => {
+                    assert!(!(o.contains_key("$ref") && o.len() > 1), "{file}: {v}");
+                    stack.extend(o.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
     }
 }
 
