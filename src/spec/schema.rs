@@ -30,6 +30,22 @@ fn finish(mut schema: Value) -> Value {
 fn wrap_refs(v: &mut Value) {
     match v {
         Value::Object(o) => {
+            // Editors show the hover text of the branch of an `anyOf` that matches:
+            // each branch gets the text of the whole unless it has its own.
+            for key in ["description", "markdownDescription"] {
+                let Some(text) = o.get(key).cloned() else {
+                    continue;
+                };
+                for branches in ["anyOf", "oneOf"] {
+                    if let Some(items) = o.get_mut(branches).and_then(Value::as_array_mut) {
+                        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                            if !item.contains_key("description") {
+                                item.insert(key.into(), text.clone());
+                            }
+                        }
+                    }
+                }
+            }
             if o.len() > 1
                 && let Some(target) = o.remove("$ref")
             {
