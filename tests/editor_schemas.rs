@@ -951,6 +951,17 @@ fn migration_files_have_a_schema_and_check_agrees() {
         spec::migration::checksum(spec::migration::without_schema_line(&with)),
         spec::migration::checksum(body)
     );
+    // Attack: a line hidden after a lone `\r` (a line break to YAML) still counts.
+    let hidden = b"# yaml-language-server: $schema=x\rsteps: [changed]\nmigration: x\n";
+    assert_eq!(
+        spec::migration::without_schema_line(hidden),
+        b"steps: [changed]\nmigration: x\n"
+    );
+    let crlf = b"# yaml-language-server: $schema=x\r\nmigration: x\n";
+    assert_eq!(
+        spec::migration::without_schema_line(crlf),
+        b"migration: x\n"
+    );
 }
 
 /// Disagreements found while writing the schemas, each now refused by both. (What a

@@ -44,14 +44,16 @@ pub const SCHEMA_LINE: &str = "# yaml-language-server: $schema=../schemas/migrat
 /// The bytes a migration's checksum covers: the file without a first line that points
 /// editors to a schema, so that adding or changing that comment is not an edit (files
 /// planned before it existed keep their recorded checksums).
+/// Only the comment is left out: it ends at the first line break of any kind (YAML
+/// also breaks lines at a lone `\r`, which must not hide a line from the checksum).
 pub fn without_schema_line(bytes: &[u8]) -> &[u8] {
-    if bytes.starts_with(b"# yaml-language-server:") {
-        match bytes.iter().position(|b| *b == b'\n') {
-            Some(end) => &bytes[end + 1..],
-            None => &[],
-        }
-    } else {
-        bytes
+    if !bytes.starts_with(b"# yaml-language-server:") {
+        return bytes;
+    }
+    match bytes.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+        Some(end) if bytes[end..].starts_with(b"\r\n") => &bytes[end + 2..],
+        Some(end) => &bytes[end + 1..],
+        None => &[],
     }
 }
 
