@@ -146,7 +146,7 @@ pub fn router(state: AppState) -> Router {
     // answer, the layers' own included (CORS preflights, 413, 429, timeouts,
     // fallbacks). From the outside in: compression of JSON answers; then the
     // request id, set on the request (header and `RequestId` extension) before
-    // anything above runs, so logs read it there, and put on every answer and in
+    // any layer added above (inside) runs, so logs read it there, and put on every answer and in
     // problem bodies (which must still be uncompressed there), with `Retry-After`
     // on every 429 and 503. Layers that log go inside (above), never outside.
     api.layer(conventions::RequestIds)
@@ -154,7 +154,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How long a browser may keep the answer to a CORS preflight (browsers cap it:
-/// Chromium at 2 hours, Firefox at 24).
+/// Chromium at 2 hours, Firefox at 24 hours).
 pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
 
 fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
