@@ -453,7 +453,7 @@ fn problem_schema(kind: &str) -> String {
 
 /// Every problem type the server emits (grep `Problem::new` and the helpers of
 /// src/http/problem.rs), each with a schema.
-const PROBLEM_KINDS: [&str; 24] = [
+const PROBLEM_KINDS: [&str; 25] = [
     "bad-request",
     "bad-parameter",
     "unauthorized",
@@ -469,6 +469,7 @@ const PROBLEM_KINDS: [&str; 24] = [
     "stale-version",
     "too-large",
     "unsupported-media-type",
+    "unsupported-content-encoding",
     "validation",
     "guard-failed",
     "rate-limited",
@@ -1006,6 +1007,15 @@ async fn real_answers_fit_their_declared_schemas(db: Db) {
     )
     .await;
     c.problem("unsupported-media-type", &res);
+    c.check("post", "/api/skills", &res);
+    let res = raw(
+        Method::POST,
+        "/api/skills",
+        "{}",
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    c.problem("unsupported-content-encoding", &res);
     c.check("post", "/api/skills", &res);
     let res = app.post("/api/projects", json!({ "title": 1 })).await;
     c.problem("validation", &res);

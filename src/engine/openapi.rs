@@ -295,6 +295,12 @@ fn problem_types() -> Vec<ProblemType> {
             "Unsupported media type",
             "The body is not declared as application/json.",
         ),
+        pt(
+            "unsupported-content-encoding",
+            415,
+            "Unsupported content encoding",
+            "The body is compressed (`Content-Encoding`); send it uncompressed (the answer says `Accept-Encoding: identity`).",
+        ),
         with(
             pt(
                 "validation",
@@ -486,7 +492,7 @@ fn default_kinds(status: &str) -> &'static [&'static str] {
         "409" => &["conflict"],
         "412" => &["stale-version"],
         "413" => &["too-large"],
-        "415" => &["unsupported-media-type"],
+        "415" => &["unsupported-media-type", "unsupported-content-encoding"],
         "422" => &["validation"],
         "429" => &["rate-limited"],
         "500" => &["internal"],
@@ -1092,7 +1098,7 @@ fn entity_paths(
                 "400": problem("The body is not valid JSON."),
                 "409": problem_of("A unique value is already taken.", &["unique"]),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit the entity; `errors` lists each problem.")
             }
         }
@@ -1128,7 +1134,7 @@ fn entity_paths(
                 "409": problem_of("A unique value is already taken, or another change won a race.", &["unique", "conflict"]),
                 "412": problem("The record changed since the version in If-Match."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit the entity; `errors` lists each problem.")
             }
         },
@@ -1332,7 +1338,7 @@ fn workflow_paths(
                         "409": problem_of("The record is not in a state this transition leaves from (`state`, `possible`), or another change won a race.", &["wrong-state", "conflict"]),
                         "412": problem("The record changed since the version in If-Match."),
                         "413": problem("The body is larger than 1 MiB."),
-                        "415": problem("The body is not declared as application/json."),
+                        "415": problem("The body is not declared as application/json, or is compressed."),
                         "422": problem_of("The input does not fit (`errors`), or a guard failed (`reasons`).", &["validation", "guard-failed"]),
                         "500": problem_of("A workflow effect failed; nothing was written.", &["effect-failed", "internal"])
                     }
@@ -1401,7 +1407,7 @@ fn auth_paths(
                 "400": problem("The body is not valid JSON."),
                 "409": problem_of("The email is already taken.", &["unique"]),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit; `errors` lists each problem."),
                 "429": problem("Too many signups from this address (`limits.signup`); `Retry-After` says when to try again.")
             }
@@ -1418,7 +1424,7 @@ fn auth_paths(
                 "400": problem("The body is not valid JSON."),
                 "401": problem("Wrong email or password."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("Email or password missing."),
                 "429": problem("Too many attempts for this account or from this address; `retry_after` says when to try again.")
             }
@@ -1439,7 +1445,7 @@ fn auth_paths(
                 "400": problem("The body is not valid JSON."),
                 "401": problem("Unknown, expired or already used refresh token (reuse closes every session of the account)."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("No refresh token.")
             }
         }}),
@@ -1454,7 +1460,7 @@ fn auth_paths(
                 "204": { "description": "Revoked (or already unknown)." },
                 "400": problem("The body is not valid JSON."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("No refresh token.")
             }
         }}),
@@ -1824,7 +1830,7 @@ pub fn document(engine: &Engine) -> Value {
                     "409": problem_of("An operation conflicts (unique value, reference, workflow state).", &["unique", "still-referenced", "wrong-state", "conflict"]),
                     "412": problem("An update's, delete's or transition's `if_match` is stale."),
                     "413": problem("More than 100 operations, or a body over 1 MiB."),
-                    "415": problem("The body is not declared as application/json."),
+                    "415": problem("The body is not declared as application/json, or is compressed."),
                     "422": problem_of("An operation's data does not fit, or a transition's guard failed; `operation` is its index.", &["validation", "guard-failed"]),
                     "500": problem_of("A workflow effect failed; nothing was written.", &["effect-failed", "internal"])
                 }
