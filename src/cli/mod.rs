@@ -58,6 +58,8 @@ enum Command {
         /// no file watching, no made-up JWT secret. Default: trellis.yaml's `mode`.
         #[arg(long, env = "TRELLIS_MODE", value_enum)]
         mode: Option<RunMode>,
+        #[command(flatten)]
+        ops: serve::OpsArgs,
     },
     /// Reviewed schema migrations: plan a file, apply pending ones, list them.
     Migrate {
@@ -231,6 +233,7 @@ pub fn main() -> ExitCode {
             no_watch,
             events_retention_hours,
             mode,
+            ops,
         } => serve::serve(
             &dir,
             &host,
@@ -239,6 +242,7 @@ pub fn main() -> ExitCode {
             !no_watch,
             Duration::from_secs(events_retention_hours.saturating_mul(3600)),
             mode,
+            &ops,
             &env,
         ),
         Command::Migrate { action } => migrate::migrate(action, &env),
