@@ -18,9 +18,9 @@ use trellis::runtime::{Env, Reloader, SecretLookup, Status};
 use trellis::store::{self, Store};
 
 use super::RunMode;
-use trellis::http::server::Drained;
 use super::migrate::pending_work;
-use super::project::{database_url, load_engine_with_diagnostics, redact};
+use super::project::{database_url, load_all, load_engine_with_diagnostics, redact, summary};
+use trellis::http::server::Drained;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve(
@@ -35,7 +35,10 @@ pub(super) fn serve(
     env: &Env,
 ) -> Result<ExitCode> {
     init_logging(ops.log_format);
-    let (engine, warnings) = load_engine_with_diagnostics(dir)?;
+    let (engine, warnings) = match ops.log_format {
+        LogFormat::Text => load_engine_with_diagnostics(dir)?,
+        LogFormat::Json => load_engine_logging_diagnostics(dir)?,
+    };
     let url = database_url(dir, database_url_flag, &engine, env)?;
     let production = match mode_flag {
         Some(m) => m == RunMode::Production,
@@ -217,8 +220,37 @@ pub(super) struct OpsArgs {
     pub metrics_addr: Option<SocketAddr>,
     /// Seconds that SIGTERM or SIGINT waits for requests in flight and for due
     /// webhooks before the process exits.
-    #[arg(long, env = "TRELLIS_SHUTDOWN_TIMEOUT", value_name = "SECONDS", default_value_t = 25)]
+    #[arg(
+        long,
+        env = "TRELLIS_SHUTDOWN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 25
+    )]
     pub shutdown_timeout: u64,
+}
+
+/// With `--log-format json`, the diagnostics of loading the project are log lines
+/// too (one per diagnostic, its position and code as fields), not miette's text.
+fn load_engine_logging_diagnostics(dir: &Path) -> Result<(Engine, Vec<trellis::spec::Diagnostic>)> {
+    let (loaded, engine) = load_all(dir);
+    for d in &loaded.diagnostics {
+        let (file, line, column, code, hint) =
+            (&d.file, d.line, d.column, d.code, d.hint.as_deref());
+        match d.severity {
+            trellis::spec::Severity::Error => {
+                tracing::error!(target: "check", file, line, column, code, hint, "{}", d.message)
+            }
+            _ => tracing::warn!(target: "check", file, line, column, code, hint, "{}", d.message),
+        }
+    }
+    match engine {
+        Some(engine) => Ok((engine, loaded.diagnostics)),
+        None => anyhow::bail!(
+            "the project in {} has problems ({}); fix them and try again",
+            dir.display(),
+            summary(&loaded.diagnostics)
+        ),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -835,7 +835,10 @@ fn operations_paths(paths: &mut Map<String, Value>) {
     );
     paths.insert(
         "/_/health".into(),
-        ready("health", "Can this instance serve requests? (alias of /_/ready)"),
+        ready(
+            "health",
+            "Can this instance serve requests? (alias of /_/ready)",
+        ),
     );
     paths.insert(
         "/_/live".into(),

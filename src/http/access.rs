@@ -133,7 +133,9 @@ where
         let started = Instant::now();
         let method = method_label(req.method());
         let route = route_label(
-            req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
             req.uri().path(),
             &self.state.engine.load(),
         );
@@ -203,9 +205,6 @@ mod tests {
     #[test]
     fn unknown_methods_share_one_label() {
         assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(
-            method_label(&Method::from_bytes(b"BREW").unwrap()),
-            "OTHER"
-        );
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 }

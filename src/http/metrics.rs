@@ -251,7 +251,10 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// Serves [`metrics_router`] on `listener` until the process drains.
-pub async fn serve_metrics(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(async move { shutdown.draining().await })
