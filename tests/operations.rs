@@ -645,10 +645,12 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
     let dir = project.path();
     let test_db = TestDb::new(db).await;
     let port = free_port();
+    let metrics_port = free_port();
     let mut cmd = trellis();
     cmd.args(["serve", dir.to_str().unwrap(), "--port", &port.to_string()])
         .args(["--database-url", &url_for(db, &test_db, dir)])
         .args(["--log-format", "json"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .env("OPS_JWT_SECRET", common::TEST_SECRET)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -692,6 +694,21 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
     );
     assert_eq!(res.status, 200, "{}", res.body);
 
+    // `--metrics-addr`: /metrics without a token on its own listener, and only
+    // that; on the main port this project wants an administrator.
+    let res = call(metrics_port, "GET", "/metrics", &[], None);
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert!(
+        res.body.contains(
+            "trellis_http_requests_total{method=\"POST\",route=\"/api/tickets\",status=\"201\"} 1"
+        ),
+        "{}",
+        res.body
+    );
+    assert_eq!(call(metrics_port, "GET", "/api/tickets", &[], None).status, 404);
+    assert_eq!(call(metrics_port, "GET", "/_/status", &[], None).status, 404);
+    assert_eq!(call(port, "GET", "/metrics", &[], None).status, 401);
+
     signal(&server.0, "TERM");
     let status = server.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -732,9 +749,10 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
         .unwrap_or_else(|| panic!("no anonymous list line:\n{log}"));
     assert!(anonymous.get("principal").is_none(), "{anonymous}");
     assert!(uuid::Uuid::parse_str(anonymous["request_id"].as_str().unwrap()).is_ok());
-    // One line per request: the health probes, the four calls.
+    // One line per request: the health probes, the four calls, and the refused
+    // /metrics (the metrics listener's requests are not logged).
     let probes = access.iter().filter(|l| l["route"] == "/_/health").count();
-    assert_eq!(access.len(), probes + 4, "{log}");
+    assert_eq!(access.len(), probes + 5, "{log}");
     // A line written while handling a request carries the request's span.
     let reloaded = lines
         .iter()

@@ -169,7 +169,7 @@ where
             let principal = slot.get();
             tracing::info!(
                 target: "access",
-                method,
+                method = %method,
                 route = %route,
                 status,
                 duration_ms = (took.as_secs_f64() * 1e6).round() / 1e3,
