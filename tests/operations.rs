@@ -705,8 +705,14 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
         "{}",
         res.body
     );
-    assert_eq!(call(metrics_port, "GET", "/api/tickets", &[], None).status, 404);
-    assert_eq!(call(metrics_port, "GET", "/_/status", &[], None).status, 404);
+    assert_eq!(
+        call(metrics_port, "GET", "/api/tickets", &[], None).status,
+        404
+    );
+    assert_eq!(
+        call(metrics_port, "GET", "/_/status", &[], None).status,
+        404
+    );
     assert_eq!(call(port, "GET", "/metrics", &[], None).status, 401);
 
     signal(&server.0, "TERM");

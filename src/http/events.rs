@@ -96,7 +96,8 @@ pub(super) async fn events(
         out,
         _slot: slot,
     };
-    tokio::spawn(sub.run(last_id, live));
+    // The subscriber's lines carry the request's span (its request id).
+    tokio::spawn(tracing::Instrument::in_current_span(sub.run(last_id, live)));
     let stream = futures_util::stream::unfold(queue, |mut q| async move {
         q.recv().await.map(|ev| (Ok::<Event, Infallible>(ev), q))
     });
@@ -138,7 +139,10 @@ impl Subscriber {
             if name == "shutdown" {
                 ev = ev.retry(std::time::Duration::from_millis(shutdown_retry_ms()));
             }
-            let _ = self.out.send(ev).await;
+            // A client that stopped reading has a full queue: do not wait for it
+            // long (a drain would wait for this stream until its deadline).
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.out.send(ev)).await;
         }
     }
 

@@ -250,13 +250,24 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves [`metrics_router`] on `listener` until the process drains.
+/// Serves [`metrics_router`] on `listener` until the process drains, with the
+/// main port's protections: the header-read timeout, the per-address connection
+/// cap and the request rate (each scrape counts the outbox in the database).
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     state: AppState,
 ) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, metrics_router(state))
-        .with_graceful_shutdown(async move { shutdown.draining().await })
-        .await
+    let limits = state.limits.clone();
+    let app = metrics_router(state.clone()).layer(super::limits::RateLimit(state));
+    // A scrape in progress when the process drains is not waited for.
+    super::server::serve(
+        listener,
+        app,
+        limits,
+        async move { shutdown.draining().await },
+        std::future::ready(()),
+    )
+    .await
+    .map(|_| ())
 }
