@@ -260,9 +260,7 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => builder.with_ansi(super::project::color()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -332,6 +330,10 @@ async fn bring_database_along(
             }
             eprintln!(
                 "Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).",
+                dir.display()
+            );
+            eprintln!(
+                "If development-mode `serve` created these tables, `trellis migrate status {}` says whether `trellis migrate baseline` can adopt them.",
                 dir.display()
             );
             return Ok(false);
