@@ -820,7 +820,7 @@ fn operations_paths(paths: &mut Map<String, Value>) {
         json!({ "get": {
             "operationId": operation_id,
             "summary": summary,
-            "description": "Ready when the definitions are loaded, the process is not draining (SIGTERM, SIGINT) and the database answers a trivial query within 2 s (one query a second at most, whatever the number of probes). Not rate-limited.",
+            "description": "Ready when the definitions are loaded, the process is not draining (SIGTERM, SIGINT) and the database answers a trivial query within 2 s (one query at a time whatever the number of probes; a success stands for a second). Not rate-limited.",
             "tags": ["System"],
             "security": [{}],
             "responses": {

@@ -204,7 +204,7 @@ pub async fn render(state: &AppState) -> String {
     );
     r.register(
         "trellis_readiness_probes",
-        "Questions the readiness probe sent to the database (at most one a second)",
+        "Questions the readiness probe sent to the database (one at a time; a success stands for a second)",
         ConstCounter::new(ops.readiness.probes.load(Ordering::Relaxed)),
     );
     r.register(

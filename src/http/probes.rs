@@ -1,9 +1,11 @@
 //! The probes of load balancers and orchestrators: `GET /_/live` (the process
 //! answers) and `GET /_/ready` (it can serve: the database answers, definitions
 //! are loaded, it is not draining), with `GET /_/health` kept as ready's alias.
-//! They are exempt from the request rate (http/limits.rs); ready asks the database
-//! at most once per [`FRESH`], however many probes arrive, so a flood of probes
-//! cannot take the pool's connections.
+//! They are exempt from the request rate (http/limits.rs), so ready asks the
+//! database one question at a time, shares each answer with the probes that
+//! waited for it, and lets a yes stand for [`FRESH`]: a flood of probes cannot take
+//! the pool's connections. A no is not reused by later probes, so ready says yes
+//! again as soon as the database answers.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use serde_json::json;
 
 use super::{AppState, Problem, json_response, problem};
 
-/// How long one answer of the database stands for every probe.
+/// How long a yes of the database stands for every probe.
 pub const FRESH: Duration = Duration::from_secs(1);
 /// How long the probe waits for the database (a pool that cannot connect would
 /// otherwise wait the acquire timeout, longer than most probes' own timeout).
@@ -36,12 +38,14 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Does the database answer? One probe at a time; an answer younger than
-    /// [`FRESH`] is reused.
+    /// Does the database answer? One question at a time: an answer given while
+    /// this caller waited for its turn is its answer too, and a yes younger than
+    /// [`FRESH`] stands.
     async fn database(&self, state: &AppState) -> bool {
+        let asked = Instant::now();
         let mut last = self.last.lock().await;
         if let Some((at, ok)) = *last
-            && at.elapsed() < FRESH
+            && (at >= asked || (ok && at.elapsed() < FRESH))
         {
             return ok;
         }
