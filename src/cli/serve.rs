@@ -19,7 +19,9 @@ use trellis::store::{self, Store};
 
 use super::RunMode;
 use super::migrate::pending_work;
-use super::project::{database_url, load_all, load_engine_with_diagnostics, redact, summary};
+use super::project::{
+    database_url, load_all, load_engine_with_diagnostics, redact, require_project, summary,
+};
 use trellis::http::server::Drained;
 
 #[allow(clippy::too_many_arguments)]
@@ -233,6 +235,7 @@ pub(super) struct OpsArgs {
 /// too (one per diagnostic, its position and code as fields), not miette's text.
 fn load_engine_logging_diagnostics(dir: &Path) -> Result<(Engine, Vec<trellis::spec::Diagnostic>)> {
     let (loaded, engine) = load_all(dir);
+    require_project(dir, &loaded)?;
     for d in &loaded.diagnostics {
         let (file, line, column, code, hint) =
             (&d.file, d.line, d.column, d.code, d.hint.as_deref());

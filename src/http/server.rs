@@ -94,10 +94,14 @@ pub async fn serve(
             drop(slot);
         });
     }
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     drop(listener);
-    let open = graceful.count();
     tracing::info!(
-        connections = open,
+        connections = graceful.count(),
+        %addr,
         "stopped accepting connections; finishing the requests in flight"
     );
     tokio::select! {
