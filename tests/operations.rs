@@ -685,6 +685,10 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
         None,
     );
     assert_eq!(res.status, 200);
+    let generated = res
+        .header("x-request-id")
+        .expect("every answer has a request id")
+        .to_string();
     let res = call(
         port,
         "POST",
@@ -754,7 +758,9 @@ async fn the_access_log_has_a_line_per_request(db: Db) {
         .find(|l| l["method"] == "GET" && l["route"] == "/api/tickets")
         .unwrap_or_else(|| panic!("no anonymous list line:\n{log}"));
     assert!(anonymous.get("principal").is_none(), "{anonymous}");
-    assert!(uuid::Uuid::parse_str(anonymous["request_id"].as_str().unwrap()).is_ok());
+    // The id the answer carries is the one logged.
+    assert_eq!(anonymous["request_id"], generated.as_str(), "{anonymous}");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
     // One line per request: the health probes, the four calls, and the refused
     // /metrics (the metrics listener's requests are not logged).
     let probes = access.iter().filter(|l| l["route"] == "/_/health").count();

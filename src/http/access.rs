@@ -25,9 +25,10 @@ use super::extract::PrincipalSlot;
 use super::metrics::RequestLabels;
 use crate::engine::Engine;
 
-/// The request id of a request: its `X-Request-Id` when well-formed (1–128 of
-/// `[A-Za-z0-9._:-]`; the request-id layer has put one there by now), else a new
-/// UUID v7 for this log only.
+/// The request id of a request: its `X-Request-Id` (the outer `RequestIds` layer,
+/// http/conventions.rs, has put a well-formed one there); checked again (1–128 of
+/// `[A-Za-z0-9._:-]`), as the router may be used without that layer, and else a
+/// new UUID v7 for this log only.
 pub fn request_id(headers: &axum::http::HeaderMap) -> String {
     headers
         .get("x-request-id")
