@@ -35,6 +35,10 @@ const FRAMEWORKS: &[(&str, &[&str])] = &[
     ("tower", &["http"]),
     ("tower_http", &["http"]),
     ("governor", &["http"]),
+    // The /metrics exposition (http/metrics.rs). Lower layers keep plain counters
+    // (runtime::outbox::Stats, reload Status, store::PoolStats) that http reads
+    // when scraped, so no metrics crate reaches below http.
+    ("prometheus_client", &["http"]),
     ("anyhow", &["cli"]),
     ("notify", &["runtime"]),
     ("notify_debouncer_full", &["runtime"]),

@@ -110,6 +110,8 @@ enum Command {
         /// no file watching, no made-up JWT secret. Default: trellis.yaml's `mode`.
         #[arg(long, env = "TRELLIS_MODE", value_enum)]
         mode: Option<RunMode>,
+        #[command(flatten)]
+        ops: serve::OpsArgs,
     },
     /// Reviewed schema migrations: plan a file, apply pending ones, list them, adopt
     /// a database that development mode created.
@@ -369,6 +371,7 @@ fn run(command: Command, env: &Env) -> anyhow::Result<ExitCode> {
             no_watch,
             events_retention_hours,
             mode,
+            ops,
         } => serve::serve(
             &dir.resolve()?,
             &host,
@@ -377,6 +380,7 @@ fn run(command: Command, env: &Env) -> anyhow::Result<ExitCode> {
             !no_watch,
             Duration::from_secs(events_retention_hours.saturating_mul(3600)),
             mode,
+            &ops,
             env,
         ),
         Command::Migrate { action } => migrate::migrate(action, env),

@@ -1,6 +1,10 @@
 //! `trellis serve`: load the project, bring the database along (or, in production,
 //! refuse to start while it is behind), start the runtime's tasks (reload, change
-//! feed, webhook sender, WAL checkpoints) and serve HTTP until Ctrl-C.
+//! feed, webhook sender, WAL checkpoints) and serve HTTP until SIGTERM or SIGINT
+//! (Ctrl-C), which drain the same way (docs/operations.md): `/_/ready` answers 503,
+//! the listener closes, event streams end with a `retry:` hint, requests in flight
+//! finish, the webhook sender delivers what is due, and the process exits 0; all
+//! within `--shutdown-timeout` (a second signal stops waiting).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +19,10 @@ use trellis::store::{self, Store};
 
 use super::RunMode;
 use super::migrate::pending_work;
-use super::project::{database_url, load_engine_with_diagnostics, redact};
+use super::project::{
+    database_url, load_all, load_engine_with_diagnostics, redact, require_project, summary,
+};
+use trellis::http::server::Drained;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve(
@@ -26,17 +33,14 @@ pub(super) fn serve(
     watch: bool,
     events_retention: Duration,
     mode_flag: Option<RunMode>,
+    ops: &OpsArgs,
     env: &Env,
 ) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(super::project::color())
-        .init();
-    let (engine, warnings) = load_engine_with_diagnostics(dir)?;
+    init_logging(ops.log_format);
+    let (engine, warnings) = match ops.log_format {
+        LogFormat::Text => load_engine_with_diagnostics(dir)?,
+        LogFormat::Json => load_engine_logging_diagnostics(dir)?,
+    };
     let url = database_url(dir, database_url_flag, &engine, env)?;
     let production = match mode_flag {
         Some(m) => m == RunMode::Production,
@@ -56,7 +60,9 @@ pub(super) fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let drain_within = Duration::from_secs(ops.shutdown_timeout);
+    let metrics_addr = ops.metrics_addr;
+    let result = runtime.block_on(async move {
         let store = Store::connect(&url).await?;
         if !bring_database_along(dir, &engine, &store, production).await? {
             return Ok(ExitCode::FAILURE);
@@ -86,7 +92,7 @@ pub(super) fn serve(
         state
             .feed
             .prune_every(Duration::from_secs(600), events_retention);
-        trellis::runtime::outbox::spawn(store.clone(), state.engine.clone(), env.clone());
+        let sender = trellis::runtime::outbox::spawn(&state.runtime, env.clone());
         store.checkpoint_every(Duration::from_secs(2));
         state
             .status
@@ -107,6 +113,16 @@ pub(super) fn serve(
         };
         let limits = state.limits.clone();
         warn_about_descriptors(&limits.settings);
+        // Signals are taken over before serving, so that none is lost.
+        let signals = Signals::new()?;
+        if let Some(addr) = metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for --metrics-addr"))?;
+            tracing::info!("metrics (no authentication) on http://{addr}/metrics");
+            tokio::spawn(trellis::http::metrics::serve_metrics(listener, state.clone()));
+        }
+        let shutdown = state.shutdown.clone();
         let app = router(state);
         let addr: SocketAddr = format!("{host}:{port}")
             .parse()
@@ -116,14 +132,184 @@ pub(super) fn serve(
             .with_context(|| format!("cannot listen on {addr} (is another server using the port? try --port)"))?;
         let shown = redact(&url);
         tracing::info!("serving {entities} entities on http://{addr} (database {shown}); OpenAPI at http://{addr}/openapi.json");
-        trellis::http::server::serve(listener, app, limits, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        // A second signal: stop waiting (a flag like the drain's own).
+        let again = trellis::runtime::Shutdown::default();
+        let drain_started = {
+            let (shutdown, again) = (shutdown.clone(), again.clone());
+            tokio::spawn(async move {
+                let mut signals = signals;
+                let first = signals.next().await;
+                let started = tokio::time::Instant::now();
+                tracing::info!(
+                    "{first}: draining (at most {} s; send it again to stop at once)",
+                    drain_within.as_secs()
+                );
+                shutdown.begin();
+                tokio::spawn(async move {
+                    let second = signals.next().await;
+                    tracing::warn!("{second} again: stopping without waiting");
+                    again.begin();
+                });
+                started
+            })
+        };
+        let drained = trellis::http::server::serve(
+            listener,
+            app,
+            limits,
+            shutdown.draining(),
+            async {
+                tokio::select! {
+                    () = tokio::time::sleep(drain_within) => {}
+                    () = again.draining() => {}
+                }
+            },
+        )
         .await
         .context("serving HTTP")?;
-        store.close().await;
+        let started = drain_started.await.unwrap_or_else(|_| tokio::time::Instant::now());
+        let left = drain_within.saturating_sub(started.elapsed());
+        match drained {
+            Drained::Completely => tracing::info!("every request in flight was answered"),
+            Drained::GaveUp => tracing::warn!(
+                "stopped waiting for requests in flight after {} s (--shutdown-timeout)",
+                started.elapsed().as_secs()
+            ),
+        }
+        if let Some(sender) = sender {
+            let finished = tokio::select! {
+                done = sender.finish(left) => done,
+                () = again.draining() => false,
+            };
+            if !finished {
+                tracing::warn!("webhooks still due stay in the outbox for the next start");
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(2), store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closed the database without waiting for the last connections");
+        }
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Blocking tasks (password hashes) that are still running are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// The log format on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line (fields at the top level), for log collectors.
+    Json,
+}
+
+/// The operational flags of `serve` (logs, metrics, drain).
+#[derive(clap::Args, Debug)]
+pub(super) struct OpsArgs {
+    /// Log format on stderr: `text`, or `json` (one object per line). Which lines:
+    /// RUST_LOG (default `info,sqlx=warn`; the access log is the target `access`).
+    #[arg(long, env = "TRELLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Also serve GET /metrics, without authentication, on this address (e.g.
+    /// 0.0.0.0:9090) for a scraper inside your network. On the main port
+    /// /metrics is for administrators.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Seconds that SIGTERM or SIGINT waits for requests in flight and for due
+    /// webhooks before the process exits.
+    #[arg(
+        long,
+        env = "TRELLIS_SHUTDOWN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 25
+    )]
+    pub shutdown_timeout: u64,
+}
+
+/// With `--log-format json`, the diagnostics of loading the project are log lines
+/// too (one per diagnostic, its position and code as fields), not miette's text.
+fn load_engine_logging_diagnostics(dir: &Path) -> Result<(Engine, Vec<trellis::spec::Diagnostic>)> {
+    let (loaded, engine) = load_all(dir);
+    require_project(dir, &loaded)?;
+    for d in &loaded.diagnostics {
+        let (file, line, column, code, hint) =
+            (&d.file, d.line, d.column, d.code, d.hint.as_deref());
+        match d.severity {
+            trellis::spec::Severity::Error => {
+                tracing::error!(target: "check", file, line, column, code, hint, "{}", d.message)
+            }
+            _ => tracing::warn!(target: "check", file, line, column, code, hint, "{}", d.message),
+        }
+    }
+    match engine {
+        Some(engine) => Ok((engine, loaded.diagnostics)),
+        None => anyhow::bail!(
+            "the project in {} has problems ({}); fix them and try again",
+            dir.display(),
+            summary(&loaded.diagnostics)
+        ),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(super::project::color()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// SIGTERM and SIGINT, which drain the same way.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 /// Makes the database ready for the engine: in development, creates what is

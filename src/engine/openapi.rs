@@ -22,6 +22,19 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
             method: "get",
             path: "/_/health".into(),
         },
+        // Operations: the probes and the metrics (document: `operations_paths`).
+        Route {
+            method: "get",
+            path: "/_/live".into(),
+        },
+        Route {
+            method: "get",
+            path: "/_/ready".into(),
+        },
+        Route {
+            method: "get",
+            path: "/metrics".into(),
+        },
         Route {
             method: "get",
             path: "/openapi.json".into(),
@@ -373,6 +386,24 @@ fn problem_types() -> Vec<ProblemType> {
             503,
             "Reload unavailable",
             "This server does not reload.",
+        ),
+        with(
+            pt(
+                "shutting-down",
+                503,
+                "Shutting down",
+                "This instance is draining (SIGTERM or SIGINT): it finishes its requests and takes no new stream; send new requests to another instance.",
+            ),
+            vec![("retry_after", retry_after_member(), true)],
+        ),
+        with(
+            pt(
+                "not-loaded",
+                503,
+                "Definitions not loaded",
+                "The project's definitions are not loaded yet.",
+            ),
+            vec![("retry_after", retry_after_member(), true)],
         ),
     ]
 }
@@ -983,7 +1014,7 @@ fn events_path(e: &Entity, tag: &str) -> Value {
                 "401": problem("Sign in first."),
                 "403": problem("The caller may not list these records."),
                 "429": problem("This caller or address has as many streams open as it may (`limits.streams`), or makes too many requests; `Retry-After` says when to try again."),
-                "503": problem_of("The server has as many streams open as it may, or the database does not answer; `Retry-After` says when to try again.", &["too-many-streams", "database-unavailable", "timeout"])
+                "503": problem_of("The server has as many streams open as it may, or the database does not answer; `Retry-After` says when to try again.", &["too-many-streams", "shutting-down", "database-unavailable", "timeout"])
             }
         }
     })
@@ -1768,6 +1799,64 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
     );
 }
 
+/// The probes (`/_/live`, `/_/ready` and its alias `/_/health`) and `/metrics`.
+fn operations_paths(paths: &mut Map<String, Value>) {
+    let ok = json!({
+        "type": "object",
+        "required": ["status"],
+        "properties": { "status": { "type": "string", "const": "ok" } }
+    });
+    let ready = |operation_id: &str, summary: &str| {
+        json!({ "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": "Ready when the definitions are loaded, the process is not draining (SIGTERM, SIGINT) and the database answers a trivial query within 2 s (one query at a time whatever the number of probes; a success stands for a second). Not rate-limited.",
+            "tags": ["System"],
+            "security": [{}],
+            "responses": {
+                "200": { "description": "Ready.", "content": json_content(ok.clone()) },
+                "503": problem_of("Not ready: draining (`shutting-down`), definitions not loaded (`not-loaded`), or the database does not answer (`database-unavailable`); try again after Retry-After.", &["shutting-down", "not-loaded", "database-unavailable"])
+            }
+        }})
+    };
+    paths.insert(
+        "/_/ready".into(),
+        ready("ready", "Can this instance serve requests?"),
+    );
+    paths.insert(
+        "/_/health".into(),
+        ready(
+            "health",
+            "Can this instance serve requests? (alias of /_/ready)",
+        ),
+    );
+    paths.insert(
+        "/_/live".into(),
+        json!({ "get": {
+            "operationId": "live",
+            "summary": "Is the process up?",
+            "description": "200 while the process runs, draining included. Not rate-limited.",
+            "tags": ["System"],
+            "security": [{}],
+            "responses": { "200": { "description": "Alive.", "content": json_content(ok) } }
+        }}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({ "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of this process",
+            "description": "The OpenMetrics text exposition: requests and latencies per route template, method and status; database pool; open event streams; outbox; reloads; rate-limit refusals. On a project with authentication or policies, only callers with the role `admin` (`serve --metrics-addr` serves it without authentication on a separate listener).",
+            "tags": ["System"],
+            "responses": {
+                "200": { "description": "The exposition.", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } },
+                "401": problem("Sign in first (or the token is not valid)."),
+                "403": problem("Only callers with the role `admin` read the metrics.")
+            }
+        }}),
+    );
+}
+
 /// Builds the document.
 pub fn document(engine: &Engine) -> Value {
     let mut paths = Map::new();
@@ -1775,28 +1864,7 @@ pub fn document(engine: &Engine) -> Value {
     problem_schemas(&mut schemas);
     status_schemas(&mut schemas);
     schemas.insert("Explanation".into(), explanation_schema());
-    paths.insert(
-        "/_/health".into(),
-        json!({
-            "get": {
-                "operationId": "health",
-                "summary": "Is the server ready?",
-                "description": "Ready when the database answers a trivial query within 3 s.",
-                "tags": ["System"],
-                "responses": {
-                    "503": problem("The database does not answer; try again later (Retry-After)."),
-                    "200": {
-                        "description": "Ready.",
-                        "content": json_content(json!({
-                            "type": "object",
-                            "required": ["status"],
-                            "properties": { "status": { "type": "string", "const": "ok" } }
-                        }))
-                    }
-                }
-            }
-        }),
-    );
+    operations_paths(&mut paths);
     paths.insert(
         "/openapi.json".into(),
         json!({

@@ -24,6 +24,13 @@ use crate::store::{self, Change, ChangeKind};
 /// Events waiting to be written to one client.
 const QUEUE: usize = 64;
 
+/// When the process drains, each stream ends with a `shutdown` event whose
+/// `retry:` asks the client to reconnect (to another instance) after this many
+/// milliseconds, plus up to [`RETRY_JITTER_MS`] so that they do not all come back
+/// at once.
+pub const SHUTDOWN_RETRY_MS: u64 = 1000;
+pub const RETRY_JITTER_MS: u64 = 2000;
+
 pub(super) async fn events(
     State(state): State<AppState>,
     Target(who, engine, e, ..): Target,
@@ -50,6 +57,16 @@ pub(super) async fn events(
     }
     store::permitted(&engine, &e, &Action::List, &who)
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
+    if state.shutdown.is_draining() {
+        let mut p = Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "Shutting down",
+            "this instance is stopping; open the stream again (another instance will take it)",
+        );
+        p.retry_after(1);
+        return Err(p);
+    }
     let last_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(
@@ -79,7 +96,8 @@ pub(super) async fn events(
         out,
         _slot: slot,
     };
-    tokio::spawn(sub.run(last_id, live));
+    // The subscriber's lines carry the request's span (its request id).
+    tokio::spawn(tracing::Instrument::in_current_span(sub.run(last_id, live)));
     let stream = futures_util::stream::unfold(queue, |mut q| async move {
         q.recv().await.map(|ev| (Ok::<Event, Infallible>(ev), q))
     });
@@ -107,15 +125,24 @@ enum End {
 
 impl Subscriber {
     async fn run(self, last_id: Option<i64>, mut live: broadcast::Receiver<Arc<Change>>) {
+        let shutdown = self.state.shutdown.clone();
         let end = tokio::select! {
             end = self.serve(last_id, &mut live) => end,
             () = self.out.closed() => End::Gone,
+            () = shutdown.draining() => End::Told(
+                "shutdown",
+                json!({ "reason": "this instance is stopping; reconnect with Last-Event-ID to continue" }),
+            ),
         };
         if let End::Told(name, data) = end {
-            let _ = self
-                .out
-                .send(Event::default().event(name).data(data.to_string()))
-                .await;
+            let mut ev = Event::default().event(name).data(data.to_string());
+            if name == "shutdown" {
+                ev = ev.retry(std::time::Duration::from_millis(shutdown_retry_ms()));
+            }
+            // A client that stopped reading has a full queue: do not wait for it
+            // long (a drain would wait for this stream until its deadline).
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.out.send(ev)).await;
         }
     }
 
@@ -239,6 +266,12 @@ impl Subscriber {
             .data(data.to_string());
         self.out.send(ev).await.map_err(|_| End::Gone)
     }
+}
+
+/// [`SHUTDOWN_RETRY_MS`] plus a random share of [`RETRY_JITTER_MS`].
+fn shutdown_retry_ms() -> u64 {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    SHUTDOWN_RETRY_MS + random % (RETRY_JITTER_MS + 1)
 }
 
 fn db_end(err: store::Error) -> End {

@@ -4,11 +4,11 @@
 //! Each refusal is the problem the handlers answered before: 401 for a bad token,
 //! 404 for an unknown collection or a malformed id, in that order.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
@@ -27,6 +27,29 @@ pub fn principal(auth: &Auth, headers: &HeaderMap) -> Result<Arc<Principal>, Pro
         .map_err(|refused| unauthorized(refused.0))
 }
 
+/// The caller of a request, once an extractor has resolved it.
+#[derive(Clone, Default)]
+pub(super) struct PrincipalSlot(Arc<OnceLock<Arc<str>>>);
+
+impl PrincipalSlot {
+    pub(super) fn get(&self) -> Option<&str> {
+        self.0.get().map(|p| &**p)
+    }
+}
+
+/// Notes the caller of the request whose extensions these are: for its access log
+/// line and on its span (for the lines written after this). Anonymous callers
+/// leave nothing.
+pub(super) fn note_principal(extensions: &Extensions, who: &Principal) {
+    let Some(id) = who.id.as_deref() else {
+        return;
+    };
+    if let Some(slot) = extensions.get::<PrincipalSlot>() {
+        let _ = slot.0.set(Arc::from(id));
+    }
+    tracing::Span::current().record("principal", id);
+}
+
 /// The caller of the request (see [`principal`]).
 pub struct Caller(pub Arc<Principal>);
 
@@ -34,7 +57,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Problem> {
-        state.principal(&parts.headers).map(Caller)
+        let who = state.principal(&parts.headers)?;
+        note_principal(&parts.extensions, &who);
+        Ok(Caller(who))
     }
 }
 
@@ -72,6 +97,7 @@ impl Target {
         let who = state
             .principal(&parts.headers)
             .map_err(IntoResponse::into_response)?;
+        note_principal(&parts.extensions, &who);
         let engine = state.engine.load_full();
         let entity =
             entity(&engine, param(&params, "plural")).map_err(IntoResponse::into_response)?;

@@ -79,6 +79,22 @@ pub struct Limits {
     started: Instant,
     /// Failed sign-ins (http/users.rs).
     pub login: LoginLimits,
+    /// What the limits refused since the process started (`/metrics`).
+    pub refused: Refusals,
+}
+
+/// Refusals by limit, counted for `/metrics` (failed sign-ins are counted by their
+/// [`Limiter`]s).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Requests over the rate (429).
+    pub requests: AtomicU64,
+    /// Signups over the per-address rate (429).
+    pub signups: AtomicU64,
+    /// Event streams over a cap (429, or 503 for the process's total).
+    pub streams: AtomicU64,
+    /// Connections closed at once: their address had too many open.
+    pub connections: AtomicU64,
 }
 
 impl std::fmt::Debug for Limits {
@@ -127,6 +143,7 @@ impl Limits {
             swept: AtomicU64::new(0),
             started: Instant::now(),
             login: LoginLimits::default(),
+            refused: Refusals::default(),
         }
     }
 
@@ -236,6 +253,7 @@ impl Limits {
             .check_key(&ip)
             .map(|_| ())
             .map_err(|not_until| {
+                self.refused.signups.fetch_add(1, Ordering::Relaxed);
                 let wait = not_until.wait_time_from(self.signups.clock().now());
                 too_many(
                     wait,
@@ -256,6 +274,10 @@ impl Limits {
     ) -> Result<StreamSlot, Problem> {
         let mut counts = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.settings;
+        let refuse = |p: Problem| {
+            self.refused.streams.fetch_add(1, Ordering::Relaxed);
+            Err(p)
+        };
         if counts.total >= s.streams_total {
             let mut p = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -268,12 +290,12 @@ impl Limits {
                 ),
             );
             p.retry_after(secs(STREAM_RETRY));
-            return Err(p);
+            return refuse(p);
         }
         if let Some(id) = principal
             && counts.by_principal.get(id).copied().unwrap_or(0) >= s.streams_per_principal
         {
-            return Err(too_many(
+            return refuse(too_many(
                 STREAM_RETRY,
                 format!(
                     "you have {} event streams open, the most one caller may; close one (one stream per collection is enough) and try again",
@@ -285,7 +307,7 @@ impl Limits {
         if let Some(ip) = ip
             && counts.by_address.get(&ip).copied().unwrap_or(0) >= s.streams_per_address
         {
-            return Err(too_many(
+            return refuse(too_many(
                 STREAM_RETRY,
                 format!(
                     "{} event streams are open from your address, the most one address may; close one and try again",
@@ -326,6 +348,7 @@ impl Limits {
         let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_default();
         if *n >= self.settings.connections_per_address {
+            self.refused.connections.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         *n += 1;
@@ -459,7 +482,8 @@ fn parse_node(text: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
-/// The layer that applies the request rate to every route but `/_/health`, and
+/// The layer that applies the request rate to every route but the probes
+/// (`/_/live`, `/_/ready`, `/_/health`), and
 /// puts the [`ClientAddr`] into the request for the handlers.
 #[derive(Clone)]
 pub(super) struct RateLimit(pub AppState);
@@ -510,7 +534,7 @@ where
         req.extensions_mut().insert(addr);
         // Health checks come from load balancers, often many at once; and requests
         // without a connection (in-process) have nobody to limit.
-        if peer.is_none() || req.uri().path() == "/_/health" {
+        if peer.is_none() || super::probes::is_probe(req.uri().path()) {
             return Box::pin(self.inner.call(req));
         }
         // The principal of a valid token (cached after its first use); a bad
@@ -539,6 +563,7 @@ where
                 })
             }
             Err(wait) => {
+                limits.refused.requests.fetch_add(1, Ordering::Relaxed);
                 let s = &limits.settings;
                 let rate = if s.requests_per_minute.is_multiple_of(60) {
                     format!("{} a second", s.requests_per_minute / 60)
@@ -638,6 +663,8 @@ const MAX_KEYS: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct Limiter {
     events: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Reservations refused since the process started (`/metrics`).
+    refused: AtomicU64,
 }
 
 impl Limiter {
@@ -652,6 +679,7 @@ impl Limiter {
                 q.pop_front();
             }
             if q.len() >= limit {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 let oldest = q.front().copied().unwrap_or(now);
                 return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
             }
@@ -695,6 +723,13 @@ pub struct LoginLimits {
     pub(super) pairs: Limiter,
     /// By client address, whatever the account: one address guessing many accounts.
     pub(super) addresses: Limiter,
+}
+
+impl LoginLimits {
+    /// Sign-ins refused for too many failures since the process started.
+    pub fn refused(&self) -> u64 {
+        self.pairs.refused.load(Ordering::Relaxed) + self.addresses.refused.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

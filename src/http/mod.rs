@@ -1,6 +1,7 @@
 //! `http`: axum routes, generic over entity names. `/api/{plural}` looks the entity up
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
+mod access;
 mod batch;
 pub mod conventions;
 mod deadline;
@@ -8,6 +9,8 @@ mod events;
 pub mod explain;
 mod extract;
 pub mod limits;
+pub mod metrics;
+mod probes;
 pub mod problem;
 pub mod server;
 pub mod users;
@@ -24,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::engine::access::Principal;
@@ -63,6 +65,8 @@ pub struct Shared {
     /// Abuse limits of this process: request rates, signups, password hashes,
     /// event streams, failed sign-ins (`limits` in trellis.yaml, read at start).
     pub limits: Arc<limits::Limits>,
+    /// Request metrics and the readiness probe's state (`/metrics`, `/_/ready`).
+    pub ops: Arc<metrics::Ops>,
     /// The `ETag` of the OpenAPI document now served, hashed once per engine.
     openapi_tag: Arc<conventions::DocumentTag>,
 }
@@ -92,6 +96,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             runtime: Runtime::new(engine, store, auth),
             limits,
+            ops: Arc::default(),
             openapi_tag: Arc::default(),
         }))
     }
@@ -111,7 +116,11 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.engine.load());
     let api = Router::new()
-        .route("/_/health", get(health))
+        // Operations (http/probes.rs, http/metrics.rs).
+        .route("/_/live", get(probes::live))
+        .route("/_/ready", get(probes::ready))
+        .route("/_/health", get(probes::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
         .route("/_/explain", get(explain))
         .route("/_/status", get(status))
@@ -136,7 +145,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(Deadline(state.store.deadline()))
         .layer(limits::RateLimit(state.clone()))
-        .layer(TraceLayer::new_for_http())
+        // The access log and request metrics (http/access.rs): outside the rate
+        // limit and the deadline, so that their answers are logged and counted too;
+        // a layer that sets the request id must wrap this one. It is a route layer,
+        // so the matched route template is known.
+        .layer(access::AccessLog(state.clone()))
         .with_state(state);
     let api = match cors {
         Some(cors) => api.layer(cors),
@@ -196,18 +209,6 @@ fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     Some(layer.allow_origin(origins))
-}
-
-/// Ready when the database answers: load balancers take an instance out while its
-/// database is unreachable.
-async fn health(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ok" })),
-        Err(err) => {
-            tracing::warn!(%err, "health: the database does not answer");
-            problem::unavailable().into_response()
-        }
-    }
 }
 
 /// The OpenAPI document, the same for every caller (a shared cache may keep it),

@@ -3,6 +3,12 @@
 //! disconnected after [`HEADER_READ_TIMEOUT`], so idle or trickling connections
 //! cannot pile up; the rest of a request is bounded by the router's request
 //! timeout.
+//!
+//! The drain (SIGTERM, SIGINT): the listener closes (new connections are refused),
+//! idle kept-alive connections close, requests in flight finish and their
+//! connections close after the answer; event streams end by themselves (they watch
+//! the runtime's `Shutdown`). `serve` returns when every connection is done or
+//! when `give_up` completes (the CLI's `--shutdown-timeout`, or a second signal).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,11 +28,18 @@ use tower::ServiceExt;
 /// How long a client may take to send a request's headers, on a new connection or
 /// between two requests on a kept-alive one.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a shutdown waits for requests in flight (event streams never end).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished.
+    Completely,
+    /// `give_up` came first: connections were still open.
+    GaveUp,
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
-/// flight finish (up to [`SHUTDOWN_GRACE`]). A peer address with
+/// flight finish until they are done or `give_up` completes (polled only from
+/// then on, so a timer in it starts with the drain). A peer address with
 /// `limits.connections.per_address` connections open has its next one closed at
 /// once, so that one client cannot take every file descriptor.
 pub async fn serve(
@@ -34,7 +47,8 @@ pub async fn serve(
     app: Router,
     limits: std::sync::Arc<super::limits::Limits>,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+    give_up: impl Future<Output = ()>,
+) -> std::io::Result<Drained> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -80,12 +94,18 @@ pub async fn serve(
             drop(slot);
         });
     }
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("stopped waiting for open connections (event streams)");
+    tracing::info!(
+        connections = graceful.count(),
+        %addr,
+        "stopped accepting connections; finishing the requests in flight"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => Ok(Drained::Completely),
+        () = give_up => Ok(Drained::GaveUp),
     }
-    Ok(())
 }

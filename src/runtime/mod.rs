@@ -10,12 +10,14 @@
 //! - [`outbox`]: webhook delivery (one sender per process).
 //! - [`env`]: the environment as a value, read once by the CLI, and `${VAR}`
 //!   expansion.
+//! - [`shutdown`]: the drain on SIGTERM / SIGINT, which every long-lived task sees.
 
 pub mod auth;
 pub mod env;
 pub mod feed;
 pub mod outbox;
 pub mod reload;
+pub mod shutdown;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use auth::Auth;
 pub use env::{Env, expand_vars};
 pub use feed::Feed;
 pub use reload::{Reloader, SecretLookup, Status, StatusCell, reload, watch};
+pub use shutdown::Shutdown;
 
 /// The state of a running server: the engine and authentication now serving
 /// (swapped together by a reload), the store, the change feed, and how the last
@@ -45,6 +48,10 @@ pub struct Runtime {
     pub feed: Feed,
     /// Reloads on demand (`POST /_/reload`, SIGHUP); absent when not serving a folder.
     pub reloader: Option<Reloader>,
+    /// Set when the process drains (SIGTERM, SIGINT).
+    pub shutdown: Shutdown,
+    /// What this process's webhook sender did (`/metrics`).
+    pub outbox: Arc<outbox::Stats>,
 }
 
 impl Runtime {
@@ -56,6 +63,8 @@ impl Runtime {
             store,
             status: Arc::new(ArcSwap::from_pointee(Status::started(Vec::new()))),
             reloader: None,
+            shutdown: Shutdown::default(),
+            outbox: Arc::default(),
         }
     }
 }

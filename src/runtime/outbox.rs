@@ -11,13 +11,15 @@
 //! Every request is signed when the endpoint has a `secret_env`:
 //! `X-Trellis-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::watch;
 
+use super::Runtime;
 use super::env::{Env, ExpandError};
 use crate::engine::Engine;
 use crate::spec::settings::WebhookDef;
@@ -58,9 +60,47 @@ fn expand(env: &Env, text: &str) -> Result<String, String> {
     })
 }
 
-/// Starts the sender of this process. It runs until the process ends. `env`
-/// gives `${VAR}` in endpoints and the signing secrets (`secret_env`).
-pub fn spawn(store: Store, engine: Arc<ArcSwap<Engine>>, env: Env) {
+/// What the sender of this process did since it started, for `/metrics` (the
+/// outbox table holds the durable counts).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Deliveries posted and acknowledged with a 2xx.
+    pub delivered: AtomicU64,
+    /// Attempts that failed (each retried later, or given up).
+    pub failed_attempts: AtomicU64,
+    /// Deliveries marked failed after [`MAX_ATTEMPTS`].
+    pub given_up: AtomicU64,
+}
+
+/// The running sender: [`Sender::finish`] delivers what is due and stops it.
+pub struct Sender {
+    finish: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sender {
+    /// The end of a drain: deliver every delivery that is due now (what the
+    /// finished requests committed included), then stop, waiting at most
+    /// `within`. `false` when it had to stop before: what it had not delivered
+    /// stays in the outbox (a delivery taken under a lease becomes due again when
+    /// the lease runs out) for the next process, at least once as always.
+    pub async fn finish(self, within: Duration) -> bool {
+        self.finish.send_replace(true);
+        let mut task = self.task;
+        match tokio::time::timeout(within, &mut task).await {
+            Ok(_) => true,
+            Err(_) => {
+                task.abort();
+                false
+            }
+        }
+    }
+}
+
+/// Starts the sender of this process. It runs until [`Sender::finish`]. `env`
+/// gives `${VAR}` in endpoints and the signing secrets (`secret_env`); what it
+/// does is counted in `runtime.outbox`.
+pub fn spawn(runtime: &Runtime, env: Env) -> Option<Sender> {
     // reqwest is built without a default TLS provider; this process uses ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
@@ -71,24 +111,39 @@ pub fn spawn(store: Store, engine: Arc<ArcSwap<Engine>>, env: Env) {
         Ok(c) => c,
         Err(err) => {
             tracing::error!(%err, "webhooks: cannot build the HTTP client; deliveries wait in the outbox");
-            return;
+            return None;
         }
     };
-    tokio::spawn(async move {
+    let (finish, mut finishing) = watch::channel(false);
+    let store = runtime.store.clone();
+    let engine = runtime.engine.clone();
+    let stats = runtime.outbox.clone();
+    let task = tokio::spawn(async move {
         loop {
+            // Read before claiming: a claim that comes back empty after the finish
+            // was asked for has seen every commit of the drained requests.
+            let last_round = *finishing.borrow_and_update();
             match store.claim_deliveries(BATCH, lease_ms(&engine)).await {
                 Ok(batch) if !batch.is_empty() => {
                     for d in batch {
-                        deliver(&store, &client, &engine, &env, d).await;
+                        deliver(&store, &client, &engine, &env, &stats, d).await;
                     }
                     continue;
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "webhooks: cannot read the outbox"),
             }
-            store.outbox_woken(POLL_INTERVAL).await;
+            if last_round {
+                tracing::info!("webhooks: nothing more is due; the sender stops");
+                return;
+            }
+            tokio::select! {
+                () = store.outbox_woken(POLL_INTERVAL) => {}
+                _ = finishing.changed() => {}
+            }
         }
     });
+    Some(Sender { finish, task })
 }
 
 /// Long enough for the slowest endpoint's timeout, so a delivery in progress is not
@@ -109,6 +164,7 @@ async fn deliver(
     client: &reqwest::Client,
     engine: &ArcSwap<Engine>,
     env: &Env,
+    stats: &Stats,
     d: Delivery,
 ) {
     let endpoint = engine
@@ -126,6 +182,7 @@ async fn deliver(
     };
     let recorded = match outcome {
         Ok(()) => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
             tracing::info!(delivery = %d.id, event = %d.event, endpoint = %d.endpoint, "webhook delivered");
             store.delivered(&d.id).await
         }
@@ -134,6 +191,10 @@ async fn deliver(
             let retry = (attempts < MAX_ATTEMPTS).then(|| {
                 chrono::Utc::now().timestamp_millis() + backoff(attempts - 1).as_millis() as i64
             });
+            stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            if retry.is_none() {
+                stats.given_up.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::warn!(delivery = %d.id, event = %d.event, endpoint = %d.endpoint, attempts, error = %why,
                 "webhook not delivered{}", if retry.is_some() { "; it will be retried" } else { "; giving up" });
             store.delivery_failed(&d.id, &why, retry).await

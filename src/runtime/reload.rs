@@ -27,6 +27,9 @@ pub struct Status {
     pub diagnostics: Vec<Diagnostic>,
     /// Schema changes the last successful reload applied.
     pub applied: Vec<String>,
+    /// Reloads refused since the process started (`/metrics`; not in `/_/status`).
+    #[serde(skip)]
+    pub failures: u64,
 }
 
 impl Status {
@@ -39,6 +42,7 @@ impl Status {
             last_result: "ok".into(),
             diagnostics,
             applied: Vec::new(),
+            failures: 0,
         }
     }
 
@@ -76,6 +80,7 @@ pub async fn reload(
         s.last_attempt_at = now.clone();
         s.last_result = "failed".into();
         s.diagnostics = diagnostics;
+        s.failures += 1;
         state.status.store(Arc::new(s));
         false
     };
@@ -157,6 +162,7 @@ pub async fn reload(
         last_result: "ok".into(),
         diagnostics: loaded.diagnostics,
         applied: applied.clone(),
+        failures: previous.failures,
     }));
     tracing::info!(
         generation = previous.generation + 1,

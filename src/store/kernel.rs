@@ -291,6 +291,17 @@ pub(crate) fn record_id(rec: &Record) -> Option<Uuid> {
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle ones included.
+    pub open: u32,
+    /// Open and not in use.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 // Opening, probing and closing a store's pool.
 impl Store {
     /// Is the database answering? (`GET /_/health`)
@@ -415,6 +426,19 @@ impl Store {
     pub(crate) async fn heavy_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // `None` only if the semaphore were closed, which it never is.
         self.heavy.acquire().await.ok()
+    }
+
+    /// The pool's connections now, as plain numbers (`/metrics`).
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle, max) = match &self.pool {
+            Pool::Sqlite(p) => (p.size(), p.num_idle(), p.options().get_max_connections()),
+            Pool::Postgres(p) => (p.size(), p.num_idle(), p.options().get_max_connections()),
+        };
+        PoolStats {
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
+        }
     }
 
     /// How long a request on this store may take.
