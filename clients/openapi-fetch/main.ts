@@ -142,7 +142,8 @@ async function main(): Promise<void> {
   });
   equal(stale.response.status, 412, "status of a stale If-Match");
   const staleProblem = present(stale.error, "412 problem body");
-  check("current_version" in staleProblem, "the 412 problem has current_version");
+  // Problems are a union told apart by `type`: narrowing on it reveals the members.
+  check(staleProblem.type === "https://trellis.dev/problems/stale-version", `412 type ${staleProblem.type}`);
   const currentVersion: number = staleProblem.current_version;
   equal(currentVersion, 2, "current_version in the 412 problem");
 
@@ -215,7 +216,7 @@ async function main(): Promise<void> {
   });
   equal(invalid.response.status, 422, "status of an invalid create");
   const problem = present(invalid.error, "422 problem body");
-  check("errors" in problem, "the 422 problem has errors");
+  check(problem.type === "https://trellis.dev/problems/validation", `422 type ${problem.type}`);
   const pointers: string[] = problem.errors.map((e) => e.pointer);
   equal(pointers.sort(), ["/budget", "/title"], "errors[].pointer");
   const requestId: string = problem.request_id;

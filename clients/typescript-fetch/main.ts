@@ -57,11 +57,12 @@ async function main(): Promise<void> {
   const json = ProjectToJSON(read);
   equal(json["client"], org.id, "client in the re-serialised project");
 
-  // Send the read values back in an update (as a form would), with If-Match.
+  // Send read values back in an update (as a form would), with If-Match. (`client`
+  // is written only on create, by the root project's policy.)
   const updated = await projects.updateProject({
     id: read.id,
     ifMatch: `"${read.version}"`,
-    projectUpdate: { client: read.client, skills: read.skills, summary: "Round-tripped" },
+    projectUpdate: { skills: read.skills, summary: "Round-tripped" },
   });
   equal(updated.client, org.id, "client after the update");
   equal(updated.skills, [skill.id], "skills after the update");
@@ -70,6 +71,16 @@ async function main(): Promise<void> {
   const again = await projects.getProject({ id: created.id });
   equal(again.client, org.id, "client read again");
   equal(again.summary, "Round-tripped", "summary read again");
+
+  // A ref that updates may write: a child skill's parent, read and sent back.
+  const child = await skills.createSkill({ skillCreate: { name: `PostgreSQL ${run}`, parent: skill.id } });
+  const readChild = await skills.getSkill({ id: child.id });
+  equal(readChild.parent, skill.id, "parent of the read skill");
+  const renamed = await skills.updateSkill({
+    id: readChild.id,
+    skillUpdate: { name: `PostgreSQL 17 ${run}`, parent: readChild.parent },
+  });
+  equal(renamed.parent, skill.id, "parent after sending it back");
 
   // With expand, the id stays in `client` and the record comes under `expand`.
   const expanded = await projects.getProject({ id: created.id, expand: "client" });
