@@ -506,3 +506,399 @@ async fn rows_in(url: Option<&str>, project: &tempfile::TempDir, table: &str) ->
 }
 
 both!(serve_fails_closed_when_policies_go);
+
+/// The project folder is the optional positional `[DIR]` of every command;
+/// `--dir` still works where it existed, and two different folders are refused.
+#[test]
+fn every_command_takes_the_folder_the_same_way() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let secret = [("TRELLIS_JWT_SECRET", common::TEST_SECRET)];
+    let token = |args: &[&str]| {
+        let mut cmd = trellis();
+        cmd.args(args).envs(secret);
+        cmd.output().unwrap()
+    };
+    for args in [
+        &["token", root, "--sub", "u1"][..],
+        &["token", "--dir", root, "--sub", "u1"],
+        &["token", "--sub", "u1", "--dir", root],
+        &["token", root, "--dir", root, "--sub", "u1"],
+    ] {
+        let out = token(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim().split('.').count(), 3, "{args:?}");
+    }
+    let out = trellis()
+        .current_dir(root)
+        .args(["token", "--sub", "u1"])
+        .envs(secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the current folder by default");
+    let out = token(&["token", root, "--dir", "/elsewhere", "--sub", "u1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("two project folders were given"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for args in [
+        &["diagram", root, "application"][..],
+        &["diagram", "--dir", root, "application"],
+        &["openapi", root],
+        &["openapi", "--dir", root],
+        &["check", "--dir", root],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    // Help shows `[DIR]` and hides the alias.
+    for command in ["serve", "check", "test", "openapi", "token"] {
+        let help = text(&run(&[command, "--help"]).stdout);
+        assert!(help.contains("[DIR]"), "{command}: {help}");
+        assert!(!help.contains("--dir"), "{command}: {help}");
+    }
+    for (command, usage) in [
+        (
+            "explain",
+            "trellis explain [OPTIONS] [DIR] <ENTITY> <ID> <ACTION>",
+        ),
+        ("add-user", "trellis add-user [OPTIONS] [DIR] <EMAIL>"),
+        ("diagram", "trellis diagram [OPTIONS] [DIR] <ENTITY>"),
+    ] {
+        let help = text(&run(&[command, "--help"]).stdout);
+        assert!(help.contains(usage), "{command}: {help}");
+        assert!(!help.contains("--dir"), "{command}: {help}");
+    }
+    let help = text(&run(&["migrate", "plan", "--help"]).stdout);
+    assert!(help.contains("[DIR]"), "{help}");
+}
+
+/// `--ttl` sets how long a token lasts (seconds or a unit), within 30 days.
+#[test]
+fn token_ttl() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let claims = |args: &[&str]| {
+        let out = trellis()
+            .args(["token", root, "--sub", "u1"])
+            .args(args)
+            .env("TRELLIS_JWT_SECRET", common::TEST_SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let token = text(&out.stdout);
+        let payload = token.trim().split('.').nth(1).unwrap().to_string();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap();
+        let ttl = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        (ttl, text(&out.stderr))
+    };
+    assert_eq!(claims(&[]).0, 900);
+    assert_eq!(claims(&["--ttl", "120"]).0, 120);
+    assert_eq!(claims(&["--ttl", "15m"]).0, 900);
+    let (ttl, said) = claims(&["--ttl", "24h"]);
+    assert_eq!(ttl, 86_400);
+    assert!(said.contains("valid for 86400 s"), "{said}");
+    assert_eq!(claims(&["--ttl=30d"]).0, 30 * 86_400);
+    for (bad, why) in [
+        ("31d", "longer than the maximum of 30 days"),
+        ("0", "at least 1 second"),
+        ("1.5h", "is not a duration"),
+        ("15 minutes", "is not a duration"),
+        ("-5", "is not a duration"),
+    ] {
+        let out = trellis()
+            .args(["token", root, "--sub", "u1", &format!("--ttl={bad}")])
+            .env("TRELLIS_JWT_SECRET", common::TEST_SECRET)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains(why),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{bad}: no token");
+    }
+}
+
+/// `--color always|never|auto` and `NO_COLOR`, for diagnostics and clap's own help,
+/// on a terminal (a pseudo-terminal from `script`) and through a pipe.
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let broken = common::project(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: strng }\n",
+    )]);
+    let dir = broken.path().to_str().unwrap();
+    let escape = "\x1b[";
+    let piped = |args: &[&str], no_color: Option<&str>| {
+        let mut cmd = trellis();
+        cmd.args(args).env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().unwrap();
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    };
+    assert!(piped(&["check", dir, "--color", "always"], None).contains(escape));
+    assert!(
+        piped(&["--color=always", "check", dir], Some("1")).contains(escape),
+        "the flag wins"
+    );
+    assert!(!piped(&["check", dir, "--color", "never"], None).contains(escape));
+    assert!(
+        !piped(&["check", dir], None).contains(escape),
+        "a pipe is no terminal"
+    );
+    let out = run(&["check", dir, "--color", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("possible values: auto, always, never"));
+
+    // On a terminal: colour by default, none with NO_COLOR (any non-empty value)
+    // or --color never, for diagnostics and for clap's help alike.
+    let bin = env!("CARGO_BIN_EXE_trellis");
+    let on_tty = |command: &str, no_color: Option<&str>| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-q", "-e", "-c", &format!("{bin} {command}"), "/dev/null"])
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm-256color")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().expect("run script");
+        text(&out.stdout)
+    };
+    let check = format!("check {dir}");
+    assert!(
+        on_tty(&check, None).contains(escape),
+        "{}",
+        on_tty(&check, None)
+    );
+    assert!(!on_tty(&check, Some("1")).contains(escape));
+    assert!(
+        on_tty(&check, Some("")).contains(escape),
+        "an empty NO_COLOR is unset"
+    );
+    assert!(!on_tty(&format!("{check} --color never"), None).contains(escape));
+    assert!(on_tty(&format!("{check} --color always"), Some("1")).contains(escape));
+    assert!(on_tty("check --help", None).contains(escape));
+    assert!(!on_tty("check --help", Some("yes")).contains(escape));
+    assert!(!on_tty("--color never check --help", None).contains(escape));
+}
+
+/// Tables of a PostgreSQL test schema, or whether the SQLite file exists.
+async fn pg_tables(url: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(t,)| t).collect()
+}
+
+const TASK_V1: &str = "entity: task\nfields:\n  title: { type: string, required: true }\n";
+const TASK_V2: &str =
+    "entity: task\nfields:\n  title: { type: string, required: true }\n  notes: text\n";
+
+/// `migrate plan` changes no database: a missing SQLite file stays missing, an
+/// empty PostgreSQL schema stays empty; it says what it counted against.
+async fn migrate_plan_has_no_side_effects(db: Db) {
+    let project = common::project(&[("models/task.yaml", TASK_V1)]);
+    let dir = project.path().to_str().unwrap();
+    let test_db = TestDb::new(db).await;
+    let mut args = vec!["migrate", "plan", dir];
+    if db == Db::Postgres {
+        args.extend(["--database-url", test_db.url.as_str()]);
+    }
+    let out = run(&args);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("0001_initial.yaml"), "{said}");
+    assert!(
+        project
+            .path()
+            .join("migrations/0001_initial.yaml")
+            .is_file()
+    );
+    match db {
+        Db::Sqlite => {
+            assert!(said.contains("No database at"), "{said}");
+            assert!(said.contains("none was created"), "{said}");
+            assert!(
+                !project.path().join(".trellis").exists(),
+                "no .trellis/ was made"
+            );
+        }
+        Db::Postgres => {
+            assert!(said.contains("Counted in"), "{said}");
+            assert_eq!(pg_tables(&test_db.url).await, Vec::<String>::new());
+        }
+    }
+    // Status on the untouched database changes nothing either.
+    args[1] = "status";
+    let out = run(&args);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("pending  0001_initial"), "{said}");
+    match db {
+        Db::Sqlite => {
+            assert!(said.contains("no database at"), "{said}");
+            assert!(!project.path().join(".trellis").exists());
+        }
+        Db::Postgres => assert_eq!(pg_tables(&test_db.url).await, Vec::<String>::new()),
+    }
+}
+
+both!(migrate_plan_has_no_side_effects);
+
+/// A database that development-mode `serve` synced: `status` recognises it as a
+/// baseline and says how to adopt it; `baseline` refuses tables that do not match
+/// and records the migrations when they do; then production mode starts.
+async fn status_recognises_a_synced_database_and_baseline_adopts_it(db: Db) {
+    let project = common::project(&[("models/task.yaml", TASK_V1)]);
+    let dir = project.path().to_str().unwrap().to_string();
+    let test_db = TestDb::new(db).await;
+    let url = match db {
+        Db::Sqlite => format!(
+            "sqlite://{}",
+            project.path().join(".trellis/data.db").display()
+        ),
+        Db::Postgres => test_db.url.clone(),
+    };
+    let migrate = |action: &str| {
+        trellis()
+            .args(["migrate", action, &dir, "--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    let served = |with: &str| {
+        let port = free_port();
+        let mut server = serve(&dir, port, Some(with));
+        wait_healthy(&mut server, port);
+        let (status, _) = http(
+            port,
+            "POST",
+            "/api/tasks",
+            Some(&json!({ "title": "kept" })),
+        )
+        .unwrap();
+        assert_eq!(status, 201);
+    };
+    // Synced at v1, planned at v2: the tables match no migration.
+    served(&url);
+    std::fs::write(project.path().join("models/task.yaml"), TASK_V2).unwrap();
+    let out = migrate("plan");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = migrate("status");
+    let said = text(&out.stdout);
+    assert!(said.contains("pending  0001_initial"), "{said}");
+    assert!(said.contains("match no migration's definitions"), "{said}");
+    let out = migrate("baseline");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("the tables of task"), "{err}");
+    assert!(
+        err.contains("do not match the definitions of any migration"),
+        "{err}"
+    );
+    let store = trellis::store::Store::connect(&url).await.unwrap();
+    assert!(
+        store.applied_migrations().await.unwrap().is_empty(),
+        "nothing recorded"
+    );
+
+    // Served at v2 (an additive change, synced): now the tables match 0001.
+    served(&url);
+    let out = migrate("status");
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("pending  0001_initial"), "{said}");
+    assert!(
+        said.contains("Baseline: the tables match the definitions of 0001_initial"),
+        "{said}"
+    );
+    assert!(said.contains("`trellis migrate baseline`"), "{said}");
+    assert!(!said.contains("0001_initial is not applied"), "{said}");
+    let out = migrate("baseline");
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("recorded as applied  0001_initial"), "{said}");
+    let applied = store.applied_migrations().await.unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].name, "0001_initial");
+    assert_eq!(store.count_rows("task").await.unwrap(), 2, "the rows stay");
+    let said = text(&migrate("status").stdout);
+    assert!(said.contains("applied  0001_initial"), "{said}");
+    assert!(said.contains("Up to date."), "{said}");
+    // Twice: refused, nothing changes.
+    let out = migrate("baseline");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already has migration history (0001_initial)"));
+    assert_eq!(store.applied_migrations().await.unwrap().len(), 1);
+    store.close().await;
+    // Production mode accepts the adopted database.
+    let port = free_port();
+    let mut cmd = trellis();
+    cmd.args([
+        "serve",
+        &dir,
+        "--mode",
+        "production",
+        "--port",
+        &port.to_string(),
+    ])
+    .args(["--database-url", &url])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let mut server = common::process::Server(cmd.spawn().unwrap());
+    wait_healthy(&mut server, port);
+    let (_, body) = http(port, "GET", "/api/tasks", None).unwrap();
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+}
+
+both!(status_recognises_a_synced_database_and_baseline_adopts_it);
+
+/// The server's log lines follow `--color` too (and a pipe gets none by default).
+#[test]
+fn serve_logs_follow_the_color_flag() {
+    let project = common::project(&[("models/task.yaml", TASK_V1)]);
+    let dir = project.path().to_str().unwrap();
+    let log_of = |color: Option<&str>| {
+        let port = free_port();
+        let mut cmd = trellis();
+        cmd.args(["serve", dir, "--port", &port.to_string(), "--no-watch"])
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(c) = color {
+            cmd.args(["--color", c]);
+        }
+        let mut server = common::process::Server(cmd.spawn().unwrap());
+        wait_healthy(&mut server, port);
+        server.0.kill().unwrap();
+        let mut log = String::new();
+        server
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(log.contains("serving 1 entities"), "{log}");
+        log
+    };
+    assert!(log_of(Some("always")).contains("\x1b["));
+    assert!(!log_of(Some("never")).contains("\x1b["));
+    assert!(!log_of(None).contains("\x1b["));
+}

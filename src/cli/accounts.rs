@@ -11,7 +11,47 @@ use trellis::store::Store;
 
 use super::project::{database_url, load_engine};
 
-pub(super) fn token(dir: &Path, sub: &str, roles: &str, env: &Env) -> Result<ExitCode> {
+/// The longest lifetime `trellis token --ttl` gives a token: 30 days.
+pub(super) const MAX_TOKEN_TTL: u64 = 30 * 24 * 3600;
+
+/// A token lifetime: whole seconds (`900`) or a whole number with a unit
+/// (`90s`, `15m`, `24h`, `7d`), from 1 second to [`MAX_TOKEN_TTL`].
+pub(super) fn parse_ttl(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => t.split_at(at),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration: give seconds (`900`) or a whole number with s, m, h or d (`15m`, `24h`)"
+            ));
+        }
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: give seconds (`900`) or a whole number with s, m, h or d (`15m`, `24h`)")
+    })?;
+    match n.checked_mul(scale) {
+        Some(0) => Err("a token must last at least 1 second".to_string()),
+        Some(secs) if secs <= MAX_TOKEN_TTL => Ok(secs),
+        _ => Err(format!(
+            "`{text}` is longer than the maximum of 30 days (`30d`, {MAX_TOKEN_TTL} seconds)"
+        )),
+    }
+}
+
+pub(super) fn token(
+    dir: &Path,
+    sub: &str,
+    roles: &str,
+    ttl: Option<u64>,
+    env: &Env,
+) -> Result<ExitCode> {
     let engine = load_engine(dir)?;
     let Some(jwt) = &engine.auth.jwt else {
         bail!("this project has no `auth.jwt` in trellis.yaml");
@@ -24,7 +64,7 @@ pub(super) fn token(dir: &Path, sub: &str, roles: &str, env: &Env) -> Result<Exi
         .map(str::to_string)
         .collect();
     let (token, ttl) = auth
-        .issue(sub, &roles, serde_json::Map::new())
+        .issue_for(sub, &roles, serde_json::Map::new(), ttl)
         .with_context(|| {
             format!(
                 "only HS256 projects can sign tokens here (this one uses {:?})",
@@ -126,4 +166,23 @@ pub(super) fn add_user(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_TOKEN_TTL, parse_ttl};
+
+    #[test]
+    fn ttls_are_seconds_or_a_number_with_a_unit() {
+        assert_eq!(parse_ttl("900"), Ok(900));
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("24h"), Ok(86_400));
+        assert_eq!(parse_ttl("30d"), Ok(MAX_TOKEN_TTL));
+        assert!(parse_ttl("31d").unwrap_err().contains("maximum of 30 days"));
+        assert!(parse_ttl("0").unwrap_err().contains("at least 1 second"));
+        for bad in ["", "15 minutes", "1.5h", "-5", "h", "99999999999999999999"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
 }

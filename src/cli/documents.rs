@@ -16,44 +16,54 @@ pub(super) fn openapi(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The editor schemas of the file formats, by file name, as `schemas/` holds them.
+pub(super) fn schema_files() -> Result<Vec<(&'static str, String)>> {
+    let text = |v: serde_json::Value| serde_json::to_string_pretty(&v).map(|t| t + "\n");
+    Ok(vec![
+        ("model.schema.json", text(spec::schema::model_schema())?),
+        (
+            "trellis.schema.json",
+            text(spec::schema::settings_schema())?,
+        ),
+        ("policy.schema.json", text(spec::schema::policy_schema())?),
+        (
+            "workflow.schema.json",
+            text(spec::schema::workflow_schema())?,
+        ),
+    ])
+}
+
 pub(super) fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
-    let model = serde_json::to_string_pretty(&spec::schema::model_schema())?;
-    let settings = serde_json::to_string_pretty(&spec::schema::settings_schema())?;
-    let policy = serde_json::to_string_pretty(&spec::schema::policy_schema())?;
-    let workflow = serde_json::to_string_pretty(&spec::schema::workflow_schema())?;
+    let files = schema_files()?;
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(dir.join("model.schema.json"), model + "\n")?;
-            std::fs::write(dir.join("trellis.schema.json"), settings + "\n")?;
-            std::fs::write(dir.join("policy.schema.json"), policy + "\n")?;
-            std::fs::write(dir.join("workflow.schema.json"), workflow + "\n")?;
-            eprintln!(
-                "wrote model.schema.json, trellis.schema.json, policy.schema.json and workflow.schema.json to {}",
-                dir.display()
-            );
-        }
-        None => println!(
-            "{}",
-            match kind {
-                SchemaKind::Model => model,
-                SchemaKind::Settings => settings,
-                SchemaKind::Policy => policy,
-                SchemaKind::Workflow => workflow,
+            for (name, text) in &files {
+                std::fs::write(dir.join(name), text)
+                    .with_context(|| format!("writing {}", dir.join(name).display()))?;
             }
-        ),
+            let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+            eprintln!("wrote {} to {}", names.join(", "), dir.display());
+        }
+        None => {
+            let name = match kind {
+                SchemaKind::Model => "model.schema.json",
+                SchemaKind::Settings => "trellis.schema.json",
+                SchemaKind::Policy => "policy.schema.json",
+                SchemaKind::Workflow => "workflow.schema.json",
+            };
+            let text = files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or_default();
+            print!("{text}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn diagram(targets: &[String], format: DiagramFormat) -> Result<ExitCode> {
-    let (dir, entity) = match targets {
-        [entity] => (Path::new("."), entity.as_str()),
-        [dir, entity] => (Path::new(dir.as_str()), entity.as_str()),
-        _ => anyhow::bail!(
-            "give the entity, optionally after the project folder: `trellis diagram [DIR] ENTITY`"
-        ),
-    };
+pub(super) fn diagram(dir: &Path, entity: &str, format: DiagramFormat) -> Result<ExitCode> {
     let engine = load_engine(dir)?;
     let Some(wf) = engine.workflow(entity) else {
         let with: Vec<&str> = engine.workflows.keys().map(String::as_str).collect();

@@ -11,7 +11,9 @@ use trellis::spec;
 use trellis::store::{self, Store};
 
 use super::MigrateAction;
-use super::project::{database_url, load_all, load_engine, redact, render};
+use super::project::{
+    database_url, load_all, load_engine, missing_sqlite_file, redact, render, require_project,
+};
 
 pub(super) fn migrate(action: MigrateAction, env: &Env) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -23,16 +25,20 @@ pub(super) fn migrate(action: MigrateAction, env: &Env) -> Result<ExitCode> {
             dir,
             name,
             database_url: flag,
-        } => runtime.block_on(migrate_plan(&dir, name, flag, env)),
+        } => runtime.block_on(migrate_plan(&dir.resolve()?, name, flag, env)),
         MigrateAction::Apply {
             dir,
             allow_destructive,
             database_url: flag,
-        } => runtime.block_on(migrate_apply(&dir, allow_destructive, flag, env)),
+        } => runtime.block_on(migrate_apply(&dir.resolve()?, allow_destructive, flag, env)),
         MigrateAction::Status {
             dir,
             database_url: flag,
-        } => runtime.block_on(migrate_status(&dir, flag, env)),
+        } => runtime.block_on(migrate_status(&dir.resolve()?, flag, env)),
+        MigrateAction::Baseline {
+            dir,
+            database_url: flag,
+        } => runtime.block_on(migrate_baseline(&dir.resolve()?, flag, env)),
     }
 }
 
@@ -61,6 +67,7 @@ async fn migrate_plan(
     env: &Env,
 ) -> Result<ExitCode> {
     let (loaded, engine) = load_all(dir);
+    require_project(dir, &loaded)?;
     let Some(engine) = engine else {
         render(&loaded);
         anyhow::bail!("fix the errors above before planning a migration");
@@ -89,33 +96,17 @@ async fn migrate_plan(
                 .unwrap_or(if number == 1 { "initial" } else { "changes" })
         )
     );
-    // Count what the destructive steps would lose, where the database is reachable.
+    // Count what the destructive steps would lose, where the database is reachable;
+    // a plan changes no database (a SQLite file that is missing stays missing).
     let mut notes = Vec::new();
     let url = database_url(dir, flag, &engine, env)?;
-    match Store::connect(&url).await {
-        Ok(store) => match store.migration_losses(&engine).await {
-            Ok(losses) if losses.is_empty() => notes.push(format!(
-                "Counted in {}: nothing would be lost.",
-                redact(&url)
-            )),
-            Ok(losses) => {
-                notes.push(format!("Counted in {} as it is now:", redact(&url)));
-                for l in &losses {
-                    notes.push(format!(
-                        "  {} {}",
-                        if l.blocking {
-                            "CANNOT APPLY:"
-                        } else {
-                            "LOSES DATA:"
-                        },
-                        l.what
-                    ));
-                }
-                notes.push("`migrate apply` refuses steps that lose data unless given --allow-destructive.".into());
-            }
-            Err(err) => notes.push(format!("Could not count what would be lost: {err}")),
-        },
-        Err(err) => notes.push(format!("Could not count what would be lost ({err}).")),
+    if let Some(path) = missing_sqlite_file(&url) {
+        notes.push(format!(
+            "No database at {} yet: nothing to count (as for an empty database), and none was created.",
+            path.display()
+        ));
+    } else {
+        count_losses(&url, &engine, &mut notes).await;
     }
     let planned_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let text = spec::migration::render(
@@ -138,6 +129,43 @@ async fn migrate_plan(
     }
     println!("Review it, then run `trellis migrate apply`.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Notes on what bringing the database at `url` to `engine` would lose, counted there.
+async fn count_losses(url: &str, engine: &Engine, notes: &mut Vec<String>) {
+    let store = match Store::connect(url).await {
+        Ok(store) => store,
+        Err(err) => {
+            notes.push(format!("Could not count what would be lost ({err})."));
+            return;
+        }
+    };
+    match store.migration_losses(engine).await {
+        Ok(losses) if losses.is_empty() => notes.push(format!(
+            "Counted in {}: nothing would be lost.",
+            redact(url)
+        )),
+        Ok(losses) => {
+            notes.push(format!("Counted in {} as it is now:", redact(url)));
+            for l in &losses {
+                notes.push(format!(
+                    "  {} {}",
+                    if l.blocking {
+                        "CANNOT APPLY:"
+                    } else {
+                        "LOSES DATA:"
+                    },
+                    l.what
+                ));
+            }
+            notes.push(
+                "`migrate apply` refuses steps that lose data unless given --allow-destructive."
+                    .into(),
+            );
+        }
+        Err(err) => notes.push(format!("Could not count what would be lost: {err}")),
+    }
+    store.close().await;
 }
 
 async fn migrate_apply(
@@ -243,9 +271,23 @@ async fn migrate_status(dir: &Path, flag: Option<String>, env: &Env) -> Result<E
     }
     let current = load_engine(dir)?;
     let url = database_url(dir, flag, &current, env)?;
+    println!("Database: {}", redact(&url));
+    if let Some(path) = missing_sqlite_file(&url) {
+        println!("  (no database at {} yet)", path.display());
+        for f in &files {
+            println!("  pending  {}", f.name);
+        }
+        if files.is_empty() {
+            println!(
+                "No migrations yet: `trellis migrate plan` writes the first one, `trellis migrate apply` creates the tables."
+            );
+        } else {
+            println!("`trellis migrate apply` creates the database and applies them.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = Store::connect(&url).await?;
     let applied = store.applied_migrations().await?;
-    println!("Database: {}", redact(&url));
     for f in &files {
         match applied.iter().find(|a| a.name == f.name) {
             Some(a) if a.checksum == f.checksum => {
@@ -267,6 +309,13 @@ async fn migrate_status(dir: &Path, flag: Option<String>, env: &Env) -> Result<E
             a.name, a.applied_at
         );
     }
+    if applied.is_empty()
+        && let Some(note) = synced_without_history(&store, &files).await?
+    {
+        println!("{note}");
+        store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let pending = pending_work(dir, &current, &store).await?;
     if pending.is_empty() {
         println!("Up to date.");
@@ -275,7 +324,141 @@ async fn migrate_status(dir: &Path, flag: Option<String>, env: &Env) -> Result<E
             println!("  - {p}");
         }
     }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest migration whose definitions the database's tables match, when the
+/// database has tables but no migration recorded (development-mode `serve` made
+/// them): `Ok(Some(index))`; `Ok(None)` when it matches none.
+async fn baseline_candidate(
+    store: &Store,
+    files: &[spec::migration::MigrationFile],
+) -> Result<Option<usize>> {
+    for (i, f) in files.iter().enumerate().rev() {
+        if let Some(differs) = store.schema_differs_from(&engine_of(f)?).await?
+            && differs.is_empty()
+        {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
+/// What `migrate status` says about a database without migration history whose
+/// tables were created by schema sync; `None` for an empty database.
+async fn synced_without_history(
+    store: &Store,
+    files: &[spec::migration::MigrationFile],
+) -> Result<Option<String>> {
+    let Some(last) = files.last() else {
+        return Ok(None);
+    };
+    // Anything stored at all? (Compared with the last file only to find out.)
+    if store
+        .schema_differs_from(&engine_of(last)?)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(Some(match baseline_candidate(store, files).await? {
+        Some(i) => format!(
+            "Baseline: the tables match the definitions of {} but no migration is recorded              (development-mode `serve` created them).\n\
+             Adopt them with `trellis migrate baseline`: it checks them again and records {} as applied{}.",
+            files[i].name,
+            if i == 0 {
+                files[0].name.clone()
+            } else {
+                format!("{} to {}", files[0].name, files[i].name)
+            },
+            if i + 1 < files.len() {
+                format!("; then `trellis migrate apply` applies {}", files[i + 1..].iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))
+            } else {
+                String::new()
+            }
+        ),
+        None => "The database has tables (created by development-mode `serve`) but no migration is recorded,              and they match no migration's definitions, so they cannot be adopted as they are.              Bring them to a migration's definitions first (e.g. serve the definitions of the last migration once),              or start from an empty database."
+            .to_string(),
+    }))
+}
+
+async fn migrate_baseline(dir: &Path, flag: Option<String>, env: &Env) -> Result<ExitCode> {
+    let (files, problems) = spec::migration::read_all(dir);
+    if let Some(p) = problems.first() {
+        anyhow::bail!("{p}");
+    }
+    let current = load_engine(dir)?;
+    let url = database_url(dir, flag, &current, env)?;
+    if let Some(path) = missing_sqlite_file(&url) {
+        anyhow::bail!(
+            "there is no database at {}: nothing to adopt (`trellis migrate apply` creates it)",
+            path.display()
+        );
+    }
+    if files.is_empty() {
+        anyhow::bail!(
+            "there are no migrations to record yet: write the first with `trellis migrate plan`, then run `trellis migrate baseline` again"
+        );
+    }
+    let store = Store::connect(&url).await?;
+    let Some(i) = baseline_candidate(&store, &files).await? else {
+        let differs = store
+            .schema_differs_from(&engine_of(&files[files.len() - 1])?)
+            .await?;
+        store.close().await;
+        match differs {
+            None => anyhow::bail!(
+                "the database {} has no tables of this project: nothing to adopt (`trellis migrate apply` creates them)",
+                redact(&url)
+            ),
+            Some(entities) => anyhow::bail!(
+                "the tables of {} in {} do not match the definitions of any migration, so they are not recorded as migrated (nothing was changed)",
+                entities.join(", "),
+                redact(&url)
+            ),
+        }
+    };
+    let chosen: Vec<(String, String)> = files[..=i]
+        .iter()
+        .map(|f| (f.name.clone(), f.checksum.clone()))
+        .collect();
+    let outcome = store.baseline(&chosen, &engine_of(&files[i])?).await?;
+    store.close().await;
+    match outcome {
+        store::Baselined::Recorded(names) => {
+            println!(
+                "Checked: the tables of {} match the definitions of {}.",
+                redact(&url),
+                files[i].name
+            );
+            for n in &names {
+                println!("  recorded as applied  {n}");
+            }
+            if i + 1 < files.len() {
+                println!("Run `trellis migrate apply` for the newer migrations.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        store::Baselined::HasHistory(names) => {
+            eprintln!(
+                "Nothing recorded: the database already has migration history ({}); `trellis migrate status` shows it.",
+                names.join(", ")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        store::Baselined::Differs(entities) => {
+            eprintln!(
+                "Nothing recorded: the tables of {} changed while checking.",
+                entities.join(", ")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        store::Baselined::Empty => {
+            eprintln!("Nothing recorded: the database has no tables of this project.");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Why a production server may not start on this database: migration files not

@@ -2,19 +2,31 @@
 //! diagnostics rendered for people, and the database URL to use.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow, bail};
 use trellis::engine::Engine;
 use trellis::runtime::env::{Env, ExpandError};
 use trellis::spec::{self, Diagnostic, Loaded, Severity};
 
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+/// Decided once by `main` from `--color` and `NO_COLOR`.
+pub(super) fn set_color(on: bool) {
+    COLOR.store(on, Ordering::Relaxed);
+}
+
+/// Whether output for people on stderr (diagnostics, logs) is coloured.
+pub(super) fn color() -> bool {
+    COLOR.load(Ordering::Relaxed)
+}
+
 /// Prints diagnostics with a snippet of the file and an arrow under the problem.
 pub(super) fn render(loaded: &Loaded) {
     use miette::{
         GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource,
     };
-    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let theme = if color {
+    let theme = if color() {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
@@ -91,6 +103,37 @@ pub(super) fn summary(diagnostics: &[Diagnostic]) -> String {
     )
 }
 
+/// Refuses a folder that holds no project (missing, or no model files): what was
+/// expected, where it looked, and how to start one. Nothing is created there.
+pub(super) fn require_project(dir: &Path, loaded: &Loaded) -> Result<()> {
+    // Where it looked, as an absolute path when the folder exists (`.` says little).
+    let shown_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let models = shown_dir.join("models");
+    let found = if !dir.is_dir() {
+        format!("the folder {} does not exist", dir.display())
+    } else if loaded.diagnostics.iter().any(|d| d.code == "no-models") {
+        if models.is_dir() {
+            format!("{} holds no .yaml files", models.display())
+        } else {
+            format!("there is no {} folder", models.display())
+        }
+    } else {
+        return Ok(());
+    };
+    let shown = if dir == Path::new(".") {
+        String::new()
+    } else {
+        format!(" {}", dir.display())
+    };
+    bail!(
+        "no Trellis project here: expected model files (models/*.yaml), but {found}.\n\
+         A project is a folder with model files in models/ (policies/, workflows/ and \
+         trellis.yaml beside them are optional). Nothing was created.\n\
+         Start one with `trellis init{shown}`, or name the project's folder: \
+         `trellis <command> DIR`."
+    )
+}
+
 /// Loads and compiles a project: the spec's diagnostics, then the compiled
 /// policies' (which need the whole model).
 pub(super) fn load_all(dir: &Path) -> (Loaded, Option<Engine>) {
@@ -126,6 +169,7 @@ pub(super) fn load_engine(dir: &Path) -> Result<Engine> {
 /// The engine, and the (warning) diagnostics of loading it, rendered once.
 pub(super) fn load_engine_with_diagnostics(dir: &Path) -> Result<(Engine, Vec<Diagnostic>)> {
     let (loaded, engine) = load_all(dir);
+    require_project(dir, &loaded)?;
     if !loaded.diagnostics.is_empty() {
         render(&loaded);
     }
@@ -155,6 +199,18 @@ pub(super) fn database_url(
     }
     let path = dir.join(".trellis").join("data.db");
     Ok(format!("sqlite://{}", path.display()))
+}
+
+/// The file of a SQLite URL when it does not exist yet (connecting would create it).
+pub(super) fn missing_sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let path = Path::new(path);
+    (!path.exists()).then(|| path.to_path_buf())
 }
 
 /// `${VAR}` in a value of trellis.yaml, from the environment.

@@ -34,7 +34,7 @@ pub(super) fn serve(
                 .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(super::project::color())
         .init();
     let (engine, warnings) = load_engine_with_diagnostics(dir)?;
     let url = database_url(dir, database_url_flag, &engine, env)?;
@@ -147,6 +147,10 @@ async fn bring_database_along(
             }
             eprintln!(
                 "Review and apply the migrations first: `trellis migrate apply {}` (with the same database URL).",
+                dir.display()
+            );
+            eprintln!(
+                "If development-mode `serve` created these tables, `trellis migrate status {}` says whether `trellis migrate baseline` can adopt them.",
                 dir.display()
             );
             return Ok(false);

@@ -17,7 +17,7 @@ use trellis::spec::policy::{Caller, PolicyTest};
 use trellis::store::{self, Store};
 use uuid::Uuid;
 
-use super::project::{load_all, render, summary};
+use super::project::{load_all, render, require_project, summary};
 
 /// The result of one policy test.
 #[derive(Debug, Clone)]
@@ -282,6 +282,7 @@ pub async fn run(
 
 pub(super) fn policy_tests(dir: &Path, database_url: Option<String>) -> anyhow::Result<ExitCode> {
     let (loaded, engine) = load_all(dir);
+    require_project(dir, &loaded)?;
     let Some(engine) = engine else {
         render(&loaded);
         bail!(

@@ -364,8 +364,20 @@ impl Auth {
         roles: &[String],
         extra: Map<String, Value>,
     ) -> Option<(String, u64)> {
+        self.issue_for(user_id, roles, extra, None)
+    }
+
+    /// [`Auth::issue`] with a lifetime in seconds of the caller's choice (`None`:
+    /// `auth.users.access_ttl`, else 900).
+    pub fn issue_for(
+        &self,
+        user_id: &str,
+        roles: &[String],
+        extra: Map<String, Value>,
+        ttl: Option<u64>,
+    ) -> Option<(String, u64)> {
         let (key, settings) = self.signer.as_ref()?;
-        let ttl = self.users.as_ref().map(|u| u.access_ttl).unwrap_or(900);
+        let ttl = ttl.unwrap_or_else(|| self.users.as_ref().map(|u| u.access_ttl).unwrap_or(900));
         let now = chrono::Utc::now().timestamp();
         let mut claims = extra;
         claims.insert(settings.user_id_claim.clone(), json!(user_id));

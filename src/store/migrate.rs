@@ -8,6 +8,7 @@ use super::ddl::{
 };
 use super::{Error, Pool, Store, SyncReport};
 use crate::engine::Engine;
+use crate::engine::schema_diff::{Schema, SchemaChange, diff};
 
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _trellis_migrations (name TEXT PRIMARY KEY NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)";
 /// Taken by schema sync and by migrations alike.
@@ -158,24 +159,65 @@ macro_rules! run_migration {
     }};
 }
 
+/// Whether the database has a table of this name (in the schema it creates tables in).
+macro_rules! table_exists {
+    ($pool:expr, $executor:expr, $name:expr) => {{
+        let sql = match $pool {
+            Pool::Sqlite(_) => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Pool::Postgres(_) => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1"
+            }
+        };
+        let (n,): (i64,) = sqlx::query_as(sql).bind($name).fetch_one($executor).await?;
+        n > 0
+    }};
+}
+
+/// What `migrate baseline` recorded.
+#[derive(Debug, Clone)]
+pub enum Baselined {
+    /// These migrations are now recorded as applied.
+    Recorded(Vec<String>),
+    /// The database already has migrations recorded: nothing was changed.
+    HasHistory(Vec<String>),
+    /// The stored tables do not match the definitions: nothing was changed.
+    Differs(Vec<String>),
+    /// Nothing was ever synced here (no stored shapes): nothing was changed.
+    Empty,
+}
+
+/// The entities whose stored shapes differ from `engine`'s definitions (the
+/// tables of built-in accounts are created along with any migration, so they do
+/// not count).
+fn differing(stored: &Schema, engine: &Engine) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in diff(stored, &Schema::of(engine)) {
+        if !matches!(c, SchemaChange::Accounts { .. }) && !out.iter().any(|e| e == c.entity()) {
+            out.push(c.entity().to_string());
+        }
+    }
+    out
+}
+
 impl Store {
-    /// The migrations applied to this database, oldest first.
+    /// The migrations applied to this database, oldest first. Changes nothing: a
+    /// database without the migrations table has none.
     pub async fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, Error> {
         let sql = "SELECT name, checksum, applied_at FROM _trellis_migrations ORDER BY name";
         let rows: Vec<(String, String, String)> = match &self.pool {
             Pool::Sqlite(p) => {
-                sqlx::query(MIGRATIONS_TABLE).execute(p).await?;
+                if !table_exists!(&self.pool, p, "_trellis_migrations") {
+                    return Ok(Vec::new());
+                }
                 sqlx::query_as(sql).fetch_all(p).await?
             }
             Pool::Postgres(p) => {
-                // `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one
-                // (two appliers starting at once): take the schema lock for it.
-                let mut tx = p.begin().await?;
-                sqlx::query(SCHEMA_LOCK).execute(&mut *tx).await?;
-                sqlx::query(MIGRATIONS_TABLE).execute(&mut *tx).await?;
-                let rows = sqlx::query_as(sql).fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                rows
+                if !table_exists!(&self.pool, p, "_trellis_migrations") {
+                    return Ok(Vec::new());
+                }
+                sqlx::query_as(sql).fetch_all(p).await?
             }
         };
         Ok(rows
@@ -189,16 +231,19 @@ impl Store {
     }
 
     /// What bringing this database to `engine`'s definitions would lose, counted
-    /// (for `migrate plan`); nothing is changed.
+    /// (for `migrate plan`); nothing is changed, not even a missing table created.
     pub async fn migration_losses(&self, engine: &Engine) -> Result<Vec<CountedLoss>, Error> {
         let dialect = self.dialect();
         macro_rules! losses_on {
             ($p:expr) => {{
-                sqlx::query(SCHEMA_TABLE).execute($p).await?;
                 let rows: Vec<(String, String)> =
-                    sqlx::query_as("SELECT name, definition FROM _trellis_schema")
-                        .fetch_all($p)
-                        .await?;
+                    if table_exists!(&self.pool, $p, "_trellis_schema") {
+                        sqlx::query_as("SELECT name, definition FROM _trellis_schema")
+                            .fetch_all($p)
+                            .await?
+                    } else {
+                        Vec::new()
+                    };
                 let old = read_snapshots(dialect, engine, rows).schema;
                 let planned = plan(dialect, engine, &old, PlanMode::Migrate)?;
                 let mut counts = Vec::new();
@@ -217,14 +262,101 @@ impl Store {
         }
         match &self.pool {
             Pool::Sqlite(p) => losses_on!(p),
+            Pool::Postgres(p) => losses_on!(p),
+        }
+    }
+
+    /// The entities whose stored shapes (what schema sync or a migration left in
+    /// `_trellis_schema`) differ from `engine`'s definitions; `None` when nothing is
+    /// stored (an empty database). Changes nothing.
+    pub async fn schema_differs_from(&self, engine: &Engine) -> Result<Option<Vec<String>>, Error> {
+        let dialect = self.dialect();
+        macro_rules! on {
+            ($p:expr) => {{
+                if !table_exists!(&self.pool, $p, "_trellis_schema") {
+                    return Ok(None);
+                }
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, definition FROM _trellis_schema")
+                        .fetch_all($p)
+                        .await?;
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let stored = read_snapshots(dialect, engine, rows).schema;
+                Ok(Some(differing(&stored, engine)))
+            }};
+        }
+        match &self.pool {
+            Pool::Sqlite(p) => on!(p),
+            Pool::Postgres(p) => on!(p),
+        }
+    }
+
+    /// Records `migrations` (name, checksum; oldest first) as applied without
+    /// running them, after checking in the same transaction that no migration is
+    /// recorded yet and that the stored shapes match `engine` (the definitions of
+    /// the last of them). For a database that development-mode sync created.
+    pub async fn baseline(
+        &self,
+        migrations: &[(String, String)],
+        engine: &Engine,
+    ) -> Result<Baselined, Error> {
+        let dialect = self.dialect();
+        macro_rules! in_tx {
+            ($tx:ident) => {{
+                sqlx::query(MIGRATIONS_TABLE).execute(&mut *$tx).await?;
+                let recorded: Vec<(String,)> =
+                    sqlx::query_as("SELECT name FROM _trellis_migrations ORDER BY name")
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                let outcome = if !recorded.is_empty() {
+                    Baselined::HasHistory(recorded.into_iter().map(|(n,)| n).collect())
+                } else {
+                    sqlx::query(SCHEMA_TABLE).execute(&mut *$tx).await?;
+                    let rows: Vec<(String, String)> =
+                        sqlx::query_as("SELECT name, definition FROM _trellis_schema")
+                            .fetch_all(&mut *$tx)
+                            .await?;
+                    if rows.is_empty() {
+                        Baselined::Empty
+                    } else {
+                        let stored = read_snapshots(dialect, engine, rows).schema;
+                        let differs = differing(&stored, engine);
+                        if differs.is_empty() {
+                            let at = chrono::Utc::now()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                            for (name, checksum) in migrations {
+                                sqlx::query("INSERT INTO _trellis_migrations (name, checksum, applied_at) VALUES ($1, $2, $3)")
+                                    .bind(name)
+                                    .bind(checksum)
+                                    .bind(&at)
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                            Baselined::Recorded(migrations.iter().map(|(n, _)| n.clone()).collect())
+                        } else {
+                            Baselined::Differs(differs)
+                        }
+                    }
+                };
+                if matches!(outcome, Baselined::Recorded(_)) {
+                    $tx.commit().await?;
+                } else {
+                    $tx.rollback().await?;
+                }
+                Ok(outcome)
+            }};
+        }
+        match &self.pool {
             Pool::Postgres(p) => {
-                // Create the shapes table under the schema lock (a concurrent
-                // `CREATE TABLE IF NOT EXISTS` can fail), then count on the pool.
                 let mut tx = p.begin().await?;
                 sqlx::query(SCHEMA_LOCK).execute(&mut *tx).await?;
-                sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
-                tx.commit().await?;
-                losses_on!(p)
+                in_tx!(tx)
+            }
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_with(sqlx::AssertSqlSafe("BEGIN IMMEDIATE")).await?;
+                in_tx!(tx)
             }
         }
     }

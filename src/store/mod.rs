@@ -30,7 +30,7 @@ pub use changes::{Change, ChangeKind};
 pub use ddl::SyncReport;
 pub use explain::{Explanation, Visibility};
 pub use kernel::{Pool, Record};
-pub use migrate::{Applied, AppliedMigration, CountedLoss};
+pub use migrate::{Applied, AppliedMigration, Baselined, CountedLoss};
 pub use read::Page;
 pub use workflow::{Delivery, Fired, HistoryEntry, OutboxRow, RecordOptions};
 
