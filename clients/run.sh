@@ -70,7 +70,7 @@ rm -rf clients/dist
 (cd clients && npx --no-install tsc --strict --noEmitOnError) || fail "tsc --strict found errors (above)"
 
 export TRELLIS_URL="http://127.0.0.1:$port"
-TRELLIS_ADMIN_TOKEN=$("$bin" token --dir "$work" --sub ci-admin --roles admin 2>"$work/token.log") \
+TRELLIS_ADMIN_TOKEN=$("$bin" token "$work" --sub ci-admin --roles admin 2>"$work/token.log") \
   || { cat "$work/token.log" >&2; fail "trellis token"; }
 export TRELLIS_ADMIN_TOKEN
 node clients/dist/openapi-fetch/main.js || fail "the openapi-fetch program failed"
