@@ -293,8 +293,14 @@ async fn list_items(
         .into_iter()
         .map(|i| {
             let mut v = serde_json::to_value(&i).unwrap_or_default();
-            if expand && let Some(o) = owners.iter().find(|o| o.id == i.owner) {
-                v["owner"] = serde_json::to_value(o).unwrap_or_default();
+            if expand {
+                // As Trellis answers: the ref stays the id, the owner goes under `expand`.
+                let owner = owners
+                    .iter()
+                    .find(|o| o.id == i.owner)
+                    .and_then(|o| serde_json::to_value(o).ok())
+                    .unwrap_or(Value::Null);
+                v["expand"] = json!({ "owner": owner });
             }
             v
         })

@@ -20,7 +20,7 @@ async fn create_applies_defaults_and_returns_location(db: Db) {
     let res = app
         .post(
             "/api/projects",
-            json!({ "title": "Build an API", "client": client, "budget": 1250.5, "deadline": "2026-12-31" }),
+            json!({ "title": "Build an API", "client": client, "budget": "1250.5", "deadline": "2026-12-31" }),
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
@@ -122,7 +122,7 @@ async fn every_field_type_round_trips(db: Db) {
     let a = app
         .post(
             "/api/applications",
-            json!({ "project": p.id(), "applicant": res.id(), "estimated_hours": 12.25, "proposed_rate": 80 }),
+            json!({ "project": p.id(), "applicant": res.id(), "estimated_hours": 12.25, "proposed_rate": "80" }),
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);

@@ -199,6 +199,22 @@ fn duplicate_and_reserved_names() {
     assert_eq!(reserved.len(), 2);
     at(reserved[0], "models/task.yaml", 3, 3);
 
+    // `expand` holds a record's expanded relations: not a field name.
+    let d = diags(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: string\n  expand: { type: string, required: true }\n",
+    )]);
+    let expand = only(&d, "reserved-name");
+    at(expand, "models/task.yaml", 4, 3);
+    assert_eq!(expand.message, "`expand` is a reserved field name");
+    assert!(
+        expand
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("expanded relations")),
+        "{expand}"
+    );
+
     // Two entities on one route.
     let d = diags(&[
         (

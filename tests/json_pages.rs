@@ -245,10 +245,15 @@ async fn record_path_still_serves(db: Db) {
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let third = &res.body["items"][2];
     let keys: Vec<&String> = third.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["id", "name", "owner"], "`fields` keeps the id");
+    assert_eq!(
+        keys,
+        ["id", "name", "owner", "expand"],
+        "`fields` keeps the id"
+    );
     assert_eq!(third["name"], "t2");
-    assert_eq!(third["owner"]["id"], owner.as_str());
-    assert_eq!(third["owner"]["name"], "O");
+    assert_eq!(third["owner"], owner.as_str(), "a ref stays its id");
+    assert_eq!(third["expand"]["owner"]["id"], owner.as_str());
+    assert_eq!(third["expand"]["owner"]["name"], "O");
     let res = app.get("/api/owners").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["items"][0]["name"], "O");

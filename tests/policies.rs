@@ -572,18 +572,23 @@ async fn applications_by_role(db: Db) {
         ))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    assert_eq!(res.body["project"]["title"], "Public work");
-    assert!(res.body["project"].get("internal_notes").is_none());
+    let project = &res.body["expand"]["project"];
+    assert_eq!(res.body["project"], project["id"], "the ref stays its id");
+    assert_eq!(project["title"], "Public work");
+    assert!(project.is_object() && project.get("internal_notes").is_none());
+    assert_eq!(project["client"], project["expand"]["client"]["id"]);
+    assert!(project["expand"]["client"].get("projects").is_none());
     assert_eq!(
-        titles(&json!({ "items": res.body["project"]["client"]["projects"] })),
+        titles(&json!({ "items": project["expand"]["client"]["expand"]["projects"] })),
         ["Public work"]
     );
     let res = m
         .client
         .get(&format!("/api/organizations/{}?expand=projects", m.org))
         .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(
-        titles(&json!({ "items": res.body["projects"] })),
+        titles(&json!({ "items": res.body["expand"]["projects"] })),
         ["Public work", "Secret plan"]
     );
 }

@@ -480,10 +480,28 @@ async fn count_fields_and_limits(db: Db) {
         .get("/api/projects?fields=title,client.name&expand=client&sort=title&limit=1")
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    // `client.name` keeps the ref (its id) and the name of the expanded client.
     assert_eq!(
-        res.body["items"][0]["client"],
-        json!({ "id": f.acme, "name": "Acme" })
+        res.body["items"][0],
+        json!({
+            "id": res.body["items"][0]["id"],
+            "title": "Audit",
+            "client": f.acme,
+            "expand": { "client": { "id": f.acme, "name": "Acme" } }
+        })
     );
+    // An expansion no field selects is left out, with its member.
+    let res = app
+        .get("/api/projects?fields=title&expand=client&sort=title&limit=1")
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let keys: BTreeSet<&str> = res.body["items"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["id", "title"].into_iter().collect());
 
     for (bad, param) in [
         ("fields=titel", "fields"),
@@ -529,21 +547,60 @@ async fn expansion_is_nested_and_does_not_query_per_row(db: Db) {
         .iter()
         .find(|p| p["title"] == "Build API")
         .unwrap();
-    assert_eq!(build["client"]["name"], "Acme");
-    assert_eq!(build["client"]["members"][0]["display_name"], "Ada");
-    let skills: BTreeSet<&str> = build["skills"]
+    // Fields keep their ids; the records are under `expand`, level by level.
+    assert_eq!(build["client"], json!(f.acme));
+    assert!(
+        build.get("applications").is_none(),
+        "inverse: only under expand"
+    );
+    let ex = &build["expand"];
+    assert_eq!(ex["client"]["id"], json!(f.acme));
+    assert_eq!(ex["client"]["name"], "Acme");
+    let member_ids = ex["client"]["members"].as_array().unwrap();
+    assert!(
+        member_ids.iter().all(Value::is_string),
+        "a many stays its ids"
+    );
+    assert_eq!(
+        member_ids[0], ex["client"]["expand"]["members"][0]["id"],
+        "{ex}"
+    );
+    assert_eq!(ex["client"]["expand"]["members"][0]["display_name"], "Ada");
+    let skill_ids: BTreeSet<&str> = build["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(skill_ids.len(), 2);
+    let skills: BTreeSet<&str> = ex["skills"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(skills, ["Rust", "SQL"].into_iter().collect());
-    assert_eq!(build["skills"][0]["parent"]["name"], "Programming");
-    let applicants: BTreeSet<&str> = build["applications"]
+    let expanded_ids: BTreeSet<&str> = ex["skills"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["applicant"]["display_name"].as_str().unwrap())
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(expanded_ids, skill_ids);
+    assert!(ex["skills"][0]["parent"].is_string(), "a ref stays its id");
+    assert_eq!(ex["skills"][0]["expand"]["parent"]["name"], "Programming");
+    assert_eq!(
+        ex["skills"][0]["parent"],
+        ex["skills"][0]["expand"]["parent"]["id"]
+    );
+    let applicants: BTreeSet<&str> = ex["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert!(a["applicant"].is_string(), "{a}");
+            a["expand"]["applicant"]["display_name"].as_str().unwrap()
+        })
         .collect();
     assert_eq!(applicants, ["Ada", "Bob"].into_iter().collect());
     let mobile = res.body["items"]
@@ -553,7 +610,9 @@ async fn expansion_is_nested_and_does_not_query_per_row(db: Db) {
         .find(|p| p["title"] == "Mobile app")
         .unwrap();
     assert_eq!(mobile["skills"], json!([]));
-    assert_eq!(mobile["applications"], json!([]));
+    assert_eq!(mobile["expand"]["skills"], json!([]));
+    assert_eq!(mobile["expand"]["applications"], json!([]));
+    assert!(mobile.get("applications").is_none());
 
     // The number of queries does not depend on the number of rows.
     let url = "/api/projects?limit=200&expand=client.members,skills";
@@ -583,8 +642,16 @@ async fn expansion_is_nested_and_does_not_query_per_row(db: Db) {
         ))
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    assert!(res.body["projects"].as_array().unwrap().len() >= 3);
-    assert_eq!(res.body["members"][0]["email"], "ada@example.com");
+    assert!(res.body.get("projects").is_none());
+    assert!(res.body["expand"]["projects"].as_array().unwrap().len() >= 3);
+    assert!(res.body["members"][0].is_string(), "a many stays its ids");
+    assert_eq!(res.body["expand"]["members"][0]["email"], "ada@example.com");
+    for p in res.body["expand"]["projects"].as_array().unwrap() {
+        assert_eq!(p["client"], json!(f.acme));
+        let ids = p["skills"].as_array().unwrap();
+        let expanded = p["expand"]["skills"].as_array().unwrap();
+        assert_eq!(ids.len(), expanded.len(), "{p}");
+    }
     let res = app
         .get(&format!("/api/organizations/{}?expand=nope", f.acme))
         .await;
@@ -706,8 +773,13 @@ async fn expansions_are_capped_per_parent(db: Db) {
         .await;
     let res = app.get("/api/lists?expand=entries,picks&sort=name").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    let first = &res.body["items"][0];
-    let second = &res.body["items"][1];
+    let first = &res.body["items"][0]["expand"];
+    let second = &res.body["items"][1]["expand"];
+    assert_eq!(
+        res.body["items"][1]["picks"].as_array().unwrap().len(),
+        105,
+        "the ids stay complete; the expansion is capped"
+    );
     assert_eq!(
         first["entries"].as_array().unwrap().len(),
         100,

@@ -199,6 +199,7 @@ async fn run_one(
                     .access
                     .check_write(entity, &change, Mode::Update, &who);
                 if rule_errors.is_empty() {
+                    let change = trellis::engine::input::decimals_as_text(entity, &change);
                     let input = parse_body(entity, &change, Mode::Update).map_err(|errors| {
                         let parts: Vec<String> = errors
                             .iter()

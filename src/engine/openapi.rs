@@ -5,7 +5,6 @@ use serde_json::{Map, Value, json};
 
 use super::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use super::{Engine, Entity, pascal_case};
-use crate::spec::FieldType;
 
 /// An HTTP method and a path template, as served.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -148,19 +147,18 @@ fn relations(e: &Entity) -> Vec<&str> {
         .collect()
 }
 
-fn fields_param(e: &Entity) -> Value {
-    let names: Vec<&str> = e
-        .fields
-        .iter()
-        .filter(|f| f.ty != FieldType::Inverse)
-        .map(|f| f.name.as_str())
-        .take(2)
-        .collect();
+fn fields_param(_e: &Entity) -> Value {
+    // No example: a projection does not match the record schema, whose fields are
+    // all required.
     query_param(
         "fields",
-        "Comma-separated fields to return (`id` always comes); `relation.field` selects inside an expanded relation.".to_string(),
-        json!({ "type": "string" }),
-        json!({ "some": { "value": names.join(",") } }),
+        "Comma-separated fields to return: a projection, which returns only the chosen fields \
+         and `id` (so the record schema's required fields may be missing). `relation.field` \
+         selects the relation (its id) and a field of the record expanded in `expand` \
+         (with `expand=relation`)."
+            .to_string(),
+        json!({ "type": "string", "minLength": 1 }),
+        json!({}),
     )
 }
 
@@ -173,8 +171,10 @@ fn expand_param(e: &Entity) -> Value {
     query_param(
         "expand",
         format!(
-            "Comma-separated relations to embed as records, nested with dots (`a.b`, at most {} levels). \
-             `many` and `inverse` relations embed at most {} records per parent. Relations of {}: {}.",
+            "Comma-separated relations whose records to embed in the record's `expand` member, nested \
+             with dots (`a.b`: in the expanded record's own `expand`, at most {} levels); the relation \
+             fields keep their ids. `many` and `inverse` relations embed at most {} records per parent. \
+             Relations of {}: {}.",
             crate::engine::query::MAX_EXPAND_DEPTH,
             crate::engine::query::EXPAND_CAP,
             e.name,
@@ -409,13 +409,70 @@ fn events_path(e: &Entity, tag: &str) -> Value {
     })
 }
 
-fn entity_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+/// The record schema as some callers see it: a field with a read rule in the policy
+/// (`read.roles`, `read.where`) is left out for the callers it hides from, so it is
+/// not required, and its description says why.
+fn record_schema(engine: &Engine, e: &Entity) -> Value {
+    let mut record = e.schemas.record.clone();
+    let Some(policy) = engine
+        .access
+        .enforced
+        .then(|| engine.access.policy(&e.name))
+        .flatten()
+    else {
+        return record;
+    };
+    let mut restricted: Vec<&String> = policy
+        .read_roles
+        .keys()
+        .chain(policy.read_where.keys())
+        .collect();
+    restricted.sort();
+    restricted.dedup();
+    for name in restricted {
+        let mut why = Vec::new();
+        if let Some(roles) = policy.read_roles.get(name) {
+            why.push(format!(
+                "callers with one of the roles {}",
+                roles.join(", ")
+            ));
+        }
+        if policy.read_where.contains_key(name) {
+            why.push("on the records where the policy's read condition holds".to_string());
+        }
+        let note = format!(
+            "Present only for {} (a read rule of the {} policy); left out otherwise.",
+            why.join(", or "),
+            e.name
+        );
+        if let Some(Value::Array(req)) = record.get_mut("required") {
+            req.retain(|r| r.as_str() != Some(name.as_str()));
+        }
+        if let Some(prop) = record["properties"].get_mut(name.as_str())
+            && let Some(obj) = prop.as_object_mut()
+        {
+            let text = match obj.get("description").and_then(Value::as_str) {
+                Some(d) => format!("{}. {note}", d.trim_end_matches('.')),
+                None => note,
+            };
+            obj.insert("description".into(), json!(text));
+        }
+    }
+    record
+}
+
+fn entity_paths(
+    engine: &Engine,
+    e: &Entity,
+    paths: &mut Map<String, Value>,
+    schemas: &mut Map<String, Value>,
+) {
     let base = pascal_case(&e.name);
     let record = base.to_string();
     let create = format!("{base}Create");
     let update = format!("{base}Update");
     let list = format!("{base}List");
-    schemas.insert(record.clone(), e.schemas.record.clone());
+    schemas.insert(record.clone(), record_schema(engine, e));
     schemas.insert(create.clone(), e.schemas.create.clone());
     schemas.insert(update.clone(), e.schemas.update.clone());
     schemas.insert(
@@ -987,7 +1044,7 @@ pub fn document(engine: &Engine) -> Value {
         }),
     );
     for e in engine.entities() {
-        entity_paths(e, &mut paths, &mut schemas);
+        entity_paths(engine, e, &mut paths, &mut schemas);
         if let Some(wf) = engine.workflow(&e.name) {
             workflow_paths(e, wf, &mut paths, &mut schemas);
         }

@@ -24,6 +24,10 @@ pub const MAX_EXPAND_DEPTH: usize = 3;
 /// At most this many related records per parent in `many` and `inverse` expansions
 /// (defined with the relation types, whose record schema states it).
 pub use super::types::relation::EXPAND_CAP;
+
+/// The member of a record that holds its expanded relations (`expand=`); a field
+/// may not have this name.
+pub const EXPAND_MEMBER: &str = "expand";
 /// Longest `q`.
 pub const MAX_SEARCH_LENGTH: usize = 200;
 
@@ -618,17 +622,37 @@ fn fields(
             node = node.names.entry(seg.to_string()).or_default();
         }
     }
+    if root.names.is_empty() {
+        return Err(ParamError::new(
+            "fields",
+            "`fields` names no field",
+            Some(
+                "list the fields to return, e.g. `fields=id`; leave `fields` out for all of them"
+                    .to_string(),
+            ),
+        ));
+    }
     Ok(root)
 }
 
-/// Keeps only the selected fields of a record (always its `id`).
+/// Keeps only the selected fields of a record (always its `id`), and of the records
+/// expanded under its `expand` member (`client.name` selects the `client` id and the
+/// `name` of the expanded client). The member goes when none of it is selected.
 pub fn select_fields(rec: &mut serde_json::Map<String, Value>, fields: &Fields) {
-    rec.retain(|k, _| k == "id" || fields.names.contains_key(k));
+    rec.retain(|k, _| k == "id" || k == EXPAND_MEMBER || fields.names.contains_key(k));
+    let Some(Value::Object(expanded)) = rec.get_mut(EXPAND_MEMBER) else {
+        return;
+    };
+    expanded.retain(|k, _| fields.names.contains_key(k));
+    if expanded.is_empty() {
+        rec.shift_remove(EXPAND_MEMBER);
+        return;
+    }
     for (name, sub) in &fields.names {
         if sub.names.is_empty() {
             continue;
         }
-        match rec.get_mut(name) {
+        match expanded.get_mut(name) {
             Some(Value::Object(inner)) => select_fields(inner, sub),
             Some(Value::Array(items)) => {
                 for item in items {

@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::Field;
 use super::types::{describe, nullable};
+use crate::engine::query::EXPAND_MEMBER;
 use crate::spec::FieldType;
 use crate::spec::model::Default as SpecDefault;
 
@@ -63,6 +64,23 @@ fn output_schema(field: &Field) -> Value {
     s
 }
 
+/// Says a field's default in its description (see the create body).
+fn default_note(s: &mut Value, field: &Field) {
+    let note = match &field.default {
+        Some(SpecDefault::Value(v)) => format!("Default: `{v}`."),
+        Some(SpecDefault::Now) => "Default: the current time (`now`) when left out.".to_string(),
+        None => return,
+    };
+    let Some(obj) = s.as_object_mut() else {
+        return;
+    };
+    let text = match obj.get("description").and_then(Value::as_str) {
+        Some(d) => format!("{}. {note}", d.trim_end_matches('.')),
+        None => note,
+    };
+    obj.insert("description".into(), json!(text));
+}
+
 impl EntitySchemas {
     /// `protected`: a workflow's state field, left out of the documented request bodies
     /// (clients cannot write it) but kept in the validators, which check seed data too.
@@ -84,11 +102,11 @@ impl EntitySchemas {
                     continue;
                 }
                 let mut s = input_schema(f, documented);
-                if documented
-                    && for_create
-                    && let Some(SpecDefault::Value(v)) = &f.default
-                {
-                    s["default"] = v.clone();
+                // The default goes in the description, not in a `default` keyword:
+                // openapi-typescript (v7, default flags) makes a property with a
+                // `default` required, and a create may leave it out.
+                if documented && for_create {
+                    default_note(&mut s, f);
                 }
                 props.insert(f.name.clone(), s);
             }
@@ -126,23 +144,46 @@ impl EntitySchemas {
             json!({ "type": "string", "format": "date-time", "readOnly": true }),
         );
         record_props.insert("version".into(), json!({ "type": "integer", "minimum": 1, "readOnly": true, "description": "Incremented by every change; send it back in If-Match." }));
+        let mut required: Vec<&str> = vec!["id", "created_at", "updated_at", "version"];
+        let mut expanded = Map::new();
         for f in fields {
+            if let Some(s) = f.kind().expanded_schema(f) {
+                expanded.insert(f.name.clone(), s);
+            }
+            if f.ty == FieldType::Inverse {
+                continue;
+            }
             let mut s = output_schema(f);
             if protected == Some(f.name.as_str()) {
+                // Always a state of the workflow, never null.
+                s = f.kind().input_schema(f, true);
                 s["readOnly"] = json!(true);
                 s["description"] = json!(
                     "The workflow state: set on create, changed only through the transition endpoints."
                 );
             }
             record_props.insert(f.name.clone(), s);
+            required.push(f.name.as_str());
         }
-        // Every field is present unless `fields=` selects some; `id` always is.
+        if !expanded.is_empty() {
+            record_props.insert(
+                EXPAND_MEMBER.into(),
+                json!({
+                    "type": "object",
+                    "description": "Only with `expand`: the related records of the relations it names (and only those `fields` selects). The relation fields keep their ids either way.",
+                    "properties": expanded,
+                    "additionalProperties": false,
+                }),
+            );
+        }
+        // Every field the record carries is present, so required; `fields` (a
+        // projection) returns only the chosen ones and `id`.
         let record = json!({
             "type": "object",
             "title": label,
-            "description": format!("A {entity} record. Every field except inverse ones is present unless `fields` selects some; `id` always is."),
+            "description": format!("A {entity} record: every field but inverse relations, which are only in `expand`. With `fields`, only the chosen fields (and `id`) are returned."),
             "properties": record_props,
-            "required": ["id"],
+            "required": required,
         });
 
         let compile = |schema: &Value| {

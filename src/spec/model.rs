@@ -58,8 +58,8 @@ pub const ENTITY_KEYS: [&str; 8] = [
 pub const SYSTEM_FIELDS: [&str; 4] = ["id", "created_at", "updated_at", "version"];
 
 /// Names a field may not have (besides the system fields): they are reserved for
-/// list parameters or future system use.
-pub const RESERVED_FIELDS: [&str; 3] = ["deleted_at", "_links", "items"];
+/// list parameters, the member that holds expanded relations, or future system use.
+pub const RESERVED_FIELDS: [&str; 4] = ["deleted_at", "_links", "items", "expand"];
 
 #[derive(Debug, Clone)]
 pub struct ModelDef {
@@ -288,10 +288,14 @@ pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Opt
             name.pos,
             "reserved-name",
             format!("`{}` is a reserved field name", name.name),
-            format!(
-                "every entity already has {}; choose another name",
-                list(&SYSTEM_FIELDS)
-            ),
+            if name.name == "expand" {
+                "every record keeps its expanded relations (`?expand=…`) under `expand`; choose another name".to_string()
+            } else {
+                format!(
+                    "every entity already has {}; choose another name",
+                    list(&SYSTEM_FIELDS)
+                )
+            },
         );
     }
     // Shorthand: `title: string`.

@@ -118,7 +118,7 @@ pub fn model_schema() -> Value {
             "fields": {
                 "type": "object",
                 "minProperties": 1,
-                "propertyNames": { "$ref": "#/$defs/identifier", "not": { "enum": ["id", "created_at", "updated_at", "version", "deleted_at", "_links", "items"] } },
+                "propertyNames": { "$ref": "#/$defs/identifier", "not": { "enum": ["id", "created_at", "updated_at", "version", "deleted_at", "_links", "items", "expand"] } },
                 "additionalProperties": { "$ref": "#/$defs/field" }
             },
             "indexes": index_group,

@@ -12,6 +12,7 @@ use super::values::DecodeJson;
 use super::{Dialect, Error, Store};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
+use crate::engine::query::EXPAND_MEMBER;
 use crate::engine::{Engine, Entity};
 
 impl Store {
@@ -59,7 +60,7 @@ impl Store {
             for item in items.iter_mut() {
                 let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
                 if !visible.iter().any(|v| v == id) {
-                    item.shift_remove(&field);
+                    remove_field(item, &field);
                 }
             }
         }
@@ -101,19 +102,33 @@ pub fn permitted(
     }
 }
 
-/// Removes the fields this caller may not read, here and in embedded records.
+/// Removes a field and its expansion (the related records under `expand`).
+fn remove_field(rec: &mut Record, name: &str) {
+    rec.shift_remove(name);
+    if let Some(Value::Object(expanded)) = rec.get_mut(EXPAND_MEMBER) {
+        expanded.shift_remove(name);
+        if expanded.is_empty() {
+            rec.shift_remove(EXPAND_MEMBER);
+        }
+    }
+}
+
+/// Removes the fields this caller may not read, here and in expanded records.
 pub(crate) fn redact(engine: &Engine, e: &Entity, rec: &mut Record, who: &Principal) {
     if !engine.access.enforced {
         return;
     }
     for f in engine.access.hidden(&e.name, who) {
-        rec.shift_remove(&f);
+        remove_field(rec, &f);
     }
+    let Some(Value::Object(expanded)) = rec.get_mut(EXPAND_MEMBER) else {
+        return;
+    };
     for f in &e.fields {
         let Some(target) = f.target.as_deref().and_then(|t| engine.entity(t)) else {
             continue;
         };
-        match rec.get_mut(&f.name) {
+        match expanded.get_mut(&f.name) {
             Some(Value::Object(inner)) => redact(engine, target, inner, who),
             Some(Value::Array(items)) => {
                 for item in items {

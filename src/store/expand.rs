@@ -1,4 +1,5 @@
-//! `expand`: related records embedded in the answer. One query per expanded
+//! `expand`: related records embedded in the answer, under the record's `expand`
+//! member (`{"client": "…id…", "expand": {"client": {…}}}`). One query per expanded
 //! relation (plus one per `many` field of the records it reads), whatever the number
 //! of rows: never one query per row.
 
@@ -16,7 +17,7 @@ use super::kernel::{MAIN, Record, main_col, on_pool, record_from_row, select, se
 use super::{Error, Store, quote};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
-use crate::engine::query::{EXPAND_CAP, Expand};
+use crate::engine::query::{EXPAND_CAP, EXPAND_MEMBER, Expand};
 use crate::engine::{Engine, Entity};
 use crate::spec::FieldType;
 
@@ -31,6 +32,17 @@ fn id_strings(v: Option<&Value>) -> Vec<String> {
             .filter_map(|i| i.as_str().map(str::to_string))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Puts an expanded relation under the record's `expand` member: the field itself
+/// keeps its id (or ids), so its type never depends on the request.
+fn put_expanded(item: &mut Record, name: &str, value: Value) {
+    let member = item
+        .entry(EXPAND_MEMBER)
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Value::Object(m) = member {
+        m.insert(name.to_string(), value);
     }
 }
 
@@ -168,7 +180,7 @@ impl Store {
                                         .collect(),
                                 )
                             };
-                            item.insert(name.clone(), value);
+                            put_expanded(item, name, value);
                         }
                     }
                     FieldType::Inverse => {
@@ -189,16 +201,11 @@ impl Store {
                             .await?;
                         let mut by_parent: HashMap<String, Vec<Value>> = HashMap::new();
                         for c in children {
-                            let parent = match c.get(via) {
-                                Some(Value::String(p)) => p.clone(),
-                                // The ref itself was expanded: take its id.
-                                Some(Value::Object(o)) => o
-                                    .get("id")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or_default()
-                                    .to_string(),
-                                _ => continue,
+                            // A ref stays its id, expanded or not.
+                            let Some(parent) = c.get(via).and_then(Value::as_str) else {
+                                continue;
                             };
+                            let parent = parent.to_string();
                             by_parent.entry(parent).or_default().push(Value::Object(c));
                         }
                         for item in items.iter_mut() {
@@ -208,7 +215,7 @@ impl Store {
                                 .unwrap_or_default()
                                 .to_string();
                             let list = by_parent.remove(&id).unwrap_or_default();
-                            item.insert(name.clone(), Value::Array(list));
+                            put_expanded(item, name, Value::Array(list));
                         }
                     }
                     _ => {}

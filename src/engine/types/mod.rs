@@ -101,6 +101,11 @@ pub trait FieldKind: Sync {
         None
     }
 
+    /// A relation: the schema of its expansion, under the record's `expand` member.
+    fn expanded_schema(&self, _field: &Field) -> Option<Value> {
+        None
+    }
+
     /// Does an optional field's schema admit `null`? (No for values that are never
     /// absent: lists, JSON.)
     fn nullable(&self) -> bool {

@@ -225,7 +225,7 @@ fn decimal_literal(field: &Field, raw: &str) -> Result<Cell, Reject> {
 
 impl FieldKind for Decimal {
     fn words(&self, _field: &Field) -> String {
-        "a decimal number, as a string like \"12.50\" or a number".into()
+        "a decimal number as a string, like \"12.50\"".into()
     }
 
     fn convert(&self, field: &Field, value: &Value) -> Result<Cell, String> {
@@ -238,10 +238,13 @@ impl FieldKind for Decimal {
     }
 
     fn input_schema(&self, field: &Field, documented: bool) -> Value {
-        // Decimal ranges are checked exactly by the input conversion.
+        // One JSON type, the one records answer with: a string, exact (a JSON number
+        // would pass through binary floating point in most clients). Ranges are
+        // checked exactly by the input conversion. Seed data (YAML fixtures) may
+        // also give numbers: see `EntitySchemas::seed_validator`.
         let mut s = json!({
-            "type": ["string", "number"],
-            "description": format!("An exact decimal with at most {} digits after the point, as a string (\"12.50\") or a number.", field.scale)
+            "type": "string",
+            "description": format!("An exact decimal with at most {} digits after the point, as a string (\"12.50\").", field.scale)
         });
         if documented {
             s["pattern"] = json!(DECIMAL_PATTERN);

@@ -43,19 +43,27 @@ impl FieldKind for Ref {
 
     fn record_schema(&self, field: &Field) -> Option<Value> {
         let target = field.target.as_deref().unwrap_or_default();
-        let mut any = vec![
-            json!({ "type": "string", "format": "uuid" }),
-            component(target),
-        ];
-        if !field.required {
-            any.push(json!({ "type": "null" }));
-        }
         let mut s = json!({
-            "anyOf": any,
-            "description": format!("The id of the {target}; the {target} itself with `expand={}`.", field.name)
+            "type": "string",
+            "format": "uuid",
+            "description": format!(
+                "The id of the {target}, always (with `expand={0}`, the {target} itself is in `expand.{0}`).",
+                field.name
+            )
         });
         describe(&mut s, field);
         Some(s)
+    }
+
+    fn expanded_schema(&self, field: &Field) -> Option<Value> {
+        let target = field.target.as_deref().unwrap_or_default();
+        Some(json!({
+            "anyOf": [component(target), { "type": "null" }],
+            "description": format!(
+                "With `expand={}`: the {target} `{}` refers to; null when there is none or the caller may not read it.",
+                field.name, field.name
+            )
+        }))
     }
 
     fn ordered(&self) -> bool {
@@ -119,11 +127,26 @@ impl FieldKind for Many {
         let target = field.target.as_deref().unwrap_or_default();
         let mut s = json!({
             "type": "array",
-            "items": { "anyOf": [json!({ "type": "string", "format": "uuid" }), component(target)] },
-            "description": format!("The ids of the linked {target} records; the records themselves with `expand={}`.", field.name)
+            "items": { "type": "string", "format": "uuid" },
+            "description": format!(
+                "The ids of the linked {target} records, always (with `expand={0}`, the records themselves are in `expand.{0}`).",
+                field.name
+            )
         });
         describe(&mut s, field);
         Some(s)
+    }
+
+    fn expanded_schema(&self, field: &Field) -> Option<Value> {
+        let target = field.target.as_deref().unwrap_or_default();
+        Some(json!({
+            "type": "array",
+            "items": component(target),
+            "description": format!(
+                "With `expand={}`: the linked {target} records the caller may read (at most {EXPAND_CAP}, the first by id).",
+                field.name
+            )
+        }))
     }
 
     fn nullable(&self) -> bool {
@@ -161,13 +184,13 @@ impl FieldKind for Inverse {
         json!({})
     }
 
-    fn record_schema(&self, field: &Field) -> Option<Value> {
+    fn expanded_schema(&self, field: &Field) -> Option<Value> {
         let target = field.target.as_deref().unwrap_or_default();
         Some(json!({
             "type": "array",
             "items": component(target),
             "description": format!(
-                "Only with `expand={}`: the {target} records whose `{}` is this record (at most {} of them).",
+                "With `expand={}`: the {target} records whose `{}` is this record and the caller may read (at most {}, the first by id).",
                 field.name,
                 field.via.as_deref().unwrap_or_default(),
                 EXPAND_CAP
