@@ -106,6 +106,7 @@ async fn init_check_test_serve(db: Db) {
             "models/user.yaml",
             "policies/task.yaml",
             "policies/user.yaml",
+            "schemas/migration.schema.json",
             "schemas/model.schema.json",
             "schemas/policy.schema.json",
             "schemas/trellis.schema.json",

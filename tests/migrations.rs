@@ -108,7 +108,9 @@ async fn plan_apply_and_status(db: Db) {
     assert!(out.contains("create the entity `task`"), "{out}");
     let file = std::fs::read_to_string(dir.join("migrations/0001_initial.yaml")).unwrap();
     assert!(
-        file.starts_with("# Trellis migration 0001_initial"),
+        file.starts_with(
+            "# yaml-language-server: $schema=../schemas/migration.schema.json\n# Trellis migration 0001_initial"
+        ),
         "{file}"
     );
     assert!(

@@ -200,18 +200,8 @@ both!(
 #[test]
 fn published_schemas_are_current() {
     let root = common::repo_root();
-    for (file, schema) in [
-        ("schemas/model.schema.json", spec::schema::model_schema()),
-        (
-            "schemas/trellis.schema.json",
-            spec::schema::settings_schema(),
-        ),
-        ("schemas/policy.schema.json", spec::schema::policy_schema()),
-        (
-            "schemas/workflow.schema.json",
-            spec::schema::workflow_schema(),
-        ),
-    ] {
+    for (name, schema) in spec::schema::all_schemas() {
+        let file = &format!("schemas/{name}");
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         let committed: Value = serde_json::from_str(&text).expect(file);
         assert_eq!(
@@ -246,6 +236,7 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
     let settings = jsonschema::validator_for(&spec::schema::settings_schema()).unwrap();
     let policy = jsonschema::validator_for(&spec::schema::policy_schema()).unwrap();
     let workflow = jsonschema::validator_for(&spec::schema::workflow_schema()).unwrap();
+    let migration = jsonschema::validator_for(&spec::schema::migration_schema()).unwrap();
     let mut files = Vec::new();
     yaml_files(&root, &mut files);
     let mut checked = 0;
@@ -273,6 +264,8 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
             "policy.schema.json"
         } else if rel.contains("workflows/") {
             "workflow.schema.json"
+        } else if rel.contains("migrations/") {
+            "migration.schema.json"
         } else {
             continue;
         };
@@ -290,6 +283,7 @@ fn every_yaml_file_references_and_satisfies_its_schema() {
             "model.schema.json" => &model,
             "policy.schema.json" => &policy,
             "workflow.schema.json" => &workflow,
+            "migration.schema.json" => &migration,
             _ => &settings,
         };
         let errors: Vec<String> = validator

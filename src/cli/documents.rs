@@ -18,19 +18,10 @@ pub(super) fn openapi(dir: &Path) -> Result<ExitCode> {
 
 /// The editor schemas of the file formats, by file name, as `schemas/` holds them.
 pub(super) fn schema_files() -> Result<Vec<(&'static str, String)>> {
-    let text = |v: serde_json::Value| serde_json::to_string_pretty(&v).map(|t| t + "\n");
-    Ok(vec![
-        ("model.schema.json", text(spec::schema::model_schema())?),
-        (
-            "trellis.schema.json",
-            text(spec::schema::settings_schema())?,
-        ),
-        ("policy.schema.json", text(spec::schema::policy_schema())?),
-        (
-            "workflow.schema.json",
-            text(spec::schema::workflow_schema())?,
-        ),
-    ])
+    spec::schema::all_schemas()
+        .into_iter()
+        .map(|(name, v)| Ok((name, serde_json::to_string_pretty(&v)? + "\n")))
+        .collect()
 }
 
 pub(super) fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
@@ -51,6 +42,7 @@ pub(super) fn schema(kind: SchemaKind, out: Option<&Path>) -> Result<ExitCode> {
                 SchemaKind::Settings => "trellis.schema.json",
                 SchemaKind::Policy => "policy.schema.json",
                 SchemaKind::Workflow => "workflow.schema.json",
+                SchemaKind::Migration => "migration.schema.json",
             };
             let text = files
                 .iter()

@@ -217,7 +217,7 @@ enum Command {
         /// Which file format.
         #[arg(long, value_enum, default_value_t = SchemaKind::Model)]
         kind: SchemaKind,
-        /// Write `model.schema.json`, `trellis.schema.json`, `policy.schema.json` and `workflow.schema.json` into this folder instead.
+        /// Write all of them (`model`, `trellis`, `policy`, `workflow` and `migration.schema.json`) into this folder instead.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -289,6 +289,7 @@ enum SchemaKind {
     Settings,
     Policy,
     Workflow,
+    Migration,
 }
 
 pub fn main() -> ExitCode {

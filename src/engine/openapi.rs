@@ -559,10 +559,17 @@ fn entity_paths(
             "operationId": format!("delete_{}", e.name),
             "summary": format!("Delete a {}", e.name),
             "tags": [tag],
+            "parameters": [{
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "The version you last saw (the ETag); the record is deleted only if it is still at that version, 412 otherwise.",
+                "schema": { "type": "string" }
+            }],
             "responses": {
                 "204": { "description": "Deleted." },
+                "400": problem("If-Match is malformed."),
                 "404": problem("No such record."),
-                "409": problem("Other records still reference this one.")
+                "409": problem("Other records still reference this one."),
+                "412": problem("The record changed since the version in If-Match.")
             }
         }
     });
@@ -937,7 +944,7 @@ pub fn document(engine: &Engine) -> Value {
                             "id": { "type": "string", "description": "For update, delete and transition: an id or a reference like \"$0.id\"." },
                             "data": { "type": "object", "description": "For create and update: the body, as for a single request; for transition: its input." },
                             "name": { "type": "string", "description": "For transition: the transition's name." },
-                            "if_match": { "type": "integer", "description": "For update and transition: the expected version." }
+                            "if_match": { "type": "integer", "description": "For update, delete and transition: the expected version." }
                         }
                     } } }
                 })) },
@@ -951,7 +958,7 @@ pub fn document(engine: &Engine) -> Value {
                     "403": problem("An operation is not allowed; `operation` is its index."),
                     "404": problem("An operation names a record that does not exist or is not visible."),
                     "409": problem("An operation conflicts (unique value, reference, workflow state)."),
-                    "412": problem("An update's or transition's `if_match` is stale."),
+                    "412": problem("An update's, delete's or transition's `if_match` is stale."),
                     "413": problem("More than 100 operations, or a body over 1 MiB."),
                     "415": problem("The body is not declared as application/json."),
                     "422": problem("An operation's data does not fit; `operation` is its index.")

@@ -184,8 +184,9 @@ pub(super) async fn batch(
             }
             Some("delete") => {
                 let id = id()?;
+                let if_match = obj.get("if_match").and_then(Value::as_i64);
                 batch
-                    .delete(&engine, &e, id, &who)
+                    .delete(&engine, &e, id, if_match, &who)
                     .await
                     .map(|()| json!({ "id": id, "deleted": true }))
                     .map_err(store_error)?
@@ -204,7 +205,7 @@ pub(super) async fn batch(
                     who: &who,
                     id,
                     input: &input,
-                    request_id: None,
+                    request_id: super::conventions::request_id(&headers),
                 };
                 let if_match = obj.get("if_match").and_then(Value::as_i64);
                 let result = batch.transition(&engine, &req, if_match).await;

@@ -18,7 +18,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use serde_json::json;
 
 use super::{AppState, Problem};
 use crate::spec::settings::LimitSettings;
@@ -414,7 +413,6 @@ pub fn too_many(wait: Duration, detail: impl Into<String>) -> Problem {
         "Too many requests",
         detail,
     );
-    p.extra.push(("retry_after".into(), json!(secs(wait))));
     p.retry_after(secs(wait));
     p
 }

@@ -2,6 +2,7 @@
 //! in the current engine, so a reload swaps definitions without rebuilding the router.
 
 mod batch;
+pub mod conventions;
 mod deadline;
 mod events;
 pub mod explain;
@@ -18,7 +19,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -62,6 +63,8 @@ pub struct Shared {
     /// Abuse limits of this process: request rates, signups, password hashes,
     /// event streams, failed sign-ins (`limits` in trellis.yaml, read at start).
     pub limits: Arc<limits::Limits>,
+    /// The `ETag` of the OpenAPI document now served, hashed once per engine.
+    openapi_tag: Arc<conventions::DocumentTag>,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +92,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             runtime: Runtime::new(engine, store, auth),
             limits,
+            openapi_tag: Arc::default(),
         }))
     }
 
@@ -134,11 +138,24 @@ pub fn router(state: AppState) -> Router {
         .layer(limits::RateLimit(state.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
-    match cors {
+    let api = match cors {
         Some(cors) => api.layer(cors),
         None => api,
-    }
+    };
+    // HTTP conventions (docs/http.md), outermost, so that they apply to every
+    // answer, the layers' own included (CORS preflights, 413, 429, timeouts,
+    // fallbacks). From the outside in: compression of JSON answers; then the
+    // request id, set on the request (header and `RequestId` extension) before
+    // any layer added above (inside) runs, so logs read it there, and put on every answer and in
+    // problem bodies (which must still be uncompressed there), with `Retry-After`
+    // on every 429 and 503. Layers that log go inside (above), never outside.
+    api.layer(conventions::RequestIds)
+        .layer(conventions::compression())
 }
+
+/// How long a browser may keep the answer to a CORS preflight (browsers cap it:
+/// Chromium at 2 hours, Firefox at 24 hours).
+pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
 
 fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
     if engine.cors_origins.is_empty() {
@@ -157,8 +174,19 @@ fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            conventions::X_REQUEST_ID.clone(),
+            HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::ETAG, header::LOCATION]);
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            conventions::X_REQUEST_ID.clone(),
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+        ])
+        .max_age(CORS_MAX_AGE);
     if engine.cors_origins.iter().any(|o| o == "*") {
         return Some(layer.allow_origin(AllowOrigin::any()));
     }
@@ -182,14 +210,19 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn openapi(State(state): State<AppState>) -> Response {
-    let engine = state.engine.load();
-    let mut res = (StatusCode::OK, engine.openapi_json.clone()).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+/// The OpenAPI document, the same for every caller (a shared cache may keep it),
+/// with its `ETag`: 304 while unchanged.
+async fn openapi(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let engine = state.engine.load_full();
+    let etag = state.openapi_tag.of(&engine);
+    conventions::conditional(&headers, etag, false, || {
+        let mut res = (StatusCode::OK, engine.openapi_json.clone()).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    })
 }
 
 /// Refuses callers without the role `admin` (401 for anonymous ones).
@@ -395,6 +428,7 @@ async fn list(
     State(state): State<AppState>,
     Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
@@ -414,13 +448,19 @@ async fn list(
         body.extend_from_slice(format!(",\"total\":{total}").as_bytes());
     }
     body.push(b'}');
-    Ok(json_text_response(StatusCode::OK, body))
+    // The validator is the hash of this caller's own page: 304 only when what this
+    // caller would get now is byte for byte what it holds.
+    let etag = conventions::body_etag(&body);
+    Ok(conventions::conditional(&headers, etag, true, || {
+        json_text_response(StatusCode::OK, body)
+    }))
 }
 
 async fn aggregate(
     State(state): State<AppState>,
     Target(who, engine, e, ..): Target,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
@@ -431,13 +471,18 @@ async fn aggregate(
         .aggregate(&engine, &e, &req, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
-    Ok(json_response(StatusCode::OK, &json!({ "groups": groups })))
+    let body = serde_json::to_vec(&json!({ "groups": groups })).unwrap_or_default();
+    let etag = conventions::body_etag(&body);
+    Ok(conventions::conditional(&headers, etag, true, || {
+        json_text_response(StatusCode::OK, body)
+    }))
 }
 
 async fn read(
     State(state): State<AppState>,
     Target(who, engine, e, id): Target<Uuid>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let pairs = query_pairs(query.as_deref())?;
     let hidden = engine.access.hidden_everywhere(&who);
@@ -447,7 +492,21 @@ async fn read(
         .get_with(&engine, &e, id, &req, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
-    Ok(record_response(StatusCode::OK, &rec))
+    // The record's ETag is its version (what `If-Match` takes). Read first, under
+    // the caller's read rule: a record this caller may not see is a 404, never a
+    // 304. With `expand`, the answer holds other records that change on their own,
+    // so the version does not vouch for it: always 200.
+    let mut res = record_response(StatusCode::OK, &rec);
+    let expanded = pairs.iter().any(|(k, _)| k == "expand");
+    match res.headers().get(header::ETAG).cloned() {
+        Some(etag) if !expanded && conventions::none_match(&headers, &etag) => {
+            Ok(conventions::not_modified(etag, true))
+        }
+        _ => {
+            conventions::cache_headers(res.headers_mut(), true);
+            Ok(res)
+        }
+    }
 }
 
 /// Reads a JSON body: 413 over the limit, 415 for another media type, 400 when malformed.
@@ -464,6 +523,22 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             Problem::bad_request(format!("the body could not be read: {rejection}"))
         }
     })?;
+    // Bodies are read as they come (and at most MAX_BODY_BYTES of them); a
+    // compressed one is refused rather than inflated (RFC 7694: 415 naming the
+    // codings accepted, none).
+    if let Some(coding) = headers.get(header::CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or("?").trim().to_ascii_lowercase();
+        if coding != "identity" {
+            let mut p = Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-content-encoding",
+                "Unsupported content encoding",
+                format!("send the body uncompressed, not `{coding}`"),
+            );
+            p.accept_encoding = true;
+            return Err(p);
+        }
+    }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let media = ct.split(';').next().unwrap_or("").trim();
@@ -573,13 +648,17 @@ async fn update(
     Ok(record_response(StatusCode::OK, &rec))
 }
 
+/// `DELETE`, with `If-Match`: only while the record is at that version (412 with
+/// `current_version` otherwise, the record kept).
 async fn remove(
     State(state): State<AppState>,
     Target(who, engine, e, id): Target<Uuid>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let expected = if_match(&headers)?;
     state
         .store
-        .delete(&engine, &e, id, &who)
+        .delete_if(&engine, &e, id, expected, &who)
         .await
         .map_err(|err| problem::for_caller(err, &e.name, &who))?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -22,10 +22,16 @@ pub struct Problem {
     pub extra: Vec<(String, Value)>,
     /// For 401: the `WWW-Authenticate` challenge.
     pub www_authenticate: Option<Box<HeaderValue>>,
-    /// Seconds for `Retry-After` (429, 503; a 503 without it says 5). Four bytes,
-    /// so that a `Problem` stays small enough to return by value.
+    /// Seconds for `Retry-After` (429, 503; a 503 without it says 5), sent as the
+    /// header and as the member `retry_after`. Four bytes, so that a `Problem`
+    /// stays small enough to return by value.
     pub retry_after: Option<std::num::NonZeroU32>,
+    /// For a 415 about `Content-Encoding`: `Accept-Encoding: identity` (RFC 7694).
+    pub accept_encoding: bool,
 }
+
+/// Seconds a 503 asks to wait when its producer did not say.
+const UNAVAILABLE_RETRY: u32 = 5;
 
 impl Problem {
     /// Sets `Retry-After` (whole seconds, at least 1).
@@ -49,6 +55,7 @@ impl Problem {
             extra: Vec::new(),
             www_authenticate: None,
             retry_after: None,
+            accept_encoding: false,
         }
     }
 
@@ -90,6 +97,17 @@ impl Problem {
         )
     }
 
+    /// Seconds to wait before trying again, if this answer asks for it.
+    fn wait(&self) -> Option<u32> {
+        self.retry_after
+            .map(|s| s.get())
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE
+                || self.status == StatusCode::TOO_MANY_REQUESTS)
+                .then_some(UNAVAILABLE_RETRY))
+    }
+
+    /// The body; the member `request_id` is added on the way out, by the layer
+    /// that gives every request its id (`conventions::RequestIds`).
     pub fn body(&self) -> Value {
         let mut body = json!({
             "type": format!("https://trellis.dev/problems/{}", self.kind),
@@ -104,6 +122,9 @@ impl Problem {
             for (k, v) in &self.extra {
                 obj.insert(k.clone(), v.clone());
             }
+            if let Some(secs) = self.wait() {
+                obj.insert("retry_after".into(), json!(secs));
+            }
         }
         body
     }
@@ -117,12 +138,15 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = self.wait() {
             res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.get()));
-        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.accept_encoding {
+            res.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
         }
         if let Some(challenge) = self.www_authenticate {
             res.headers_mut()
@@ -163,7 +187,7 @@ pub fn unavailable() -> Problem {
         "Service unavailable",
         "the database is not answering right now; try again in a few seconds",
     );
-    p.extra.push(("retry_after".into(), json!(5)));
+    p.retry_after(u64::from(UNAVAILABLE_RETRY));
     p
 }
 
@@ -176,7 +200,7 @@ pub fn too_slow() -> Problem {
         "the request took too long and was stopped; ask for less (a narrower filter or \
          search, fewer relation paths, a smaller page) or try again later",
     );
-    p.extra.push(("retry_after".into(), json!(5)));
+    p.retry_after(u64::from(UNAVAILABLE_RETRY));
     p
 }
 

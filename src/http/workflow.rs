@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -104,13 +104,11 @@ pub(super) fn fired(
     }
 }
 
-/// The caller's request id (`X-Request-Id`), or a new one.
+/// The request's id, as the router's `RequestIds` layer set it (the caller's
+/// `X-Request-Id` when acceptable, else a new one); the same layer puts it on the
+/// response.
 fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+    super::conventions::request_id(headers)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
@@ -149,11 +147,7 @@ pub(super) async fn fire(
     };
     let result = state.store.transition(&engine, &req, expected).await;
     let rec = fired(result, &e, &who)?;
-    let mut res = record_response(StatusCode::OK, &rec);
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        res.headers_mut().insert("x-request-id", v);
-    }
-    Ok(res)
+    Ok(record_response(StatusCode::OK, &rec))
 }
 
 /// `GET /api/{plural}/{id}/transitions`

@@ -37,6 +37,26 @@ pub fn checksum(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The first line of a migration file that `migrate plan` writes: it points editors to
+/// the migration schema.
+pub const SCHEMA_LINE: &str = "# yaml-language-server: $schema=../schemas/migration.schema.json";
+
+/// The bytes a migration's checksum covers: the file without a first line that points
+/// editors to a schema, so that adding or changing that comment is not an edit (files
+/// planned before it existed keep their recorded checksums).
+/// Only the comment is left out: it ends at the first line break of any kind (YAML
+/// also breaks lines at a lone `\r`, which must not hide a line from the checksum).
+pub fn without_schema_line(bytes: &[u8]) -> &[u8] {
+    if !bytes.starts_with(b"# yaml-language-server:") {
+        return bytes;
+    }
+    match bytes.iter().position(|b| matches!(b, b'\n' | b'\r')) {
+        Some(end) if bytes[end..].starts_with(b"\r\n") => &bytes[end + 2..],
+        Some(end) => &bytes[end + 1..],
+        None => &[],
+    }
+}
+
 /// `0002_add_close_reason.yaml` -> (2, `0002_add_close_reason`).
 fn numbered(file_name: &str) -> Option<(u32, String)> {
     let stem = file_name
@@ -120,21 +140,67 @@ pub fn read_all(root: &Path) -> (Vec<MigrationFile>, Vec<Diagnostic>) {
         ) else {
             continue;
         };
-        let steps = get(map, "steps")
-            .and_then(|n| n.as_seq())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        match get(map, "migration") {
+            Some(n) if n.as_str() == Some(name.as_str()) => {}
+            Some(n) => diags.push(Diagnostic {
+                line: n.pos.line,
+                column: n.pos.col,
+                ..problem(
+                    format!("`migration` must be the file's name, `{name}`"),
+                    "restore the file as `migrate plan` wrote it",
+                )
+            }),
+            None => diags.push(problem(
+                "the migration has no `migration:` name".into(),
+                "restore the file as `migrate plan` wrote it",
+            )),
+        }
+        let mut steps = Vec::new();
+        match get(map, "steps").map(|n| (n, n.as_seq())) {
+            Some((_, Some(items))) => {
+                for item in items {
+                    match item.as_str() {
+                        Some(s) => steps.push(s.to_string()),
+                        None => diags.push(Diagnostic {
+                            line: item.pos.line,
+                            column: item.pos.col,
+                            ..problem(
+                                "each step is a line of text".into(),
+                                "restore the file as `migrate plan` wrote it",
+                            )
+                        }),
+                    }
+                }
+            }
+            Some((n, None)) => diags.push(Diagnostic {
+                line: n.pos.line,
+                column: n.pos.col,
+                ..problem(
+                    "`steps` must be a list of lines of text".into(),
+                    "restore the file as `migrate plan` wrote it",
+                )
+            }),
+            None => diags.push(problem(
+                "the migration has no `steps:`".into(),
+                "restore the file as `migrate plan` wrote it",
+            )),
+        }
         let mut definitions = BTreeMap::new();
         match get(map, "definitions").and_then(|n| n.as_map()) {
             Some(entries) => {
                 for (k, v) in entries {
-                    if let Some(t) = v.as_str() {
-                        definitions.insert(k.name.clone(), t.to_string());
+                    match v.as_str() {
+                        Some(t) => {
+                            definitions.insert(k.name.clone(), t.to_string());
+                        }
+                        None => diags.push(Diagnostic {
+                            line: v.pos.line,
+                            column: v.pos.col,
+                            ..problem(
+                                format!("the definition of `{}` must be the file's text", k.name),
+                                "restore the file as `migrate plan` wrote it",
+                            )
+                        }),
                     }
                 }
             }
@@ -157,7 +223,7 @@ pub fn read_all(root: &Path) -> (Vec<MigrationFile>, Vec<Diagnostic>) {
             name,
             number,
             path,
-            checksum: checksum(&bytes),
+            checksum: checksum(without_schema_line(&bytes)),
             steps,
             definitions,
         });
@@ -174,7 +240,7 @@ pub fn render(
     definitions: &BTreeMap<String, String>,
 ) -> String {
     let mut out = format!(
-        "# Trellis migration {name}, planned {planned_at} by `trellis migrate plan`.\n\
+        "{SCHEMA_LINE}\n# Trellis migration {name}, planned {planned_at} by `trellis migrate plan`.\n\
          # Review it, commit it, then run `trellis migrate apply`. Never edit it once applied:\n\
          # its checksum is recorded, and an edited migration is refused.\n#\n"
     );

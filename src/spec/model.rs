@@ -278,6 +278,25 @@ fn field_groups(
     groups
 }
 
+/// Every key a field of type `ty` accepts: the common ones (`default` only for types
+/// that take one), then the type's own. The editor schema offers the same.
+pub fn field_keys(ty: FieldType) -> Vec<&'static str> {
+    let rules = ty.rules();
+    let common: &[&str] = if rules.common_keys() {
+        &COMMON_KEYS
+    } else {
+        &RELATION_COMMON_KEYS
+    };
+    let takes_default = rules.default_schema().is_some();
+    let mut keys: Vec<&'static str> = common
+        .iter()
+        .copied()
+        .filter(|k| *k != "default" || takes_default)
+        .collect();
+    keys.extend(ty.specific_keys());
+    keys
+}
+
 pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Option<FieldDef> {
     let name_ok = check_identifier(sink, name, "field");
     if name_ok
@@ -361,13 +380,7 @@ pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Opt
     };
 
     // Keys: the common ones, plus those of this type.
-    let common: &[&str] = if ty.rules().common_keys() {
-        &COMMON_KEYS
-    } else {
-        &RELATION_COMMON_KEYS
-    };
-    let mut allowed: Vec<&str> = common.to_vec();
-    allowed.extend(ty.specific_keys());
+    let allowed = field_keys(ty);
     for (key, _) in map {
         let k = key.name.as_str();
         if allowed.contains(&k) {
@@ -376,10 +389,7 @@ pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Opt
         if ALL_FIELD_KEYS.contains(&k) {
             let owners: Vec<&str> = FieldType::ALL
                 .iter()
-                .filter(|(_, t)| {
-                    t.specific_keys().contains(&k)
-                        || (t.rules().common_keys() && COMMON_KEYS.contains(&k))
-                })
+                .filter(|(_, t)| field_keys(*t).contains(&k))
                 .map(|(n, _)| *n)
                 .collect();
             sink.error_hint(

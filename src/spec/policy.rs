@@ -160,9 +160,22 @@ fn parse_tests(sink: &mut Sink<'_>, node: &Node) -> Vec<PolicyTest> {
                             .collect()
                     })
                     .unwrap_or_default();
-                let claims = get(am, "claims")
-                    .and_then(|c| c.to_json().as_object().cloned())
-                    .unwrap_or_default();
+                let claims = match get(am, "claims").map(|c| (c, c.to_json())) {
+                    None => serde_json::Map::new(),
+                    Some((_, serde_json::Value::Object(m))) => m,
+                    Some((c, _)) => {
+                        sink.error_hint(
+                            c.pos,
+                            "wrong-value-type",
+                            format!(
+                                "`as.claims` must be a mapping of claims to values, not {}",
+                                c.value.kind_name()
+                            ),
+                            "write e.g. `claims: { org: $acme }`",
+                        );
+                        continue;
+                    }
+                };
                 Caller::User { id, roles, claims }
             }
         };

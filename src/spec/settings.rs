@@ -176,6 +176,39 @@ pub struct UsersSettings {
     pub pos: Pos,
 }
 
+/// The largest value of a limit under `limits` (except `password_hashes`).
+pub const LIMIT_MAX: u64 = 1_000_000;
+/// `auth.jwt.leeway`: seconds, from 0 to this.
+pub const MAX_LEEWAY: u64 = 3600;
+/// `auth.users.access_ttl`: seconds, from [`MIN_ACCESS_TTL`] to [`MAX_ACCESS_TTL`].
+pub const MIN_ACCESS_TTL: u64 = 30;
+pub const MAX_ACCESS_TTL: u64 = 86_400;
+/// `webhooks.<name>.timeout`: seconds, from 1 to this.
+pub const MAX_WEBHOOK_TIMEOUT: u64 = 120;
+
+/// A whole number from `min` to `max`, or an error with the range and `hint`.
+fn in_range(
+    sink: &mut Sink<'_>,
+    node: &Node,
+    what: &str,
+    (min, max): (u64, u64),
+    hint: &str,
+) -> Option<u64> {
+    let v = whole_number(sink, node, what)?;
+    match u64::try_from(v) {
+        Ok(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            sink.error_hint(
+                node.pos,
+                "out-of-range",
+                format!("{what} must be from {min} to {max}, not {v}"),
+                hint,
+            );
+            None
+        }
+    }
+}
+
 pub const SETTINGS_KEYS: [&str; 8] = [
     "name",
     "description",
@@ -229,9 +262,11 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
         && let Some(origins) = get(cors_map, "origins")
     {
         for origin in name_list(sink, origins, "`cors.origins`") {
-            let ok = origin.name == "*"
-                || ((origin.name.starts_with("http://") || origin.name.starts_with("https://"))
-                    && !origin.name.ends_with('/'));
+            let host = origin
+                .name
+                .strip_prefix("http://")
+                .or_else(|| origin.name.strip_prefix("https://"));
+            let ok = origin.name == "*" || host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
             if ok {
                 settings.cors_origins.push(origin.name);
             } else {
@@ -289,7 +324,7 @@ fn positive(sink: &mut Sink<'_>, node: &Node, what: &str, max: u32) -> Option<u3
 
 fn parse_limits(sink: &mut Sink<'_>, lm: &[(super::yaml::Key, Node)]) -> LimitSettings {
     let mut out = LimitSettings::default();
-    const MAX: u32 = 1_000_000;
+    const MAX: u32 = LIMIT_MAX as u32;
     if let Some(req) = get(lm, "requests")
         && let Some(rm) = map_with_keys(
             sink,
@@ -455,8 +490,15 @@ fn parse_webhooks(sink: &mut Sink<'_>, node: &Node) -> Vec<WebhookDef> {
             }
         }
         let timeout_secs = get(wm, "timeout")
-            .and_then(|n| whole_number(sink, n, "`timeout`"))
-            .map(|v| v.clamp(1, 120) as u64)
+            .and_then(|n| {
+                in_range(
+                    sink,
+                    n,
+                    "`timeout` (seconds)",
+                    (1, MAX_WEBHOOK_TIMEOUT),
+                    "leave it out for 10 seconds; a slow receiver should answer at once and work later",
+                )
+            })
             .unwrap_or(10);
         out.push(WebhookDef {
             name,
@@ -525,8 +567,15 @@ fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSetti
             _ => {}
         }
         let leeway = get(jm, "leeway")
-            .and_then(|n| whole_number(sink, n, "`leeway`"))
-            .map(|v| v.clamp(0, 3600) as u64)
+            .and_then(|n| {
+                in_range(
+                    sink,
+                    n,
+                    "`leeway` (seconds)",
+                    (0, MAX_LEEWAY),
+                    "leave it out for 30 seconds of tolerated clock difference",
+                )
+            })
             .unwrap_or(30);
         auth.jwt = Some(JwtSettings {
             algorithm,
@@ -551,8 +600,15 @@ fn parse_auth(sink: &mut Sink<'_>, am: &[(super::yaml::Key, Node)]) -> AuthSetti
         match get(um, "entity").and_then(|n| super::walk::string(sink, n, "`entity`")) {
             Some(entity) => {
                 let access_ttl = get(um, "access_ttl")
-                    .and_then(|n| whole_number(sink, n, "`access_ttl`"))
-                    .map(|v| v.clamp(30, 86_400) as u64)
+                    .and_then(|n| {
+                        in_range(
+                            sink,
+                            n,
+                            "`access_ttl` (seconds)",
+                            (MIN_ACCESS_TTL, MAX_ACCESS_TTL),
+                            "write e.g. `access_ttl: 900` (15 minutes, the default); a login gives a new token",
+                        )
+                    })
                     .unwrap_or(900);
                 auth.users = Some(UsersSettings {
                     entity,

@@ -61,10 +61,11 @@ impl Batch<'_> {
         engine: &Engine,
         e: &Entity,
         id: Uuid,
+        if_match: Option<i64>,
         who: &Principal,
     ) -> Result<(), Error> {
         self.store
-            .delete_in(Some(&mut self.tx), engine, e, id, who)
+            .delete_in(Some(&mut self.tx), engine, e, id, if_match, who)
             .await
     }
 

@@ -434,7 +434,21 @@ impl Store {
         id: Uuid,
         who: &Principal,
     ) -> Result<(), Error> {
-        self.delete_in(None, engine, e, id, who).await
+        self.delete_in(None, engine, e, id, None, who).await
+    }
+
+    /// Deletes a record only while its version is still `if_match` (`If-Match` on
+    /// DELETE): the version is checked in the DELETE's own WHERE, so a change that
+    /// lands in between makes it delete nothing ([`Error::Stale`]), never the newer row.
+    pub async fn delete_if(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        if_match: Option<i64>,
+        who: &Principal,
+    ) -> Result<(), Error> {
+        self.delete_in(None, engine, e, id, if_match, who).await
     }
 
     pub(crate) async fn delete_in(
@@ -443,6 +457,7 @@ impl Store {
         engine: &Engine,
         e: &Entity,
         id: Uuid,
+        if_match: Option<i64>,
         who: &Principal,
     ) -> Result<(), Error> {
         let dialect = self.dialect();
@@ -458,6 +473,9 @@ impl Store {
         let mut q = Query::delete();
         q.from_table(e.name.clone())
             .and_where(Expr::col("id").eq(dialect.uuid(id)));
+        if let Some(v) = if_match {
+            q.and_where(Expr::col("version").eq(v));
+        }
         // On the DELETE's own row (not `id IN (subquery)`), so PostgreSQL checks it
         // again on the newest version of a row that a concurrent write changed.
         if allowed != Typed::Const(true) {
@@ -491,11 +509,17 @@ impl Store {
             .await
         };
         match result {
+            // Why nothing was deleted: invisible (404), stale (412) or not allowed (403).
             Ok(0) => match self.get_where(e, id, &read, &ctx).await {
-                Ok(_) => Err(Error::forbidden(format!(
-                    "you may not delete this {}",
-                    e.name
-                ))),
+                Ok(rec) => match rec.get("version").and_then(Value::as_i64) {
+                    Some(current) if if_match.is_some_and(|v| v != current) => {
+                        Err(Error::Stale { current })
+                    }
+                    _ => Err(Error::forbidden(format!(
+                        "you may not delete this {}",
+                        e.name
+                    ))),
+                },
                 Err(_) => Err(Error::NotFound),
             },
             Ok(_) => Ok(()),

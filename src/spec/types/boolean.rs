@@ -1,6 +1,8 @@
 //! `boolean`.
 
-use super::{FieldRules, bad_default};
+use serde_json::{Value, json};
+
+use super::{FieldRules, bad_default, default_doc};
 use crate::spec::diag::Sink;
 use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::yaml::{self, Node};
@@ -21,5 +23,9 @@ impl FieldRules for Boolean {
             yaml::Value::Bool(b) => Some(Default::Value((*b).into())),
             _ => bad_default(sink, field, node, "true or false"),
         }
+    }
+
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(json!({ "type": "boolean" }), "false"))
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{FieldRules, Keys, bad_default};
+use super::{FieldRules, Keys, bad_default, default_doc};
 use crate::spec::diag::{Sink, did_you_mean, list};
 use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::walk::{Named, get, name_list};
@@ -91,9 +91,20 @@ impl FieldRules for Enum {
         Some(Default::Value(serde_json::Value::String(s.clone())))
     }
 
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(json!({ "type": "string" }), "draft"))
+    }
+
     fn editor_keys(&self) -> Value {
         json!({
-            "values": { "type": "array", "items": { "type": "string" }, "minItems": 1, "description": "The allowed values." }
+            "values": {
+                "anyOf": [
+                    { "type": "string", "minLength": 1, "maxLength": 64 },
+                    { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 64 }, "minItems": 1, "uniqueItems": true }
+                ],
+                "description": "The words the field may hold (each 1 to 64 characters). Adding one needs no migration.",
+                "markdownDescription": "The words the field may hold (each 1 to 64 characters). Adding one needs no migration.\n\n```yaml\nstatus: { type: enum, values: [draft, open, closed], default: draft }\n```"
+            }
         })
     }
 }

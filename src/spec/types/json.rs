@@ -1,6 +1,8 @@
 //! `json`: any value; it cannot be unique.
 
-use super::FieldRules;
+use serde_json::{Value, json};
+
+use super::{FieldRules, default_doc};
 use crate::spec::diag::Sink;
 use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::yaml::Node;
@@ -23,6 +25,10 @@ impl FieldRules for Json {
         node: &Node,
     ) -> Option<Default> {
         Some(Default::Value(node.to_json()))
+    }
+
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(json!({}), "{ theme: light }"))
     }
 
     fn may_be_unique(&self) -> bool {

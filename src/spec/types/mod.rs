@@ -79,6 +79,14 @@ pub trait FieldRules: Sync {
         json!({})
     }
 
+    /// The editor schema of a `default:` of this type (`None`: the type takes no
+    /// default, and `default` is not one of its keys). It says what
+    /// [`FieldRules::check_default`] accepts, as far as a JSON Schema can (limits and
+    /// enum values are the loader's).
+    fn default_schema(&self) -> Option<Value> {
+        None
+    }
+
     /// Text that `~` (contains) and `search:` work on.
     fn textual(&self) -> bool {
         false
@@ -173,17 +181,52 @@ fn bad_default(
     node: &Node,
     expected: &str,
 ) -> Option<Default> {
+    let given = match &node.value {
+        super::yaml::Value::Str(s) => format!("`{s}`"),
+        other => other.kind_name().to_string(),
+    };
     sink.error_hint(
         node.pos,
         "invalid-default",
         format!(
-            "the default of `{}` must be {expected}, not {}",
+            "the default of `{}` must be {expected}, not {given}",
             field.name,
-            node.value.kind_name()
         ),
-        "correct the default or remove it",
+        format!(
+            "write {expected} (the field's type is {}), or remove the default",
+            field.ty.name()
+        ),
     );
     None
+}
+
+/// The editor schema of a text default (`special`: `now`/`today`) matching `pattern`.
+fn string_default_schema(pattern: &str, special: Option<&str>, example: &str) -> Value {
+    let text = json!({ "type": "string", "pattern": pattern });
+    let schema = match special {
+        Some(word) => json!({ "anyOf": [ { "const": word }, text ] }),
+        None => text,
+    };
+    default_doc(schema, example)
+}
+
+/// A description of `default:` with an example, for a type's default schema.
+fn default_doc(mut schema: Value, example: &str) -> Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.insert(
+            "description".into(),
+            json!(format!(
+                "The value a new record gets when a create leaves this field out, e.g. `default: {example}`."
+            )),
+        );
+        o.insert(
+            "markdownDescription".into(),
+            json!(format!(
+                "The value a new record gets when a create leaves this field out.\n\n```yaml\ndefault: {example}\n```"
+            )),
+        );
+    }
+    schema
 }
 
 /// A numeric default within `min`/`max`.
@@ -256,24 +299,40 @@ fn parse_limits(sink: &mut Sink<'_>, map: &Keys, field: &mut FieldDef, limits: L
 /// `min`/`max` in the editor schema.
 fn range_keys() -> Value {
     json!({
-        "min": { "type": "number", "description": "Smallest allowed value." },
-        "max": { "type": "number", "description": "Largest allowed value." }
+        "min": { "type": "number", "description": "The smallest value allowed; a smaller one is refused with a 422." },
+        "max": { "type": "number", "description": "The largest value allowed; a larger one is refused with a 422." }
     })
 }
 
-/// A default that must be a string `ok` accepts, kept as given; `special` (`now`,
-/// `today`) becomes [`Default::Now`].
+/// A date as a default: `2025-01-31`.
+const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+/// A date and time as a default (RFC 3339): `2025-01-31T09:00:00Z`.
+const DATETIME_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+/// A UUID as a default, in its usual hyphenated form.
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// A decimal written as text: `12.50`, `-3` (no exponent, no `NaN`).
+const DECIMAL_PATTERN: &str = "^-?[0-9]+(\\.[0-9]+)?$";
+
+/// Does `s` match `pattern` (one of the constants above)?
+fn matches(pattern: &str, s: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|r| r.is_match(s))
+}
+
+/// A default that must be a string matching `pattern` that `ok` accepts, kept as
+/// given; `special` (`now`, `today`) becomes [`Default::Now`].
 fn string_default(
     sink: &mut Sink<'_>,
     field: &FieldDef,
     node: &Node,
     special: Option<&str>,
+    pattern: &str,
     ok: impl Fn(&str) -> bool,
     expected: &str,
 ) -> Option<Default> {
     match &node.value {
         super::yaml::Value::Str(s) if special == Some(s.as_str()) => Some(Default::Now),
-        super::yaml::Value::Str(s) if ok(s) => {
+        super::yaml::Value::Str(s) if matches(pattern, s) && ok(s) => {
             Some(Default::Value(serde_json::Value::String(s.clone())))
         }
         _ => bad_default(sink, field, node, expected),

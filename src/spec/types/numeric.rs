@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{FieldRules, Keys, Limits, bad_default, default_in_range, parse_limits, range_keys};
+use super::{
+    DECIMAL_PATTERN, FieldRules, Keys, Limits, bad_default, default_doc, default_in_range, matches,
+    parse_limits, range_keys,
+};
 use crate::spec::diag::Sink;
 use crate::spec::field::{Default, FieldDef, MAX_DECIMAL_PRECISION, Storage};
 use crate::spec::walk::{Named, get, whole_number};
@@ -29,13 +32,19 @@ fn number_default(
             default_in_range(sink, field, node, v);
             Some(Default::Value(node.to_json()))
         }
-        yaml::Value::Str(s) if strings => match s.parse::<f64>() {
+        yaml::Value::Str(s) if strings && matches(DECIMAL_PATTERN, s) => match s.parse::<f64>() {
             Ok(v) => {
                 default_in_range(sink, field, node, v);
                 Some(Default::Value(serde_json::Value::String(s.clone())))
             }
             Err(_) => bad_default(sink, field, node, "a number"),
         },
+        _ if strings => bad_default(
+            sink,
+            field,
+            node,
+            "a number, or a decimal as text like \"12.50\"",
+        ),
         _ => bad_default(sink, field, node, "a number"),
     }
 }
@@ -63,8 +72,15 @@ impl FieldRules for Integer {
         }
     }
 
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(json!({ "type": "integer" }), "0"))
+    }
+
     fn editor_keys(&self) -> Value {
-        range_keys()
+        json!({
+            "min": { "type": "integer", "description": "The smallest value allowed (a whole number); a smaller one is refused with a 422." },
+            "max": { "type": "integer", "description": "The largest value allowed (a whole number); a larger one is refused with a 422." }
+        })
     }
 
     fn numeric(&self) -> bool {
@@ -87,6 +103,10 @@ impl FieldRules for Number {
 
     fn check_default(&self, sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<Default> {
         number_default(sink, field, node, false)
+    }
+
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(json!({ "type": "number" }), "0.5"))
     }
 
     fn editor_keys(&self) -> Value {
@@ -145,11 +165,18 @@ impl FieldRules for Decimal {
         number_default(sink, field, node, true)
     }
 
+    fn default_schema(&self) -> Option<Value> {
+        Some(default_doc(
+            json!({ "anyOf": [ { "type": "number" }, { "type": "string", "pattern": DECIMAL_PATTERN } ] }),
+            "\"0.00\"",
+        ))
+    }
+
     fn editor_keys(&self) -> Value {
         let mut r = range_keys();
         if let Some(o) = r.as_object_mut() {
-            o.insert("scale".into(), json!({ "type": "integer", "minimum": 0, "maximum": 12, "description": "Digits after the decimal point (default 2)." }));
-            o.insert("precision".into(), json!({ "type": "integer", "minimum": 1, "maximum": 18, "description": "Total digits (default 18)." }));
+            o.insert("scale".into(), json!({ "type": "integer", "minimum": 0, "maximum": 12, "description": "Digits after the decimal point, 0 to 12 (default 2: cents)." }));
+            o.insert("precision".into(), json!({ "type": "integer", "minimum": 1, "maximum": 18, "description": "Digits in all, before and after the point: more than `scale`, at most 18 (default 18)." }));
         }
         r
     }

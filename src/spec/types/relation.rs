@@ -62,8 +62,12 @@ impl FieldRules for Ref {
 
     fn editor_keys(&self) -> Value {
         json!({
-            "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to." },
-            "on_delete": { "enum": ["restrict", "cascade", "set_null"], "description": "What deleting the target does to this record (default restrict)." }
+            "to": { "$ref": "#/$defs/identifier", "description": "The entity this field points to (its name, as in its `entity:`)." },
+            "on_delete": {
+                "enum": ["restrict", "cascade", "set_null"],
+                "description": "What happens to this record when the record it points to is deleted: restrict (default) refuses that delete while this record points to it; cascade deletes this record too; set_null empties this field (not for a required field).",
+                "markdownDescription": "What happens to this record when the record it points to is deleted:\n\n- `restrict` (default): that delete is refused while this record points to it\n- `cascade`: this record is deleted too\n- `set_null`: this field is emptied (not for a required field)\n\n```yaml\nclient: { type: ref, to: organization, on_delete: cascade }\n```"
+            }
         })
     }
 }
@@ -99,7 +103,7 @@ impl FieldRules for Many {
 
     fn editor_keys(&self) -> Value {
         json!({
-            "of": { "$ref": "#/$defs/identifier", "description": "The entity linked many-to-many." }
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose records this field links to, any number of them (a many-to-many link table)." }
         })
     }
 }
@@ -144,8 +148,12 @@ impl FieldRules for Inverse {
 
     fn editor_keys(&self) -> Value {
         json!({
-            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose ref points here." },
-            "via": { "$ref": "#/$defs/identifier", "description": "The ref field on that entity." }
+            "of": { "$ref": "#/$defs/identifier", "description": "The entity whose records point to this one." },
+            "via": {
+                "$ref": "#/$defs/identifier",
+                "description": "The ref field of that entity that points to this entity.",
+                "markdownDescription": "The ref field of that entity that points to this entity.\n\n```yaml\n# models/project.yaml\napplications: { type: inverse, of: application, via: project }\n```"
+            }
         })
     }
 }

@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde_json::{Value, json};
 
-use super::{FieldRules, Keys, Limits, bad_default, parse_limits};
+use super::{FieldRules, Keys, Limits, bad_default, default_doc, parse_limits};
 use crate::spec::diag::Sink;
 use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::walk::{Named, get, string};
@@ -64,7 +64,7 @@ fn text_default(sink: &mut Sink<'_>, field: &FieldDef, node: &Node) -> Option<De
 }
 
 fn max_length() -> Value {
-    json!({ "type": "integer", "minimum": 0, "description": "Maximum length in characters." })
+    json!({ "type": "integer", "minimum": 0, "description": "The longest length allowed, in characters." })
 }
 
 /// What the text types share.
@@ -96,6 +96,10 @@ macro_rules! textual {
         fn textual(&self) -> bool {
             true
         }
+
+        fn default_schema(&self) -> Option<Value> {
+            Some(default_doc(json!({ "type": "string" }), "Untitled"))
+        }
     };
 }
 
@@ -106,9 +110,13 @@ impl FieldRules for Text {
 
     fn editor_keys(&self) -> Value {
         json!({
-            "min": { "type": "integer", "minimum": 0, "description": "Minimum length in characters." },
+            "min": { "type": "integer", "minimum": 0, "description": "The shortest length allowed, in characters." },
             "max": max_length(),
-            "pattern": { "type": "string", "description": "A regular expression the value must match." }
+            "pattern": {
+                "type": "string",
+                "description": "A regular expression (Rust regex syntax) every value must match; quote it in single quotes.",
+                "markdownDescription": "A regular expression (Rust regex syntax) every value must match; quote it in single quotes.\n\n```yaml\ncode: { type: string, pattern: '^[A-Z]{3}-[0-9]+$' }\n```"
+            }
         })
     }
 

@@ -1,6 +1,8 @@
 //! `uuid`.
 
-use super::{FieldRules, string_default};
+use serde_json::Value;
+
+use super::{FieldRules, UUID_PATTERN, string_default, string_default_schema};
 use crate::spec::diag::Sink;
 use crate::spec::field::{Default, FieldDef, Storage};
 use crate::spec::yaml::Node;
@@ -22,8 +24,17 @@ impl FieldRules for Uuid {
             field,
             node,
             None,
+            UUID_PATTERN,
             |s| ::uuid::Uuid::parse_str(s).is_ok(),
-            "a UUID",
+            "a UUID like 0190a5b4-7c1e-7d2a-9b3f-2a1c4e5d6f70",
         )
+    }
+
+    fn default_schema(&self) -> Option<Value> {
+        Some(string_default_schema(
+            UUID_PATTERN,
+            None,
+            "0190a5b4-7c1e-7d2a-9b3f-2a1c4e5d6f70",
+        ))
     }
 }
