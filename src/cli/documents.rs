@@ -12,7 +12,7 @@ use super::{DiagramFormat, SchemaKind};
 
 pub(super) fn openapi(dir: &Path) -> Result<ExitCode> {
     let engine = load_engine(dir)?;
-    println!("{}", String::from_utf8_lossy(&engine.openapi_json));
+    println!("{}", serde_json::to_string_pretty(&engine.openapi())?);
     Ok(ExitCode::SUCCESS)
 }
 

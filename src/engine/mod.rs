@@ -219,8 +219,8 @@ impl Engine {
         engine.webhooks = loaded.spec.settings.webhooks.clone();
         engine.auth = loaded.spec.settings.auth.clone();
         let doc = openapi::document(&engine);
-        engine.openapi_json =
-            bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
+        // Compact: it is served on every client build (`trellis openapi` prints it pretty).
+        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         Ok(engine)
     }
 
@@ -303,8 +303,8 @@ impl Engine {
             limits: spec.settings.limits.clone(),
         };
         let doc = openapi::document(&engine);
-        engine.openapi_json =
-            bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
+        // Compact: it is served on every client build (`trellis openapi` prints it pretty).
+        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         Ok(engine)
     }
 

@@ -4,7 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use super::query::{DEFAULT_LIMIT, MAX_LIMIT};
-use super::{Engine, Entity, pascal_case};
+use super::types::{DECIMAL_PATTERN, a_or_an};
+use super::{Engine, Entity, Field, pascal_case, system_field};
+use crate::spec::{FieldType, Storage};
 
 /// An HTTP method and a path template, as served.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,19 +97,484 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
     out
 }
 
-fn problem(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
-    })
-}
-
 fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The base of every problem type's URI.
+pub const PROBLEM_BASE: &str = "https://trellis.dev/problems/";
+
+/// One problem type the server emits: its slug (the `type` is [`PROBLEM_BASE`] + slug),
+/// status, title and extension members (name, schema, always present?).
+struct ProblemType {
+    kind: &'static str,
+    status: u16,
+    title: &'static str,
+    description: &'static str,
+    members: Vec<(&'static str, Value, bool)>,
+}
+
+fn field_errors() -> Value {
+    json!({
+        "type": "array",
+        "description": "One entry per problem with the request body.",
+        "items": {
+            "type": "object",
+            "required": ["pointer", "detail"],
+            "additionalProperties": false,
+            "properties": {
+                "pointer": { "type": "string", "description": "A JSON pointer into the request body (`/budget`; `/operations/…` is not used: `operation` names a batch's operation)." },
+                "detail": { "type": "string", "description": "What is wrong there." }
+            }
+        }
+    })
+}
+
+fn retry_after_member() -> Value {
+    json!({ "type": "integer", "minimum": 1, "description": "Seconds to wait before trying again (also the `Retry-After` header)." })
+}
+
+/// Every problem type the server emits.
+fn problem_types() -> Vec<ProblemType> {
+    let pt = |kind, status, title, description| ProblemType {
+        kind,
+        status,
+        title,
+        description,
+        members: Vec::new(),
+    };
+    let with = |mut p: ProblemType, members: Vec<(&'static str, Value, bool)>| {
+        p.members = members;
+        p
+    };
+    vec![
+        pt(
+            "bad-request",
+            400,
+            "Bad request",
+            "The request cannot be read: a body that is not JSON, a malformed header or path, a batch operation that is malformed.",
+        ),
+        with(
+            pt(
+                "bad-parameter",
+                400,
+                "Invalid query parameter",
+                "A query parameter is invalid.",
+            ),
+            vec![
+                (
+                    "parameter",
+                    json!({ "type": "string", "description": "The parameter at fault." }),
+                    true,
+                ),
+                (
+                    "column",
+                    json!({ "type": "integer", "minimum": 1, "description": "In a `filter`: the position (1-based, in characters) of the problem." }),
+                    false,
+                ),
+                (
+                    "hint",
+                    json!({ "type": "string", "description": "What may have been meant, or what is accepted." }),
+                    false,
+                ),
+            ],
+        ),
+        pt(
+            "unauthorized",
+            401,
+            "Unauthorized",
+            "The token is missing, expired or invalid, or the action needs a signed-in caller. Comes with `WWW-Authenticate`.",
+        ),
+        pt("forbidden", 403, "Forbidden", "The caller may not do this."),
+        pt(
+            "not-found",
+            404,
+            "Not found",
+            "No such record (or the caller may not see it).",
+        ),
+        pt("no-route", 404, "Not found", "No such route."),
+        pt(
+            "method-not-allowed",
+            405,
+            "Method not allowed",
+            "The route does not answer this method.",
+        ),
+        pt(
+            "body-timeout",
+            408,
+            "Request body too slow",
+            "The request body did not arrive in time.",
+        ),
+        with(
+            pt(
+                "unique",
+                409,
+                "Already taken",
+                "A unique value is already taken.",
+            ),
+            vec![("errors", field_errors(), true)],
+        ),
+        with(
+            pt(
+                "still-referenced",
+                409,
+                "Still referenced",
+                "The record cannot be deleted while other records reference it.",
+            ),
+            vec![(
+                "referenced_by",
+                json!({
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["entity", "field", "count", "ids"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "entity": { "type": "string", "description": "The entity of the referencing records." },
+                            "field": { "type": "string", "description": "Their field that holds the reference." },
+                            "count": { "type": "integer", "minimum": 1, "description": "How many of them." },
+                            "ids": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "A few of their ids." }
+                        }
+                    }
+                }),
+                true,
+            )],
+        ),
+        with(
+            pt(
+                "wrong-state",
+                409,
+                "Wrong state",
+                "The record is not in a state the transition leaves from.",
+            ),
+            vec![
+                (
+                    "state",
+                    json!({ "type": "string", "description": "The record's state." }),
+                    true,
+                ),
+                (
+                    "possible",
+                    json!({ "type": "array", "items": { "type": "string" }, "description": "The transitions that leave that state." }),
+                    true,
+                ),
+            ],
+        ),
+        pt(
+            "conflict",
+            409,
+            "Conflict",
+            "Another change won a race; reload and try again.",
+        ),
+        with(
+            pt(
+                "stale-version",
+                412,
+                "Version mismatch",
+                "The record changed since the version in `If-Match` (or a batch operation's `if_match`).",
+            ),
+            vec![(
+                "current_version",
+                json!({ "type": "integer", "minimum": 1, "description": "The record's version now." }),
+                true,
+            )],
+        ),
+        pt(
+            "too-large",
+            413,
+            "Body too large",
+            "The body is larger than 1 MiB, or a batch has more than 100 operations.",
+        ),
+        pt(
+            "unsupported-media-type",
+            415,
+            "Unsupported media type",
+            "The body is not declared as application/json.",
+        ),
+        pt(
+            "unsupported-content-encoding",
+            415,
+            "Unsupported content encoding",
+            "The body is compressed (`Content-Encoding`); send it uncompressed (the answer says `Accept-Encoding: identity`).",
+        ),
+        with(
+            pt(
+                "validation",
+                422,
+                "Invalid content",
+                "The body does not fit; `errors` lists each problem.",
+            ),
+            vec![("errors", field_errors(), true)],
+        ),
+        with(
+            pt(
+                "guard-failed",
+                422,
+                "Transition not possible now",
+                "A guard of the transition does not hold.",
+            ),
+            vec![(
+                "reasons",
+                json!({ "type": "array", "items": { "type": "string" }, "description": "The messages of the guards that failed." }),
+                true,
+            )],
+        ),
+        with(
+            pt(
+                "rate-limited",
+                429,
+                "Too many requests",
+                "Too many requests from this caller or address.",
+            ),
+            vec![("retry_after", retry_after_member(), true)],
+        ),
+        pt(
+            "internal",
+            500,
+            "Internal error",
+            "The server could not complete the request; the error is in its log.",
+        ),
+        pt(
+            "effect-failed",
+            500,
+            "Workflow effect failed",
+            "A workflow's effect failed; nothing was written.",
+        ),
+        with(
+            pt(
+                "database-unavailable",
+                503,
+                "Service unavailable",
+                "The database does not answer; try again shortly.",
+            ),
+            vec![("retry_after", retry_after_member(), true)],
+        ),
+        with(
+            pt(
+                "timeout",
+                503,
+                "Took too long",
+                "The request took too long and was stopped; ask for less or try again later.",
+            ),
+            vec![("retry_after", retry_after_member(), false)],
+        ),
+        pt(
+            "too-many-streams",
+            503,
+            "Too many event streams",
+            "The server has as many event streams open as it may; `Retry-After` says when to try again.",
+        ),
+        pt(
+            "no-reload",
+            503,
+            "Reload unavailable",
+            "This server does not reload.",
+        ),
+    ]
+}
+
+/// The component name of a problem type's schema: `ProblemStaleVersion`.
+fn problem_schema_name(kind: &str) -> String {
+    format!("Problem{}", pascal_case(&kind.replace('-', "_")))
+}
+
+/// The schemas of the problems: `Problem` (any) and one per type.
+fn problem_schemas(schemas: &mut Map<String, Value>) {
+    let common = |type_schema: Value, status_schema: Value| {
+        json!({
+            "type": type_schema,
+            "title": { "type": "string", "description": "A short, stable summary of the type." },
+            "status": status_schema,
+            "detail": { "type": "string", "description": "What happened this time, for people." },
+            "instance": { "type": "string" },
+            "request_id": { "type": "string", "description": "The request's id, as in the `X-Request-Id` response header: quote it when reporting a problem. Every problem carries it." },
+            "operation": { "type": "integer", "minimum": 0, "description": "Only in answers to `POST /api/batch`: the index of the operation that failed." }
+        })
+    };
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "description": "An RFC 9457 problem, of any type (each type has its own schema, `Problem…`, with its extension members).",
+            "required": ["type", "title", "status", "detail", "request_id"],
+            "properties": common(
+                json!({ "type": "string", "format": "uri", "description": format!("`{PROBLEM_BASE}<kind>`: tells the types apart.") }),
+                json!({ "type": "integer", "minimum": 400, "maximum": 599 })
+            )
+        }),
+    );
+    for p in problem_types() {
+        let mut props = common(
+            json!({ "type": "string", "const": format!("{PROBLEM_BASE}{}", p.kind) }),
+            json!({ "type": "integer", "const": p.status }),
+        );
+        let mut required = vec![
+            json!("type"),
+            json!("title"),
+            json!("status"),
+            json!("detail"),
+            json!("request_id"),
+        ];
+        // Every 429 and 503 says how long to wait, in the body as in `Retry-After`.
+        let mut members = p.members;
+        if matches!(p.status, 429 | 503) {
+            members.retain(|(name, ..)| *name != "retry_after");
+            members.push(("retry_after", retry_after_member(), true));
+        }
+        for (name, schema, always) in members {
+            props[name] = schema;
+            if always {
+                required.push(json!(name));
+            }
+        }
+        schemas.insert(
+            problem_schema_name(p.kind),
+            json!({
+                "type": "object",
+                "title": p.title,
+                "description": p.description,
+                "required": required,
+                "properties": props
+            }),
+        );
+    }
+}
+
+/// The schema of a problem of one of `kinds`: a reference, or a union told apart by `type`.
+fn problem_union(kinds: &[&str]) -> Value {
+    if let [one] = kinds {
+        return schema_ref(&problem_schema_name(one));
+    }
+    let mut mapping = Map::new();
+    let refs: Vec<Value> = kinds
+        .iter()
+        .map(|k| {
+            let name = problem_schema_name(k);
+            mapping.insert(
+                format!("{PROBLEM_BASE}{k}"),
+                json!(format!("#/components/schemas/{name}")),
+            );
+            schema_ref(&name)
+        })
+        .collect();
+    json!({ "oneOf": refs, "discriminator": { "propertyName": "type", "mapping": mapping } })
+}
+
+/// A problem response whose types follow from its status (see [`default_kinds`]);
+/// [`type_problems`] fills them in.
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": schema_ref("Problem") } }
+    })
+}
+
+/// A problem response of these types.
+fn problem_of(description: &str, kinds: &[&str]) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": problem_union(kinds) } }
+    })
+}
+
+/// The problem types a status has when an operation does not say.
+fn default_kinds(status: &str) -> &'static [&'static str] {
+    match status {
+        "400" => &["bad-request"],
+        "401" => &["unauthorized"],
+        "403" => &["forbidden"],
+        "404" => &["not-found"],
+        "408" => &["body-timeout"],
+        "409" => &["conflict"],
+        "412" => &["stale-version"],
+        "413" => &["too-large"],
+        "415" => &["unsupported-media-type", "unsupported-content-encoding"],
+        "422" => &["validation"],
+        "429" => &["rate-limited"],
+        "500" => &["internal"],
+        "503" => &["database-unavailable", "timeout"],
+        _ => &[],
+    }
+}
+
+/// The answers every operation may get, shared: a body too slow (408), the rate
+/// limit (429), an unavailable database or a request that took too long (503).
+fn shared_responses() -> Value {
+    let mut out = Map::new();
+    for (name, status, description) in [
+        (
+            "BodyTimeout",
+            "408",
+            "The request body did not arrive in time.",
+        ),
+        (
+            "RateLimited",
+            "429",
+            "Too many requests from this caller or address (`limits` in trellis.yaml); `retry_after` and `Retry-After` say when to try again.",
+        ),
+        (
+            "Unavailable",
+            "503",
+            "The database does not answer, or the request took too long; `Retry-After` says when to try again.",
+        ),
+    ] {
+        let mut r = problem(description);
+        if let Some(schema) = r.pointer_mut("/content/application~1problem+json/schema") {
+            *schema = problem_union(default_kinds(status));
+        }
+        out.insert(name.into(), r);
+    }
+    Value::Object(out)
+}
+
+/// Gives every problem response its types, and adds the answers every operation may
+/// get ([`shared_responses`]; 408 only where there is a body).
+fn type_problems(paths: &mut Map<String, Value>) {
+    for item in paths.values_mut() {
+        let Some(obj) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in obj.iter_mut() {
+            if method == "parameters" {
+                continue;
+            }
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (status, name) in [
+                ("408", "BodyTimeout"),
+                ("429", "RateLimited"),
+                ("503", "Unavailable"),
+            ] {
+                if status != "408" || has_body {
+                    responses.entry(status).or_insert_with(
+                        || json!({ "$ref": format!("#/components/responses/{name}") }),
+                    );
+                }
+            }
+            for (status, response) in responses.iter_mut() {
+                let Some(schema) =
+                    response.pointer_mut("/content/application~1problem+json/schema")
+                else {
+                    continue;
+                };
+                if *schema == schema_ref("Problem") {
+                    let kinds = default_kinds(status);
+                    if !kinds.is_empty() {
+                        *schema = problem_union(kinds);
+                    }
+                }
+            }
+            let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            responses.extend(sorted);
+        }
+    }
 }
 
 fn id_param(e: &Entity) -> Value {
@@ -122,6 +589,33 @@ fn etag_header() -> Value {
     json!({
         "ETag": {
             "description": "The record's version, quoted; send it back in If-Match.",
+            "schema": { "type": "string" }
+        }
+    })
+}
+
+/// `If-None-Match`: the `ETag` of an earlier answer; unchanged, the answer is a 304.
+fn if_none_match_param() -> Value {
+    json!({
+        "name": "If-None-Match", "in": "header", "required": false,
+        "description": "The `ETag` of an earlier answer (several, comma-separated, or `*`): if this caller's answer is unchanged, a 304 without a body.",
+        "schema": { "type": "string" }
+    })
+}
+
+/// The 304 of a conditional GET.
+fn not_modified() -> Value {
+    json!({
+        "description": "Unchanged since the `ETag` in `If-None-Match`; no body.",
+        "headers": { "ETag": { "description": "The same `ETag`.", "schema": { "type": "string" } } }
+    })
+}
+
+/// The weak `ETag` of a list, an aggregate or this document.
+fn weak_etag_header() -> Value {
+    json!({
+        "ETag": {
+            "description": "`W/\"<hash>\"` over this answer as this caller gets it; send it back in If-None-Match.",
             "schema": { "type": "string" }
         }
     })
@@ -256,6 +750,93 @@ fn list_params(e: &Entity) -> Value {
     Value::Array(params)
 }
 
+/// The JSON Schema of a value kept as `storage`, as aggregates return it (null for a
+/// group without a value, or a metric over no values).
+fn stored_value_schema(storage: Option<Storage>) -> Value {
+    match storage {
+        Some(Storage::Text) => json!({ "type": ["string", "null"] }),
+        Some(Storage::Integer) => json!({ "type": ["integer", "null"] }),
+        Some(Storage::Real) => json!({ "type": ["number", "null"] }),
+        Some(Storage::Decimal { scale, .. }) => json!({
+            "type": ["string", "null"],
+            "pattern": DECIMAL_PATTERN,
+            "description": format!("An exact decimal with {scale} digits after the point, as a string.")
+        }),
+        Some(Storage::Boolean) => json!({ "type": ["boolean", "null"] }),
+        Some(Storage::Date) => json!({ "type": ["string", "null"], "format": "date" }),
+        Some(Storage::Timestamp) => json!({ "type": ["string", "null"], "format": "date-time" }),
+        Some(Storage::Uuid) => json!({ "type": ["string", "null"], "format": "uuid" }),
+        Some(Storage::Json) | None => json!({}),
+    }
+}
+
+/// The fields an aggregate may read: the system fields, then the entity's own.
+fn aggregate_fields(e: &Entity) -> impl Iterator<Item = &Field> {
+    ["id", "created_at", "updated_at", "version"]
+        .into_iter()
+        .filter_map(|name| -> Option<&Field> { system_field(name) })
+        .chain(e.fields.iter())
+}
+
+/// One group of an aggregate of `e`: every key a group may have (the group keys of
+/// `group_by`, then the metrics), each with its type. Which ones a group has depends
+/// on the request.
+fn aggregate_group_schema(e: &Entity) -> Value {
+    let mut props = Map::new();
+    for f in aggregate_fields(e) {
+        if !f.kind().groupable() {
+            continue;
+        }
+        if f.ty == FieldType::Many {
+            props.insert(
+                f.name.clone(),
+                json!({ "type": ["string", "null"], "format": "uuid", "description": format!("`group_by={}`: one linked id per group (null: records without links the caller may see).", f.name) }),
+            );
+            continue;
+        }
+        let mut s = stored_value_schema(f.storage());
+        s["description"] = json!(format!("`group_by={}`", f.name));
+        props.insert(f.name.clone(), s);
+        if f.kind().temporal() {
+            for b in ["day", "week", "month", "year"] {
+                props.insert(
+                    format!("{}:{b}", f.name),
+                    json!({ "type": ["string", "null"], "format": "date", "description": format!("`group_by={}:{b}`: the first day of the {b} (UTC{}).", f.name, if b == "week" { ", weeks start on Monday" } else { "" }) }),
+                );
+            }
+        }
+    }
+    props.insert(
+        "count".into(),
+        json!({ "type": "integer", "minimum": 0, "description": "`count=true` (or no metric asked): the records in the group." }),
+    );
+    for f in aggregate_fields(e) {
+        let numeric = f.ty.is_numeric();
+        if numeric {
+            let mut sum = stored_value_schema(f.storage());
+            sum["description"] = json!(format!("`sum={}`", f.name));
+            props.insert(format!("sum_{}", f.name), sum);
+            props.insert(
+                format!("avg_{}", f.name),
+                json!({ "type": ["number", "null"], "description": format!("`avg={}` (rounded to 6 decimals)", f.name) }),
+            );
+        }
+        if numeric || f.kind().temporal() {
+            for m in ["min", "max"] {
+                let mut s = stored_value_schema(f.storage());
+                s["description"] = json!(format!("`{m}={}`", f.name));
+                props.insert(format!("{m}_{}", f.name), s);
+            }
+        }
+    }
+    json!({
+        "type": "object",
+        "description": format!("One group of an aggregate of {} records: the keys of `group_by` (as written, `created_at:month` for a bucket), then the metrics (`count`, `sum_<field>`, `avg_<field>`, `min_<field>`, `max_<field>`). A group has the keys and metrics the request asks for, no others.", e.name),
+        "additionalProperties": false,
+        "properties": props
+    })
+}
+
 fn aggregate_path(e: &Entity, tag: &str) -> Value {
     let numeric: Vec<&str> = e
         .fields
@@ -276,10 +857,6 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
         .filter(|f| f.kind().groupable())
         .map(|f| f.name.as_str())
         .collect();
-    let mut group_props = Map::new();
-    for g in &groupable {
-        group_props.insert((*g).to_string(), json!({}));
-    }
     let mut params = vec![
         query_param(
             "group_by",
@@ -338,6 +915,7 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
         json!({ "type": "string" }),
         json!({}),
     ));
+    params.push(if_none_match_param());
     params.push(query_param(
         "limit",
         format!(
@@ -355,15 +933,17 @@ fn aggregate_path(e: &Entity, tag: &str) -> Value {
             "tags": [tag],
             "parameters": params,
             "responses": {
+                "304": not_modified(),
                 "200": {
+                    "headers": weak_etag_header(),
                     "description": "One object per group: the group keys, then the metrics (`count`, `sum_<field>`, `avg_<field>`, …). Decimal sums are strings with their scale; averages are numbers.",
                     "content": json_content(json!({
                         "type": "object",
                         "required": ["groups"],
-                        "properties": { "groups": { "type": "array", "items": { "type": "object" } } }
+                        "properties": { "groups": { "type": "array", "items": schema_ref(&format!("{}AggregateGroup", pascal_case(&e.name))) } }
                     }))
                 },
-                "400": problem("A parameter is invalid; `parameter` names it.")
+                "400": problem_of("A parameter is invalid; `parameter` names it.", &["bad-parameter", "bad-request"])
             }
         }
     })
@@ -399,11 +979,11 @@ fn events_path(e: &Entity, tag: &str) -> Value {
                         }
                     } } }
                 },
-                "400": problem("A parameter is invalid; `parameter` names it."),
+                "400": problem_of("A parameter is invalid; `parameter` names it.", &["bad-parameter", "bad-request"]),
                 "401": problem("Sign in first."),
                 "403": problem("The caller may not list these records."),
-                "429": problem("This caller or address has as many streams open as it may (`limits.streams`); close one. `Retry-After` says when to try again."),
-                "503": problem("The server has as many streams open as it may; `Retry-After` says when to try again.")
+                "429": problem("This caller or address has as many streams open as it may (`limits.streams`), or makes too many requests; `Retry-After` says when to try again."),
+                "503": problem_of("The server has as many streams open as it may, or the database does not answer; `Retry-After` says when to try again.", &["too-many-streams", "database-unavailable", "timeout"])
             }
         }
     })
@@ -473,6 +1053,7 @@ fn entity_paths(
     let update = format!("{base}Update");
     let list = format!("{base}List");
     schemas.insert(record.clone(), record_schema(engine, e));
+    schemas.insert(format!("{base}AggregateGroup"), aggregate_group_schema(e));
     schemas.insert(create.clone(), e.schemas.create.clone());
     schemas.insert(update.clone(), e.schemas.update.clone());
     schemas.insert(
@@ -493,10 +1074,11 @@ fn entity_paths(
             "operationId": format!("list_{}", e.plural),
             "summary": format!("List {} records", e.name),
             "tags": [tag],
-            "parameters": list_params(e),
+            "parameters": list_params(e).as_array().cloned().unwrap_or_default().into_iter().chain([if_none_match_param()]).collect::<Vec<_>>(),
             "responses": {
-                "200": { "description": "A page of records (oldest first unless `sort` says otherwise).", "content": json_content(schema_ref(&list)) },
-                "400": problem("A query parameter is invalid; `parameter` names it (and `column`, the position in a filter).")
+                "200": { "description": "A page of records (oldest first unless `sort` says otherwise).", "headers": weak_etag_header(), "content": json_content(schema_ref(&list)) },
+                "304": not_modified(),
+                "400": problem_of("A query parameter is invalid; `parameter` names it (and `column`, the position in a filter).", &["bad-parameter", "bad-request"])
             }
         },
         "post": {
@@ -514,9 +1096,9 @@ fn entity_paths(
                     "content": json_content(schema_ref(&record))
                 },
                 "400": problem("The body is not valid JSON."),
-                "409": problem("A unique value is already taken."),
+                "409": problem_of("A unique value is already taken.", &["unique"]),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit the entity; `errors` lists each problem.")
             }
         }
@@ -527,10 +1109,11 @@ fn entity_paths(
             "operationId": format!("get_{}", e.name),
             "summary": format!("Get a {}", e.name),
             "tags": [tag],
-            "parameters": [fields_param(e), expand_param(e)],
+            "parameters": [fields_param(e), expand_param(e), if_none_match_param()],
             "responses": {
                 "200": { "description": "The record.", "headers": etag_header(), "content": json_content(schema_ref(&record)) },
-                "400": problem("A query parameter is invalid."),
+                "304": not_modified(),
+                "400": problem_of("A query parameter is invalid; `parameter` names it.", &["bad-parameter", "bad-request"]),
                 "404": problem("No such record.")
             }
         },
@@ -548,10 +1131,10 @@ fn entity_paths(
                 "200": { "description": "The changed record.", "headers": etag_header(), "content": json_content(schema_ref(&record)) },
                 "400": problem("The body is not valid JSON, or If-Match is malformed."),
                 "404": problem("No such record."),
-                "409": problem("A unique value is already taken."),
+                "409": problem_of("A unique value is already taken, or another change won a race.", &["unique", "conflict"]),
                 "412": problem("The record changed since the version in If-Match."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit the entity; `errors` lists each problem.")
             }
         },
@@ -568,7 +1151,7 @@ fn entity_paths(
                 "204": { "description": "Deleted." },
                 "400": problem("If-Match is malformed."),
                 "404": problem("No such record."),
-                "409": problem("Other records still reference this one."),
+                "409": problem_of("Other records still reference this one (`referenced_by`), or another change won a race.", &["still-referenced", "conflict"]),
                 "412": problem("The record changed since the version in If-Match.")
             }
         }
@@ -598,16 +1181,18 @@ fn workflow_paths(
         format!("{base}Transitions"),
         json!({
             "type": "object",
-            "required": ["id", "state", "transitions"],
+            "required": ["id", "state", "state_label", "final", "version", "transitions"],
+            "additionalProperties": false,
             "properties": {
                 "id": { "type": "string", "format": "uuid" },
                 "state": { "enum": states },
                 "state_label": { "type": ["string", "null"] },
-                "final": { "type": "boolean" },
-                "version": { "type": "integer" },
+                "final": { "type": "boolean", "description": "Does no transition leave this state?" },
+                "version": { "type": ["integer", "null"], "description": "The record's version (for If-Match)." },
                 "transitions": { "type": "array", "items": {
                     "type": "object",
                     "required": ["name", "label", "to", "allowed", "reasons"],
+                    "additionalProperties": false,
                     "properties": {
                         "name": { "enum": names },
                         "label": { "type": "string" },
@@ -621,26 +1206,47 @@ fn workflow_paths(
             }
         }),
     );
+    // One history entry per transition: its `input` is that transition's input.
+    let mut entry_refs = Vec::new();
+    let mut entry_mapping = Map::new();
+    for t in &wf.transitions {
+        let name = format!("{base}{}HistoryEntry", pascal_case(&t.name));
+        schemas.insert(
+            name.clone(),
+            json!({
+                "type": "object",
+                "description": format!("`{}` fired on {}.", t.name, a_or_an(&e.name)),
+                "required": ["id", "transition", "from", "to", "actor", "input", "at", "request_id"],
+                "additionalProperties": false,
+                "properties": {
+                    "id": { "type": "string", "format": "uuid" },
+                    "transition": { "type": "string", "const": t.name },
+                    "from": { "enum": states },
+                    "to": { "enum": states },
+                    "actor": { "type": ["string", "null"], "description": "The id of the caller who fired it (null: anonymous)." },
+                    "input": {
+                        "$ref": format!("#/components/schemas/{base}{}Input", pascal_case(&t.name)),
+                        "description": "The input as it was sent (`{}` for none)."
+                    },
+                    "at": { "type": "string", "format": "date-time" },
+                    "request_id": { "type": ["string", "null"], "description": "The `X-Request-Id` of the request that fired it (null: fired in a batch)." }
+                }
+            }),
+        );
+        entry_mapping.insert(t.name.clone(), component_path(&name));
+        entry_refs.push(schema_ref(&name));
+    }
+    schemas.insert(
+        format!("{base}HistoryEntry"),
+        tagged_union("transition", entry_refs, entry_mapping),
+    );
     schemas.insert(
         format!("{base}History"),
         json!({
             "type": "object",
             "required": ["items", "next"],
             "properties": {
-                "items": { "type": "array", "items": {
-                    "type": "object",
-                    "required": ["id", "transition", "from", "to", "input", "at"],
-                    "properties": {
-                        "id": { "type": "string", "format": "uuid" },
-                        "transition": { "enum": names },
-                        "from": { "enum": states },
-                        "to": { "enum": states },
-                        "actor": { "type": ["string", "null"], "description": "The id of the caller who fired it." },
-                        "input": { "type": "object" },
-                        "at": { "type": "string", "format": "date-time" },
-                        "request_id": { "type": ["string", "null"] }
-                    }
-                } },
+                "items": { "type": "array", "items": schema_ref(&format!("{base}HistoryEntry")) },
                 "next": { "type": ["string", "null"], "description": "Pass as `after` for the next page." }
             }
         }),
@@ -729,11 +1335,12 @@ fn workflow_paths(
                         "401": problem("Sign in first."),
                         "403": problem("The caller may see the record but not fire this transition."),
                         "404": problem("No such record."),
-                        "409": problem("The record is not in a state this transition leaves from (`state`, `possible`), or another change won a race."),
+                        "409": problem_of("The record is not in a state this transition leaves from (`state`, `possible`), or another change won a race.", &["wrong-state", "conflict"]),
                         "412": problem("The record changed since the version in If-Match."),
                         "413": problem("The body is larger than 1 MiB."),
-                        "415": problem("The body is not declared as application/json."),
-                        "422": problem("The input does not fit (`errors`), or a guard failed (`reasons`).")
+                        "415": problem("The body is not declared as application/json, or is compressed."),
+                        "422": problem_of("The input does not fit (`errors`), or a guard failed (`reasons`).", &["validation", "guard-failed"]),
+                        "500": problem_of("A workflow effect failed; nothing was written.", &["effect-failed", "internal"])
                     }
                 }
             }),
@@ -798,9 +1405,9 @@ fn auth_paths(
             "responses": {
                 "201": { "description": "The account and a token.", "content": json_content(schema_ref("Session")) },
                 "400": problem("The body is not valid JSON."),
-                "409": problem("The email is already taken."),
+                "409": problem_of("The email is already taken.", &["unique"]),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("The body does not fit; `errors` lists each problem."),
                 "429": problem("Too many signups from this address (`limits.signup`); `Retry-After` says when to try again.")
             }
@@ -817,7 +1424,7 @@ fn auth_paths(
                 "400": problem("The body is not valid JSON."),
                 "401": problem("Wrong email or password."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("Email or password missing."),
                 "429": problem("Too many attempts for this account or from this address; `retry_after` says when to try again.")
             }
@@ -838,7 +1445,7 @@ fn auth_paths(
                 "400": problem("The body is not valid JSON."),
                 "401": problem("Unknown, expired or already used refresh token (reuse closes every session of the account)."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("No refresh token.")
             }
         }}),
@@ -853,10 +1460,311 @@ fn auth_paths(
                 "204": { "description": "Revoked (or already unknown)." },
                 "400": problem("The body is not valid JSON."),
                 "413": problem("The body is larger than 1 MiB."),
-                "415": problem("The body is not declared as application/json."),
+                "415": problem("The body is not declared as application/json, or is compressed."),
                 "422": problem("No refresh token.")
             }
         }}),
+    );
+}
+
+/// The answer of `/_/explain`.
+fn explanation_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["entity", "id", "action", "caller", "decision", "reason", "rules"],
+        "additionalProperties": false,
+        "properties": {
+            "entity": { "type": "string" },
+            "id": { "type": "string", "format": "uuid" },
+            "action": { "type": "string", "description": "list, read, create, update, delete, aggregate or transition.<name>." },
+            "caller": {
+                "type": "object", "required": ["id", "roles"], "additionalProperties": false,
+                "properties": {
+                    "id": { "type": ["string", "null"], "description": "null: anonymous." },
+                    "roles": { "type": "array", "items": { "type": "string" } }
+                }
+            },
+            "decision": { "type": "string", "enum": ["allow", "deny"] },
+            "reason": { "type": "string" },
+            "rules": { "type": "array", "description": "Every rule of the entity's policy, in order.", "items": {
+                "type": "object", "required": ["name", "effect"], "additionalProperties": false,
+                "properties": {
+                    "name": { "type": "string" },
+                    "effect": { "type": "string", "enum": ["allow", "deny"] },
+                    "skipped": { "type": "string", "enum": ["role", "action"], "description": "Why the rule does not apply, if it does not." },
+                    "condition": { "type": "string" },
+                    "condition_holds": { "type": "boolean", "description": "Does its condition hold on the record (rules that apply)?" }
+                }
+            } },
+            "fields": {
+                "type": "object",
+                "description": "The fields the caller does not always see, and how each shows on this record (absent when no policy was needed).",
+                "additionalProperties": { "type": "string", "enum": ["hidden", "shown on this record", "hidden on this record"] }
+            }
+        }
+    })
+}
+
+/// `/_/status` and the answer of `/_/reload`.
+fn status_schemas(schemas: &mut Map<String, Value>) {
+    let result = json!({ "type": "string", "enum": ["ok", "failed"] });
+    let details = json!({
+        "generation": { "type": "integer", "minimum": 1, "description": "Incremented by every successful load." },
+        "loaded_at": { "type": "string", "format": "date-time", "description": "When the definitions now serving were loaded." },
+        "last_attempt_at": { "type": "string", "format": "date-time" },
+        "last_result": result,
+        "diagnostics": { "type": "array", "description": "The problems of the last attempt.", "items": schema_ref("Diagnostic") },
+        "applied": { "type": "array", "items": { "type": "string" }, "description": "Schema changes the last successful reload applied." },
+        "entities": { "type": "array", "items": {
+            "type": "object", "required": ["name", "route"], "additionalProperties": false,
+            "properties": { "name": { "type": "string" }, "route": { "type": "string" } }
+        } },
+        "policies": { "type": "boolean", "description": "Are policies enforced?" }
+    });
+    let detail_names: Vec<&String> = details
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    schemas.insert(
+        "Diagnostic".into(),
+        json!({
+            "type": "object",
+            "description": "A problem in a definition file.",
+            "required": ["severity", "code", "file", "line", "column", "message"],
+            "additionalProperties": false,
+            "properties": {
+                "severity": { "type": "string", "enum": ["error", "warning"] },
+                "code": { "type": "string", "description": "Stable: tools may match on it." },
+                "file": { "type": "string", "description": "Relative to the project folder." },
+                "line": { "type": "integer", "minimum": 1 },
+                "column": { "type": "integer", "minimum": 1 },
+                "message": { "type": "string" },
+                "hint": { "type": "string" }
+            }
+        }),
+    );
+    schemas.insert(
+        "ReloadResult".into(),
+        json!({
+            "type": "object",
+            "description": "How the last reload went.",
+            "required": detail_names,
+            "additionalProperties": false,
+            "properties": details
+        }),
+    );
+    let mut props = details.clone();
+    props["status"] = json!({ "type": "string", "enum": ["ok", "failed"], "description": "The last reload's result (the previous definitions keep serving after a failure)." });
+    props["webhooks"] = json!({
+        "type": "object",
+        "description": "Webhook deliveries in the outbox by state.",
+        "required": ["pending", "delivered", "failed"],
+        "properties": {
+            "pending": { "type": "integer", "minimum": 0 },
+            "delivered": { "type": "integer", "minimum": 0 },
+            "failed": { "type": "integer", "minimum": 0 }
+        },
+        "additionalProperties": { "type": "integer", "minimum": 0 }
+    });
+    let mut required: Vec<Value> = detail_names.iter().map(|n| json!(n)).collect();
+    required.push(json!("status"));
+    schemas.insert(
+        "StatusDetails".into(),
+        json!({
+            "type": "object",
+            "description": "The status as administrators (or anyone, on a project without authentication and policies) see it. `webhooks` is left out when the outbox cannot be read.",
+            "required": required,
+            "additionalProperties": false,
+            "properties": props
+        }),
+    );
+    schemas.insert(
+        "StatusSummary".into(),
+        json!({
+            "type": "object",
+            "description": "The status as other callers see it.",
+            "required": ["status"],
+            "additionalProperties": false,
+            "properties": { "status": props["status"].clone() }
+        }),
+    );
+    schemas.insert(
+        "Status".into(),
+        json!({
+            "description": "The short answer, or the details (tell them apart with `\"generation\" in body`).",
+            "oneOf": [schema_ref("StatusSummary"), schema_ref("StatusDetails")]
+        }),
+    );
+}
+
+/// Most operations in one batch (as `http::batch` enforces).
+const BATCH_MAX_OPERATIONS: usize = 100;
+
+/// A union of `refs` told apart by the property `by`: `mapping` maps its values to
+/// the schemas.
+fn tagged_union(by: &str, refs: Vec<Value>, mapping: Map<String, Value>) -> Value {
+    json!({ "type": "object", "oneOf": refs, "discriminator": { "propertyName": by, "mapping": mapping } })
+}
+
+fn component_path(name: &str) -> Value {
+    json!(format!("#/components/schemas/{name}"))
+}
+
+/// The batch's schemas: an operation is a union by `op`, each of which is a union by
+/// `entity` (and a transition by `name` too), so that every `data` has its entity's
+/// body schema; a result is a record or a deletion.
+fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
+    let reference_note =
+        "An id, or a reference like \"$0.id\" (that field of an earlier operation's result).";
+    let entity_names = |e: &Entity| {
+        let mut names = vec![json!(e.name)];
+        if e.plural != e.name {
+            names.push(json!(e.plural));
+        }
+        names
+    };
+    // One flat union of every (operation, entity[, transition]): generators that
+    // cannot nest unions (openapi-generator) still take it, and TypeScript tells the
+    // members apart by their literal `op`, `entity` and `name`.
+    let mut leaves = Vec::new();
+    for op in ["create", "update", "delete", "transition"] {
+        for e in engine.entities() {
+            let base = pascal_case(&e.name);
+            let name = format!("Batch{}{base}", pascal_case(op));
+            let mut props = Map::new();
+            props.insert("op".into(), json!({ "type": "string", "const": op }));
+            props.insert(
+                "entity".into(),
+                json!({ "type": "string", "enum": entity_names(e), "description": "The entity (or its plural)." }),
+            );
+            let mut required = vec![json!("op"), json!("entity")];
+            if op != "create" {
+                props.insert(
+                    "id".into(),
+                    json!({ "type": "string", "description": reference_note }),
+                );
+                required.push(json!("id"));
+            }
+            if op != "create" {
+                props.insert(
+                    "if_match".into(),
+                    json!({ "type": "integer", "description": "The version the record must still have (412 otherwise)." }),
+                );
+            }
+            let schema = match op {
+                "create" | "update" => {
+                    let body = if op == "create" {
+                        format!("{base}Create")
+                    } else {
+                        format!("{base}Update")
+                    };
+                    let mut data = schema_ref(&body);
+                    data["description"] = json!(
+                        "The body, as for a single request; any string value may be a reference like \"$0.id\"."
+                    );
+                    props.insert("data".into(), data);
+                    required.push(json!("data"));
+                    json!({
+                        "type": "object",
+                        "description": format!("{} {} (as `{}` would).", pascal_case(op), a_or_an(&e.name), if op == "create" { format!("POST /api/{}", e.plural) } else { format!("PATCH /api/{}/{{id}}", e.plural) }),
+                        "required": required, "additionalProperties": false, "properties": props
+                    })
+                }
+                "delete" => json!({
+                    "type": "object",
+                    "description": format!("Delete {}; its result is `{{id, deleted: true}}`.", a_or_an(&e.name)),
+                    "required": required, "additionalProperties": false, "properties": props
+                }),
+                _ => {
+                    let Some(wf) = engine.workflow(&e.name) else {
+                        continue;
+                    };
+                    for t in &wf.transitions {
+                        let t_name = format!("{name}{}", pascal_case(&t.name));
+                        let mut t_props = props.clone();
+                        t_props.insert(
+                            "name".into(),
+                            json!({ "type": "string", "const": t.name, "description": "The transition." }),
+                        );
+                        let mut input = schema_ref(&format!("{base}{}Input", pascal_case(&t.name)));
+                        input["description"] = json!("The transition's input (none: `{}`).");
+                        t_props.insert("data".into(), input);
+                        let mut t_required = required.clone();
+                        t_required.push(json!("name"));
+                        schemas.insert(
+                            t_name.clone(),
+                            json!({
+                                "type": "object",
+                                "description": format!("Fire `{}` on {}.", t.name, a_or_an(&e.name)),
+                                "required": t_required, "additionalProperties": false, "properties": t_props
+                            }),
+                        );
+                        leaves.push(schema_ref(&t_name));
+                    }
+                    continue;
+                }
+            };
+            schemas.insert(name.clone(), schema);
+            leaves.push(schema_ref(&name));
+        }
+    }
+    schemas.insert(
+        "BatchOperation".into(),
+        json!({
+            "description": "One operation: `op`, `entity` (and `name` for a transition) say which member it is, and so what its `data` is.",
+            "oneOf": leaves
+        }),
+    );
+    schemas.insert(
+        "BatchRequest".into(),
+        json!({
+            "type": "object",
+            "required": ["operations"],
+            "properties": { "operations": {
+                "type": "array",
+                "maxItems": BATCH_MAX_OPERATIONS,
+                "description": format!("At most {} operations (413 beyond), run in order.", BATCH_MAX_OPERATIONS),
+                "items": schema_ref("BatchOperation")
+            } }
+        }),
+    );
+    schemas.insert(
+        "BatchDeleted".into(),
+        json!({
+            "type": "object",
+            "description": "The result of a delete.",
+            "required": ["id", "deleted"],
+            "additionalProperties": false,
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "deleted": { "type": "boolean", "const": true }
+            }
+        }),
+    );
+    let mut results: Vec<Value> = engine
+        .entities()
+        .iter()
+        .map(|e| schema_ref(&pascal_case(&e.name)))
+        .collect();
+    results.push(schema_ref("BatchDeleted"));
+    schemas.insert(
+        "BatchResult".into(),
+        json!({
+            "description": "One operation's result: the record it wrote, as a single request returns it (create, update, transition), or `{id, deleted: true}` (delete).",
+            "anyOf": results
+        }),
+    );
+    schemas.insert(
+        "BatchResponse".into(),
+        json!({
+            "type": "object",
+            "required": ["results"],
+            "properties": { "results": {
+                "type": "array",
+                "description": "Every operation's result, in the order of the operations.",
+                "items": schema_ref("BatchResult")
+            } }
+        }),
     );
 }
 
@@ -864,32 +1772,9 @@ fn auth_paths(
 pub fn document(engine: &Engine) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    schemas.insert(
-        "Problem".into(),
-        json!({
-            "type": "object",
-            "description": "An RFC 9457 problem.",
-            "required": ["type", "title", "status"],
-            "properties": {
-                "type": { "type": "string" },
-                "title": { "type": "string" },
-                "status": { "type": "integer" },
-                "detail": { "type": "string" },
-                "instance": { "type": "string" },
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["pointer", "detail"],
-                        "properties": {
-                            "pointer": { "type": "string", "description": "A JSON pointer into the request body." },
-                            "detail": { "type": "string" }
-                        }
-                    }
-                }
-            }
-        }),
-    );
+    problem_schemas(&mut schemas);
+    status_schemas(&mut schemas);
+    schemas.insert("Explanation".into(), explanation_schema());
     paths.insert(
         "/_/health".into(),
         json!({
@@ -919,7 +1804,11 @@ pub fn document(engine: &Engine) -> Value {
                 "operationId": "openapi",
                 "summary": "This document.",
                 "tags": ["System"],
-                "responses": { "200": { "description": "The OpenAPI document.", "content": json_content(json!({ "type": "object" })) } }
+                "parameters": [if_none_match_param()],
+                "responses": {
+                    "200": { "description": "The OpenAPI document.", "headers": weak_etag_header(), "content": json_content(json!({ "type": "object" })) },
+                    "304": not_modified()
+                }
             }
         }),
     );
@@ -931,37 +1820,19 @@ pub fn document(engine: &Engine) -> Value {
                 "summary": "Several writes in one transaction: all of them, or none",
                 "description": "Operations run in order; each is checked as if sent alone (validation, policies, field rules). A string \"$N.field\" in `id` or `data` is that field of operation N's result (\"$0.id\": the id operation 0 wrote). On failure nothing is written and the problem's `operation` names the failing index.",
                 "tags": ["System"],
-                "requestBody": { "required": true, "content": json_content(json!({
-                    "type": "object",
-                    "required": ["operations"],
-                    "properties": { "operations": { "type": "array", "description": "At most 100 operations (413 beyond).", "items": {
-                        "type": "object",
-                        "required": ["op", "entity"],
-                        "additionalProperties": false,
-                        "properties": {
-                            "op": { "enum": ["create", "update", "delete", "transition"] },
-                            "entity": { "type": "string", "description": "The entity (or its plural)." },
-                            "id": { "type": "string", "description": "For update, delete and transition: an id or a reference like \"$0.id\"." },
-                            "data": { "type": "object", "description": "For create and update: the body, as for a single request; for transition: its input." },
-                            "name": { "type": "string", "description": "For transition: the transition's name." },
-                            "if_match": { "type": "integer", "description": "For update, delete and transition: the expected version." }
-                        }
-                    } } }
-                })) },
+                "requestBody": { "required": true, "content": json_content(schema_ref("BatchRequest")) },
                 "responses": {
-                    "200": { "description": "Every operation's result, in order (a deleted record as `{id, deleted: true}`).", "content": json_content(json!({
-                        "type": "object", "required": ["results"],
-                        "properties": { "results": { "type": "array", "items": { "type": "object" } } }
-                    })) },
+                    "200": { "description": "Every operation's result, in order (a deleted record as `{id, deleted: true}`).", "content": json_content(schema_ref("BatchResponse")) },
                     "400": problem("An operation is malformed; `operation` is its index."),
                     "401": problem("An operation needs a signed-in caller."),
                     "403": problem("An operation is not allowed; `operation` is its index."),
                     "404": problem("An operation names a record that does not exist or is not visible."),
-                    "409": problem("An operation conflicts (unique value, reference, workflow state)."),
+                    "409": problem_of("An operation conflicts (unique value, reference, workflow state).", &["unique", "still-referenced", "wrong-state", "conflict"]),
                     "412": problem("An update's, delete's or transition's `if_match` is stale."),
                     "413": problem("More than 100 operations, or a body over 1 MiB."),
-                    "415": problem("The body is not declared as application/json."),
-                    "422": problem("An operation's data does not fit; `operation` is its index.")
+                    "415": problem("The body is not declared as application/json, or is compressed."),
+                    "422": problem_of("An operation's data does not fit, or a transition's guard failed; `operation` is its index.", &["validation", "guard-failed"]),
+                    "500": problem_of("A workflow effect failed; nothing was written.", &["effect-failed", "internal"])
                 }
             }
         }),
@@ -977,30 +1848,7 @@ pub fn document(engine: &Engine) -> Value {
                 "responses": {
                     "200": {
                         "description": "The last reload's result (`status`); for administrators also the generation, load times, entities, and the diagnostics of the last reload attempt (a failed reload keeps the previous definitions serving).",
-                        "content": json_content(json!({
-                            "type": "object",
-                            "required": ["status"],
-                            "properties": {
-                                "status": { "enum": ["ok", "failed"] },
-                                "generation": { "type": "integer" },
-                                "loaded_at": { "type": "string", "format": "date-time" },
-                                "last_attempt_at": { "type": "string", "format": "date-time" },
-                                "last_result": { "enum": ["ok", "failed"] },
-                                "diagnostics": { "type": "array", "items": { "type": "object" } },
-                                "applied": { "type": "array", "items": { "type": "string" } },
-                                "entities": { "type": "array", "items": { "type": "object" } },
-                                "policies": { "type": "boolean" },
-                                "webhooks": {
-                                    "type": "object",
-                                    "description": "Webhook deliveries in the outbox by state.",
-                                    "properties": {
-                                        "pending": { "type": "integer" },
-                                        "delivered": { "type": "integer" },
-                                        "failed": { "type": "integer" }
-                                    }
-                                }
-                            }
-                        }))
+                        "content": json_content(schema_ref("Status"))
                     },
                     "401": problem("The token is not valid (no token is fine: the short answer).")
                 }
@@ -1016,11 +1864,11 @@ pub fn document(engine: &Engine) -> Value {
                 "description": "Does what a file change or SIGHUP does: load, check, bring the database along (additive changes), swap. Not available in production mode.",
                 "tags": ["System"],
                 "responses": {
-                    "200": { "description": "The new definitions serve; the body is the status.", "content": json_content(json!({ "type": "object" })) },
+                    "200": { "description": "The new definitions serve; the body is the status.", "content": json_content(schema_ref("ReloadResult")) },
                     "401": problem("Sign in first."),
                     "403": problem("Only callers with the role `admin` may reload."),
-                    "422": { "description": "The files have problems; the previous definitions keep serving. The body is the status, with `diagnostics`.", "content": json_content(json!({ "type": "object" })) },
-                    "503": problem("This server does not reload (production mode).")
+                    "422": { "description": "The files have problems; the previous definitions keep serving. The body is the status, with `diagnostics`.", "content": json_content(schema_ref("ReloadResult")) },
+                    "503": problem_of("This server does not reload (production mode), or the database does not answer.", &["no-reload", "database-unavailable", "timeout"])
                 }
             }
         }),
@@ -1041,7 +1889,7 @@ pub fn document(engine: &Engine) -> Value {
                     explain_param("roles", "That user's roles, comma-separated.", false)
                 ],
                 "responses": {
-                    "200": { "description": "The rules, whether each applies and holds, the decision and the field visibility.", "content": json_content(json!({ "type": "object" })) },
+                    "200": { "description": "The rules, whether each applies and holds, the decision and the field visibility.", "content": json_content(schema_ref("Explanation")) },
                     "400": problem("A parameter is missing or wrong."),
                     "401": problem("Sign in as an administrator."),
                     "403": problem("Only callers with the role `admin` may ask."),
@@ -1050,6 +1898,7 @@ pub fn document(engine: &Engine) -> Value {
             }
         }),
     );
+    batch_schemas(engine, &mut schemas);
     for e in engine.entities() {
         entity_paths(engine, e, &mut paths, &mut schemas);
         if let Some(wf) = engine.workflow(&e.name) {
@@ -1059,11 +1908,14 @@ pub fn document(engine: &Engine) -> Value {
     let mut info = json!({
         "title": engine.title,
         "version": env!("CARGO_PKG_VERSION"),
+        // The project sets none; an SPDX `LicenseRef-` says so (generators such as
+        // openapi-generator refuse a license without an identifier).
+        "license": { "name": "Not specified", "identifier": "LicenseRef-NotSpecified" },
     });
     if let Some(d) = &engine.description {
         info["description"] = json!(d);
     }
-    let mut components = json!({ "schemas": schemas });
+    let mut components = json!({ "schemas": schemas, "responses": shared_responses() });
     let mut doc_security = Value::Null;
     if engine.auth.jwt.is_some() {
         components["securitySchemes"] = json!({
@@ -1094,9 +1946,11 @@ pub fn document(engine: &Engine) -> Value {
             }
         }
     }
+    type_problems(&mut paths);
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": info,
+        "servers": [{ "url": "/", "description": "The server that serves this document." }],
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": paths,
         "components": components
