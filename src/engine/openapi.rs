@@ -1753,7 +1753,9 @@ fn batch_schemas(engine: &Engine, schemas: &mut Map<String, Value>) {
             "required": ["operations"],
             "properties": { "operations": {
                 "type": "array",
-                "maxItems": BATCH_MAX_OPERATIONS,
+                // Not `maxItems`: a longer batch is a 413 (a limit on the request's
+                // size), which a contract tester would read as accepting data the
+                // schema forbids; the limit is stated here instead.
                 "description": format!("At most {} operations (413 beyond), run in order.", BATCH_MAX_OPERATIONS),
                 "items": schema_ref("BatchOperation")
             } }

@@ -214,7 +214,18 @@ fn text<'v>(kind: &dyn FieldKind, field: &Field, value: &'v Value) -> Result<&'v
 
 /// `an organization`, `a project`
 pub fn a_or_an(noun: &str) -> String {
-    if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    // By sound, not letter: "a user", "a unit", "a one-off", "an hour".
+    let lower = noun.to_ascii_lowercase();
+    let vowel_letter = lower.starts_with(['a', 'e', 'i', 'o', 'u']);
+    let consonant_sound = [
+        "uni", "use", "usa", "usu", "uti", "ure", "eu", "one", "once",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p));
+    let silent_h = ["hour", "honest", "honor", "honour", "heir"]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    if (vowel_letter && !consonant_sound) || silent_h {
         format!("an {noun}")
     } else {
         format!("a {noun}")

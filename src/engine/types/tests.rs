@@ -298,3 +298,19 @@ fn now_is_a_date_for_dates_and_an_instant_otherwise() {
     );
     assert_eq!(kind(FieldType::Datetime).at(now), Cell::DateTime(now));
 }
+
+#[test]
+fn the_article_follows_the_sound() {
+    for (noun, expected) in [
+        ("user", "a user"),
+        ("unit", "a unit"),
+        ("organization", "an organization"),
+        ("application", "an application"),
+        ("update", "an update"),
+        ("hour_log", "an hour_log"),
+        ("project", "a project"),
+        ("euro_rate", "a euro_rate"),
+    ] {
+        assert_eq!(super::a_or_an(noun), expected);
+    }
+}
