@@ -94,43 +94,16 @@ pub fn route_label(template: Option<&str>, path: &str, engine: &Engine) -> Arc<s
 #[derive(Clone)]
 pub(super) struct AccessLog(pub AppState);
 
-impl<S> tower::Layer<S> for AccessLog {
-    type Service = WithAccessLog<S>;
-    fn layer(&self, inner: S) -> WithAccessLog<S> {
-        WithAccessLog {
-            inner,
-            state: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct WithAccessLog<S> {
-    inner: S,
-    state: AppState,
-}
-
-impl<S> tower::Service<axum::extract::Request> for WithAccessLog<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = super::ResponseFuture;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
+impl super::layer::Around for AccessLog {
+    fn around<S>(&self, inner: &mut S, mut req: axum::extract::Request) -> super::ResponseFuture
+    where
+        S: tower::Service<
+                axum::extract::Request,
+                Response = Response,
+                Error = std::convert::Infallible,
+            >,
+        S::Future: Send + 'static,
+    {
         let started = Instant::now();
         let method = method_label(req.method());
         let route = route_label(
@@ -138,7 +111,7 @@ where
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str),
             req.uri().path(),
-            &self.state.engine.load(),
+            &self.0.engine.load(),
         );
         let id = request_id(req.headers());
         let slot = PrincipalSlot::default();
@@ -152,9 +125,9 @@ where
         );
         let answer = {
             let _entered = span.enter();
-            self.inner.call(req)
+            inner.call(req)
         };
-        let state = self.state.clone();
+        let state = self.0.clone();
         Box::pin(async move {
             let res = answer.instrument(span).await?;
             let took = started.elapsed();

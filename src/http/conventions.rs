@@ -73,38 +73,17 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
 #[derive(Clone, Copy)]
 pub(super) struct RequestIds;
 
-impl<S> tower::Layer<S> for RequestIds {
-    type Service = WithRequestIds<S>;
-    fn layer(&self, inner: S) -> WithRequestIds<S> {
-        WithRequestIds(inner)
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct WithRequestIds<S>(S);
-
-impl<S> tower::Service<Request> for WithRequestIds<S>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = super::ResponseFuture;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
+impl super::layer::Around for RequestIds {
+    fn around<S>(&self, inner: &mut S, mut req: Request) -> super::ResponseFuture
+    where
+        S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+        S::Future: Send + 'static,
+    {
         let id = request_id_of(req.headers());
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
         req.extensions_mut().insert(RequestId::new(id.clone()));
         let secret = req.uri().path().starts_with("/auth/");
-        let answer = self.0.call(req);
+        let answer = inner.call(req);
         Box::pin(async move {
             let mut res = answer.await?;
             if secret {

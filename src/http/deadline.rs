@@ -20,41 +20,20 @@ pub const REQUEST_TIMEOUT: std::time::Duration = crate::store::REQUEST_DEADLINE;
 #[derive(Clone, Copy)]
 pub(super) struct Deadline(pub(super) std::time::Duration);
 
-impl<S> tower::Layer<S> for Deadline {
-    type Service = WithDeadline<S>;
-    fn layer(&self, inner: S) -> WithDeadline<S> {
-        WithDeadline(inner, self.0)
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct WithDeadline<S>(S, std::time::Duration);
-
-impl<S> tower::Service<axum::extract::Request> for WithDeadline<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = super::ResponseFuture;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+impl super::layer::Around for Deadline {
+    fn around<S>(&self, inner: &mut S, req: axum::extract::Request) -> super::ResponseFuture
+    where
+        S: tower::Service<
+                axum::extract::Request,
+                Response = Response,
+                Error = std::convert::Infallible,
+            >,
+        S::Future: Send + 'static,
+    {
         let (req, body_done) = limits::watch_body(req);
-        let limit = self.1;
+        let limit = self.0;
         let until = std::time::Instant::now() + limit;
-        let answer = crate::store::deadline::scope(until, self.0.call(req));
+        let answer = crate::store::deadline::scope(until, inner.call(req));
         Box::pin(async move {
             match tokio::time::timeout(limit, answer).await {
                 Ok(res) => res,

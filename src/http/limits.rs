@@ -488,44 +488,17 @@ fn parse_node(text: &str) -> Option<IpAddr> {
 #[derive(Clone)]
 pub(super) struct RateLimit(pub AppState);
 
-impl<S> tower::Layer<S> for RateLimit {
-    type Service = WithRateLimit<S>;
-    fn layer(&self, inner: S) -> WithRateLimit<S> {
-        WithRateLimit {
-            inner,
-            state: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct WithRateLimit<S> {
-    inner: S,
-    state: AppState,
-}
-
-impl<S> tower::Service<axum::extract::Request> for WithRateLimit<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-        >,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = super::ResponseFuture;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
-        let limits = &self.state.limits;
+impl super::layer::Around for RateLimit {
+    fn around<S>(&self, inner: &mut S, mut req: axum::extract::Request) -> super::ResponseFuture
+    where
+        S: tower::Service<
+                axum::extract::Request,
+                Response = Response,
+                Error = std::convert::Infallible,
+            >,
+        S::Future: Send + 'static,
+    {
+        let limits = &self.0.limits;
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -535,7 +508,7 @@ where
         // Health checks come from load balancers, often many at once; and requests
         // without a connection (in-process) have nobody to limit.
         if peer.is_none() || super::probes::is_probe(req.uri().path()) {
-            return Box::pin(self.inner.call(req));
+            return Box::pin(inner.call(req));
         }
         // The principal of a valid token (cached after its first use); a bad
         // token is answered 401 by the handler, limited by address meanwhile.
@@ -543,7 +516,7 @@ where
             .headers()
             .contains_key(axum::http::header::AUTHORIZATION)
         {
-            self.state
+            self.0
                 .principal(req.headers())
                 .ok()
                 .and_then(|p| p.id.clone())
@@ -553,7 +526,7 @@ where
         let policy = limits.policy.clone();
         match limits.take(addr.key(), principal.as_deref()) {
             Ok(current) => {
-                let answer = self.inner.call(req);
+                let answer = inner.call(req);
                 Box::pin(async move {
                     let mut res = answer.await?;
                     let h = res.headers_mut();

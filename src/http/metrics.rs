@@ -259,7 +259,8 @@ pub async fn serve_metrics(
 ) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     let limits = state.limits.clone();
-    let app = metrics_router(state.clone()).layer(super::limits::RateLimit(state));
+    let app =
+        metrics_router(state.clone()).layer(super::layer::Layered(super::limits::RateLimit(state)));
     // A scrape in progress when the process drains is not waited for.
     super::server::serve(
         listener,

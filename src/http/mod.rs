@@ -8,6 +8,7 @@ mod deadline;
 mod events;
 pub mod explain;
 mod extract;
+mod layer;
 pub mod limits;
 pub mod metrics;
 mod probes;
@@ -40,6 +41,7 @@ use deadline::Deadline;
 pub use deadline::REQUEST_TIMEOUT;
 pub(crate) use extract::record_id;
 use extract::{Caller, Target};
+use layer::Layered;
 pub use problem::Problem;
 
 /// The future of the service a tower layer here wraps around the router.
@@ -143,13 +145,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Deadline(state.store.deadline()))
-        .layer(limits::RateLimit(state.clone()))
+        .layer(Layered(Deadline(state.store.deadline())))
+        .layer(Layered(limits::RateLimit(state.clone())))
         // The access log and request metrics (http/access.rs): outside the rate
         // limit and the deadline, so that their answers are logged and counted too;
         // a layer that sets the request id must wrap this one. It is a route layer,
         // so the matched route template is known.
-        .layer(access::AccessLog(state.clone()))
+        .layer(Layered(access::AccessLog(state.clone())))
         .with_state(state);
     let api = match cors {
         Some(cors) => api.layer(cors),
@@ -162,7 +164,7 @@ pub fn router(state: AppState) -> Router {
     // any layer added above (inside) runs, so logs read it there, and put on every answer and in
     // problem bodies (which must still be uncompressed there), with `Retry-After`
     // on every 429 and 503. Layers that log go inside (above), never outside.
-    api.layer(conventions::RequestIds)
+    api.layer(Layered(conventions::RequestIds))
         .layer(conventions::compression())
 }
 
