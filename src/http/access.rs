@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use axum::http::Method;
-use axum::response::Response;
 use tracing::Instrument;
 
 use super::AppState;
@@ -95,15 +94,11 @@ pub fn route_label(template: Option<&str>, path: &str, engine: &Engine) -> Arc<s
 pub(super) struct AccessLog(pub AppState);
 
 impl super::layer::Around for AccessLog {
-    fn around<S>(&self, inner: &mut S, mut req: axum::extract::Request) -> super::ResponseFuture
-    where
-        S: tower::Service<
-                axum::extract::Request,
-                Response = Response,
-                Error = std::convert::Infallible,
-            >,
-        S::Future: Send + 'static,
-    {
+    fn around<S: super::layer::Inner>(
+        &self,
+        inner: &mut S,
+        mut req: axum::extract::Request,
+    ) -> super::ResponseFuture {
         let started = Instant::now();
         let method = method_label(req.method());
         let route = route_label(

@@ -74,11 +74,11 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
 pub(super) struct RequestIds;
 
 impl super::layer::Around for RequestIds {
-    fn around<S>(&self, inner: &mut S, mut req: Request) -> super::ResponseFuture
-    where
-        S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-        S::Future: Send + 'static,
-    {
+    fn around<S: super::layer::Inner>(
+        &self,
+        inner: &mut S,
+        mut req: Request,
+    ) -> super::ResponseFuture {
         let id = request_id_of(req.headers());
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
         req.extensions_mut().insert(RequestId::new(id.clone()));

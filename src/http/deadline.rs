@@ -3,7 +3,7 @@
 //! store's statements stop when it passes.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
 use super::{Problem, limits};
 
@@ -21,15 +21,11 @@ pub const REQUEST_TIMEOUT: std::time::Duration = crate::store::REQUEST_DEADLINE;
 pub(super) struct Deadline(pub(super) std::time::Duration);
 
 impl super::layer::Around for Deadline {
-    fn around<S>(&self, inner: &mut S, req: axum::extract::Request) -> super::ResponseFuture
-    where
-        S: tower::Service<
-                axum::extract::Request,
-                Response = Response,
-                Error = std::convert::Infallible,
-            >,
-        S::Future: Send + 'static,
-    {
+    fn around<S: super::layer::Inner>(
+        &self,
+        inner: &mut S,
+        req: axum::extract::Request,
+    ) -> super::ResponseFuture {
         let (req, body_done) = limits::watch_body(req);
         let limit = self.0;
         let until = std::time::Instant::now() + limit;

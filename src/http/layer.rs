@@ -12,13 +12,21 @@ use axum::response::Response;
 
 use super::ResponseFuture;
 
+/// The service inside a middleware: the router, or another middleware around it.
+pub(super) trait Inner:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+{
+}
+
+impl<S> Inner for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+{
+}
+
 /// What a middleware does with a request and the service inside it.
 pub(super) trait Around: Clone + Send + Sync + 'static {
     /// Answers `req`, calling `inner` (which is ready) at most once.
-    fn around<S>(&self, inner: &mut S, req: Request) -> ResponseFuture
-    where
-        S: tower::Service<Request, Response = Response, Error = Infallible>,
-        S::Future: Send + 'static;
+    fn around<S: Inner>(&self, inner: &mut S, req: Request) -> ResponseFuture;
 }
 
 /// The layer of a middleware: `router.layer(Layered(Deadline(limit)))`.
@@ -42,12 +50,7 @@ pub(super) struct Wrapped<S, A> {
     around: A,
 }
 
-impl<S, A> tower::Service<Request> for Wrapped<S, A>
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-    A: Around,
-{
+impl<S: Inner, A: Around> tower::Service<Request> for Wrapped<S, A> {
     type Response = Response;
     type Error = Infallible;
     type Future = ResponseFuture;

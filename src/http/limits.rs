@@ -489,15 +489,11 @@ fn parse_node(text: &str) -> Option<IpAddr> {
 pub(super) struct RateLimit(pub AppState);
 
 impl super::layer::Around for RateLimit {
-    fn around<S>(&self, inner: &mut S, mut req: axum::extract::Request) -> super::ResponseFuture
-    where
-        S: tower::Service<
-                axum::extract::Request,
-                Response = Response,
-                Error = std::convert::Infallible,
-            >,
-        S::Future: Send + 'static,
-    {
+    fn around<S: super::layer::Inner>(
+        &self,
+        inner: &mut S,
+        mut req: axum::extract::Request,
+    ) -> super::ResponseFuture {
         let limits = &self.0.limits;
         let peer = req
             .extensions()
