@@ -1331,3 +1331,25 @@ fn fields_a_transition_sets_and_the_api_writes_warn() {
     );
     assert!(d.iter().all(|d| d.code != "set-field-writable"), "{d:#?}");
 }
+
+/// A field refused for its own mistake is not reported again where `search`,
+/// `indexes` or `unique` name it: one mistake, one message. A name declared nowhere
+/// still is.
+#[test]
+fn a_broken_field_is_reported_once() {
+    let all = diags(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: strng, required: true }\n  notes: text\nsearch: [title, notes]\nindexes: [[title]]\nunique: [[title, notes]]\n",
+    )]);
+    at(only(&all, "unknown-type"), "models/task.yaml", 3, 18);
+    assert!(
+        all.iter().all(|d| d.code != "unknown-field"),
+        "no second error for `title`: {all:#?}"
+    );
+    let all = diags(&[(
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: strng }\n  notes: text\nsearch: [titel]\n",
+    )]);
+    only(&all, "unknown-type");
+    at(only(&all, "unknown-field"), "models/task.yaml", 5, 10);
+}

@@ -127,6 +127,9 @@ pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Model
     let description = opt_string(sink, map, "description", "`description`").map(|n| n.name);
 
     let mut fields = Vec::new();
+    // Fields declared but refused (their own error says why): a later mention of
+    // one (`search`, `indexes`, `unique`) is not a second, misleading error.
+    let mut broken: Vec<String> = Vec::new();
     match get(map, "fields") {
         None => sink.error_hint(
             root.pos,
@@ -149,8 +152,9 @@ pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Model
                         name: key.name.clone(),
                         pos: key.pos,
                     };
-                    if let Some(field) = parse_field(sink, &named, value) {
-                        fields.push(field);
+                    match parse_field(sink, &named, value) {
+                        Some(field) => fields.push(field),
+                        None => broken.push(key.name.clone()),
                     }
                 }
             }
@@ -166,14 +170,16 @@ pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Model
         },
     }
 
-    let model_fields: Vec<(String, FieldType)> =
-        fields.iter().map(|f| (f.name.clone(), f.ty)).collect();
+    let model_fields = Declared {
+        fields: fields.iter().map(|f| (f.name.clone(), f.ty)).collect(),
+        broken,
+    };
     let indexes = field_groups(sink, map, "indexes", &model_fields);
     let unique = field_groups(sink, map, "unique", &model_fields);
     let mut search = Vec::new();
     if let Some(node) = get(map, "search") {
         for name in name_list(sink, node, "`search`") {
-            match model_fields.iter().find(|(n, _)| *n == name.name) {
+            match model_fields.fields.iter().find(|(n, _)| *n == name.name) {
                 Some((_, ty)) if ty.rules().searchable() => search.push(name),
                 Some((_, ty)) => sink.error_hint(
                     name.pos,
@@ -203,8 +209,17 @@ pub fn parse_model(sink: &mut Sink<'_>, stem: &str, root: &Node) -> Option<Model
     })
 }
 
-fn unknown_field(sink: &mut Sink<'_>, name: &Named, fields: &[(String, FieldType)], what: &str) {
-    let mut names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+/// The fields an entity declares: those that loaded, and the names of those refused.
+struct Declared {
+    fields: Vec<(String, FieldType)>,
+    broken: Vec<String>,
+}
+
+fn unknown_field(sink: &mut Sink<'_>, name: &Named, declared: &Declared, what: &str) {
+    if declared.broken.contains(&name.name) {
+        return;
+    }
+    let mut names: Vec<&str> = declared.fields.iter().map(|(n, _)| n.as_str()).collect();
     names.extend(SYSTEM_FIELDS);
     sink.error_hint(
         name.pos,
@@ -222,7 +237,7 @@ fn field_groups(
     sink: &mut Sink<'_>,
     map: &[(super::yaml::Key, Node)],
     key: &str,
-    fields: &[(String, FieldType)],
+    declared: &Declared,
 ) -> Vec<Vec<Named>> {
     let Some(node) = get(map, key) else {
         return Vec::new();
@@ -249,7 +264,7 @@ fn field_groups(
                 },
                 _ => given.clone(),
             };
-            match fields.iter().find(|(n, _)| *n == name.name) {
+            match declared.fields.iter().find(|(n, _)| *n == name.name) {
                 Some((_, ty)) if !ty.has_column() => {
                     ok = false;
                     sink.error_hint(
@@ -267,7 +282,7 @@ fn field_groups(
                 None if SYSTEM_FIELDS.contains(&name.name.as_str()) => {}
                 None => {
                     ok = false;
-                    unknown_field(sink, name, fields, &format!("`{key}`"));
+                    unknown_field(sink, name, declared, &format!("`{key}`"));
                 }
             }
         }
