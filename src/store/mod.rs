@@ -13,6 +13,7 @@ mod expand;
 mod explain;
 pub mod filter;
 mod json;
+mod json_tree;
 mod kernel;
 mod migrate;
 mod read;
