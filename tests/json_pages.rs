@@ -263,7 +263,69 @@ both!(
     both_paths_agree,
     record_path_still_serves,
     expansions_agree_with_the_record_path,
+    capped_expansions_agree_with_the_record_path,
 );
+
+/// Past the cap of 100 related records per parent: `many` takes the first 100
+/// links, then those the caller may read; `inverse` the first 100 readable children,
+/// less those whose `via` the caller may not see — as the record path does.
+async fn capped_expansions_agree_with_the_record_path(db: Db) {
+    let app = TestApp::with_files(db, EXPAND_FILES).await;
+    let mut tags = Vec::new();
+    for n in 0..104 {
+        let label = if n % 9 == 4 { "private".to_string() } else { format!("t{n}") };
+        tags.push(app.seed("tags", json!({ "label": label })).await);
+    }
+    let bob = app.seed("owners", json!({ "name": "Bob" })).await;
+    for n in 0..104 {
+        app.seed(
+            "things",
+            json!({ "name": format!("n{n}"), "count": (n % 5) * 10 - 25, "owner": bob, "maker": bob, "tags": tags }),
+        )
+        .await;
+    }
+    let engine = app.state.engine.load_full();
+    let admin = Principal::user("u-admin", &["admin"], Default::default());
+    let member = Principal::user("u-member", &["member"], Default::default());
+    for (entity, expand, callers) in [
+        ("thing", "tags", vec![&admin, &member]),
+        ("owner", "things,made", vec![&admin]),
+        ("owner", "things.tags", vec![&admin, &member]),
+    ] {
+        let e = engine.entity(entity).unwrap().clone();
+        for who in callers {
+            let pairs = vec![
+                ("expand".to_string(), expand.to_string()),
+                ("limit".to_string(), "2".to_string()),
+            ];
+            let req = list_request(&engine, &e, &pairs, &[], &Principal::system()).unwrap();
+            let page = app.store.list(&engine, &e, &req, who).await.unwrap();
+            let json = app.store.list_json(&engine, &e, &req, who).await.unwrap();
+            assert_eq!(
+                std::str::from_utf8(&json.items).unwrap(),
+                serde_json::to_string(&page.items).unwrap(),
+                "{entity}?expand={expand} as {:?}",
+                who.roles
+            );
+            let first = &page.items[0]["expand"];
+            let shown = first.as_object().unwrap().values().next().unwrap();
+            let n = shown.as_array().unwrap().len();
+            assert!(n <= 100 && n >= 80, "{entity}?expand={expand}: {n} records");
+        }
+    }
+    // Members see `made` only where `maker` shows (count > -10): fewer children.
+    let e = engine.entity("owner").unwrap().clone();
+    let pairs = vec![("expand".to_string(), "made".to_string())];
+    let req = list_request(&engine, &e, &pairs, &[], &Principal::system()).unwrap();
+    let page = app.store.list(&engine, &e, &req, &member).await.unwrap();
+    let json = app.store.list_json(&engine, &e, &req, &member).await.unwrap();
+    assert_eq!(
+        std::str::from_utf8(&json.items).unwrap(),
+        serde_json::to_string(&page.items).unwrap()
+    );
+    let made = page.items[0]["expand"]["made"].as_array().unwrap().len();
+    assert!(made < 100 && made > 50, "{made} children shown");
+}
 
 /// Things with every field type, owners and tags, related every way (`ref`, `many`,
 /// `inverse`, a ref to the same entity); each entity has row rules and field rules

@@ -32,7 +32,7 @@
 //!   Those bytes never occur otherwise: the databases escape control characters in
 //!   strings, and valid JSON has none outside them.
 
-use sea_query::{Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, Func, JoinType, Query, SelectStatement};
 use serde_json::Value;
 
 use super::Dialect;
@@ -453,12 +453,25 @@ impl<'a> JsonTree<'a> {
         fields: Option<&Fields>,
     ) -> Expr {
         let x = self.alias();
-        let Some(cond) = self.readable(target, &x) else {
-            return lit(if field.ty == FieldType::Ref { "null" } else { "[]" });
-        };
         let object = self.record(target, &x, tree, fields);
+        // The cap is a literal, as a list's LIMIT is ([`super::paged`]): a bound one
+        // makes PostgreSQL plan every execution again.
+        let within_cap = |s: &str| col(s, "rn").lte(Expr::cust(EXPAND_CAP.to_string()));
+        let dialect = self.dialect;
+        let numbered = |by: Expr| {
+            Expr::cust_with_exprs(
+                match dialect {
+                    Dialect::Sqlite => "ROW_NUMBER() OVER (ORDER BY ?)",
+                    Dialect::Postgres => "ROW_NUMBER() OVER (ORDER BY $1)",
+                },
+                [by],
+            )
+        };
         match field.ty {
             FieldType::Ref => {
+                let Some(cond) = self.readable(target, &x) else {
+                    return lit("null");
+                };
                 let mut q = Query::select();
                 q.expr(object)
                     .from_as(target.name.clone(), x.clone())
@@ -471,14 +484,16 @@ impl<'a> JsonTree<'a> {
             FieldType::Many => {
                 // The first EXPAND_CAP links by target id, then those the caller may
                 // read (as the record path takes them).
+                let Some(cond) = self.readable(target, &x) else {
+                    return lit("[]");
+                };
                 let l = self.alias();
                 let mut links = Query::select();
                 links
                     .column((l.clone(), "target_id".to_string()))
+                    .expr_as(numbered(col(&l, "target_id")), "rn")
                     .from_as(e.join_table(field), l.clone())
-                    .and_where(col(&l, "source_id").equals((alias.to_string(), "id".to_string())))
-                    .order_by((l.clone(), "target_id".to_string()), Order::Asc)
-                    .limit(EXPAND_CAP as u64);
+                    .and_where(col(&l, "source_id").equals((alias.to_string(), "id".to_string())));
                 let s = self.alias();
                 let mut q = Query::select();
                 q.expr(self.agg(object, col(&x, "id")))
@@ -488,7 +503,8 @@ impl<'a> JsonTree<'a> {
                         target.name.clone(),
                         x.clone(),
                         col(&x, "id").equals((s.clone(), "target_id".to_string())),
-                    );
+                    )
+                    .and_where(within_cap(&s));
                 if let Some(c) = cond {
                     q.and_where(c);
                 }
@@ -499,6 +515,10 @@ impl<'a> JsonTree<'a> {
                 // `via` the caller sees only under a condition that fails is left out
                 // (the record path groups children by that field).
                 let via = field.via.as_deref().unwrap_or_default();
+                let y = self.alias();
+                let Some(cond) = self.readable(target, &y) else {
+                    return lit("[]");
+                };
                 let keep = self
                     .engine
                     .access
@@ -508,24 +528,26 @@ impl<'a> JsonTree<'a> {
                     .map(|(_, c)| self.compiler.compile(&c, &x));
                 let mut children = Query::select();
                 children
-                    .expr_as(object, "j")
-                    .expr_as(col(&x, "id"), "k")
-                    .from_as(target.name.clone(), x.clone())
-                    .and_where(col(&x, via).equals((alias.to_string(), "id".to_string())))
-                    .order_by((x.clone(), "id".to_string()), Order::Asc)
-                    .limit(EXPAND_CAP as u64);
+                    .column((y.clone(), "id".to_string()))
+                    .expr_as(numbered(col(&y, "id")), "rn")
+                    .from_as(target.name.clone(), y.clone())
+                    .and_where(col(&y, via).equals((alias.to_string(), "id".to_string())));
                 if let Some(c) = cond {
                     children.and_where(c);
                 }
-                if let Some(k) = &keep {
-                    children.expr_as(Expr::case(k.clone(), Expr::cust("1")).finally(Expr::cust("0")), "keep");
-                }
                 let s = self.alias();
                 let mut q = Query::select();
-                q.expr(self.agg(col(&s, "j"), col(&s, "k")))
-                    .from_subquery(children, s.clone());
-                if keep.is_some() {
-                    q.and_where(col(&s, "keep").eq(1));
+                q.expr(self.agg(object, col(&x, "id")))
+                    .from_subquery(children, s.clone())
+                    .join_as(
+                        JoinType::InnerJoin,
+                        target.name.clone(),
+                        x.clone(),
+                        col(&x, "id").equals((s.clone(), "id".to_string())),
+                    )
+                    .and_where(within_cap(&s));
+                if let Some(k) = keep {
+                    q.and_where(k);
                 }
                 self.array(q)
             }
