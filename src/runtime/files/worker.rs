@@ -20,12 +20,15 @@ use crate::store::{Removal, Store};
 
 /// How often the worker looks for due removals when nothing wakes it.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a removal taken by a worker is its own.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// How long a removal taken by a worker is its own. Removing is idempotent, so a
+/// lease that runs out while its worker is still at it costs a second delete at
+/// worst; short, so that removals taken by a process that was killed are soon due
+/// again.
+pub const LEASE: Duration = Duration::from_secs(10);
 /// The longest wait between two attempts of a removal.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Removals (and expired uploads) taken at once.
-const BATCH: i64 = 32;
+const BATCH: i64 = 16;
 
 /// The wait after the `attempts`-th failure: 1 s, 2 s, 4 s, … up to an hour.
 pub fn backoff(attempts: i64) -> Duration {
