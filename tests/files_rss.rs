@@ -108,7 +108,11 @@ async fn a_large_upload_streams_in_bounded_memory() {
             started.elapsed().as_secs_f64(),
             peak as f64 / 1048576.0
         );
-        assert!(peak < LIMIT, "{name}: the peak resident set reached {} MiB", peak >> 20);
+        assert!(
+            peak < LIMIT,
+            "{name}: the peak resident set reached {} MiB",
+            peak >> 20
+        );
         store.delete(&key).await.unwrap();
     }
 }

@@ -969,7 +969,7 @@ fn files_settings_are_read_and_checked() {
             "invalid-value",
             2,
         ),
-        ("files:\n  max_upload: 1.5GB\n", "invalid-size", 2),
+        ("files:\n  max_upload: 12 parsecs\n", "invalid-size", 2),
         ("files:\n  max_upload: 100GiB\n", "out-of-range", 2),
         ("files:\n  url_ttl: 0\n", "out-of-range", 2),
         ("files:\n  pending_ttl: 999999999\n", "out-of-range", 2),
@@ -986,24 +986,35 @@ fn files_settings_are_read_and_checked() {
         );
         assert!(errors[0].hint.is_some(), "{text}: {:#?}", errors[0]);
     }
-    // Sizes: 1024-based and 1000-based units.
+    // Sizes: 1024-based and 1000-based units, fractions (the syntax of a file
+    // field's `max_size`).
     use trellis::spec::settings::parse_byte_size;
     assert_eq!(parse_byte_size("5MiB"), Some(5 << 20));
     assert_eq!(parse_byte_size("5 MB"), Some(5_000_000));
     assert_eq!(parse_byte_size("1GiB"), Some(1 << 30));
+    assert_eq!(parse_byte_size("1.5GiB"), Some(3 << 29));
+    assert_eq!(parse_byte_size("1.5 GB"), Some(1_500_000_000));
+    assert_eq!(parse_byte_size("0.5KiB"), Some(512));
+    assert_eq!(parse_byte_size("2TB"), Some(2_000_000_000_000));
     assert_eq!(parse_byte_size("1KB"), Some(1000));
     assert_eq!(parse_byte_size("123"), Some(123));
     assert_eq!(parse_byte_size("12B"), Some(12));
     for bad in [
         "",
         "MiB",
-        "1.5MiB",
+        ".5MiB",
+        "5.MiB",
+        "1.2.3GB",
         "-1",
         "5 mib",
+        "5 PB",
         "99999999999999999999GiB",
     ] {
         assert_eq!(parse_byte_size(bad), None, "{bad}");
     }
+    let loaded = load("files:\n  max_upload: 1.5GiB\n");
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.spec.settings.files.max_upload, 3 << 29);
 }
 
 /// In production mode a signing secret that is named but not set stops `serve`
