@@ -444,7 +444,19 @@ async fn delete_is_idempotent_and_takes_the_thumbnails(backend: Backend) {
         keys::thumb_key("contractor", "avatar", &id, sizes[0])
     );
     assert_eq!(read(&t.store, &again, None).await.2, b"kept");
+    // A local upload killed mid-way leaves a staging file next to the key
+    // (`<key>#<n>`, never listed); removing the key removes it.
+    let staged = t._dir.path().join(format!(".trellis/files/{k}#1"));
+    let other = t._dir.path().join(format!(".trellis/files/{k}x#1"));
+    if backend == Backend::Local {
+        std::fs::write(&staged, b"half an upload").unwrap();
+        std::fs::write(&other, b"not this one").unwrap();
+    }
     t.store.delete_with_thumbs(&k).await.unwrap();
+    assert!(!staged.exists());
+    if backend == Backend::Local {
+        assert!(other.exists(), "only the key's own staging files go");
+    }
     assert_eq!(t.store.list("thumbs").await.unwrap(), Vec::<String>::new());
     assert!(!t.store.exists(&k).await.unwrap());
     // Again: nothing there is not an error.
