@@ -855,6 +855,65 @@ async fn the_worker_removes_queued_and_expired_files(db: Db, backend: Backend) {
 
 databases_and_storages!(the_worker_removes_queued_and_expired_files);
 
+/// An upload cut off mid-way (the request's task dropped, as when its process
+/// dies) after parts of it were written: once its pending row expires, the sweeper
+/// and the worker leave nothing of it in the local folder, its staging file
+/// included. (On S3 the parts of a multipart upload never completed are for the
+/// bucket's lifecycle rule: docs/files.md.)
+async fn an_upload_cut_off_mid_way_leaves_nothing(db: Db) {
+    let (store, _db) = database(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(Backend::Local, 1);
+    let fs = FileStore::from_settings(&settings, dir.path(), None).unwrap();
+    let files = Arc::new(Files::new(fs.clone(), Signer::random(), settings));
+    let (_, k) = key("cv");
+    store
+        .record_pending(std::slice::from_ref(&k))
+        .await
+        .unwrap();
+    // 12 MiB arrive (a part is written), then the client stalls forever.
+    let data = content(12 * 1024 * 1024, 9);
+    let stalled = body(&data, 1 << 20).chain(futures_util::stream::pending());
+    let upload = {
+        let (fs, k) = (fs.clone(), k.clone());
+        tokio::spawn(async move { fs.put_stream(&k, stalled, 1 << 30).await })
+    };
+    let folder = dir.path().join(".trellis/files/files/contractor/cv");
+    wait_until("a part on disk", || {
+        let folder = folder.clone();
+        async move {
+            std::fs::read_dir(&folder)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    upload.abort();
+    let _ = upload.await;
+    let worker = trellis::runtime::files::worker::spawn(store.clone(), files);
+    wait_until("the sweep", || async {
+        store.pending_uploads().await.unwrap().is_empty()
+            && store.queued_removals().await.unwrap().is_empty()
+    })
+    .await;
+    assert!(worker.finish(Duration::from_secs(10)).await);
+    let left: Vec<String> = std::fs::read_dir(&folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<String>::new());
+}
+
+both!(an_upload_cut_off_mid_way_leaves_nothing);
+
 // ------------------------------------------ a trellis process killed with SIGKILL
 
 /// `trellis.yaml` with the `files` section of `settings`.
