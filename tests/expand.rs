@@ -347,10 +347,17 @@ async fn an_expanded_list_or_get_is_one_statement(db: Db) {
         .get(&format!("/api/people?{expand}&limit=50"))
         .await;
     let text = ok(&res).to_string();
-    assert!(!text.contains("salary") && !text.contains("secret"), "{text}");
+    assert!(
+        !text.contains("salary") && !text.contains("secret"),
+        "{text}"
+    );
     assert!(!text.contains("bob's diary"), "{text}");
     assert!(text.contains("ada's diary"), "{text}");
     let cyd = by_name(&res.body["items"], "Cyd");
     assert_eq!(cyd["team"], t.closed.as_str(), "the id stays");
-    assert_eq!(cyd["expand"]["team"], Value::Null, "the closed team is not shown");
+    assert_eq!(
+        cyd["expand"]["team"],
+        Value::Null,
+        "the closed team is not shown"
+    );
 }

@@ -273,7 +273,11 @@ async fn capped_expansions_agree_with_the_record_path(db: Db) {
     let app = TestApp::with_files(db, EXPAND_FILES).await;
     let mut tags = Vec::new();
     for n in 0..104 {
-        let label = if n % 9 == 4 { "private".to_string() } else { format!("t{n}") };
+        let label = if n % 9 == 4 {
+            "private".to_string()
+        } else {
+            format!("t{n}")
+        };
         tags.push(app.seed("tags", json!({ "label": label })).await);
     }
     let bob = app.seed("owners", json!({ "name": "Bob" })).await;
@@ -318,7 +322,11 @@ async fn capped_expansions_agree_with_the_record_path(db: Db) {
     let pairs = vec![("expand".to_string(), "made".to_string())];
     let req = list_request(&engine, &e, &pairs, &[], &Principal::system()).unwrap();
     let page = app.store.list(&engine, &e, &req, &member).await.unwrap();
-    let json = app.store.list_json(&engine, &e, &req, &member).await.unwrap();
+    let json = app
+        .store
+        .list_json(&engine, &e, &req, &member)
+        .await
+        .unwrap();
     assert_eq!(
         std::str::from_utf8(&json.items).unwrap(),
         serde_json::to_string(&page.items).unwrap()
@@ -377,7 +385,11 @@ async fn expansions_agree_with_the_record_path(db: Db) {
     ];
     let mut tags = Vec::new();
     for (n, text) in texts.iter().enumerate() {
-        let label = if n == 2 { "private".to_string() } else { text.to_string() };
+        let label = if n == 2 {
+            "private".to_string()
+        } else {
+            text.to_string()
+        };
         let body = json!({
             "label": label, "weight": ([0.1, 1.0 / 3.0, 100.0, -2.5e-7, 1e21, 12345.678][n]),
             "cost": format!("{}.125", n as i64 - 3), "flag": n % 2 == 0,
@@ -389,13 +401,22 @@ async fn expansions_agree_with_the_record_path(db: Db) {
     }
     app.create("tags", json!({})).await;
     let ann = app
-        .create("owners", json!({ "name": "Ann", "secret": "s1", "score": 2.5, "since": "2026-01-01T00:00:00Z" }))
+        .create(
+            "owners",
+            json!({ "name": "Ann", "secret": "s1", "score": 2.5, "since": "2026-01-01T00:00:00Z" }),
+        )
         .await;
     let hidden = app
-        .create("owners", json!({ "name": "Hidden", "secret": "s2", "score": 1.0, "boss": ann }))
+        .create(
+            "owners",
+            json!({ "name": "Hidden", "secret": "s2", "score": 1.0, "boss": ann }),
+        )
         .await;
     let bob = app
-        .create("owners", json!({ "name": "Bob", "score": -0.5, "boss": hidden }))
+        .create(
+            "owners",
+            json!({ "name": "Bob", "score": -0.5, "boss": hidden }),
+        )
         .await;
     app.seed("owners", json!({ "name": "Nobody" })).await;
     for (i, tag) in tags.iter().enumerate() {
@@ -405,7 +426,11 @@ async fn expansions_agree_with_the_record_path(db: Db) {
             _ => json!([]),
         };
         let res = app
-            .patch(&format!("/api/tags/{tag}"), json!({ "owners": owners }), &[])
+            .patch(
+                &format!("/api/tags/{tag}"),
+                json!({ "owners": owners }),
+                &[],
+            )
             .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     }
@@ -443,15 +468,35 @@ async fn expansions_agree_with_the_record_path(db: Db) {
     let cases: Vec<(&str, &str, Option<&str>, &[&Principal])> = vec![
         ("thing", "owner", None, all),
         ("thing", "tags", None, all),
-        ("thing", "owner,tags", Some("name,owner,tags.label,tags.on"), all),
+        (
+            "thing",
+            "owner,tags",
+            Some("name,owner,tags.label,tags.on"),
+            all,
+        ),
         ("thing", "owner.things,owner.made,owner.boss", None, all),
         ("thing", "owner.boss.boss,tags.owners", None, all),
         ("thing", "owner.things.tags,tags.owners.made", None, all),
-        ("thing", "owner,tags", Some("ratio,extra,owner.name,owner.since,tags"), all),
+        (
+            "thing",
+            "owner,tags",
+            Some("ratio,extra,owner.name,owner.since,tags"),
+            all,
+        ),
         ("thing", "maker.made", None, admin_only),
-        ("thing", "maker,owner.things", Some("maker.score,owner.things"), admin_only),
+        (
+            "thing",
+            "maker,owner.things",
+            Some("maker.score,owner.things"),
+            admin_only,
+        ),
         ("owner", "things,made,boss", None, readers),
-        ("owner", "things.tags.owners", Some("things.tags.owners.name,boss"), readers),
+        (
+            "owner",
+            "things.tags.owners",
+            Some("things.tags.owners.name,boss"),
+            readers,
+        ),
         ("owner", "boss", Some("name"), readers),
         ("tag", "owners.things", None, readers),
     ];
@@ -466,7 +511,10 @@ async fn expansions_agree_with_the_record_path(db: Db) {
             if let Some(f) = fields {
                 pairs.push(("fields".to_string(), f.to_string()));
             }
-            let context = format!("{entity}?expand={expand}&fields={fields:?} as {:?}", who.roles);
+            let context = format!(
+                "{entity}?expand={expand}&fields={fields:?} as {:?}",
+                who.roles
+            );
             let mut after: Option<String> = None;
             let mut seen = 0;
             loop {
@@ -497,11 +545,22 @@ async fn expansions_agree_with_the_record_path(db: Db) {
                         fields: req.fields.clone(),
                         expand: req.expand.clone(),
                     };
-                    let one = app.store.get_with(&engine, &e, id, &get, who).await.unwrap();
+                    let one = app
+                        .store
+                        .get_with(&engine, &e, id, &get, who)
+                        .await
+                        .unwrap();
                     let before = app.store.query_count();
-                    let (body, version) =
-                        app.store.get_json(&engine, &e, id, &get, who).await.unwrap();
-                    assert_eq!(app.store.query_count() - before, 1, "{context}: one statement");
+                    let (body, version) = app
+                        .store
+                        .get_json(&engine, &e, id, &get, who)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        app.store.query_count() - before,
+                        1,
+                        "{context}: one statement"
+                    );
                     assert_eq!(
                         std::str::from_utf8(&body).unwrap(),
                         serde_json::to_string(&one).unwrap(),
@@ -538,5 +597,8 @@ async fn expansions_agree_with_the_record_path(db: Db) {
         .get("/api/things?expand=owner.boss,tags.owners&limit=50")
         .await;
     let text = res.body.to_string();
-    assert!(text.contains("\"Hidden\"") && text.contains("\"cost\""), "{text}");
+    assert!(
+        text.contains("\"Hidden\"") && text.contains("\"cost\""),
+        "{text}"
+    );
 }

@@ -101,8 +101,11 @@ fn inner<'f>(fields: Option<&'f Fields>, name: &str) -> Option<&'f Fields> {
 fn relation<'e>(engine: &'e Engine, e: &'e Entity, name: &str) -> Option<(&'e Field, &'e Entity)> {
     let field = e.field(name)?;
     let target = engine.entity(field.target.as_deref()?)?;
-    matches!(field.ty, FieldType::Ref | FieldType::Many | FieldType::Inverse)
-        .then_some((field, target))
+    matches!(
+        field.ty,
+        FieldType::Ref | FieldType::Many | FieldType::Inverse
+    )
+    .then_some((field, target))
 }
 
 /// An SQL string literal of a validated model name's JSON key text (`,"name":`).
@@ -194,7 +197,9 @@ impl<'a> JsonTree<'a> {
     fn agg(&self, x: Expr, order: Expr) -> Expr {
         match self.dialect {
             Dialect::Sqlite => Expr::cust_with_exprs("group_concat(?, ',' ORDER BY ?)", [x, order]),
-            Dialect::Postgres => Expr::cust_with_exprs("string_agg($1, ',' ORDER BY $2)", [x, order]),
+            Dialect::Postgres => {
+                Expr::cust_with_exprs("string_agg($1, ',' ORDER BY $2)", [x, order])
+            }
         }
     }
 
@@ -307,7 +312,11 @@ impl<'a> JsonTree<'a> {
     /// The read condition of `target` for the caller, compiled on `alias`; `None`
     /// when the caller may read none of its records.
     fn readable(&mut self, target: &Entity, alias: &str) -> Option<Option<Expr>> {
-        match self.engine.access.decide(&target.name, &Action::Read, self.who) {
+        match self
+            .engine
+            .access
+            .decide(&target.name, &Action::Read, self.who)
+        {
             Decision::Deny => None,
             Decision::Allow(Typed::Const(true)) => Some(None),
             Decision::Allow(c) => Some(Some(self.compiler.compile(&c, alias))),
@@ -406,7 +415,10 @@ impl<'a> JsonTree<'a> {
         let mut parts = Vec::new();
         for (n, m) in members.into_iter().enumerate() {
             let sep = if n == 0 && first_always { "" } else { "," };
-            let key = format!("{sep}{}:", serde_json::to_string(&m.key).unwrap_or_default());
+            let key = format!(
+                "{sep}{}:",
+                serde_json::to_string(&m.key).unwrap_or_default()
+            );
             match m.when {
                 None => {
                     parts.push(Part::Lit(key));
@@ -414,15 +426,17 @@ impl<'a> JsonTree<'a> {
                 }
                 Some(cond) => {
                     let piece = self.concat(vec![Part::Lit(key), Part::Sql(m.value)]);
-                    parts.push(Part::Sql(
-                        Expr::case(cond, piece).finally(lit("")).into(),
-                    ));
+                    parts.push(Part::Sql(Expr::case(cond, piece).finally(lit("")).into()));
                 }
             }
         }
         let body = self.concat(parts);
         if first_always {
-            self.concat(vec![Part::Lit("{".into()), Part::Sql(body), Part::Lit("}".into())])
+            self.concat(vec![
+                Part::Lit("{".into()),
+                Part::Sql(body),
+                Part::Lit("}".into()),
+            ])
         } else {
             // Drop the leading comma of whichever member comes first.
             let trimmed = Expr::cust_with_exprs(
@@ -631,7 +645,10 @@ mod tests {
             serde_json::to_string(&(1.0f64 / 3.0)).unwrap_or_default()
         );
         assert_eq!(done("[\u{1}Inf\u{1},\u{1}NaN\u{1}]"), "[null,null]");
-        assert_eq!(done("\u{2}{\"b\": [1, 2.50], \"a\": null}\u{3}"), "{\"b\":[1,2.5],\"a\":null}");
+        assert_eq!(
+            done("\u{2}{\"b\": [1, 2.50], \"a\": null}\u{3}"),
+            "{\"b\":[1,2.5],\"a\":null}"
+        );
         assert_eq!(
             done("\u{4}\"2026-11-27T12:00:00+02:00\"\u{4}"),
             "\"2026-11-27T10:00:00Z\""

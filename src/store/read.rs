@@ -452,7 +452,11 @@ impl Store {
             .fields
             .as_ref()
             .is_none_or(|f| f.names.contains_key("version"))
-            && !engine.access.hidden(&e.name, who).iter().any(|h| h == "version");
+            && !engine
+                .access
+                .hidden(&e.name, who)
+                .iter()
+                .any(|h| h == "version");
         Ok((body, shown.then_some(version)))
     }
 
