@@ -17,6 +17,10 @@ each point). Optional: `logy=True`; `hlines=[(y, "label")]` for targets (dashed)
 `styles={"label": "--"}` for a line style per series. The SVG is reproducible (no
 date, fixed ids), so a rerun with the same numbers leaves no diff.
 
+`line_charts(path, title, charts, ncols=2)` draws several such charts side by side
+in one file: `charts` is a list of dicts with line_chart's arguments (title, xlabel,
+ylabel, series, and optionally logx, logy, hlines, styles).
+
 Also runnable: `python3 bench/plot.py --setup` creates the venv and prints its python.
 """
 
@@ -61,10 +65,8 @@ def venv_python():
     return py
 
 
-def line_chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hlines=(), styles=None):
-    """Writes a line chart (SVG if `path` ends in .svg, else PNG) of `series`."""
-    spec = {
-        "path": os.path.abspath(path),
+def _chart(title, xlabel, ylabel, series, logx=True, logy=False, hlines=(), styles=None):
+    return {
         "title": title,
         "xlabel": xlabel,
         "ylabel": ylabel,
@@ -74,8 +76,22 @@ def line_chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hline
         "hlines": [list(h) for h in hlines],
         "styles": styles or {},
     }
+
+
+def _render(path, spec):
+    spec["path"] = os.path.abspath(path)
     os.makedirs(os.path.dirname(spec["path"]), exist_ok=True)
     subprocess.run([venv_python(), os.path.abspath(__file__), "--draw"], input=json.dumps(spec), text=True, check=True)
+
+
+def line_chart(path, title, xlabel, ylabel, series, logx=True, logy=False, hlines=(), styles=None):
+    """Writes a line chart (SVG if `path` ends in .svg, else PNG) of `series`."""
+    _render(path, {"charts": [_chart(title, xlabel, ylabel, series, logx, logy, hlines, styles)], "ncols": 1})
+
+
+def line_charts(path, title, charts, ncols=2):
+    """Several line charts in one file, `ncols` to a row, under one `title`."""
+    _render(path, {"title": title, "charts": [_chart(**c) for c in charts], "ncols": ncols})
 
 
 def _draw(spec):
@@ -87,7 +103,22 @@ def _draw(spec):
     matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    charts = spec["charts"]
+    ncols = min(spec["ncols"], len(charts))
+    nrows = (len(charts) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8 * ncols, 4.5 * nrows), squeeze=False)
+    for ax in axes.flat[len(charts):]:
+        ax.set_visible(False)
+    for ax, chart in zip(axes.flat, charts):
+        _axes(ax, chart)
+    if spec.get("title"):
+        fig.suptitle(spec["title"])
+    fig.tight_layout()
+    fig.savefig(spec["path"], metadata={"Date": None} if spec["path"].endswith(".svg") else None)
+    plt.close(fig)
+
+
+def _axes(ax, spec):
     for label, points in spec["series"]:
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
@@ -106,9 +137,6 @@ def _draw(spec):
     ax.set_ylabel(spec["ylabel"])
     ax.grid(True, which="both", linewidth=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(spec["path"], metadata={"Date": None} if spec["path"].endswith(".svg") else None)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
