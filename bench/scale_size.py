@@ -185,6 +185,8 @@ class Db:
                 "COMMIT;"
             )
             self.psql("VACUUM ANALYZE")
+            # Write the loaded pages out now, not during the measurements.
+            self.psql("CHECKPOINT")
 
     def count(self):
         if self.kind == "sqlite":
@@ -502,7 +504,7 @@ def report(args, sizes, dbs, all_results, all_plans):
     lines.append(
         f"wrk -t2 -c{args.connections}, {args.warmup} s warm-up, median of {args.runs} runs of {args.seconds} s; "
         f"lists with limit={args.limit}; load = the 1/5/15-minute load average when the runs started "
-        f"({os.cpu_count()} cores). Server: {'the given binary' if args.trellis else 'the release build of ' + git_head()}"
+        f"({os.cpu_count()} cores); failed = answers other than 2xx plus requests unanswered after wrk's 2 s timeout. Server: {'the given binary' if args.trellis else 'the release build of ' + git_head()}"
         + (f"; baseline: {args.baseline}" if args.baseline else "") + "."
     )
     lines.append("")
@@ -520,7 +522,10 @@ def report(args, sizes, dbs, all_results, all_plans):
                         cells += ["", ""]
                         continue
                     bad = f" ({r[3]} failed)" if r[3] else ""
-                    cells += [f"{r[0]:,.0f}{bad}", f"{r[1]:.2f} / {r[2]:.2f}"]
+                    if r[0] == 0:
+                        cells += [f"0{bad}", f"none answered in {args.seconds} s"]
+                    else:
+                        cells += [f"{r[0]:,.0f}{bad}", f"{r[1]:.2f} / {r[2]:.2f}"]
                     load = load or r[4]
                 lines.append(f"| {kind} | {name} | {n:,} | " + " | ".join(cells) + f" | {load} |")
     for kind in dbs:
@@ -553,8 +558,9 @@ def plot(path, args, sizes, dbs, all_results):
             for name in REQUESTS:
                 for q, idx in (("p50", 1), ("p99", 2)):
                     key = (f"{label}: " if args.baseline else "") + f"{name} {q}"
+                    # A request none of which was answered in time has no latency.
                     series[key] = [(n, all_results[kind][(label, name, n)][idx]) for n in sizes
-                                   if (label, name, n) in all_results[kind]]
+                                   if all_results[kind].get((label, name, n), (0,))[0] > 0]
                     styles[key] = ("-" if q == "p50" else ":") if label == "trellis" else ("--" if q == "p50" else "-.")
         charts.append(dict(title=kind, xlabel="rows in the table", ylabel="latency (ms)", series=series,
                            logx=True, logy=True, styles=styles))
