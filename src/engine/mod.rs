@@ -281,7 +281,7 @@ impl Engine {
                 }
             }
         }
-        let mut engine = Engine {
+        Ok(Engine {
             title: spec
                 .settings
                 .name
@@ -301,11 +301,7 @@ impl Engine {
             webhooks: Vec::new(),
             production: spec.settings.production,
             limits: spec.settings.limits.clone(),
-        };
-        let doc = openapi::document(&engine);
-        // Compact: it is served on every client build (`trellis openapi` prints it pretty).
-        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        Ok(engine)
+        })
     }
 
     /// The workflow of an entity, if it has one.
