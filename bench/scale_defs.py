@@ -25,8 +25,10 @@ PostgreSQL: from TRELLIS_BENCH_PG_URL (else TRELLIS_TEST_PG_URL, else /tmp/pgurl
 each size gets a fresh database (CREATE DATABASE), dropped afterwards.
 
 Writes the table to stdout (Markdown), the raw numbers to
-docs/bench/scale-defs.json and the plot to docs/bench/scale-defs.svg (matplotlib,
-pinned, installed into bench/.venv on first use; --no-plot skips it).
+docs/bench/scale-defs.json and the plot to docs/bench/scale-defs.svg (bench/plot.py:
+a pinned matplotlib in bench/.venv, installed on first use; --no-plot skips it).
+Times are wall times, with the trellis process's own CPU time beside them (the part
+a busy machine does not inflate; PostgreSQL's own work is not in it).
 """
 import argparse
 import base64
@@ -416,70 +418,56 @@ def table(rows):
     return "\n".join(out)
 
 
-MATPLOTLIB = "matplotlib==3.9.2"
-
-
-def venv_python():
-    venv = os.path.join(ROOT, "bench", ".venv")
-    py = os.path.join(venv, "bin", "python")
-    if not os.path.exists(py):
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    probe = subprocess.run([py, "-c", "import matplotlib; print(matplotlib.__version__)"], capture_output=True, text=True)
-    if probe.returncode != 0 or probe.stdout.strip() != MATPLOTLIB.split("==")[1]:
-        subprocess.run([py, "-m", "pip", "install", "-q", MATPLOTLIB], check=True)
-    return py
-
-
-PLOT = r"""
-import json, sys
-import matplotlib
-matplotlib.use("svg")
-import matplotlib.pyplot as plt
-rows, out, title = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-plt.rcParams["svg.hashsalt"] = "trellis"
-fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
-series = [("check_ms", "check", "-"), ("first_start_ms", "first start", "--"),
-          ("second_start_ms", "second start", "-."), ("reload_ms", "reload", ":")]
-for db, marker in (("sqlite", "o"), ("postgres", "s")):
-    mine = sorted((r for r in rows if r["db"] == db), key=lambda r: r["entities"])
-    if not mine:
-        continue
-    xs = [r["entities"] for r in mine]
-    for key, label, style in series:
-        a.plot(xs, [r[key] for r in mine], style, marker=marker, label=f"{label} ({db})")
-    b.plot(xs, [r["rss_ready_mib"] for r in mine], "-", marker=marker, label=f"ready ({db})")
-    b.plot(xs, [r["rss_reloaded_mib"] for r in mine], "--", marker=marker, label=f"after reloads ({db})")
-a.set(xlabel="entities", ylabel="ms", title="time")
-b.set(xlabel="entities", ylabel="MiB (VmRSS)", title="memory")
-for ax in (a, b):
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-fig.suptitle(title)
-fig.tight_layout()
-fig.savefig(out, metadata={"Date": None})
-"""
-
-
 def plot(rows, out, title):
-    py = venv_python()
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(rows, f)
-    subprocess.run([py, "-c", PLOT, f.name, out, title], check=True)
-    os.unlink(f.name)
+    """Three charts: wall time, the trellis process's CPU time, memory (bench/plot.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from plot import line_charts
+
+    def series(keys):
+        out = {}
+        for db in ("sqlite", "postgres"):
+            mine = sorted((r for r in rows if r["db"] == db), key=lambda r: r["entities"])
+            if not mine:
+                continue
+            for key, label in keys:
+                out[f"{label} ({db})"] = [(r["entities"], r[key]) for r in mine]
+        return out
+
+    styles = {}
+    for db in ("sqlite", "postgres"):
+        for label, style in (("check", ":"), ("first start", "-"), ("second start", "--"), ("reload", "-.")):
+            styles[f"{label} ({db})"] = style
+        styles[f"ready ({db})"] = "-"
+        styles[f"after reloads ({db})"] = "--"
+        styles[f"check peak ({db})"] = ":"
+    times = [("check_ms", "check"), ("first_start_ms", "first start"), ("second_start_ms", "second start"), ("reload_ms", "reload")]
+    cpus = [("check_cpu_ms", "check"), ("first_start_cpu_ms", "first start"), ("second_start_cpu_ms", "second start"), ("reload_cpu_ms", "reload")]
+    rss = [("rss_ready_mib", "ready"), ("rss_reloaded_mib", "after reloads"), ("check_peak_rss_mib", "check peak")]
+    line_charts(
+        out,
+        title,
+        [
+            {"title": "wall time (reload: median)", "xlabel": "entities", "ylabel": "ms", "series": series(times), "logx": False, "styles": styles},
+            {"title": "CPU time of the trellis process", "xlabel": "entities", "ylabel": "ms", "series": series(cpus), "logx": False, "styles": styles},
+            {"title": "resident memory (VmRSS)", "xlabel": "entities", "ylabel": "MiB", "series": series(rss), "logx": False, "styles": styles},
+        ],
+        ncols=3,
+    )
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--entities", default="10,100,500", help="comma-separated sizes")
     ap.add_argument("--edits", type=int, default=5, help="reloads per size and database")
     ap.add_argument("--repeat", type=int, default=3, help="runs of check and of the second start (median)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench", "scale-defs"), help="path prefix of the .json and .svg")
+    ap.add_argument("--binary", default=BIN, help="the trellis to measure (e.g. a build of an older commit)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the generated projects (printed)")
     args = ap.parse_args()
+    BIN = os.path.abspath(args.binary)
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     sizes = [int(s) for s in args.entities.split(",")]
