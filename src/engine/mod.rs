@@ -197,6 +197,8 @@ pub struct Engine {
     pub production: bool,
     /// Abuse limits (`limits` in trellis.yaml); read when the server starts.
     pub limits: crate::spec::settings::LimitSettings,
+    /// File storage (`files` in trellis.yaml); read when the server starts.
+    pub files: crate::spec::settings::FileSettings,
 }
 
 impl Engine {
@@ -299,6 +301,7 @@ impl Engine {
             webhooks: Vec::new(),
             production: spec.settings.production,
             limits: spec.settings.limits.clone(),
+            files: spec.settings.files.clone(),
         })
     }
 
