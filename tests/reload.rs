@@ -16,6 +16,11 @@ async fn reloads_follow_the_files(db: Db) {
     let secret = |_: &str| Some(TEST_SECRET.to_string());
     app.create("tasks", json!({ "title": "Before" })).await;
     assert_eq!(app.get("/api/notes").await.status, StatusCode::NOT_FOUND);
+    // The document is built on first use, once per engine: asked for before the
+    // reload, it must not be what the new engine serves.
+    let before = app.get("/openapi.json").await;
+    assert!(before.body["paths"]["/api/notes"].is_null());
+    let tag_before = before.header("etag").unwrap().to_string();
 
     // A new entity and a new field appear without a restart; data stays.
     std::fs::write(
@@ -53,6 +58,13 @@ async fn reloads_follow_the_files(db: Db) {
     assert!(
         doc.body["paths"]["/api/notes"].is_object(),
         "the document follows"
+    );
+    assert!(doc.body["components"]["schemas"]["Task"]["properties"]["done"].is_object());
+    assert_ne!(doc.header("etag").unwrap(), tag_before);
+    assert_eq!(
+        app.get("/openapi.json").await.raw,
+        doc.raw,
+        "later requests get the same bytes"
     );
 
     // A broken file: refused, the previous definitions keep serving, status says why.

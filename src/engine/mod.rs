@@ -182,8 +182,9 @@ pub struct Engine {
     by_plural: HashMap<String, usize>,
     /// For each entity, the ref fields elsewhere that point to it.
     referrers: HashMap<String, Vec<Referrer>>,
-    /// The OpenAPI document, serialized once per load.
-    pub openapi_json: bytes::Bytes,
+    /// The OpenAPI document, built and serialized on first use (once per load; see
+    /// [`Engine::openapi_json`]).
+    openapi_json: std::sync::OnceLock<bytes::Bytes>,
     /// Who may do what.
     pub access: access::Access,
     /// How callers authenticate (from `trellis.yaml`).
@@ -220,9 +221,6 @@ impl Engine {
         engine.workflows = workflows;
         engine.webhooks = loaded.spec.settings.webhooks.clone();
         engine.auth = loaded.spec.settings.auth.clone();
-        let doc = openapi::document(&engine);
-        // Compact: it is served on every client build (`trellis openapi` prints it pretty).
-        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         Ok(engine)
     }
 
@@ -283,7 +281,7 @@ impl Engine {
                 }
             }
         }
-        let mut engine = Engine {
+        Ok(Engine {
             title: spec
                 .settings
                 .name
@@ -296,7 +294,7 @@ impl Engine {
             by_name,
             by_plural,
             referrers,
-            openapi_json: bytes::Bytes::new(),
+            openapi_json: std::sync::OnceLock::new(),
             access: access::Access::default(),
             auth: Default::default(),
             workflows: HashMap::new(),
@@ -304,11 +302,7 @@ impl Engine {
             production: spec.settings.production,
             limits: spec.settings.limits.clone(),
             files: spec.settings.files.clone(),
-        };
-        let doc = openapi::document(&engine);
-        // Compact: it is served on every client build (`trellis openapi` prints it pretty).
-        engine.openapi_json = bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        Ok(engine)
+        })
     }
 
     /// The workflow of an entity, if it has one.
@@ -333,9 +327,21 @@ impl Engine {
         self.referrers.get(entity).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The OpenAPI document, serialized compactly (it is served on every client
+    /// build; `trellis openapi` prints it pretty). Built on the first call, not by
+    /// [`Engine::build`]: it is most of the work of a load (tens of kilobytes per
+    /// entity), and `check`, start-up and every reload would pay for a document
+    /// nobody may ask for. Later calls return the same bytes.
+    pub fn openapi_json(&self) -> &bytes::Bytes {
+        self.openapi_json.get_or_init(|| {
+            let doc = openapi::document(self);
+            bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+        })
+    }
+
     /// The OpenAPI document as a JSON value.
     pub fn openapi(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.openapi_json).unwrap_or_default()
+        openapi::document(self)
     }
 }
 

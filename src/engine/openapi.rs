@@ -1985,7 +1985,12 @@ pub fn document(engine: &Engine) -> Value {
     if let Some(d) = &engine.description {
         info["description"] = json!(d);
     }
-    let mut components = json!({ "schemas": schemas, "responses": shared_responses() });
+    // Assembled by moving the maps in: `json!` would copy each interpolated value
+    // (it serializes them), and paths and schemas are most of the document.
+    let mut components = Value::Object(Map::from_iter([
+        ("schemas".to_string(), Value::Object(schemas)),
+        ("responses".to_string(), shared_responses()),
+    ]));
     let mut doc_security = Value::Null;
     if engine.auth.jwt.is_some() {
         components["securitySchemes"] = json!({
@@ -2022,9 +2027,9 @@ pub fn document(engine: &Engine) -> Value {
         "info": info,
         "servers": [{ "url": "/", "description": "The server that serves this document." }],
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
-        "paths": paths,
-        "components": components
     });
+    doc["paths"] = Value::Object(paths);
+    doc["components"] = components;
     if !doc_security.is_null() {
         doc["security"] = doc_security;
     }

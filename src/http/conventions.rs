@@ -276,7 +276,7 @@ impl DocumentTag {
         {
             return tag.clone();
         }
-        let tag = body_etag(&engine.openapi_json);
+        let tag = body_etag(engine.openapi_json());
         *kept = Some((Arc::downgrade(engine), tag.clone()));
         tag
     }

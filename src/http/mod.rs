@@ -222,9 +222,17 @@ fn cors_layer(engine: &Engine) -> Option<CorsLayer> {
 /// with its `ETag`: 304 while unchanged.
 async fn openapi(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let engine = state.engine.load_full();
+    // The first request after a load builds the document (see `Engine::openapi_json`):
+    // off the async workers, as it takes a while on a project of many entities.
+    let engine = tokio::task::spawn_blocking(move || {
+        engine.openapi_json();
+        engine
+    })
+    .await
+    .unwrap_or_else(|_| state.engine.load_full());
     let etag = state.openapi_tag.of(&engine);
     conventions::conditional(&headers, etag, false, || {
-        let mut res = (StatusCode::OK, engine.openapi_json.clone()).into_response();
+        let mut res = (StatusCode::OK, engine.openapi_json().clone()).into_response();
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
