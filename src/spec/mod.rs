@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
-pub use model::{FieldDef, FieldType, ModelDef, OnDelete, Storage};
+pub use model::{FieldDef, FieldType, FileOptions, ModelDef, OnDelete, Storage, Thumb};
 pub use settings::Settings;
 
 use diag::{Sink, suggest};
