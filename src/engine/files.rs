@@ -154,6 +154,8 @@ pub struct FileWrite {
     pub keep: Option<Vec<Uuid>>,
     /// Files uploaded with this request (trusted: only the multipart path adds them).
     pub added: Vec<FileMeta>,
+    /// Stored files to remove (`DELETE /api/<plural>/<id>/files/<field>/<file id>`).
+    pub remove: Vec<Uuid>,
 }
 
 /// Uploaded files per field name, as the multipart path hands them over.
@@ -178,8 +180,7 @@ impl FileWrite {
         let old = stored_files(stored);
         let limit = field.file.as_ref().map(|o| o.limit()).unwrap_or(1);
         let mut new: Vec<FileMeta> = match &self.keep {
-            None if is_multiple(field) => old.clone(),
-            None => Vec::new(),
+            None => old.clone(),
             Some(ids) => {
                 let unknown: Vec<Uuid> = ids
                     .iter()
@@ -194,6 +195,20 @@ impl FileWrite {
                     .collect()
             }
         };
+        let unknown: Vec<Uuid> = self
+            .remove
+            .iter()
+            .filter(|id| !new.iter().any(|m| m.id == **id))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Resolve::Unknown(unknown));
+        }
+        new.retain(|m| !self.remove.contains(&m.id));
+        if !is_multiple(field) && !self.added.is_empty() {
+            // A single field's upload replaces its file.
+            new.clear();
+        }
         new.extend(self.added.iter().cloned());
         if new.len() > limit as usize {
             return Err(Resolve::TooMany {
@@ -265,12 +280,12 @@ pub(crate) fn from_body(field: &Field, value: &Value) -> Result<FileWrite, Strin
         }
         Ok(FileWrite {
             keep: Some(ids),
-            added: Vec::new(),
+            ..FileWrite::default()
         })
     } else if value.is_null() {
         Ok(FileWrite {
             keep: Some(Vec::new()),
-            added: Vec::new(),
+            ..FileWrite::default()
         })
     } else {
         Err(single_words())
@@ -372,6 +387,7 @@ impl Input {
                     FileWrite {
                         keep: None,
                         added: files,
+                        remove: Vec::new(),
                     },
                 )),
             }
@@ -382,6 +398,27 @@ impl Input {
         } else {
             Err(errors)
         }
+    }
+
+    /// An input that removes one stored file of a file field (the remove route):
+    /// `None` when `field` is not a file field of `e`. The write answers a 422 when
+    /// the record has no such file.
+    pub fn remove_file(e: &Entity, field: &str, file: Uuid) -> Option<Input> {
+        let index = e
+            .fields
+            .iter()
+            .position(|f| f.name == field && f.ty == FieldType::File)?;
+        Some(Input {
+            values: Vec::new(),
+            files: vec![(
+                index,
+                FileWrite {
+                    keep: None,
+                    added: Vec::new(),
+                    remove: vec![file],
+                },
+            )],
+        })
     }
 
     /// The write asked of a file field, if any.

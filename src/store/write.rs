@@ -554,9 +554,18 @@ impl Store {
         if allowed != Typed::Const(true) {
             q.and_where(on_own_row(dialect, e, id, &allowed, &ctx));
         }
+        // The files of a deleted record are enqueued for removal in its transaction.
+        let file_fields: Vec<&crate::engine::Field> = e
+            .fields
+            .iter()
+            .filter(|f| f.ty == FieldType::File)
+            .collect();
+        if !file_fields.is_empty() {
+            q.returning(Query::returning().columns(file_fields.iter().map(|f| f.name.clone())));
+        }
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
-        let result: Result<u64, sqlx::Error> = if batch.is_none() {
+        let result: Result<u64, sqlx::Error> = if batch.is_none() && file_fields.is_empty() {
             async {
                 on_pool!(self, pool => {
                     Ok(one_statement!(q, dialect, pool, execute)?.rows_affected())
@@ -567,14 +576,44 @@ impl Store {
             async {
                 in_tx!(self, batch, tx => {
                     let (sql, vals) = dialect.build(&q);
-                    match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
-                        Ok(done) => {
-                            tx.commit().await?;
-                            Ok(done.rows_affected())
+                    if file_fields.is_empty() {
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
+                            Ok(done) => {
+                                tx.commit().await?;
+                                Ok(done.rows_affected())
+                            }
+                            Err(err) => {
+                                tx.rollback().await?;
+                                Err(err)
+                            }
                         }
-                        Err(err) => {
-                            tx.rollback().await?;
-                            Err(err)
+                    } else {
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
+                            Ok(Some(row)) => {
+                                let mut removed = Vec::new();
+                                for (col, f) in file_fields.iter().enumerate() {
+                                    let stored = row.json(col, Storage::Json)?;
+                                    removed.extend(
+                                        files::stored_files(&stored)
+                                            .iter()
+                                            .flat_map(|m| m.keys(&e.name, &f.name)),
+                                    );
+                                }
+                                for stmt in file_statements(dialect, &[], &removed) {
+                                    let (sql, vals) = stmt.build(dialect);
+                                    sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+                                }
+                                tx.commit().await?;
+                                Ok(1)
+                            }
+                            Ok(None) => {
+                                tx.rollback().await?;
+                                Ok(0)
+                            }
+                            Err(err) => {
+                                tx.rollback().await?;
+                                Err(err)
+                            }
                         }
                     }
                 })
