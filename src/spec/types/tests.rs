@@ -393,3 +393,30 @@ fn max_size_never_above_max_upload() {
         .expect("scan");
     assert_eq!(f.file.as_ref().map(|o| o.max_size), Some(1 << 20));
 }
+
+#[test]
+fn workflows_neither_take_nor_set_files() {
+    let files: std::collections::BTreeMap<String, String> = [
+        (
+            "models/doc.yaml",
+            "entity: doc\nfields:\n  status: { type: enum, values: [a, b] }\n  scan: file\n",
+        ),
+        (
+            "workflows/doc.yaml",
+            "entity: doc\nfield: status\ninitial: a\nstates:\n  a: {}\n  b: {}\ntransitions:\n  go:\n    from: a\n    to: b\n    input: { proof: { type: file } }\n    set: { scan: \"{{ input.proof }}\" }\n",
+        ),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    for (path, text) in &files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    let loaded = crate::spec::load(dir.path());
+    let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&"bad-input-field"), "{codes:?}");
+    assert!(codes.contains(&"bad-set-field"), "{codes:?}");
+}
