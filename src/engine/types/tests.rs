@@ -283,7 +283,12 @@ fn only_long_text_json_and_inverse_are_not_grouped() {
         .collect();
     assert_eq!(
         not_grouped,
-        [FieldType::Text, FieldType::Json, FieldType::Inverse]
+        [
+            FieldType::Text,
+            FieldType::Json,
+            FieldType::Inverse,
+            FieldType::File
+        ]
     );
 }
 
