@@ -35,7 +35,7 @@ pub struct Input {
     pub values: Vec<(usize, Cell)>,
     /// What the write asks of file fields (in field order): from the JSON body (remove,
     /// keep and reorder) and from uploads (`Input::add_uploads`, the multipart path).
-    pub files: Vec<(usize, super::files::FileWrite)>,
+    pub files: Vec<(usize, super::types::file::FileWrite)>,
 }
 
 impl Input {
@@ -143,7 +143,7 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
                     continue;
                 }
                 if field.ty == FieldType::File {
-                    match super::files::from_body(field, value) {
+                    match super::types::file::from_body(field, value) {
                         Ok(w) => input.files.push((index, w)),
                         Err(detail) => errors.push(FieldError::new(pointer, detail)),
                     }
@@ -213,10 +213,10 @@ fn schema_error(
             Some(f) if !in_list && obj.get(&f.name).is_some_and(Value::is_null) => {
                 "is required and cannot be null".to_string()
             }
-            Some(f) if f.ty == FieldType::File && super::files::is_multiple(f) => {
-                super::files::multiple_words(f)
+            Some(f) if f.ty == FieldType::File && super::types::file::is_multiple(f) => {
+                super::types::file::multiple_words(f)
             }
-            Some(f) if f.ty == FieldType::File => super::files::single_words(),
+            Some(f) if f.ty == FieldType::File => super::types::file::single_words(),
             Some(f) if in_list => format!(
                 "each entry must be the id of {} record (a UUID string)",
                 a_or_an(f.target.as_deref().unwrap_or("related"))

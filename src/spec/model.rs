@@ -539,6 +539,7 @@ fn plain_field(name: &Named, ty: FieldType, ty_pos: Pos) -> FieldDef {
         scale: DEFAULT_DECIMAL_SCALE,
         precision: DEFAULT_DECIMAL_PRECISION,
         renamed_from: None,
-        file: None,
+        // `scan: file` (the shorthand) is a file field with the default options.
+        file: (ty == FieldType::File).then(FileOptions::default),
     }
 }

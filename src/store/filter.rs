@@ -26,15 +26,6 @@ fn col(alias: &str, name: &str) -> Expr {
     Expr::col((alias.to_string(), name.to_string()))
 }
 
-/// A custom SQL template written with `$1`, `$2`… (each once, in order) in the
-/// placeholders of `dialect`'s query builder (SQLite's are `?`).
-fn placeholders(dialect: Dialect, template: &str) -> String {
-    match dialect {
-        Dialect::Postgres => template.to_string(),
-        Dialect::Sqlite => template.replace("$1", "?").replace("$2", "?"),
-    }
-}
-
 fn truth(b: bool) -> Expr {
     Expr::cust(if b { "1 = 1" } else { "1 = 0" })
 }
@@ -222,22 +213,15 @@ impl<'c> Compiler<'c> {
             if !file.multiple {
                 return if set { c.is_not_null() } else { c.is_null() };
             }
-            let length = match self.dialect {
-                Dialect::Sqlite => "COALESCE(json_array_length($1), 0) > 0",
-                Dialect::Postgres => "COALESCE(jsonb_array_length($1), 0) > 0",
-            };
+            let length = self.dialect.json_array_nonempty();
             let some = Expr::cust_with_exprs(self.placeholders(length), [c]);
             return if set { some } else { some.not() };
         };
         let plain = Column::plain(&column.name, column.ty, 0);
+        let key = attr.key();
         let value = |json: Expr, dialect: Dialect| -> Expr {
-            let text = match (dialect, attr) {
-                (Dialect::Postgres, FileAttr::Size) => "(($1) ->> 'size')::BIGINT",
-                (_, FileAttr::Size) => "($1) ->> 'size'",
-                (_, FileAttr::Type) => "($1) ->> 'type'",
-                (_, FileAttr::Name) => "($1) ->> 'name'",
-            };
-            Expr::cust_with_exprs(placeholders(dialect, text), [json])
+            let text = dialect.json_member(key, attr == FileAttr::Size);
+            Expr::cust_with_exprs(dialect.custom_template(&text), [json])
         };
         if !file.multiple {
             let v = value(c, self.dialect);
@@ -245,24 +229,15 @@ impl<'c> Compiler<'c> {
         }
         // Any of the files: a correlated EXISTS over the array's elements.
         let each = self.alias("f");
-        let (from, element) = match self.dialect {
-            Dialect::Sqlite => (
-                format!("json_each($1) AS {each}"),
-                Expr::cust(format!("{each}.value")),
-            ),
-            Dialect::Postgres => (
-                format!("jsonb_array_elements($1) AS {each}(v)"),
-                Expr::cust(format!("{each}.v")),
-            ),
-        };
-        let inner = value(element, self.dialect);
+        let (from, element) = self.dialect.json_elements(&each);
+        let inner = value(Expr::cust(element), self.dialect);
         let test = self.pred_on(inner, &plain, pred);
         let text = format!("EXISTS (SELECT 1 FROM {from} WHERE $2)");
         Expr::cust_with_exprs(self.placeholders(&text), [c, test])
     }
 
     fn placeholders(&self, template: &str) -> String {
-        placeholders(self.dialect, template)
+        self.dialect.custom_template(template)
     }
 
     fn pred_on(&mut self, c: Expr, column: &Column, pred: &Pred) -> Expr {

@@ -18,7 +18,7 @@ use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Holder, MissingTarget, Store, ddl};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
-use crate::engine::files::{self, FileWrite};
+use crate::engine::files;
 use crate::engine::{Cell, Engine, Entity, Input, input};
 use crate::spec::Storage;
 use crate::spec::{FieldType, OnDelete};
@@ -76,7 +76,7 @@ impl Store {
                     values.push(Expr::val(dialect.value(Storage::Json, &file_cell(value))));
                     claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
                 }
-                Err(why) => file_errors.push(FileWrite::error(f, &why)),
+                Err(why) => file_errors.push(files::resolve_error(f, &why)),
             }
         }
         if !file_errors.is_empty() {
@@ -298,7 +298,7 @@ impl Store {
             sq.from(e.name.clone())
                 .columns(file_fields.iter().map(|f| f.name.clone()))
                 .and_where(Expr::col("id").eq(dialect.uuid(id)));
-            if dialect == Dialect::Postgres {
+            if dialect.locks_selected_rows() {
                 sq.lock(sea_query::LockType::Update);
             }
             sq
@@ -419,7 +419,7 @@ impl Store {
                                 claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
                                 removed.extend(dropped.iter().map(|m| m.key(&e.name, &f.name)));
                             }
-                            Err(why) => file_errors.push(FileWrite::error(f, &why)),
+                            Err(why) => file_errors.push(files::resolve_error(f, &why)),
                         }
                     }
                 }
