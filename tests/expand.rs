@@ -12,6 +12,7 @@ both!(
     a_ref_is_its_id_with_and_without_expand,
     nested_inverse_and_many_expansions_go_under_expand,
     expansions_do_not_leak_hidden_records_or_fields,
+    an_expanded_list_or_get_is_one_statement,
 );
 
 /// Teams (some not public) and their people. `salary` is for admins only; `diary`
@@ -322,4 +323,41 @@ async fn expansions_do_not_leak_hidden_records_or_fields(db: Db) {
         let body = res.body.to_string();
         assert!(!body.contains("Ada") && !body.contains("Open"), "{body}");
     }
+}
+
+/// Whatever the depth, the kinds of relation and the caller's rules, a list or a
+/// get with `expand` is one statement (the database writes the JSON); the member's
+/// answer still hides what its rules hide.
+async fn an_expanded_list_or_get_is_one_statement(db: Db) {
+    let t = teams(db).await;
+    let app = &t.app;
+    let expand = "expand=team.people.friends,friends.team";
+    for client in [app.as_user(&app.token("a1", &["admin"])), t.member.clone()] {
+        let before = app.store.query_count();
+        let res = client.get(&format!("/api/people?{expand}&limit=50")).await;
+        ok(&res);
+        assert_eq!(app.store.query_count() - before, 1, "{}", res.body);
+        let before = app.store.query_count();
+        let res = client.get(&format!("/api/people/{}?{expand}", t.bob)).await;
+        ok(&res);
+        assert_eq!(app.store.query_count() - before, 1, "{}", res.body);
+    }
+    let res = t
+        .member
+        .get(&format!("/api/people?{expand}&limit=50"))
+        .await;
+    let text = ok(&res).to_string();
+    assert!(
+        !text.contains("salary") && !text.contains("secret"),
+        "{text}"
+    );
+    assert!(!text.contains("bob's diary"), "{text}");
+    assert!(text.contains("ada's diary"), "{text}");
+    let cyd = by_name(&res.body["items"], "Cyd");
+    assert_eq!(cyd["team"], t.closed.as_str(), "the id stays");
+    assert_eq!(
+        cyd["expand"]["team"],
+        Value::Null,
+        "the closed team is not shown"
+    );
 }

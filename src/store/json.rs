@@ -2,7 +2,7 @@
 //! hot path: no map per record).
 
 use super::Error;
-use super::values::{DecodeJson, write_value};
+use super::values::{Columns, DecodeJson, write_value};
 use crate::engine::Entity;
 use crate::spec::Storage;
 
@@ -56,6 +56,29 @@ pub(crate) fn write_record<R: DecodeJson>(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// Writes column `i` of `row`, a record's JSON built by the database
+/// ([`super::json_tree`]), finishing its marked values when `finish` says there are any.
+pub(crate) fn write_built<R: Columns>(
+    row: &R,
+    i: usize,
+    finish: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), sqlx::Error> {
+    let text = row.text(i)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: i.to_string(),
+        source: Box::new(sqlx::error::UnexpectedNullError),
+    })?;
+    if finish {
+        super::json_tree::finish(text, out).map_err(|message| sqlx::Error::ColumnDecode {
+            index: i.to_string(),
+            source: message.into(),
+        })
+    } else {
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
 }
 
 /// A page that could not be written as JSON (it cannot happen: every value comes

@@ -14,6 +14,7 @@ mod explain;
 pub(crate) mod files;
 pub mod filter;
 mod json;
+mod json_tree;
 mod kernel;
 mod migrate;
 mod read;

@@ -10,14 +10,19 @@ use uuid::Uuid;
 
 use super::access::{permitted, redact};
 use super::filter::Compiler;
-use super::json::{JsonPage, not_json, write_record};
-use super::kernel::{MAIN, Record, all, main_col, on_pool, record_from_row, record_id, select};
+use super::json::{JsonPage, not_json, write_built, write_record};
+use super::json_tree::{JsonTree, record_path_reason};
+use super::kernel::{
+    MAIN, Record, all, main_col, on_pool, record_from_row, record_id, select, select_columns,
+};
 use super::search::{Search, search_terms};
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
-use crate::engine::query::{Cursor, GetRequest, ListRequest, SortKey, select_fields};
+use crate::engine::query::{
+    Cursor, Expand, Fields, GetRequest, ListRequest, SortKey, select_fields,
+};
 use crate::engine::{Cell, Engine, Entity};
 
 /// A page of a list.
@@ -28,6 +33,18 @@ pub struct Page {
     pub next: Option<String>,
     /// The number of records matching the filter, when asked for.
     pub total: Option<i64>,
+}
+
+/// What [`Store::list_rows`] makes of the rows.
+#[derive(Clone, Copy)]
+enum Want<'w> {
+    /// Records, as maps.
+    Records,
+    /// JSON written from the columns, without these hidden fields.
+    Direct(&'w [String]),
+    /// JSON built by the database ([`super::json_tree`]): expansions, read rules
+    /// and `fields=` included.
+    Built(&'w Expand, Option<&'w Fields>),
 }
 
 /// The records of a page as read: as maps, or written straight to JSON.
@@ -85,8 +102,11 @@ impl Store {
         who: &Principal,
     ) -> Result<Page, Error> {
         let expensive = req.filter.is_some() || req.search.is_some();
-        let (rows, next, total) =
-            super::deadline::armed(expensive, self.list_rows(engine, e, req, who, None)).await?;
+        let (rows, next, total) = super::deadline::armed(
+            expensive,
+            self.list_rows(engine, e, req, who, Want::Records),
+        )
+        .await?;
         let Rows::Records(mut items) = rows else {
             unreachable!("records were asked for")
         };
@@ -105,7 +125,10 @@ impl Store {
     /// [`Store::list`] as the JSON the API answers with. When nothing is added to or
     /// taken from the records but hidden fields (no `many` fields, `expand`, `fields=`
     /// or fields visible only on some records), rows are written straight to JSON,
-    /// without a map per record.
+    /// without a map per record. Otherwise the database builds each record's JSON,
+    /// expansions included, in the statement that reads the page
+    /// ([`super::json_tree`]); the record path ([`Store::list`]) answers only what
+    /// [`record_path_reason`] sends to it.
     pub async fn list_json(
         &self,
         engine: &Engine,
@@ -118,7 +141,12 @@ impl Store {
             && req.expand.children.is_empty()
             && req.fields.is_none()
             && engine.access.conditional(&e.name, who).is_empty();
-        if !direct {
+        let reason = (!direct)
+            .then(|| {
+                record_path_reason(engine, self.dialect(), e, &req.expand, req.fields.as_ref())
+            })
+            .flatten();
+        if reason.is_some() {
             let page = self.list(engine, e, req, who).await?;
             return Ok(JsonPage {
                 items: serde_json::to_vec(&page.items).map_err(not_json)?,
@@ -131,12 +159,13 @@ impl Store {
         } else {
             Vec::new()
         };
+        let want = match direct {
+            true => Want::Direct(&hidden),
+            false => Want::Built(&req.expand, req.fields.as_ref()),
+        };
         let expensive = req.filter.is_some() || req.search.is_some();
-        let (rows, next, total) = super::deadline::armed(
-            expensive,
-            self.list_rows(engine, e, req, who, Some(&hidden)),
-        )
-        .await?;
+        let (rows, next, total) =
+            super::deadline::armed(expensive, self.list_rows(engine, e, req, who, want)).await?;
         let Rows::Json { array, .. } = rows else {
             unreachable!("JSON was asked for")
         };
@@ -147,15 +176,15 @@ impl Store {
         })
     }
 
-    /// The rows of a page (as records, or as JSON without the fields in `json`), the
-    /// cursor of the next page and the count.
+    /// The rows of a page (as records, or as JSON), the cursor of the next page and
+    /// the count.
     async fn list_rows(
         &self,
         engine: &Engine,
         e: &Entity,
         req: &ListRequest,
         who: &Principal,
-        json: Option<&[String]>,
+        want: Want<'_>,
     ) -> Result<(Rows, Option<String>, Option<i64>), Error> {
         let dialect = self.dialect();
         let ctx = who.ctx();
@@ -225,21 +254,32 @@ impl Store {
                 q.order_by_with_nulls(col, order, NullOrdering::Last);
             }
         }
+        // The record's JSON as the database builds it, after the columns.
+        let mut finish = false;
+        if let Want::Built(expand, fields) = want {
+            let mut tree = JsonTree::new(engine, who, dialect, &ctx);
+            q.expr(tree.record(e, MAIN, expand, fields));
+            finish = tree.needs_finish;
+        }
+        let built = select_columns(e).len();
         let limit = req.limit as usize;
         let mut rows = on_pool!(self, pool => {
             let (sql, values) = dialect.build(&q);
             let sql = super::paged(sql, u64::from(req.limit) + 1, offset);
             let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
-            match json {
-                None => Rows::Records(rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?),
-                Some(hidden) => {
+            match want {
+                Want::Records => Rows::Records(rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?),
+                Want::Direct(_) | Want::Built(..) => {
                     let mut array = Vec::with_capacity(64 + 256 * rows.len().min(limit));
                     array.push(b'[');
                     for (n, row) in rows.iter().take(limit).enumerate() {
                         if n > 0 {
                             array.push(b',');
                         }
-                        write_record(e, row, hidden, &mut array)?;
+                        match want {
+                            Want::Direct(hidden) => write_record(e, row, hidden, &mut array)?,
+                            _ => write_built(row, built, finish, &mut array)?,
+                        }
                     }
                     array.push(b']');
                     let last = match rows.len() > limit {
@@ -354,6 +394,71 @@ impl Store {
             select_fields(&mut rec, fields);
         }
         Ok(rec)
+    }
+
+    /// [`Store::get_with`] as the JSON the API answers with, and the record's version
+    /// when the answer shows it. With `expand`, the database builds the record's
+    /// JSON, expansions included, in the statement that reads it
+    /// ([`super::json_tree`]); without, or where [`record_path_reason`] says so (or
+    /// where `version` is shown only under a condition), the record path answers.
+    pub async fn get_json(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        id: Uuid,
+        req: &GetRequest,
+        who: &Principal,
+    ) -> Result<(Vec<u8>, Option<i64>), Error> {
+        let dialect = self.dialect();
+        let conditional_version = engine
+            .access
+            .conditional(&e.name, who)
+            .iter()
+            .any(|(f, _)| f == "version");
+        if req.expand.is_empty()
+            || conditional_version
+            || record_path_reason(engine, dialect, e, &req.expand, req.fields.as_ref()).is_some()
+        {
+            let rec = self.get_with(engine, e, id, req, who).await?;
+            let version = rec.get("version").and_then(Value::as_i64);
+            return Ok((serde_json::to_vec(&rec).map_err(not_json)?, version));
+        }
+        let cond = match engine.access.decide(&e.name, &Action::Read, who) {
+            Decision::Deny => return Err(Error::NotFound),
+            Decision::Allow(c) => c,
+        };
+        let ctx = who.ctx();
+        let mut q = Query::select();
+        q.from_as(e.name.clone(), MAIN)
+            .column((MAIN.to_string(), "version".to_string()))
+            .and_where(main_col("id").eq(dialect.uuid(id)));
+        if cond != Typed::Const(true) {
+            q.and_where(Compiler::new(dialect, &ctx).compile(&cond, MAIN));
+        }
+        let mut tree = JsonTree::new(engine, who, dialect, &ctx);
+        q.expr(tree.record(e, MAIN, &req.expand, req.fields.as_ref()));
+        let finish = tree.needs_finish;
+        let (body, version) = on_pool!(self, pool => {
+            let (sql, values) = dialect.build(&q);
+            match sqlx::query_with(AssertSqlSafe(sql), values).fetch_optional(pool).await? {
+                Some(row) => {
+                    let mut body = Vec::with_capacity(512);
+                    write_built(&row, 1, finish, &mut body)?;
+                    (body, row.int(0)?)
+                }
+                None => return Err(Error::NotFound),
+            }
+        });
+        let shown = req
+            .fields
+            .as_ref()
+            .is_none_or(|f| f.names.contains_key("version"))
+            && !engine
+                .access
+                .hidden(&e.name, who)
+                .iter()
+                .any(|h| h == "version");
+        Ok((body, shown.then_some(version)))
     }
 
     /// Fills the `many` fields of records: one query per field, whatever the number of records.
