@@ -248,6 +248,19 @@ async fn file_visibility(callers: &[Caller], dev_id: &str) -> usize {
         );
         let text = String::from_utf8_lossy(&res.raw);
         assert!(!text.contains("sha256"), "{text}");
+        // Expanded users (built by the database elsewhere) fall back to records too.
+        let exp = caller
+            .client
+            .get("/api/applications?expand=applicant&limit=200")
+            .await;
+        let exp_text = String::from_utf8_lossy(&exp.raw);
+        assert!(!exp_text.contains("sha256"), "{}: {exp_text}", caller.name);
+        if caller.name == "other contractor" || caller.name == "other client" {
+            assert!(
+                !exp_text.contains("cv.pdf") || caller.name == "other contractor",
+                "{exp_text}"
+            );
+        }
         if sees_cv {
             assert_eq!(
                 res.body["cv"]["type"],
