@@ -13,6 +13,8 @@ use common::{Db, TestApp, TestAppRouter};
 use serde_json::{Map, Value, json};
 use trellis::engine::access::{Action, Decision, Principal, WriteRule};
 use trellis::engine::cond::eval::eval;
+use trellis::engine::files::FileMeta;
+use trellis::engine::input::Input;
 
 struct Caller {
     name: &'static str,
@@ -94,6 +96,46 @@ async fn matrix(db: Db) {
     app.create("reviews", json!({ "project": projects[0], "author": dev_id, "subject": client_id, "rating": 4, "public": false })).await;
     app.create("reviews", json!({ "project": projects[1], "author": other_dev_id, "subject": client_id, "rating": 5 })).await;
 
+    // Files (issue 20): the contractors' avatars and CVs (the CV readable by the
+    // contractor, admins and the organizations they applied to), a logo, attachments.
+    for dev in [&dev_id, &other_dev_id] {
+        attach(
+            &app,
+            "user",
+            dev,
+            "avatar",
+            vec![file("me.png", "image/png", &["100x100", "640x0"])],
+        )
+        .await;
+        attach(
+            &app,
+            "user",
+            dev,
+            "cv",
+            vec![file("cv.pdf", "application/pdf", &[])],
+        )
+        .await;
+    }
+    attach(
+        &app,
+        "organization",
+        &acme,
+        "logo",
+        vec![file("logo.png", "image/png", &["200x200"])],
+    )
+    .await;
+    attach(
+        &app,
+        "project",
+        &projects[1],
+        "attachments",
+        vec![
+            file("brief.pdf", "application/pdf", &[]),
+            file("mockup.png", "image/png", &[]),
+        ],
+    )
+    .await;
+
     let principal = |id: &str, role: &str| Principal::user(id, &[role], Map::new());
     let callers = vec![
         Caller {
@@ -129,6 +171,7 @@ async fn matrix(db: Db) {
     ];
 
     let mut cases = check_matrix(&app, &callers).await;
+    cases += file_visibility(&callers, &dev_id).await;
     let users = [
         &client_id,
         &other_client_id,
@@ -144,6 +187,106 @@ async fn matrix(db: Db) {
         "oracle section (root project): {oracles} filters compared, {hidden} of them through hidden rows"
     );
     assert!(hidden >= 100, "{hidden} of {oracles}");
+}
+
+fn file(name: &str, mime: &str, thumbs: &[&str]) -> FileMeta {
+    FileMeta {
+        id: uuid::Uuid::now_v7(),
+        name: name.into(),
+        size: 1234,
+        mime: mime.into(),
+        sha256: "cd".repeat(32),
+        thumbs: thumbs.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// Adds uploaded files to a record as the multipart path does (pending rows, then
+/// the trusted channel of the write).
+async fn attach(app: &TestApp, entity: &str, id: &str, field: &str, files: Vec<FileMeta>) {
+    let engine = app.state.engine.load_full();
+    let e = engine.entity(entity).expect("entity").clone();
+    let keys: Vec<String> = files.iter().map(|m| m.key(entity, field)).collect();
+    app.store.record_pending(&keys).await.expect("pending");
+    let mut input = Input::default();
+    input
+        .add_uploads(&e, [(field.to_string(), files)].into())
+        .expect("fits");
+    let id = uuid::Uuid::parse_str(id).expect("uuid");
+    app.store
+        .update(&engine, &e, id, &input, None, &Principal::system())
+        .await
+        .expect("attach");
+}
+
+/// The contractor's CV by caller, explicitly (the matrix checks it generically):
+/// the contractor, admins and the client who received an application see it; the
+/// other client and the other contractor see the avatar but not the CV, and cannot
+/// test it in a filter; anonymous callers see nothing.
+async fn file_visibility(callers: &[Caller], dev_id: &str) -> usize {
+    let mut cases = 0;
+    for caller in callers {
+        cases += 1;
+        let res = caller.client.get(&format!("/api/users/{dev_id}")).await;
+        let sees_cv = matches!(caller.name, "admin" | "client member" | "contractor");
+        if caller.name == "anonymous" {
+            assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
+            continue;
+        }
+        assert_eq!(res.status, StatusCode::OK, "{}: {}", caller.name, res.body);
+        assert_eq!(
+            res.body["avatar"]["name"],
+            json!("me.png"),
+            "{}",
+            caller.name
+        );
+        let avatar_id = res.body["avatar"]["id"].as_str().unwrap_or_default();
+        assert_eq!(
+            res.body["avatar"]["thumbs"]["100x100"],
+            json!(format!(
+                "/api/users/{dev_id}/files/avatar/{avatar_id}?thumb=100x100"
+            ))
+        );
+        let text = String::from_utf8_lossy(&res.raw);
+        assert!(!text.contains("sha256"), "{text}");
+        // Expanded users (built by the database elsewhere) fall back to records too.
+        let exp = caller
+            .client
+            .get("/api/applications?expand=applicant&limit=200")
+            .await;
+        let exp_text = String::from_utf8_lossy(&exp.raw);
+        assert!(!exp_text.contains("sha256"), "{}: {exp_text}", caller.name);
+        if caller.name == "other contractor" || caller.name == "other client" {
+            assert!(
+                !exp_text.contains("cv.pdf") || caller.name == "other contractor",
+                "{exp_text}"
+            );
+        }
+        if sees_cv {
+            assert_eq!(
+                res.body["cv"]["type"],
+                json!("application/pdf"),
+                "{}",
+                caller.name
+            );
+        } else {
+            assert!(
+                res.body.get("cv").is_none(),
+                "{}: {}",
+                caller.name,
+                res.body
+            );
+            assert!(!text.contains("cv.pdf"), "{}: {text}", caller.name);
+            let probe = caller.client.get("/api/users?filter=cv%20is%20set").await;
+            assert_eq!(
+                probe.status,
+                StatusCode::BAD_REQUEST,
+                "{}: {}",
+                caller.name,
+                probe.body
+            );
+        }
+    }
+    cases
 }
 
 /// Reviews: every caller reviews every user about every project. Allowed exactly

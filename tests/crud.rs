@@ -4,7 +4,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{Db, TestApp};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn org(app: &TestApp, name: &str) -> String {
     app.create(
@@ -88,6 +88,8 @@ async fn every_field_type_round_trips(db: Db) {
         b["preferences"],
         json!({ "theme": "dark", "langs": ["en", "fr"], "n": 3 })
     );
+    // File fields: empty until something is uploaded (`null`, or `[]` for several).
+    assert_eq!((&b["avatar"], &b["cv"]), (&Value::Null, &Value::Null));
     let mut expected = vec![rust.clone(), sql.clone()];
     expected.sort();
     assert_eq!(
@@ -118,6 +120,7 @@ async fn every_field_type_round_trips(db: Db) {
     );
     assert_eq!(p.body["published_at"], "2026-01-31T23:59:59Z");
     assert_eq!(p.body["budget"], "0.00");
+    assert_eq!(p.body["attachments"], json!([]));
 
     let a = app
         .post(

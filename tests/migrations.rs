@@ -339,10 +339,52 @@ async fn removed_enum_values(db: Db) {
     );
 }
 
+/// A file field is added and dropped like any other; a field holding values is not
+/// converted to a file field (nor back).
+async fn file_fields_are_added_and_dropped(db: Db) {
+    let p = project(db).await;
+    let dir = p.dir.path();
+    let with = |extra: &str| format!("{TASK_V1}{extra}");
+    std::fs::write(
+        dir.join("models/task.yaml"),
+        with(
+            "  scan: { type: file, accept: [application/pdf] }
+  docs: { type: file, multiple: true }
+",
+        ),
+    )
+    .unwrap();
+    let out = ok(&migrate(dir, &p.url, &["plan", "--name", "files"]));
+    assert!(out.contains("scan") && out.contains("docs"), "{out}");
+    ok(&migrate(dir, &p.url, &["apply"]));
+    create_tasks(
+        &p,
+        &[json!({ "name": "A", "owner": "ann", "scan": null, "docs": [] })],
+    );
+    // `owner` holds a value: it does not become a file field.
+    std::fs::write(
+        dir.join("models/task.yaml"),
+        "entity: task\nfields:\n  name: { type: string, required: true }\n  points: integer\n  notes: text\n  owner: file\n  scan: { type: file, accept: [application/pdf] }\n  docs: { type: file, multiple: true }\n",
+    )
+    .unwrap();
+    let out = ok(&migrate(dir, &p.url, &["plan", "--name", "owner file"]));
+    assert!(
+        out.contains("1 record(s) hold a value, which cannot be converted to or from files"),
+        "{out}"
+    );
+    assert_eq!(migrate(dir, &p.url, &["apply"]).status.code(), Some(1));
+    // Dropping the file fields (and not converting `owner`) applies.
+    std::fs::remove_dir_all(dir.join("migrations")).ok();
+    std::fs::write(dir.join("models/task.yaml"), TASK_V1).unwrap();
+    let out = migrate(dir, &p.url, &["plan", "--name", "no files"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 both!(
     plan_apply_and_status,
     impossible_steps_are_refused,
-    removed_enum_values
+    removed_enum_values,
+    file_fields_are_added_and_dropped
 );
 
 /// Two processes apply the same migrations at once against PostgreSQL: each

@@ -5,6 +5,7 @@ pub mod access;
 pub mod aggregate;
 pub mod cond;
 pub mod diagram;
+pub mod files;
 pub mod input;
 pub mod migration;
 pub mod openapi;
@@ -61,6 +62,8 @@ pub struct Field {
     pub description: Option<String>,
     /// The field's former name, whose column is renamed rather than replaced.
     pub renamed_from: Option<String>,
+    /// The options of a `file` field (`None` for every other type).
+    pub file: Option<crate::spec::FileOptions>,
 }
 
 impl Field {
@@ -85,6 +88,7 @@ impl Field {
             label: None,
             description: None,
             renamed_from: None,
+            file: None,
         }
     }
 
@@ -99,7 +103,8 @@ impl Field {
 
     /// Is a create allowed to leave this field out?
     pub fn must_be_given(&self) -> bool {
-        self.required && self.default.is_none() && self.has_column()
+        // A required file arrives by upload, not in the JSON body (checked at the write).
+        self.required && self.default.is_none() && self.has_column() && self.ty != FieldType::File
     }
 }
 
@@ -229,6 +234,12 @@ impl Engine {
         for model in &spec.models {
             let wf = spec.workflow(&model.entity.name);
             let mut fields: Vec<Field> = model.fields.iter().map(field_from_def).collect();
+            // A file field's default `max_size` is capped by the project's `max_upload`.
+            for f in &mut fields {
+                if let Some(opts) = &mut f.file {
+                    opts.max_size = opts.max_size.min(spec.settings.files.max_upload);
+                }
+            }
             // The state field starts in the workflow's initial state.
             if let Some(wf) = wf
                 && let Some(f) = fields.iter_mut().find(|f| f.name == wf.field.name)
@@ -365,6 +376,7 @@ pub(crate) fn field_from_def(f: &spec::FieldDef) -> Field {
         label: f.label.clone(),
         description: f.description.clone(),
         renamed_from: f.renamed_from.as_ref().map(|r| r.name.clone()),
+        file: f.file.clone(),
     }
 }
 

@@ -147,6 +147,9 @@ fn type_doc(ty: FieldType) -> &'static str {
         FieldType::Inverse => {
             "inverse: the records of another entity (`of`) whose ref field (`via`) points to this record. Read-only, no column of its own."
         }
+        FieldType::File => {
+            "file: an uploaded file (or several with `multiple: true`), its content in object storage, its metadata (name, size, sniffed type) in the record. Takes `max_size`, `accept`, `thumbs`, `max_count`."
+        }
     }
 }
 

@@ -379,12 +379,12 @@ fn parse_transition(sink: &mut Sink<'_>, name: Named, node: &Node) -> Option<Tra
                         pos: key.pos,
                     };
                     if let Some(f) = parse_field(sink, &named, value) {
-                        if matches!(f.ty, FieldType::Many | FieldType::Inverse) {
+                        if matches!(f.ty, FieldType::Many | FieldType::Inverse | FieldType::File) {
                             sink.error_hint(
                                 f.ty_pos,
                                 "bad-input-field",
                                 format!("a transition's input cannot hold a {} field", f.ty.name()),
-                                "use a ref, or a scalar type",
+                                "use a ref, or a scalar type (files are uploaded to a record's file field)",
                             );
                             continue;
                         }
@@ -1050,7 +1050,7 @@ fn check_transition(
     let settable: Vec<&str> = model
         .fields
         .iter()
-        .filter(|f| f.ty.has_column() && f.name != wf.field.name)
+        .filter(|f| f.ty.has_column() && f.ty != FieldType::File && f.name != wf.field.name)
         .map(|f| f.name.as_str())
         .collect();
     for a in &t.set {
@@ -1075,7 +1075,7 @@ fn check_transition(
                 ),
                 "remove it from `set`",
             ),
-            Some(f) if !f.ty.has_column() => sink.error_hint(
+            Some(f) if !f.ty.has_column() || f.ty == FieldType::File => sink.error_hint(
                 a.field.pos,
                 "bad-set-field",
                 format!("`set` cannot assign the {} field `{}`", f.ty.name(), f.name),

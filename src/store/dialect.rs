@@ -28,6 +28,53 @@ pub enum Dialect {
 // Schema (DDL): column types, the table statements, references, search indexes and
 // how a table's shape is changed (PostgreSQL alters, SQLite rebuilds).
 impl Dialect {
+    /// A custom SQL template written with `$1`, `$2`… (each once, in order) in this
+    /// dialect's placeholders for custom expressions (SQLite's are `?`).
+    pub fn custom_template(self, template: &str) -> String {
+        match self {
+            Dialect::Postgres => template.to_string(),
+            Dialect::Sqlite => template.replace("$1", "?").replace("$2", "?"),
+        }
+    }
+
+    /// A template: is the JSON array `$1` (a file field's column) non-empty?
+    pub fn json_array_nonempty(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "COALESCE(json_array_length($1), 0) > 0",
+            Dialect::Postgres => "COALESCE(jsonb_array_length($1), 0) > 0",
+        }
+    }
+
+    /// A template: the member `key` of the JSON object `$1` as SQL text, or as an
+    /// integer (`integer`). `key` is a constant of the caller's.
+    pub fn json_member(self, key: &str, integer: bool) -> String {
+        match (self, integer) {
+            (Dialect::Postgres, true) => format!("(($1) ->> '{key}')::BIGINT"),
+            _ => format!("($1) ->> '{key}'"),
+        }
+    }
+
+    /// The elements of the JSON array `$1` as a table aliased `alias` (a template
+    /// for `FROM`), and the expression of one element.
+    pub fn json_elements(self, alias: &str) -> (String, String) {
+        match self {
+            Dialect::Sqlite => (
+                format!("json_each($1) AS {alias}"),
+                format!("{alias}.value"),
+            ),
+            Dialect::Postgres => (
+                format!("jsonb_array_elements($1) AS {alias}(v)"),
+                format!("{alias}.v"),
+            ),
+        }
+    }
+
+    /// Does `SELECT … FOR UPDATE` lock the rows read (SQLite's write transaction
+    /// already holds the database)?
+    pub fn locks_selected_rows(self) -> bool {
+        self == Dialect::Postgres
+    }
+
     /// The SQL type of a column that keeps values of a storage kind.
     pub(crate) fn ddl_column_type(self, storage: Storage) -> String {
         match self {

@@ -55,6 +55,10 @@ pub(crate) fn record_path_reason(
     fields: Option<&Fields>,
 ) -> Option<String> {
     for f in e.fields.iter().filter(|f| selected(fields, &f.name)) {
+        // A file field's metadata becomes urls, without its hash, in Rust.
+        if f.ty == FieldType::File {
+            return Some(format!("{}.{}: a file field", e.name, f.name));
+        }
         if let Some(Storage::Decimal { scale, .. }) = f.storage()
             && dialect == Dialect::Sqlite
             && scale > MAX_SQL_SCALE

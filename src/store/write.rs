@@ -8,6 +8,7 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::access::{permitted, visible};
+use super::files::FileRows;
 use super::filter::Compiler;
 use super::kernel::{
     MAIN, Record, SYSTEM_COLUMNS, Tx, in_tx, main_col, on_pool, one_statement, record_from_row,
@@ -17,7 +18,9 @@ use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Holder, MissingTarget, Store, ddl};
 use crate::engine::access::{Action, Decision, Principal};
 use crate::engine::cond::check::{Ctx, Typed};
+use crate::engine::files;
 use crate::engine::{Cell, Engine, Entity, Input, input};
+use crate::spec::Storage;
 use crate::spec::{FieldType, OnDelete};
 
 impl Store {
@@ -61,6 +64,25 @@ impl Store {
                 values.push(Expr::val(dialect.value(storage(f.ty, f.scale), cell)));
             }
         }
+        // File fields: uploads (a JSON body may only leave a single one null or a
+        // multiple one empty), and the storage keys this write claims.
+        let mut claimed: Vec<String> = Vec::new();
+        let mut file_errors = files::missing_required(e, input, input::Mode::Create);
+        for (index, w) in &input.files {
+            let f = &e.fields[*index];
+            match w.resolve(f, &Value::Null) {
+                Ok((value, _)) => {
+                    columns.push(f.name.clone());
+                    values.push(Expr::val(dialect.value(Storage::Json, &file_cell(value))));
+                    claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
+                }
+                Err(why) => file_errors.push(files::resolve_error(f, &why)),
+            }
+        }
+        if !file_errors.is_empty() {
+            file_errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+            return Err(Error::invalid(file_errors));
+        }
         let mut q = Query::insert();
         q.into_table(e.name.clone()).columns(columns);
         q.values(values)
@@ -69,11 +91,9 @@ impl Store {
         let links = link_statements(dialect, e, id, input, false);
         // Fields this caller writes only where a condition holds: on create, the
         // condition must hold for the new record, checked in the same transaction.
-        let write_conds = engine.access.write_conditions(
-            e,
-            input.values.iter().map(|(i, _)| e.fields[*i].name.as_str()),
-            who,
-        );
+        let write_conds = engine
+            .access
+            .write_conditions(e, written_fields(e, input), who);
         let write_checks: Vec<(&str, &str, SelectStatement)> = write_conds
             .iter()
             .map(|w| {
@@ -91,6 +111,7 @@ impl Store {
             && links.is_empty()
             && check.is_none()
             && write_checks.is_empty()
+            && claimed.is_empty()
         {
             async {
                 on_pool!(self, pool => {
@@ -113,6 +134,13 @@ impl Store {
             for stmt in &links {
                 let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            }
+            if !claimed.is_empty() {
+                let missing = (*tx).claim_pending(&claimed).await?;
+                if !missing.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Err(uploads_gone(e, input, &missing)));
+                }
             }
             if let Some(check) = &check {
                 let (sql, vals) = dialect.build(check);
@@ -261,6 +289,20 @@ impl Store {
                 q.value(f.name.clone(), dialect.value(storage(f.ty, f.scale), cell));
             }
         }
+        // File fields: their stored values are read (and locked) in the transaction
+        // first; the new values keep, reorder, replace or append files.
+        let file_fields: Vec<&crate::engine::Field> =
+            input.files.iter().map(|(i, _)| &e.fields[*i]).collect();
+        let stored_files_q = (!file_fields.is_empty()).then(|| {
+            let mut sq = Query::select();
+            sq.from(e.name.clone())
+                .columns(file_fields.iter().map(|f| f.name.clone()))
+                .and_where(Expr::col("id").eq(dialect.uuid(id)));
+            if dialect.locks_selected_rows() {
+                sq.lock(sea_query::LockType::Update);
+            }
+            sq
+        });
         q.and_where(Expr::col("id").eq(dialect.uuid(id)));
         if let Some(v) = if_match {
             q.and_where(Expr::col("version").eq(v));
@@ -270,11 +312,9 @@ impl Store {
         // name), so they read the stored row before the change, and PostgreSQL checks
         // them again on the newest version of a row that a concurrent write changed
         // while this one waited for its lock (a subquery would keep its older snapshot).
-        let write_conds = engine.access.write_conditions(
-            e,
-            input.values.iter().map(|(i, _)| e.fields[*i].name.as_str()),
-            who,
-        );
+        let write_conds = engine
+            .access
+            .write_conditions(e, written_fields(e, input), who);
         let guard = write_conds
             .iter()
             .fold(allowed.clone(), |acc, w| match acc {
@@ -325,6 +365,7 @@ impl Store {
         let result: Result<Result<Record, Error>, sqlx::Error> = if batch.is_none()
             && links.is_empty()
             && after.is_none()
+            && stored_files_q.is_none()
         {
             async {
                 on_pool!(self, pool => {
@@ -358,6 +399,31 @@ impl Store {
             .await
         } else {
             async { in_tx!(self, batch, tx => {
+            let mut q = q.clone();
+            // What the file fields become, and the files they drop; a file error is
+            // answered only once the update's own checks passed (a caller who may
+            // not change the record learns nothing of its files).
+            let mut claimed: Vec<String> = Vec::new();
+            let mut removed: Vec<String> = Vec::new();
+            let mut file_errors = Vec::new();
+            if let Some(sq) = &stored_files_q {
+                let (sql, vals) = dialect.build(sq);
+                let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
+                if let Some(row) = row {
+                    for (col, (index, w)) in input.files.iter().enumerate() {
+                        let f = &e.fields[*index];
+                        let stored = row.json(col, Storage::Json)?;
+                        match w.resolve(f, &stored) {
+                            Ok((value, dropped)) => {
+                                q.value(f.name.clone(), dialect.value(Storage::Json, &file_cell(value)));
+                                claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
+                                removed.extend(dropped.iter().map(|m| m.key(&e.name, &f.name)));
+                            }
+                            Err(why) => file_errors.push(files::resolve_error(f, &why)),
+                        }
+                    }
+                }
+            }
             let (sql, vals) = dialect.build(&q);
             let updated = match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                 Ok(row) => row,
@@ -388,10 +454,24 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(err));
             };
+            if !file_errors.is_empty() {
+                tx.rollback().await?;
+                return Ok(Err(Error::invalid(file_errors)));
+            }
             let rec = record_from_row(e, &row)?;
             for stmt in &links {
                 let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            }
+            if !claimed.is_empty() {
+                let missing = (*tx).claim_pending(&claimed).await?;
+                if !missing.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Err(uploads_gone(e, input, &missing)));
+                }
+            }
+            if !removed.is_empty() {
+                (*tx).enqueue_removals(&removed).await?;
             }
             if let Some(after) = &after {
                 let (sql, vals) = dialect.build(after);
@@ -481,9 +561,18 @@ impl Store {
         if allowed != Typed::Const(true) {
             q.and_where(on_own_row(dialect, e, id, &allowed, &ctx));
         }
+        // The files of a deleted record are enqueued for removal in its transaction.
+        let file_fields: Vec<&crate::engine::Field> = e
+            .fields
+            .iter()
+            .filter(|f| f.ty == FieldType::File)
+            .collect();
+        if !file_fields.is_empty() {
+            q.returning(Query::returning().columns(file_fields.iter().map(|f| f.name.clone())));
+        }
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
-        let result: Result<u64, sqlx::Error> = if batch.is_none() {
+        let result: Result<u64, sqlx::Error> = if batch.is_none() && file_fields.is_empty() {
             async {
                 on_pool!(self, pool => {
                     Ok(one_statement!(q, dialect, pool, execute)?.rows_affected())
@@ -494,14 +583,43 @@ impl Store {
             async {
                 in_tx!(self, batch, tx => {
                     let (sql, vals) = dialect.build(&q);
-                    match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
-                        Ok(done) => {
-                            tx.commit().await?;
-                            Ok(done.rows_affected())
+                    if file_fields.is_empty() {
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
+                            Ok(done) => {
+                                tx.commit().await?;
+                                Ok(done.rows_affected())
+                            }
+                            Err(err) => {
+                                tx.rollback().await?;
+                                Err(err)
+                            }
                         }
-                        Err(err) => {
-                            tx.rollback().await?;
-                            Err(err)
+                    } else {
+                        match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
+                            Ok(Some(row)) => {
+                                let mut removed = Vec::new();
+                                for (col, f) in file_fields.iter().enumerate() {
+                                    let stored = row.json(col, Storage::Json)?;
+                                    removed.extend(
+                                        files::stored_files(&stored)
+                                            .iter()
+                                            .map(|m| m.key(&e.name, &f.name)),
+                                    );
+                                }
+                                if !removed.is_empty() {
+                                    (*tx).enqueue_removals(&removed).await?;
+                                }
+                                tx.commit().await?;
+                                Ok(1)
+                            }
+                            Ok(None) => {
+                                tx.rollback().await?;
+                                Ok(0)
+                            }
+                            Err(err) => {
+                                tx.rollback().await?;
+                                Err(err)
+                            }
                         }
                     }
                 })
@@ -739,4 +857,48 @@ fn fill_links_from_input(e: &Entity, input: &Input, rec: &mut Record) {
             );
         }
     }
+}
+
+/// The names of the fields a write sets (values and files), for the write rules.
+fn written_fields<'i>(e: &'i Entity, input: &'i Input) -> impl Iterator<Item = &'i str> {
+    input
+        .values
+        .iter()
+        .map(|(i, _)| *i)
+        .chain(input.files.iter().map(|(i, _)| *i))
+        .map(|i| e.fields[i].name.as_str())
+}
+
+/// A file column's new value as a cell: SQL NULL for no file, else its JSON.
+fn file_cell(value: Value) -> Cell {
+    if Value::is_null(&value) {
+        Cell::Null
+    } else {
+        Cell::Json(value)
+    }
+}
+
+/// The refusal of a write whose uploads are no longer pending (expired and swept, or
+/// claimed by another write): the record would name objects that are not there.
+fn uploads_gone(e: &Entity, input: &Input, missing: &[String]) -> Error {
+    let errors = input
+        .files
+        .iter()
+        .flat_map(|(i, w)| {
+            let f = &e.fields[*i];
+            w.added
+                .iter()
+                .filter(|m| missing.contains(&m.key(&e.name, &f.name)))
+                .map(move |m| {
+                    input::FieldError::new(
+                        format!("/{}", f.name),
+                        format!(
+                            "the upload of `{}` expired before the write; send it again",
+                            m.name
+                        ),
+                    )
+                })
+        })
+        .collect();
+    Error::invalid(errors)
 }

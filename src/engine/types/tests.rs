@@ -283,7 +283,12 @@ fn only_long_text_json_and_inverse_are_not_grouped() {
         .collect();
     assert_eq!(
         not_grouped,
-        [FieldType::Text, FieldType::Json, FieldType::Inverse]
+        [
+            FieldType::Text,
+            FieldType::Json,
+            FieldType::Inverse,
+            FieldType::File
+        ]
     );
 }
 
@@ -313,4 +318,23 @@ fn the_article_follows_the_sound() {
     ] {
         assert_eq!(super::a_or_an(noun), expected);
     }
+}
+
+#[test]
+fn a_file_fields_max_size_is_capped_by_max_upload() {
+    let files: std::collections::BTreeMap<String, String> = [
+        ("trellis.yaml", "files: { max_upload: 1MiB }\n"),
+        ("models/doc.yaml", "entity: doc\nfields:\n  scan: file\n"),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    let loaded = crate::spec::migration::load_texts(&files);
+    let engine = crate::engine::Engine::build(&loaded).expect("engine");
+    let f = engine
+        .entity("doc")
+        .expect("doc")
+        .field("scan")
+        .expect("scan");
+    assert_eq!(f.file.as_ref().map(|o| o.max_size), Some(1 << 20));
 }

@@ -185,3 +185,230 @@ fn links_are_the_relation_types() {
     assert!(FieldType::Url.is_textual() && !FieldType::Enum.is_textual());
     assert!(FieldType::Decimal.is_numeric() && !FieldType::Date.is_numeric());
 }
+
+#[test]
+fn file_options() {
+    use crate::spec::field::{DEFAULT_MAX_FILE_SIZE, ThumbSize as Thumb};
+    let (f, c) = field(
+        "{ type: file, accept: [image/png, image/jpeg, image/webp], max_size: 5MiB, thumbs: [100x100, 640x0] }",
+    );
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert!(!o.multiple);
+    assert_eq!(o.max_size, 5 * 1024 * 1024);
+    assert_eq!(o.accept, ["image/png", "image/jpeg", "image/webp"]);
+    assert_eq!(
+        o.thumbs,
+        [
+            Thumb {
+                width: 100,
+                height: 100
+            },
+            Thumb {
+                width: 640,
+                height: 0
+            }
+        ]
+    );
+    assert_eq!(o.limit(), 1);
+    assert!(o.accepts("image/png") && !o.accepts("application/pdf"));
+    assert_eq!(FieldType::File.storage(0, 0), Some(Storage::Json));
+
+    let (f, c) = field("{ type: file, multiple: true, max_count: 10, max_size: 25MB }");
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert!(o.multiple);
+    assert_eq!((o.limit(), o.max_size), (10, 25_000_000));
+    assert!(o.accepts("application/x-anything"));
+
+    let (f, _) = field("file");
+    assert_eq!(f.unwrap().ty, FieldType::File);
+    let (f, c) = field("{ type: file, accept: 'image/*', max_size: 1000 }");
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert_eq!(o.max_size, 1000);
+    assert!(o.accepts("image/gif") && o.accepts("IMAGE/PNG; x=y"));
+    assert!(!o.accepts("image/") && !o.accepts("imagex/png") && !o.accepts("text/plain"));
+    let (f, _) = field("{ type: file }");
+    assert_eq!(f.unwrap().file.unwrap().max_size, DEFAULT_MAX_FILE_SIZE);
+}
+
+#[test]
+fn wrong_file_options_are_diagnostics() {
+    for (yaml, code) in [
+        ("{ type: file, max_count: 3 }", "max-count-without-multiple"),
+        (
+            "{ type: file, multiple: true, max_count: 0 }",
+            "bad-max-count",
+        ),
+        (
+            "{ type: file, multiple: true, max_count: many }",
+            "wrong-value-type",
+        ),
+        ("{ type: file, multiple: yes }", "wrong-value-type"),
+        ("{ type: file, max_size: 5 MeB }", "bad-size"),
+        ("{ type: file, max_size: 0 }", "bad-size"),
+        ("{ type: file, max_size: -3 }", "bad-size"),
+        ("{ type: file, max_size: 65GiB }", "bad-size"),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['010x10'] }",
+            "bad-thumb",
+        ),
+        ("{ type: file, max_size: [1] }", "wrong-value-type"),
+        ("{ type: file, accept: [.pdf] }", "bad-mime-type"),
+        ("{ type: file, accept: [Image/PNG] }", "bad-mime-type"),
+        ("{ type: file, accept: [] }", "empty-list"),
+        (
+            "{ type: file, accept: [image/png, image/png] }",
+            "duplicate-name",
+        ),
+        ("{ type: file, accept: 3 }", "wrong-value-type"),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['100'] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['0x0'] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [0x10] }",
+            "wrong-value-type",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [9000x10] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [10x10, 10x10] }",
+            "duplicate-name",
+        ),
+        ("{ type: file, thumbs: [100x100] }", "thumbs-need-images"),
+        (
+            "{ type: file, accept: [image/png, application/pdf], thumbs: [100x100] }",
+            "thumbs-need-images",
+        ),
+        (
+            "{ type: file, accept: [image/svg+xml], thumbs: [100x100] }",
+            "thumbs-need-images",
+        ),
+        (
+            "{ type: file, multiple: true, required: true }",
+            "required-multiple-file",
+        ),
+        ("{ type: file, unique: true }", "bad-unique"),
+        ("{ type: file, default: x }", "key-not-for-type"),
+        ("{ type: file, min: 1 }", "key-not-for-type"),
+        ("{ type: string, accept: [image/png] }", "key-not-for-type"),
+        ("{ type: file, acept: [image/png] }", "unknown-key"),
+    ] {
+        assert_eq!(codes(yaml), [code], "{yaml}");
+    }
+}
+
+#[test]
+fn file_diagnostics_have_lines_and_hints() {
+    let node = parse("type: file\naccept: [pdf]\nthumbs: [100x100]\n").expect("yaml");
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut sink = Sink {
+        file: "models/x.yaml",
+        out: &mut out,
+    };
+    let name = Named {
+        name: "cv".into(),
+        pos: Pos::default(),
+    };
+    parse_field(&mut sink, &name, &node);
+    let bad = out
+        .iter()
+        .find(|d| d.code == "bad-mime-type")
+        .expect("bad-mime-type");
+    assert_eq!(bad.line, 2);
+    assert!(
+        bad.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("application/pdf"),
+        "{bad:?}"
+    );
+    let thumbs = out
+        .iter()
+        .find(|d| d.code == "thumbs-need-images")
+        .expect("thumbs");
+    assert_eq!(thumbs.line, 3);
+    assert!(thumbs.hint.is_some());
+}
+
+#[test]
+fn sizes() {
+    use super::file::parse_size;
+    assert_eq!(parse_size("5MiB"), Some(5 << 20));
+    assert_eq!(parse_size("5 MiB"), Some(5 << 20));
+    assert_eq!(parse_size("64GiB"), Some(64 << 30));
+    assert_eq!(parse_size("1.5KiB"), Some(1536));
+    assert_eq!(parse_size("2GB"), Some(2_000_000_000));
+    assert_eq!(parse_size("10"), Some(10));
+    assert_eq!(parse_size("10B"), Some(10));
+    for bad in ["", "MiB", "5 mib", "0", "5XB", "-1MB", "65GiB"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn max_size_never_above_max_upload() {
+    use crate::spec::migration::load_texts;
+    let files = |max_size: &str| {
+        [
+            (
+                "trellis.yaml".to_string(),
+                "files: { max_upload: 1MiB }\n".to_string(),
+            ),
+            (
+                "models/doc.yaml".to_string(),
+                format!(
+                    "entity: doc\nfields:\n  title: string\n  scan: {{ type: file{max_size} }}\n"
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let loaded = load_texts(&files(", max_size: 2MiB"));
+    let d = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "max-size-above-max-upload")
+        .expect("diagnostic");
+    assert_eq!((d.file.as_str(), d.line), ("models/doc.yaml", 4));
+    assert!(d.hint.is_some());
+    // Unsaid, the default (10 MiB) is no error (the engine caps it by max_upload).
+    let loaded = load_texts(&files(""));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+}
+
+#[test]
+fn workflows_neither_take_nor_set_files() {
+    let files: std::collections::BTreeMap<String, String> = [
+        (
+            "models/doc.yaml",
+            "entity: doc\nfields:\n  status: { type: enum, values: [a, b] }\n  scan: file\n",
+        ),
+        (
+            "workflows/doc.yaml",
+            "entity: doc\nfield: status\ninitial: a\nstates:\n  a: {}\n  b: {}\ntransitions:\n  go:\n    from: a\n    to: b\n    input: { proof: { type: file } }\n    set: { scan: \"{{ input.proof }}\" }\n",
+        ),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    for (path, text) in &files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    let loaded = crate::spec::load(dir.path());
+    let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&"bad-input-field"), "{codes:?}");
+    assert!(codes.contains(&"bad-set-field"), "{codes:?}");
+}

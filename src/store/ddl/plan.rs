@@ -374,6 +374,21 @@ impl Planner {
         let dialect = self.dialect();
         let col = quote(&to.name);
         let base_changed = !from.same_type(to);
+        // A file field holds only the metadata of uploaded files: no other value
+        // becomes one, and a file field's metadata is no value of another type (its
+        // objects would be left behind).
+        if base_changed && (from.ty == FieldType::File) != (to.ty == FieldType::File) {
+            self.out.losses.push(Loss {
+                what: format!(
+                    "change `{table}.{}` from {} to {}: {{n}} record(s) hold a value, which cannot be converted to or from files; empty the field first, or add a new field under another name and drop this one",
+                    to.name,
+                    from.type_name(),
+                    to.type_name()
+                ),
+                count_sql: count(table, &format!(" WHERE {col} IS NOT NULL")),
+                blocking: true,
+            });
+        }
         if base_changed {
             let lossless = to.widens(from);
             self.out.losses.push(Loss {
