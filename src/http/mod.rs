@@ -8,6 +8,7 @@ mod deadline;
 mod events;
 pub mod explain;
 mod extract;
+mod files;
 mod layer;
 pub mod limits;
 pub mod metrics;
