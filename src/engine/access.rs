@@ -525,6 +525,23 @@ impl Access {
         errors
     }
 
+    /// Field write rules for the file fields a multipart request uploads to: the same
+    /// answers as [`Access::check_write`] gives a JSON body naming those fields.
+    pub fn check_uploads(
+        &self,
+        e: &Entity,
+        uploads: &crate::engine::files::Uploads,
+        mode: Mode,
+        who: &Principal,
+    ) -> Vec<FieldError> {
+        let body: serde_json::Map<String, Value> = uploads
+            .iter()
+            .filter(|(_, files)| !files.is_empty())
+            .map(|(name, _)| (name.clone(), Value::Null))
+            .collect();
+        self.check_write(e, &Value::Object(body), mode, who)
+    }
+
     /// The conditions under which this caller writes the given fields of `e`: one per
     /// field whose write rule has a `where` and whose `roles` the caller lacks. The
     /// store ANDs them into the write (an update: on the stored record, in the

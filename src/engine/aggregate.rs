@@ -135,11 +135,7 @@ fn column_or_link(
         })?;
     if allow_many && field.ty == FieldType::Many {
         return Ok((
-            Column {
-                name: field.name.clone(),
-                ty: FieldType::Uuid,
-                scale: 0,
-            },
+            Column::plain(&field.name, FieldType::Uuid, 0),
             Some(e.join_table(field)),
         ));
     }
@@ -154,14 +150,7 @@ fn column_or_link(
             column: None,
         });
     }
-    Ok((
-        Column {
-            name: field.name.clone(),
-            ty: field.ty,
-            scale: field.scale,
-        },
-        None,
-    ))
+    Ok((Column::plain(&field.name, field.ty, field.scale), None))
 }
 
 fn err(param: &str, message: impl Into<String>) -> ParamError {

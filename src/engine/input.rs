@@ -33,6 +33,9 @@ impl FieldError {
 #[derive(Debug, Clone, Default)]
 pub struct Input {
     pub values: Vec<(usize, Cell)>,
+    /// What the write asks of file fields (in field order): from the JSON body (remove,
+    /// keep and reorder) and from uploads (`Input::add_uploads`, the multipart path).
+    pub files: Vec<(usize, super::files::FileWrite)>,
 }
 
 impl Input {
@@ -139,6 +142,13 @@ pub fn parse_body(entity: &Entity, body: &Value, mode: Mode) -> Result<Input, Ve
                 if errors.iter().any(|e| e.pointer.starts_with(&pointer)) {
                     continue;
                 }
+                if field.ty == FieldType::File {
+                    match super::files::from_body(field, value) {
+                        Ok(w) => input.files.push((index, w)),
+                        Err(detail) => errors.push(FieldError::new(pointer, detail)),
+                    }
+                    continue;
+                }
                 match convert(field, value) {
                     Ok(cell) => input.values.push((index, cell)),
                     Err(detail) => errors.push(FieldError::new(pointer, detail)),
@@ -203,6 +213,10 @@ fn schema_error(
             Some(f) if !in_list && obj.get(&f.name).is_some_and(Value::is_null) => {
                 "is required and cannot be null".to_string()
             }
+            Some(f) if f.ty == FieldType::File && super::files::is_multiple(f) => {
+                super::files::multiple_words(f)
+            }
+            Some(f) if f.ty == FieldType::File => super::files::single_words(),
             Some(f) if in_list => format!(
                 "each entry must be the id of {} record (a UUID string)",
                 a_or_an(f.target.as_deref().unwrap_or("related"))

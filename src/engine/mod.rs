@@ -5,6 +5,7 @@ pub mod access;
 pub mod aggregate;
 pub mod cond;
 pub mod diagram;
+pub mod files;
 pub mod input;
 pub mod migration;
 pub mod openapi;
@@ -61,6 +62,8 @@ pub struct Field {
     pub description: Option<String>,
     /// The field's former name, whose column is renamed rather than replaced.
     pub renamed_from: Option<String>,
+    /// The options of a `file` field (`None` for every other type).
+    pub file: Option<crate::spec::FileOptions>,
 }
 
 impl Field {
@@ -85,6 +88,7 @@ impl Field {
             label: None,
             description: None,
             renamed_from: None,
+            file: None,
         }
     }
 
@@ -99,7 +103,8 @@ impl Field {
 
     /// Is a create allowed to leave this field out?
     pub fn must_be_given(&self) -> bool {
-        self.required && self.default.is_none() && self.has_column()
+        // A required file arrives by upload, not in the JSON body (checked at the write).
+        self.required && self.default.is_none() && self.has_column() && self.ty != FieldType::File
     }
 }
 
@@ -196,6 +201,8 @@ pub struct Engine {
     pub production: bool,
     /// Abuse limits (`limits` in trellis.yaml); read when the server starts.
     pub limits: crate::spec::settings::LimitSettings,
+    /// File storage (`files` in trellis.yaml); read when the server starts.
+    pub files: crate::spec::settings::FileSettings,
 }
 
 impl Engine {
@@ -301,6 +308,7 @@ impl Engine {
             webhooks: Vec::new(),
             production: spec.settings.production,
             limits: spec.settings.limits.clone(),
+            files: spec.settings.files.clone(),
         };
         let doc = openapi::document(&engine);
         // Compact: it is served on every client build (`trellis openapi` prints it pretty).
@@ -356,6 +364,7 @@ pub(crate) fn field_from_def(f: &spec::FieldDef) -> Field {
         label: f.label.clone(),
         description: f.description.clone(),
         renamed_from: f.renamed_from.as_ref().map(|r| r.name.clone()),
+        file: f.file.clone(),
     }
 }
 

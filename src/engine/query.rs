@@ -434,11 +434,7 @@ fn sort(e: &Entity, text: &str) -> Result<Vec<SortKey>, ParamError> {
             ));
         }
         keys.push(SortKey {
-            column: Column {
-                name: field.name.clone(),
-                ty: field.ty,
-                scale: field.scale,
-            },
+            column: Column::plain(&field.name, field.ty, field.scale),
             desc,
         });
         if field.name == "id" {
@@ -450,11 +446,7 @@ fn sort(e: &Entity, text: &str) -> Result<Vec<SortKey>, ParamError> {
         }
     }
     keys.push(SortKey {
-        column: Column {
-            name: "id".into(),
-            ty: FieldType::Uuid,
-            scale: 0,
-        },
+        column: Column::plain("id", FieldType::Uuid, 0),
         desc: false,
     });
     Ok(keys)

@@ -104,14 +104,14 @@ impl AppState {
         }))
     }
 
-    /// File storage for `file` fields (`files` in trellis.yaml).
-    pub fn set_files(&mut self, files: Arc<crate::runtime::files::Files>) {
-        Arc::make_mut(&mut self.0).runtime.files = Some(files);
-    }
-
     /// Reloads on demand (`POST /_/reload`) and on SIGHUP from this folder.
     pub fn set_reloader(&mut self, reloader: Reloader) {
         Arc::make_mut(&mut self.0).runtime.reloader = Some(reloader);
+    }
+
+    /// File storage (`serve` sets it from trellis.yaml).
+    pub fn set_files(&mut self, files: Arc<crate::runtime::files::Files>) {
+        Arc::make_mut(&mut self.0).runtime.files = Some(files);
     }
 
     /// The caller of a request: anonymous without a token, 401 for a bad one.

@@ -24,6 +24,9 @@ pub enum FieldType {
     Ref,
     Many,
     Inverse,
+    /// A file (or several, with `multiple: true`): its metadata in a JSON column, its
+    /// content in object storage.
+    File,
 }
 
 /// How a field's values are kept in its column, whatever the field's type: the store's
@@ -51,7 +54,7 @@ pub enum Storage {
 }
 
 impl FieldType {
-    pub const ALL: [(&'static str, FieldType); 16] = [
+    pub const ALL: [(&'static str, FieldType); 17] = [
         ("string", FieldType::String),
         ("text", FieldType::Text),
         ("integer", FieldType::Integer),
@@ -68,6 +71,7 @@ impl FieldType {
         ("ref", FieldType::Ref),
         ("many", FieldType::Many),
         ("inverse", FieldType::Inverse),
+        ("file", FieldType::File),
     ];
 
     pub fn names() -> Vec<&'static str> {
@@ -131,7 +135,113 @@ pub struct FieldDef {
     pub scale: u32,
     pub precision: u32,
     pub renamed_from: Option<Named>,
+    /// The options of a `file` field (`None` for every other type).
+    pub file: Option<FileOptions>,
 }
+
+/// What a `file` field accepts: one file or several, how large, of which types, and
+/// which thumbnails are made of images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Several files in insertion order (an array), rather than one (an object).
+    pub multiple: bool,
+    /// At most this many files in a `multiple` field (`None`: [`DEFAULT_MAX_COUNT`]).
+    pub max_count: Option<u32>,
+    /// The largest file accepted, in bytes.
+    pub max_size: u64,
+    /// Accepted MIME types (`application/pdf`) or families (`image/*`), checked against
+    /// the sniffed type of the content; empty: any type.
+    pub accept: Vec<String>,
+    /// The thumbnails made of each image, in the order written.
+    pub thumbs: Vec<Thumb>,
+}
+
+impl std::default::Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            multiple: false,
+            max_count: None,
+            max_size: DEFAULT_MAX_FILE_SIZE,
+            accept: Vec::new(),
+            thumbs: Vec::new(),
+        }
+    }
+}
+
+impl FileOptions {
+    /// How many files the field holds at most (1 unless `multiple`).
+    pub fn limit(&self) -> u32 {
+        if self.multiple {
+            self.max_count.unwrap_or(DEFAULT_MAX_COUNT)
+        } else {
+            1
+        }
+    }
+
+    /// Does `accept` admit a file whose sniffed type is `mime`? (An empty `accept`
+    /// admits everything.) Families (`image/*`) match by their prefix; parameters
+    /// (`; charset=…`) and case are ignored.
+    pub fn accepts(&self, mime: &str) -> bool {
+        if self.accept.is_empty() {
+            return true;
+        }
+        let mime = mime
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.accept.iter().any(|a| match a.strip_suffix("/*") {
+            Some(family) => mime
+                .strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
+            None => *a == mime,
+        })
+    }
+
+    /// The thumbnail of this size, if the field makes one (`100x100`).
+    pub fn thumb(&self, size: &str) -> Option<Thumb> {
+        self.thumbs.iter().copied().find(|t| t.to_string() == size)
+    }
+}
+
+/// A thumbnail size: `width` x `height` in pixels, `0` keeping the ratio (never both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thumb {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Thumb {
+    /// `100x100`, `640x0`: digits, `x`, digits (each at most [`MAX_THUMB_SIDE`]).
+    pub fn parse(text: &str) -> Option<Thumb> {
+        let (w, h) = text.split_once('x')?;
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(w) || !digits(h) {
+            return None;
+        }
+        Some(Thumb {
+            width: w.parse().ok()?,
+            height: h.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Thumb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// `max_size` when a file field does not say: 10 MiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+/// `max_count` when a multiple file field does not say.
+pub const DEFAULT_MAX_COUNT: u32 = 20;
+/// The most files a multiple field may be declared to hold.
+pub const MAX_MAX_COUNT: u32 = 1000;
+/// The largest side of a thumbnail, in pixels.
+pub const MAX_THUMB_SIDE: u32 = 4096;
 
 pub const DEFAULT_DECIMAL_SCALE: u32 = 2;
 pub const DEFAULT_DECIMAL_PRECISION: u32 = 18;

@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod field;
+pub mod file_keys;
 pub mod migration;
 pub mod model;
 pub mod policy;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
-pub use model::{FieldDef, FieldType, ModelDef, OnDelete, Storage};
+pub use model::{FieldDef, FieldType, FileOptions, ModelDef, OnDelete, Storage, Thumb};
 pub use settings::Settings;
 
 use diag::{Sink, suggest};

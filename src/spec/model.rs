@@ -7,8 +7,8 @@ use super::walk::{
 use super::yaml::{Node, Pos, Value};
 
 pub use super::field::{
-    DEFAULT_DECIMAL_PRECISION, DEFAULT_DECIMAL_SCALE, Default, FieldDef, FieldType,
-    MAX_DECIMAL_PRECISION, OnDelete, Storage,
+    DEFAULT_DECIMAL_PRECISION, DEFAULT_DECIMAL_SCALE, Default, FieldDef, FieldType, FileOptions,
+    MAX_DECIMAL_PRECISION, OnDelete, Storage, Thumb,
 };
 
 const COMMON_KEYS: [&str; 7] = [
@@ -23,7 +23,7 @@ const COMMON_KEYS: [&str; 7] = [
 const RELATION_COMMON_KEYS: [&str; 3] = ["type", "label", "description"];
 
 /// Every key any field may have, for suggestions.
-pub const ALL_FIELD_KEYS: [&str; 17] = [
+pub const ALL_FIELD_KEYS: [&str; 22] = [
     "type",
     "required",
     "unique",
@@ -41,6 +41,11 @@ pub const ALL_FIELD_KEYS: [&str; 17] = [
     "on_delete",
     "of",
     "via",
+    "multiple",
+    "max_count",
+    "max_size",
+    "accept",
+    "thumbs",
 ];
 
 pub const ENTITY_KEYS: [&str; 8] = [
@@ -476,7 +481,11 @@ pub(crate) fn parse_field(sink: &mut Sink<'_>, name: &Named, node: &Node) -> Opt
         && field.unique
         && !ty.rules().may_be_unique()
     {
-        sink.error(pos, "bad-unique", "a json field cannot be unique");
+        sink.error(
+            pos,
+            "bad-unique",
+            format!("a {} field cannot be unique", ty.name()),
+        );
     }
     Some(field)
 }
@@ -530,5 +539,6 @@ fn plain_field(name: &Named, ty: FieldType, ty_pos: Pos) -> FieldDef {
         scale: DEFAULT_DECIMAL_SCALE,
         precision: DEFAULT_DECIMAL_PRECISION,
         renamed_from: None,
+        file: None,
     }
 }

@@ -6,7 +6,9 @@ use sea_query::{Expr, ExprTrait, Func, Query};
 use super::Dialect;
 use super::values::cell_value;
 use crate::engine::cond::Op;
-use crate::engine::cond::check::{Arg, Column, Ctx, Hop, Pred, Typed, resolve};
+use crate::engine::cond::check::{
+    Arg, Column, Ctx, FileAttr, FileColumn, Hop, Pred, Typed, resolve,
+};
 use crate::engine::input::Cell;
 use crate::spec::FieldType;
 
@@ -22,6 +24,15 @@ pub struct Compiler<'c> {
 
 fn col(alias: &str, name: &str) -> Expr {
     Expr::col((alias.to_string(), name.to_string()))
+}
+
+/// A custom SQL template written with `$1`, `$2`… (each once, in order) in the
+/// placeholders of `dialect`'s query builder (SQLite's are `?`).
+fn placeholders(dialect: Dialect, template: &str) -> String {
+    match dialect {
+        Dialect::Postgres => template.to_string(),
+        Dialect::Sqlite => template.replace("$1", "?").replace("$2", "?"),
+    }
 }
 
 fn truth(b: bool) -> Expr {
@@ -166,6 +177,9 @@ impl<'c> Compiler<'c> {
     }
 
     fn pred(&mut self, column: &Column, pred: &Pred, alias: &str) -> Expr {
+        if let Some(file) = column.file {
+            return self.file_pred(column, file, pred, alias);
+        }
         // An integer column compared with a fraction: compare as doubles, with a cast
         // that also gives the statement its own text. PostgreSQL statements are
         // prepared and cached by their text with the parameter types of their first
@@ -177,11 +191,7 @@ impl<'c> Compiler<'c> {
                 _ => false,
             };
         if fractional {
-            let as_double = Column {
-                name: column.name.clone(),
-                ty: FieldType::Number,
-                scale: 0,
-            };
+            let as_double = Column::plain(&column.name, FieldType::Number, 0);
             let c = col(alias, &column.name).cast_as("DOUBLE PRECISION");
             let to_float = |a: &Arg| match a {
                 Arg::Cell(Cell::Int(i)) => Arg::Cell(Cell::Float(*i as f64)),
@@ -196,6 +206,63 @@ impl<'c> Compiler<'c> {
         }
         let c = col(alias, &column.name);
         self.pred_on(c, column, pred)
+    }
+
+    /// A test on a file field's JSON column: `is set` (a multiple field: at least one
+    /// file), or on a metadata value (`size`, `type`, `name`) of its file, or of any of
+    /// its files. Keys are constants; compared values are bound.
+    fn file_pred(&mut self, column: &Column, file: FileColumn, pred: &Pred, alias: &str) -> Expr {
+        let c = col(alias, &column.name);
+        let Some(attr) = file.attr else {
+            let set = match pred {
+                Pred::IsSet(set) => *set,
+                // The checker lets nothing else reach a file field itself.
+                _ => return truth(false),
+            };
+            if !file.multiple {
+                return if set { c.is_not_null() } else { c.is_null() };
+            }
+            let length = match self.dialect {
+                Dialect::Sqlite => "COALESCE(json_array_length($1), 0) > 0",
+                Dialect::Postgres => "COALESCE(jsonb_array_length($1), 0) > 0",
+            };
+            let some = Expr::cust_with_exprs(self.placeholders(length), [c]);
+            return if set { some } else { some.not() };
+        };
+        let plain = Column::plain(&column.name, column.ty, 0);
+        let value = |json: Expr, dialect: Dialect| -> Expr {
+            let text = match (dialect, attr) {
+                (Dialect::Postgres, FileAttr::Size) => "(($1) ->> 'size')::BIGINT",
+                (_, FileAttr::Size) => "($1) ->> 'size'",
+                (_, FileAttr::Type) => "($1) ->> 'type'",
+                (_, FileAttr::Name) => "($1) ->> 'name'",
+            };
+            Expr::cust_with_exprs(placeholders(dialect, text), [json])
+        };
+        if !file.multiple {
+            let v = value(c, self.dialect);
+            return self.pred_on(v, &plain, pred);
+        }
+        // Any of the files: a correlated EXISTS over the array's elements.
+        let each = self.alias("f");
+        let (from, element) = match self.dialect {
+            Dialect::Sqlite => (
+                format!("json_each($1) AS {each}"),
+                Expr::cust(format!("{each}.value")),
+            ),
+            Dialect::Postgres => (
+                format!("jsonb_array_elements($1) AS {each}(v)"),
+                Expr::cust(format!("{each}.v")),
+            ),
+        };
+        let inner = value(element, self.dialect);
+        let test = self.pred_on(inner, &plain, pred);
+        let text = format!("EXISTS (SELECT 1 FROM {from} WHERE $2)");
+        Expr::cust_with_exprs(self.placeholders(&text), [c, test])
+    }
+
+    fn placeholders(&self, template: &str) -> String {
+        placeholders(self.dialect, template)
     }
 
     fn pred_on(&mut self, c: Expr, column: &Column, pred: &Pred) -> Expr {
@@ -268,7 +335,7 @@ mod tests {
             ("models/tag.yaml", "entity: tag\nfields:\n  label: string\n"),
             (
                 "models/project.yaml",
-                "entity: project\nfields:\n  title: string\n  points: integer\n  price: { type: decimal, precision: 10, scale: 2 }\n  starts: datetime\n  client: { type: ref, to: client }\n  tags: { type: many, of: tag }\n",
+                "entity: project\nfields:\n  title: string\n  points: integer\n  price: { type: decimal, precision: 10, scale: 2 }\n  starts: datetime\n  client: { type: ref, to: client }\n  tags: { type: many, of: tag }\n  logo: { type: file }\n  docs: { type: file, multiple: true }\n",
             ),
         ]
         .iter()
@@ -357,6 +424,60 @@ mod tests {
             (
                 r#"CAST("t0"."points" AS DOUBLE PRECISION) > $1"#,
                 vec![SqlValue::Double(Some(2.5))],
+            ),
+        );
+    }
+
+    #[test]
+    fn file_conditions_read_the_json_column_with_bound_values() {
+        compiles_to(
+            "logo is set",
+            (r#""t0"."logo" IS NOT NULL"#, vec![]),
+            (r#""t0"."logo" IS NOT NULL"#, vec![]),
+        );
+        compiles_to(
+            "docs is not set",
+            (
+                r#"NOT (COALESCE(json_array_length("t0"."docs"), 0) > 0)"#,
+                vec![],
+            ),
+            (
+                r#"NOT (COALESCE(jsonb_array_length("t0"."docs"), 0) > 0)"#,
+                vec![],
+            ),
+        );
+        compiles_to(
+            "logo.size > 1000",
+            (
+                r#"(("t0"."logo") ->> 'size') > ?"#,
+                vec![SqlValue::BigInt(Some(1000))],
+            ),
+            (
+                r#"((("t0"."logo") ->> 'size')::BIGINT) > $1"#,
+                vec![SqlValue::BigInt(Some(1000))],
+            ),
+        );
+        compiles_to(
+            "docs.type = 'application/pdf'",
+            (
+                r#"EXISTS (SELECT 1 FROM json_each("t0"."docs") AS f1 WHERE ((f1.value) ->> 'type') = ?)"#,
+                vec![text("application/pdf")],
+            ),
+            (
+                r#"EXISTS (SELECT 1 FROM jsonb_array_elements("t0"."docs") AS f1(v) WHERE ((f1.v) ->> 'type') = $1)"#,
+                vec![text("application/pdf")],
+            ),
+        );
+        // A quote in the value stays a bound value.
+        compiles_to(
+            "logo.name = \"x') OR 1=1 --\"",
+            (
+                r#"(("t0"."logo") ->> 'name') = ?"#,
+                vec![text("x') OR 1=1 --")],
+            ),
+            (
+                r#"(("t0"."logo") ->> 'name') = $1"#,
+                vec![text("x') OR 1=1 --")],
             ),
         );
     }

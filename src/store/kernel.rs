@@ -187,6 +187,14 @@ pub(crate) fn record_from_row<R: DecodeJson>(e: &Entity, row: &R) -> Result<Reco
     let mut col = 4;
     for f in &e.fields {
         match f.storage() {
+            // A file field reads as its files' public metadata and urls.
+            Some(storage) if f.ty == FieldType::File => {
+                let stored = row.json(col, storage)?;
+                let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+                let wire = crate::engine::files::wire(f, &e.plural, id, &stored);
+                rec.insert(f.name.clone(), wire);
+                col += 1;
+            }
             Some(storage) => {
                 rec.insert(f.name.clone(), row.json(col, storage)?);
                 col += 1;

@@ -114,6 +114,7 @@ impl Store {
         who: &Principal,
     ) -> Result<JsonPage, Error> {
         let direct = e.many_fields().next().is_none()
+            && !crate::engine::files::built_in_rust(e)
             && req.expand.children.is_empty()
             && req.fields.is_none()
             && engine.access.conditional(&e.name, who).is_empty();

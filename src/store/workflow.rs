@@ -138,7 +138,7 @@ impl Store {
         let state_field = e.field(&wf.field).ok_or(Error::NotFound)?;
         let now = input::now();
         // What `set:` writes, to explain a constraint the update breaks.
-        let mut written = input::Input { values: Vec::new() };
+        let mut written = input::Input::default();
 
         let result: Result<Result<Fired, Error>, sqlx::Error> = async { in_tx!(self, batch, tx => {
             let (sql, vals) = dialect.build(&current);

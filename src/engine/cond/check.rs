@@ -44,6 +44,63 @@ pub struct Column {
     pub name: String,
     pub ty: FieldType,
     pub scale: u32,
+    /// A file field's column (`avatar is set`), or a value inside its metadata
+    /// (`avatar.size > 1000`: then `ty` is the value's type).
+    pub file: Option<FileColumn>,
+}
+
+/// A test on a file field: on the field itself (`attr: None`, only `is set`) or on
+/// an attribute of its file (of any of its files when `multiple`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileColumn {
+    pub multiple: bool,
+    pub attr: Option<FileAttr>,
+}
+
+/// What a condition may test of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAttr {
+    Size,
+    Type,
+    Name,
+}
+
+impl FileAttr {
+    pub const NAMES: [&'static str; 3] = ["size", "type", "name"];
+
+    /// Its key in the stored metadata.
+    pub fn key(self) -> &'static str {
+        match self {
+            FileAttr::Size => "size",
+            FileAttr::Type => "type",
+            FileAttr::Name => "name",
+        }
+    }
+
+    fn parse(name: &str) -> Option<FileAttr> {
+        match name {
+            "size" => Some(FileAttr::Size),
+            "type" => Some(FileAttr::Type),
+            "name" => Some(FileAttr::Name),
+            _ => None,
+        }
+    }
+
+    /// The attribute as a field of its value's type, for checking literals.
+    fn field(self) -> &'static Field {
+        static FIELDS: std::sync::LazyLock<[Field; 3]> = std::sync::LazyLock::new(|| {
+            [
+                Field::plain("size", FieldType::Integer),
+                Field::plain("type", FieldType::String),
+                Field::plain("name", FieldType::String),
+            ]
+        });
+        match self {
+            FileAttr::Size => &FIELDS[0],
+            FileAttr::Type => &FIELDS[1],
+            FileAttr::Name => &FIELDS[2],
+        }
+    }
 }
 
 impl Column {
@@ -52,7 +109,49 @@ impl Column {
             name: f.name.clone(),
             ty: f.ty,
             scale: f.scale,
+            file: (f.ty == FieldType::File).then(|| FileColumn {
+                multiple: crate::engine::files::is_multiple(f),
+                attr: None,
+            }),
         }
+    }
+
+    /// A plain column of this name and type.
+    pub fn plain(name: &str, ty: FieldType, scale: u32) -> Column {
+        Column {
+            name: name.to_string(),
+            ty,
+            scale,
+            file: None,
+        }
+    }
+}
+
+/// `t` (a test on a file attribute's stand-in field) as a test on the file field.
+fn on_file(t: Typed, field: &Field, attr: FileAttr) -> Typed {
+    match t {
+        Typed::Pred { column, pred } => Typed::Pred {
+            column: Column {
+                name: field.name.clone(),
+                ty: column.ty,
+                scale: 0,
+                file: Some(FileColumn {
+                    multiple: crate::engine::files::is_multiple(field),
+                    attr: Some(attr),
+                }),
+            },
+            pred,
+        },
+        Typed::And(a, b) => Typed::And(
+            Box::new(on_file(*a, field, attr)),
+            Box::new(on_file(*b, field, attr)),
+        ),
+        Typed::Or(a, b) => Typed::Or(
+            Box::new(on_file(*a, field, attr)),
+            Box::new(on_file(*b, field, attr)),
+        ),
+        Typed::Not(a) => Typed::Not(Box::new(on_file(*a, field, attr))),
+        other => other,
     }
 }
 
@@ -443,6 +542,23 @@ impl<'e> Checker<'e> {
                 _ => leaf(Resolved::Field(field)),
             };
         }
+        if field.ty == FieldType::File {
+            let attr_name = &path.segments[index + 1];
+            let attr = FileAttr::parse(attr_name)
+                .filter(|_| index + 2 == path.segments.len())
+                .ok_or_else(|| {
+                    CheckError::new(
+                        path.span,
+                        format!("`{path}` is not something a condition can test of a file"),
+                        Some(format!(
+                            "test `{name} is set`, or a file's {}: e.g. `{name}.size > 1000000`, `{name}.type = 'application/pdf'`",
+                            FileAttr::NAMES.join(", ")
+                        )),
+                    )
+                })?;
+            let t = leaf(Resolved::Field(attr.field()))?;
+            return Ok(on_file(t, field, attr));
+        }
         let Some(hop) = hop else {
             return Err(CheckError::new(
                 path.span,
@@ -701,11 +817,7 @@ fn links_within(t: Typed, rows: &Typed) -> Typed {
                 Some(arg) => Typed::And(
                     Box::new(rows.clone()),
                     Box::new(Typed::Pred {
-                        column: Column {
-                            name: "id".into(),
-                            ty: FieldType::Uuid,
-                            scale: 0,
-                        },
+                        column: Column::plain("id", FieldType::Uuid, 0),
                         pred: Pred::Cmp(Op::Eq, arg),
                     }),
                 ),

@@ -130,6 +130,9 @@ fn eval_bound(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<b
                 Some(w) => ids.contains(&w),
             })
         }
+        Typed::Pred { column, pred } if column.file.is_some() => {
+            eval_file(column, pred, rec, world, ctx)
+        }
         Typed::Pred { column, pred } => {
             let v = rec.get(&column.name).unwrap_or(&Value::Null);
             match pred {
@@ -181,6 +184,55 @@ fn eval_bound(t: &Typed, rec: &Record, world: &dyn World, ctx: &Ctx) -> Option<b
                     if unknown { None } else { Some(false) }
                 }
             }
+        }
+    }
+}
+
+/// A test on a file field, as SQL runs it (`store::filter`): `is set` (a multiple
+/// field: at least one file), or on a metadata value of its file (of any of its
+/// files: an `EXISTS`, never unknown).
+fn eval_file(
+    column: &Column,
+    pred: &Pred,
+    rec: &Record,
+    world: &dyn World,
+    ctx: &Ctx,
+) -> Option<bool> {
+    let file = column.file?;
+    let v = rec.get(&column.name).unwrap_or(&Value::Null);
+    let files: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    };
+    let Some(attr) = file.attr else {
+        return match pred {
+            Pred::IsSet(set) => Some(files.is_empty() != *set),
+            _ => Some(false),
+        };
+    };
+    let one = |meta: &Value| {
+        let mut r = Record::new();
+        r.insert(
+            "v".into(),
+            meta.get(attr.key()).cloned().unwrap_or(Value::Null),
+        );
+        let t = Typed::Pred {
+            column: Column::plain("v", column.ty, 0),
+            pred: pred.clone(),
+        };
+        eval_bound(&t, &r, world, ctx)
+    };
+    if file.multiple {
+        Some(files.iter().any(|m| one(m) == Some(true)))
+    } else {
+        match files.first() {
+            Some(m) => one(m),
+            // SQL: a test on the value of a NULL column is unknown (`is set` false).
+            None => match pred {
+                Pred::IsSet(set) => Some(!*set),
+                _ => None,
+            },
         }
     }
 }

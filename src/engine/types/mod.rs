@@ -11,6 +11,7 @@
 
 mod boolean;
 mod choice;
+pub mod file;
 mod json;
 mod numeric;
 pub mod relation;
@@ -189,6 +190,7 @@ pub fn kind(ty: FieldType) -> &'static dyn FieldKind {
         FieldType::Ref => &relation::Ref,
         FieldType::Many => &relation::Many,
         FieldType::Inverse => &relation::Inverse,
+        FieldType::File => &file::File,
     }
 }
 

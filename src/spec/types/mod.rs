@@ -9,6 +9,7 @@
 
 mod boolean;
 mod choice;
+pub mod file;
 mod json;
 mod numeric;
 mod relation;
@@ -132,6 +133,7 @@ pub fn rules(ty: FieldType) -> &'static dyn FieldRules {
         FieldType::Ref => &relation::Ref,
         FieldType::Many => &relation::Many,
         FieldType::Inverse => &relation::Inverse,
+        FieldType::File => &file::File,
     }
 }
 

@@ -185,3 +185,166 @@ fn links_are_the_relation_types() {
     assert!(FieldType::Url.is_textual() && !FieldType::Enum.is_textual());
     assert!(FieldType::Decimal.is_numeric() && !FieldType::Date.is_numeric());
 }
+
+#[test]
+fn file_options() {
+    use crate::spec::field::{DEFAULT_MAX_FILE_SIZE, Thumb};
+    let (f, c) = field(
+        "{ type: file, accept: [image/png, image/jpeg, image/webp], max_size: 5MiB, thumbs: [100x100, 640x0] }",
+    );
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert!(!o.multiple);
+    assert_eq!(o.max_size, 5 * 1024 * 1024);
+    assert_eq!(o.accept, ["image/png", "image/jpeg", "image/webp"]);
+    assert_eq!(
+        o.thumbs,
+        [
+            Thumb {
+                width: 100,
+                height: 100
+            },
+            Thumb {
+                width: 640,
+                height: 0
+            }
+        ]
+    );
+    assert_eq!(o.limit(), 1);
+    assert!(o.accepts("image/png") && !o.accepts("application/pdf"));
+    assert_eq!(FieldType::File.storage(0, 0), Some(Storage::Json));
+
+    let (f, c) = field("{ type: file, multiple: true, max_count: 10, max_size: 25MB }");
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert!(o.multiple);
+    assert_eq!((o.limit(), o.max_size), (10, 25_000_000));
+    assert!(o.accepts("application/x-anything"));
+
+    let (f, _) = field("file");
+    assert_eq!(f.unwrap().ty, FieldType::File);
+    let (f, c) = field("{ type: file, accept: 'image/*', max_size: 1000 }");
+    assert!(c.is_empty(), "{c:?}");
+    let o = f.unwrap().file.unwrap();
+    assert_eq!(o.max_size, 1000);
+    assert!(o.accepts("image/gif") && o.accepts("IMAGE/PNG; x=y"));
+    assert!(!o.accepts("image/") && !o.accepts("imagex/png") && !o.accepts("text/plain"));
+    let (f, _) = field("{ type: file }");
+    assert_eq!(f.unwrap().file.unwrap().max_size, DEFAULT_MAX_FILE_SIZE);
+}
+
+#[test]
+fn wrong_file_options_are_diagnostics() {
+    for (yaml, code) in [
+        ("{ type: file, max_count: 3 }", "max-count-without-multiple"),
+        (
+            "{ type: file, multiple: true, max_count: 0 }",
+            "bad-max-count",
+        ),
+        (
+            "{ type: file, multiple: true, max_count: many }",
+            "wrong-value-type",
+        ),
+        ("{ type: file, multiple: yes }", "wrong-value-type"),
+        ("{ type: file, max_size: 5 MeB }", "bad-size"),
+        ("{ type: file, max_size: 0 }", "bad-size"),
+        ("{ type: file, max_size: -3 }", "bad-size"),
+        ("{ type: file, max_size: 2TiB }", "bad-size"),
+        ("{ type: file, max_size: [1] }", "wrong-value-type"),
+        ("{ type: file, accept: [.pdf] }", "bad-mime-type"),
+        ("{ type: file, accept: [Image/PNG] }", "bad-mime-type"),
+        ("{ type: file, accept: [] }", "empty-list"),
+        (
+            "{ type: file, accept: [image/png, image/png] }",
+            "duplicate-name",
+        ),
+        ("{ type: file, accept: 3 }", "wrong-value-type"),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['100'] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['0x0'] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [0x10] }",
+            "wrong-value-type",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [9000x10] }",
+            "bad-thumb",
+        ),
+        (
+            "{ type: file, accept: [image/png], thumbs: [10x10, 10x10] }",
+            "duplicate-name",
+        ),
+        ("{ type: file, thumbs: [100x100] }", "thumbs-need-images"),
+        (
+            "{ type: file, accept: [image/png, application/pdf], thumbs: [100x100] }",
+            "thumbs-need-images",
+        ),
+        (
+            "{ type: file, accept: [image/svg+xml], thumbs: [100x100] }",
+            "thumbs-need-images",
+        ),
+        (
+            "{ type: file, multiple: true, required: true }",
+            "required-multiple-file",
+        ),
+        ("{ type: file, unique: true }", "bad-unique"),
+        ("{ type: file, default: x }", "key-not-for-type"),
+        ("{ type: file, min: 1 }", "key-not-for-type"),
+        ("{ type: string, accept: [image/png] }", "key-not-for-type"),
+        ("{ type: file, acept: [image/png] }", "unknown-key"),
+    ] {
+        assert_eq!(codes(yaml), [code], "{yaml}");
+    }
+}
+
+#[test]
+fn file_diagnostics_have_lines_and_hints() {
+    let node = parse("type: file\naccept: [pdf]\nthumbs: [100x100]\n").expect("yaml");
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut sink = Sink {
+        file: "models/x.yaml",
+        out: &mut out,
+    };
+    let name = Named {
+        name: "cv".into(),
+        pos: Pos::default(),
+    };
+    parse_field(&mut sink, &name, &node);
+    let bad = out
+        .iter()
+        .find(|d| d.code == "bad-mime-type")
+        .expect("bad-mime-type");
+    assert_eq!(bad.line, 2);
+    assert!(
+        bad.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("application/pdf"),
+        "{bad:?}"
+    );
+    let thumbs = out
+        .iter()
+        .find(|d| d.code == "thumbs-need-images")
+        .expect("thumbs");
+    assert_eq!(thumbs.line, 3);
+    assert!(thumbs.hint.is_some());
+}
+
+#[test]
+fn sizes() {
+    use super::file::parse_size;
+    assert_eq!(parse_size("5MiB"), Some(5 << 20));
+    assert_eq!(parse_size("5 MiB"), Some(5 << 20));
+    assert_eq!(parse_size("1.5KiB"), Some(1536));
+    assert_eq!(parse_size("2GB"), Some(2_000_000_000));
+    assert_eq!(parse_size("10"), Some(10));
+    assert_eq!(parse_size("10B"), Some(10));
+    for bad in ["", "MiB", "5 mib", "1..5MB", ".5MB", "0", "5XB", "-1MB"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+}
