@@ -69,9 +69,9 @@ async fn a_large_upload_streams_in_bounded_memory() {
         // hyper's are), so what the store keeps of them counts.
         let piece: Vec<u8> = (0..65_536u32).map(|i| (i * 31 % 251) as u8).collect();
         let pieces = total / piece.len() as u64;
-        let stream = futures_util::stream::iter((0..pieces).map(move |_| {
-            Ok::<Bytes, std::io::Error>(Bytes::copy_from_slice(&piece))
-        }));
+        let stream = futures_util::stream::iter(
+            (0..pieces).map(move |_| Ok::<Bytes, std::io::Error>(Bytes::copy_from_slice(&piece))),
+        );
         let key = format!("files/big/file/{}", uuid::Uuid::now_v7());
         let started = std::time::Instant::now();
         let stored = store

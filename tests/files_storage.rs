@@ -544,7 +544,39 @@ async fn a_decompression_bomb_gets_no_thumbnails(backend: Backend) {
     );
 }
 
+/// Keys come from the model and UUIDs; even so, one that tries to leave the store
+/// (`..`, an absolute path, empty segments) is refused, and nothing is written
+/// outside the folder.
+async fn a_key_cannot_leave_the_store(backend: Backend) {
+    let t = file_store(backend);
+    let outside = [
+        t._dir.path().join("escaped"),
+        t._dir.path().join(".trellis/escaped"),
+    ];
+    for bad in [
+        "files/../../escaped",
+        "../escaped",
+        "files/./x",
+        "files//x",
+        "/etc/passwd",
+        "files/a/../../../escaped",
+        "",
+        "files/",
+    ] {
+        let put = t.store.put_stream(bad, body(b"x", 1), 10).await;
+        assert!(matches!(put, Err(FileError::Storage(_))), "{bad}: {put:?}");
+        assert!(
+            matches!(t.store.get(bad, None).await, Err(FileError::Storage(_))),
+            "{bad}"
+        );
+        assert!(t.store.delete(bad).await.is_err(), "{bad}");
+    }
+    assert!(outside.iter().all(|p| !p.exists()));
+    assert_eq!(t.store.list("files").await.unwrap(), Vec::<String>::new());
+}
+
 storages!(
+    a_key_cannot_leave_the_store,
     round_trip_byte_for_byte,
     zero_byte_file,
     over_the_limit_leaves_nothing,
@@ -972,4 +1004,31 @@ fn files_settings_are_read_and_checked() {
     ] {
         assert_eq!(parse_byte_size(bad), None, "{bad}");
     }
+}
+
+/// In production mode a signing secret that is named but not set stops `serve`
+/// before it touches the database: links signed with a made-up secret would break
+/// on every restart and differ between instances.
+#[test]
+fn production_needs_the_link_signing_secret() {
+    let dir = common::project(&[
+        NOTE,
+        (
+            "trellis.yaml",
+            "mode: production\nfiles:\n  signing_secret_env: TRELLIS_TEST_FILES_SECRET_UNSET\n",
+        ),
+    ]);
+    let out = common::process::trellis()
+        .args(["serve", dir.path().to_str().unwrap(), "--port", "1"])
+        .env_remove("TRELLIS_TEST_FILES_SECRET_UNSET")
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TRELLIS_TEST_FILES_SECRET_UNSET (files.signing_secret_env) is not set"),
+        "{err}"
+    );
+    // Nothing was created: the database was not opened.
+    assert!(!dir.path().join(".trellis/data.db").exists());
 }

@@ -63,13 +63,7 @@ pub(super) fn serve(
     let drain_within = Duration::from_secs(ops.shutdown_timeout);
     let metrics_addr = ops.metrics_addr;
     let result = runtime.block_on(async move {
-        let store = Store::connect(&url).await?;
-        if !bring_database_along(dir, &engine, &store, production).await? {
-            return Ok(ExitCode::FAILURE);
-        }
-        let entities = engine.entities().len();
-        let secret = jwt_secrets(&engine, env);
-        let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
+        // Before the database: a storage configured wrong stops the start at once.
         let files = match file_storage(dir, &engine, env, production) {
             Ok(files) => files.map(std::sync::Arc::new),
             Err(why) => {
@@ -77,6 +71,13 @@ pub(super) fn serve(
                 return Ok(ExitCode::FAILURE);
             }
         };
+        let store = Store::connect(&url).await?;
+        if !bring_database_along(dir, &engine, &store, production).await? {
+            return Ok(ExitCode::FAILURE);
+        }
+        let entities = engine.entities().len();
+        let secret = jwt_secrets(&engine, env);
+        let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let mut state = AppState::with_auth(engine, store.clone(), auth);
         if let Some(files) = &files {
             tracing::info!("files in {}", files.store);

@@ -276,6 +276,9 @@ impl FileStore {
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath, FileError> {
+        if !valid_key(key) {
+            return Err(FileError::Storage(format!("`{key}` is not a storage key")));
+        }
         let full = match &self.prefix {
             Some(p) => format!("{p}/{key}"),
             None => key.to_string(),
@@ -474,6 +477,22 @@ impl FileStore {
     }
 }
 
+/// Whether `key` is a key this store makes (`spec::file_keys`): segments of ASCII
+/// letters, digits, `-`, `_` and `.`, none empty, `.` or `..`. Anything else (a
+/// path that could leave the store's folder or prefix) is refused before it
+/// reaches the storage.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+}
+
 /// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -515,6 +534,36 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keys_the_store_makes() {
+        let id = uuid::Uuid::now_v7();
+        assert!(valid_key(&keys::file_key("contractor", "cv", &id)));
+        let size = keys::ThumbSize::parse("640x0").unwrap();
+        assert!(valid_key(&keys::thumb_key(
+            "contractor",
+            "avatar",
+            &id,
+            size
+        )));
+        assert!(valid_key("files"));
+        for bad in [
+            "",
+            "/",
+            "/etc/passwd",
+            "files/",
+            "files//x",
+            "files/../x",
+            "..",
+            "./x",
+            "files/a b",
+            "files/\u{e9}",
+            "files\\x",
+            "files/x?y",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {

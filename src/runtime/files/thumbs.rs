@@ -192,6 +192,20 @@ mod tests {
         img.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
         let thumb = render(jpeg.get_ref(), "image/jpeg", size("0x50")).unwrap();
         assert_eq!(super::super::sniff(&thumb), "image/jpeg");
+        // GIF and WebP become PNG thumbnails.
+        for (format, mime) in [
+            (ImageFormat::Gif, "image/gif"),
+            (ImageFormat::WebP, "image/webp"),
+        ] {
+            let mut encoded = Cursor::new(Vec::new());
+            DynamicImage::new_rgba8(40, 80)
+                .write_to(&mut encoded, format)
+                .unwrap();
+            let thumb = render(encoded.get_ref(), mime, size("10x10")).unwrap();
+            let back = image::load_from_memory(&thumb).unwrap();
+            assert_eq!((back.width(), back.height()), (5, 10), "{mime}");
+            assert_eq!(super::super::sniff(&thumb), "image/png");
+        }
         assert!(matches!(
             render(b"not an image", "image/png", size("10x10")),
             Err(FileError::Image(_))
