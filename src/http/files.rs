@@ -412,6 +412,95 @@ fn text_value(field: Option<&Field>, text: String, json_part: bool) -> Result<Va
     Ok(Value::String(text))
 }
 
+/// The most bytes of a part's headers (and of the preamble before the first
+/// part). multer keeps headers in memory until their end, bounded only by the
+/// whole body's limit (the sum of the file fields' sizes): without this, one
+/// request could make the server hold that much.
+pub const MAX_PART_HEADERS: usize = 16 * 1024;
+
+/// Counts the bytes of each part's headers as the body streams to multer, and
+/// fails the body when one part's headers (or the preamble) exceed
+/// [`MAX_PART_HEADERS`]. It only scans for the delimiter (`\r\n--boundary`) and
+/// the headers' end (`\r\n\r\n`), carrying a few bytes across chunks; it holds
+/// nothing else.
+struct HeaderGuard {
+    delimiter: Vec<u8>,
+    /// In a part's headers (or the preamble), with this many bytes seen.
+    in_headers: Option<usize>,
+    /// The last bytes of the previous chunk, for a pattern split across chunks.
+    tail: Vec<u8>,
+    tripped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HeaderGuard {
+    fn new(boundary: &str, tripped: Arc<std::sync::atomic::AtomicBool>) -> HeaderGuard {
+        HeaderGuard {
+            delimiter: format!("\r\n--{boundary}").into_bytes(),
+            // The body starts with the preamble and the first part's headers.
+            in_headers: Some(0),
+            tail: Vec::new(),
+            tripped,
+        }
+    }
+
+    /// Looks at the next chunk; `false` when headers grew too large.
+    fn see(&mut self, chunk: &[u8]) -> bool {
+        let keep = self.delimiter.len().max(4);
+        let mut window = std::mem::take(&mut self.tail);
+        let carried = window.len();
+        window.extend_from_slice(chunk);
+        let mut at = 0;
+        loop {
+            match self.in_headers {
+                Some(seen) => match memchr::memmem::find(&window[at..], b"\r\n\r\n") {
+                    Some(end) => {
+                        at += end + 4;
+                        self.in_headers = None;
+                    }
+                    None => {
+                        let fresh = (window.len() - at).min(window.len() - carried);
+                        let seen = seen + fresh;
+                        if seen > MAX_PART_HEADERS {
+                            self.tripped
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            return false;
+                        }
+                        self.in_headers = Some(seen);
+                        break;
+                    }
+                },
+                None => match memchr::memmem::find(&window[at..], &self.delimiter) {
+                    Some(start) => {
+                        at += start + self.delimiter.len();
+                        self.in_headers = Some(0);
+                    }
+                    None => break,
+                },
+            }
+        }
+        let from = window.len().saturating_sub(keep).max(at.min(window.len()));
+        self.tail = window[from..].to_vec();
+        true
+    }
+}
+
+/// The request body with a [`HeaderGuard`] in the way.
+fn guarded(
+    body: Body,
+    boundary: &str,
+    tripped: Arc<std::sync::atomic::AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let mut guard = HeaderGuard::new(boundary, tripped);
+    body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        if guard.see(&chunk) {
+            Ok(chunk)
+        } else {
+            Err(std::io::Error::other("the headers of a part are too large"))
+        }
+    })
+}
+
 /// Reads a multipart body part by part. A part named after a file field of `e`
 /// with a file name is a file: it is streamed into storage (never held whole),
 /// its type sniffed from its first bytes and checked against `accept` before the
@@ -459,8 +548,9 @@ pub(super) async fn receive(
         .for_field("data", MAX_BODY_BYTES as u64)
         .whole_stream(whole.saturating_add(64 * 1024));
     let constraints = multer::Constraints::new().size_limit(sizes);
-    let mut parts =
-        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let tripped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = guarded(body, &boundary, tripped.clone());
+    let mut parts = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut got = Received {
         body: Value::Object(Map::new()),
         uploads: Uploads::new(),
@@ -471,6 +561,14 @@ pub(super) async fn receive(
         Ok(()) => Ok(got),
         Err(p) => {
             forget(state, files, &got.keys).await;
+            if tripped.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "Body too large",
+                    format!("the headers of a part may be at most {MAX_PART_HEADERS} bytes"),
+                ));
+            }
             Err(p)
         }
     }
@@ -1387,6 +1485,32 @@ mod tests {
         for risky in ["image/svg+xml", "text/html", "application/pdf", "text/plain"] {
             assert!(!inline_type(risky), "{risky}");
         }
+    }
+
+    #[test]
+    fn part_headers_are_bounded() {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut g = HeaderGuard::new("b", flag.clone());
+        // Headers, a large body split anywhere, then the next part's headers.
+        assert!(g.see(b"--b\r\nContent-Disposition: form-data; name=\"f\"\r"));
+        assert!(g.see(b"\n\r\n"));
+        for _ in 0..100 {
+            assert!(g.see(&[b'x'; 1000]));
+        }
+        assert!(g.see(b"\r\n-"));
+        assert!(g.see(b"-b\r\nContent-Disposition: form-data; name=\"g\"\r\n\r\nv"));
+        assert!(!flag.load(std::sync::atomic::Ordering::Relaxed));
+        // A part whose headers never end.
+        assert!(g.see(b"\r\n--b\r\nX-Long: "));
+        let mut ok = true;
+        for _ in 0..20 {
+            ok &= g.see(&[b'h'; 1000]);
+        }
+        assert!(!ok);
+        assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
+        // A preamble that never ends.
+        let mut g = HeaderGuard::new("b", flag);
+        assert!(!(0..20).all(|_| g.see(&[b'p'; 1000])));
     }
 
     #[test]
