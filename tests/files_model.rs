@@ -21,6 +21,7 @@ both!(
     filters_test_files,
     read_rules_hide_file_fields,
     removing_one_file_and_deleting_the_record,
+    writes_claim_uploads_and_queue_what_they_drop,
 );
 
 const PROJECT: &[(&str, &str)] = &[
@@ -70,6 +71,12 @@ async fn write(
         .map(|(f, files)| (f.to_string(), files))
         .collect();
     let rule_errors = engine.access.check_uploads(&e, &uploads, mode, who);
+    // The multipart path records each upload as pending before storing it.
+    let keys: Vec<String> = uploads
+        .iter()
+        .flat_map(|(f, files)| files.iter().map(move |m| m.key("person", f)))
+        .collect();
+    app.store.record_pending(&keys).await.expect("pending");
     let mut body = body;
     let mut errors = engine.access.check_write(&e, &body, mode, who);
     if mode == Mode::Create {
@@ -598,4 +605,130 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn key(field: &str, m: &FileMeta) -> String {
+    m.key("person", field)
+}
+
+async fn queued(app: &TestApp) -> Vec<String> {
+    let mut keys: Vec<String> = app
+        .store
+        .queued_removals()
+        .await
+        .expect("removals")
+        .into_iter()
+        .map(|(k, _, _)| k)
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn writes_claim_uploads_and_queue_what_they_drop(db: Db) {
+    let app = TestApp::with_files(db, PROJECT).await;
+    let who = admin();
+    let a1 = meta("a.png", 10, "image/png", &["100x100"]);
+    let d1 = meta("1.txt", 1, "text/plain", &[]);
+    let d2 = meta("2.txt", 2, "text/plain", &[]);
+    let rec = write(
+        &app,
+        &who,
+        None,
+        json!({ "name": "Ann" }),
+        vec![
+            ("avatar", vec![a1.clone()]),
+            ("docs", vec![d1.clone(), d2.clone()]),
+        ],
+    )
+    .await
+    .expect("create");
+    let id = rec["id"].as_str().expect("id").to_string();
+    // The create claimed its uploads: nothing pending, nothing queued.
+    assert!(
+        app.store
+            .pending_uploads()
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert!(queued(&app).await.is_empty());
+
+    // Replacing the avatar queues the old one (its thumbnails go with its key).
+    let a2 = meta("b.png", 10, "image/png", &[]);
+    write(
+        &app,
+        &who,
+        Some(&id),
+        json!({}),
+        vec![("avatar", vec![a2.clone()])],
+    )
+    .await
+    .expect("replace");
+    assert_eq!(queued(&app).await, [key("avatar", &a1)]);
+    // Keeping only d2 queues d1.
+    let res = app
+        .patch(
+            &format!("/api/people/{id}"),
+            json!({ "docs": [d2.id] }),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let mut expected = vec![key("avatar", &a1), key("docs", &d1)];
+    expected.sort();
+    assert_eq!(queued(&app).await, expected);
+
+    // A refused write queues nothing and leaves its upload pending (the http path
+    // discards it; the sweeper would remove it).
+    let d3 = meta("3.txt", 3, "text/plain", &[]);
+    let err = write(
+        &app,
+        &who,
+        Some(&id),
+        json!({ "docs": [uuid::Uuid::now_v7()] }),
+        vec![("docs", vec![d3.clone()])],
+    )
+    .await
+    .expect_err("unknown id");
+    assert!(err.contains("is not a file"), "{err}");
+    assert_eq!(queued(&app).await, expected);
+    let pending: Vec<String> = app
+        .store
+        .pending_uploads()
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(pending, [key("docs", &d3)]);
+
+    // An upload that is no longer pending (expired and swept) fails the write.
+    let engine = app.state.engine.load_full();
+    let e = engine.entity("person").expect("person").clone();
+    let mut input = parse_body(&e, &json!({}), Mode::Update).expect("input");
+    let gone = meta("gone.txt", 1, "text/plain", &[]);
+    input
+        .add_uploads(&e, [("docs".to_string(), vec![gone.clone()])].into())
+        .expect("fits");
+    let uid = uuid::Uuid::parse_str(&id).expect("uuid");
+    let err = app
+        .store
+        .update(&engine, &e, uid, &input, None, &who)
+        .await
+        .expect_err("expired");
+    assert!(format!("{err:?}").contains("expired"), "{err:?}");
+    let res = app.get(&format!("/api/people/{id}")).await;
+    assert_eq!(res.body["docs"].as_array().map(Vec::len), Some(1));
+
+    // Deleting the record queues every file it still names.
+    let res = app.delete(&format!("/api/people/{id}")).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
+    let mut expected = vec![
+        key("avatar", &a1),
+        key("docs", &d1),
+        key("avatar", &a2),
+        key("docs", &d2),
+    ];
+    expected.sort();
+    assert_eq!(queued(&app).await, expected);
 }

@@ -1,6 +1,6 @@
-//! Files as the engine sees them: the metadata a `file` column keeps ([`FileMeta`]),
-//! the storage keys of a file and its thumbnails ([`file_key`], [`thumb_key`]: the
-//! one place that computes them), what a write asks of a file field ([`FileWrite`],
+//! Files as the engine sees them: the metadata a `file` column keeps ([`FileMeta`],
+//! its storage key from `spec::file_keys`, the one definition of keys), what a write
+//! asks of a file field ([`FileWrite`],
 //! from a JSON body or from uploads), and the record's wire form ([`wire`]).
 //!
 //! Trusted metadata reaches a write only through [`Input::add_uploads`], which the
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::input::{FieldError, Input, Mode};
 use super::{Entity, Field};
 use crate::spec::FieldType;
+use crate::spec::file_keys::file_key;
 
 /// The metadata of one stored file, as its column keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,15 +47,10 @@ impl FileMeta {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// The storage keys of the file and its thumbnails.
-    pub fn keys(&self, entity: &str, field: &str) -> Vec<String> {
-        let mut keys = vec![file_key(entity, field, self.id)];
-        keys.extend(
-            self.thumbs
-                .iter()
-                .map(|t| thumb_key(entity, field, self.id, t)),
-        );
-        keys
+    /// The storage key of the file's content (`spec::file_keys`). Its thumbnails go
+    /// with it: the pending-upload and removal rows name only this key.
+    pub fn key(&self, entity: &str, field: &str) -> String {
+        file_key(entity, field, &self.id)
     }
 }
 
@@ -66,17 +62,6 @@ pub fn stored_files(v: &Value) -> Vec<FileMeta> {
         Value::Object(_) => FileMeta::from_json(v).into_iter().collect(),
         _ => Vec::new(),
     }
-}
-
-/// The storage key of a file: `files/<entity>/<field>/<file id>`. Entity and field
-/// are model names (validated identifiers), the id a UUID: nothing from the client.
-pub fn file_key(entity: &str, field: &str, file: Uuid) -> String {
-    format!("files/{entity}/{field}/{file}")
-}
-
-/// The storage key of a thumbnail: `thumbs/<entity>/<field>/<file id>/<WxH>`.
-pub fn thumb_key(entity: &str, field: &str, file: Uuid, size: &str) -> String {
-    format!("thumbs/{entity}/{field}/{file}/{size}")
 }
 
 /// The URL path of a file of a record (`thumb`: of one of its thumbnails). It needs
@@ -235,15 +220,15 @@ impl FileWrite {
             Resolve::Unknown(ids) => FieldError::new(
                 pointer,
                 format!(
-                    "{} not {} of this record's `{}`; list only ids of its files (to keep them, in this order)",
+                    "{} {} of this record's `{}`; list only ids of its files (to keep them, in this order)",
                     ids.iter()
                         .map(|i| format!("`{i}`"))
                         .collect::<Vec<_>>()
                         .join(", "),
                     if ids.len() == 1 {
-                        "is a file"
+                        "is not a file"
                     } else {
-                        "are files"
+                        "are not files"
                     },
                     field.name
                 ),

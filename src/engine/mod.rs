@@ -236,6 +236,12 @@ impl Engine {
         for model in &spec.models {
             let wf = spec.workflow(&model.entity.name);
             let mut fields: Vec<Field> = model.fields.iter().map(field_from_def).collect();
+            // A file field's default `max_size` is capped by the project's `max_upload`.
+            for f in &mut fields {
+                if let Some(opts) = &mut f.file {
+                    opts.max_size = opts.max_size.min(spec.settings.files.max_upload);
+                }
+            }
             // The state field starts in the workflow's initial state.
             if let Some(wf) = wf
                 && let Some(f) = fields.iter_mut().find(|f| f.name == wf.field.name)

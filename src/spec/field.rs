@@ -1,6 +1,7 @@
 //! A field of a model as the loader reads it: its type, its options, its default.
 //! (What each type accepts and means lives in `types/`, one file per family.)
 
+pub use super::file_keys::{MAX_THUMB_SIDE, ThumbSize};
 use super::walk::Named;
 use super::yaml::Pos;
 
@@ -153,7 +154,9 @@ pub struct FileOptions {
     /// the sniffed type of the content; empty: any type.
     pub accept: Vec<String>,
     /// The thumbnails made of each image, in the order written.
-    pub thumbs: Vec<Thumb>,
+    pub thumbs: Vec<ThumbSize>,
+    /// Where `max_size` was written (checked against `files.max_upload`).
+    pub max_size_pos: Option<Pos>,
 }
 
 impl std::default::Default for FileOptions {
@@ -164,6 +167,7 @@ impl std::default::Default for FileOptions {
             max_size: DEFAULT_MAX_FILE_SIZE,
             accept: Vec::new(),
             thumbs: Vec::new(),
+            max_size_pos: None,
         }
     }
 }
@@ -200,37 +204,8 @@ impl FileOptions {
     }
 
     /// The thumbnail of this size, if the field makes one (`100x100`).
-    pub fn thumb(&self, size: &str) -> Option<Thumb> {
+    pub fn thumb(&self, size: &str) -> Option<ThumbSize> {
         self.thumbs.iter().copied().find(|t| t.to_string() == size)
-    }
-}
-
-/// A thumbnail size: `width` x `height` in pixels, `0` keeping the ratio (never both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Thumb {
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Thumb {
-    /// `100x100`, `640x0`: digits, `x`, digits (each at most [`MAX_THUMB_SIDE`]).
-    pub fn parse(text: &str) -> Option<Thumb> {
-        let (w, h) = text.split_once('x')?;
-        let digits =
-            |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(w) || !digits(h) {
-            return None;
-        }
-        Some(Thumb {
-            width: w.parse().ok()?,
-            height: h.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Thumb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.width, self.height)
     }
 }
 
@@ -240,8 +215,6 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_COUNT: u32 = 20;
 /// The most files a multiple field may be declared to hold.
 pub const MAX_MAX_COUNT: u32 = 1000;
-/// The largest side of a thumbnail, in pixels.
-pub const MAX_THUMB_SIDE: u32 = 4096;
 
 pub const DEFAULT_DECIMAL_SCALE: u32 = 2;
 pub const DEFAULT_DECIMAL_PRECISION: u32 = 18;

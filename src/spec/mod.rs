@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
-pub use model::{FieldDef, FieldType, FileOptions, ModelDef, OnDelete, Storage, Thumb};
+pub use model::{FieldDef, FieldType, FileOptions, ModelDef, OnDelete, Storage, ThumbSize};
 pub use settings::Settings;
 
 use diag::{Sink, suggest};
@@ -366,6 +366,24 @@ pub fn check_project(spec: &Spec, out: &mut Vec<Diagnostic>) {
     for model in &spec.models {
         let file = model.file.as_str();
         let mut sink = Sink { file, out };
+        // A file field accepts no more than the project accepts of any upload.
+        let max_upload = spec.settings.files.max_upload;
+        for f in &model.fields {
+            if let Some(opts) = &f.file
+                && let Some(pos) = opts.max_size_pos
+                && opts.max_size > max_upload
+            {
+                sink.error_hint(
+                    pos,
+                    "max-size-above-max-upload",
+                    format!(
+                        "`{}` accepts files of up to {} bytes, more than `files.max_upload` ({max_upload} bytes) of trellis.yaml",
+                        f.name, opts.max_size
+                    ),
+                    "lower `max_size`, or raise `files.max_upload` in trellis.yaml",
+                );
+            }
+        }
         if let Some(prev) = seen_entities.insert(&model.entity.name, file) {
             sink.error_hint(
                 model.entity.pos,

@@ -8,7 +8,7 @@ use super::yaml::{Node, Pos, Value};
 
 pub use super::field::{
     DEFAULT_DECIMAL_PRECISION, DEFAULT_DECIMAL_SCALE, Default, FieldDef, FieldType, FileOptions,
-    MAX_DECIMAL_PRECISION, OnDelete, Storage, Thumb,
+    MAX_DECIMAL_PRECISION, OnDelete, Storage, ThumbSize,
 };
 
 const COMMON_KEYS: [&str; 7] = [

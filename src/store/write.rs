@@ -8,6 +8,7 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::access::{permitted, visible};
+use super::files::FileRows;
 use super::filter::Compiler;
 use super::kernel::{
     MAIN, Record, SYSTEM_COLUMNS, Tx, in_tx, main_col, on_pool, one_statement, record_from_row,
@@ -73,7 +74,7 @@ impl Store {
                 Ok((value, _)) => {
                     columns.push(f.name.clone());
                     values.push(Expr::val(dialect.value(Storage::Json, &file_cell(value))));
-                    claimed.extend(w.added.iter().flat_map(|m| m.keys(&e.name, &f.name)));
+                    claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
                 }
                 Err(why) => file_errors.push(FileWrite::error(f, &why)),
             }
@@ -82,7 +83,6 @@ impl Store {
             file_errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
             return Err(Error::invalid(file_errors));
         }
-        let file_stmts = file_statements(dialect, &claimed, &[]);
         let mut q = Query::insert();
         q.into_table(e.name.clone()).columns(columns);
         q.values(values)
@@ -111,7 +111,7 @@ impl Store {
             && links.is_empty()
             && check.is_none()
             && write_checks.is_empty()
-            && file_stmts.is_empty()
+            && claimed.is_empty()
         {
             async {
                 on_pool!(self, pool => {
@@ -135,9 +135,12 @@ impl Store {
                 let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
             }
-            for stmt in &file_stmts {
-                let (sql, vals) = stmt.build(dialect);
-                sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            if !claimed.is_empty() {
+                let missing = (*tx).claim_pending(&claimed).await?;
+                if !missing.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Err(uploads_gone(e, input, &missing)));
+                }
             }
             if let Some(check) = &check {
                 let (sql, vals) = dialect.build(check);
@@ -400,27 +403,25 @@ impl Store {
             // What the file fields become, and the files they drop; a file error is
             // answered only once the update's own checks passed (a caller who may
             // not change the record learns nothing of its files).
-            let mut file_stmts = Vec::new();
+            let mut claimed: Vec<String> = Vec::new();
+            let mut removed: Vec<String> = Vec::new();
             let mut file_errors = Vec::new();
             if let Some(sq) = &stored_files_q {
                 let (sql, vals) = dialect.build(sq);
                 let row = sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await?;
                 if let Some(row) = row {
-                    let mut claimed = Vec::new();
-                    let mut removed = Vec::new();
                     for (col, (index, w)) in input.files.iter().enumerate() {
                         let f = &e.fields[*index];
                         let stored = row.json(col, Storage::Json)?;
                         match w.resolve(f, &stored) {
                             Ok((value, dropped)) => {
                                 q.value(f.name.clone(), dialect.value(Storage::Json, &file_cell(value)));
-                                claimed.extend(w.added.iter().flat_map(|m| m.keys(&e.name, &f.name)));
-                                removed.extend(dropped.iter().flat_map(|m| m.keys(&e.name, &f.name)));
+                                claimed.extend(w.added.iter().map(|m| m.key(&e.name, &f.name)));
+                                removed.extend(dropped.iter().map(|m| m.key(&e.name, &f.name)));
                             }
                             Err(why) => file_errors.push(FileWrite::error(f, &why)),
                         }
                     }
-                    file_stmts = file_statements(dialect, &claimed, &removed);
                 }
             }
             let (sql, vals) = dialect.build(&q);
@@ -462,9 +463,15 @@ impl Store {
                 let (sql, vals) = dialect.build(stmt);
                 sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
             }
-            for stmt in &file_stmts {
-                let (sql, vals) = stmt.build(dialect);
-                sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+            if !claimed.is_empty() {
+                let missing = (*tx).claim_pending(&claimed).await?;
+                if !missing.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(Err(uploads_gone(e, input, &missing)));
+                }
+            }
+            if !removed.is_empty() {
+                (*tx).enqueue_removals(&removed).await?;
             }
             if let Some(after) = &after {
                 let (sql, vals) = dialect.build(after);
@@ -596,12 +603,11 @@ impl Store {
                                     removed.extend(
                                         files::stored_files(&stored)
                                             .iter()
-                                            .flat_map(|m| m.keys(&e.name, &f.name)),
+                                            .map(|m| m.key(&e.name, &f.name)),
                                     );
                                 }
-                                for stmt in file_statements(dialect, &[], &removed) {
-                                    let (sql, vals) = stmt.build(dialect);
-                                    sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await?;
+                                if !removed.is_empty() {
+                                    (*tx).enqueue_removals(&removed).await?;
                                 }
                                 tx.commit().await?;
                                 Ok(1)
@@ -872,32 +878,27 @@ fn file_cell(value: Value) -> Cell {
     }
 }
 
-/// A statement a write runs in its transaction for its files.
-#[allow(dead_code)] // built once `store::files` is wired in
-pub(crate) enum FileStatement {
-    Insert(sea_query::InsertStatement),
-    Delete(sea_query::DeleteStatement),
-}
-
-impl FileStatement {
-    fn build(&self, dialect: Dialect) -> (String, sea_query_sqlx::SqlxValues) {
-        match self {
-            FileStatement::Insert(s) => dialect.build(s),
-            FileStatement::Delete(s) => dialect.build(s),
-        }
-    }
-}
-
-/// The statements that, in a write's own transaction, claim the pending uploads it
-/// references (`claimed`: their pending rows go, so the sweeper leaves the objects)
-/// and enqueue the objects of the files it replaced or removed (`removed`: deleted
-/// after the commit by the removal worker). The tables are `store::files`'s.
-fn file_statements(
-    _dialect: Dialect,
-    claimed: &[String],
-    removed: &[String],
-) -> Vec<FileStatement> {
-    // Wired to `store::files` (the pending-upload and removal tables) when it lands.
-    let _ = (claimed, removed);
-    Vec::new()
+/// The refusal of a write whose uploads are no longer pending (expired and swept, or
+/// claimed by another write): the record would name objects that are not there.
+fn uploads_gone(e: &Entity, input: &Input, missing: &[String]) -> Error {
+    let errors = input
+        .files
+        .iter()
+        .flat_map(|(i, w)| {
+            let f = &e.fields[*i];
+            w.added
+                .iter()
+                .filter(|m| missing.contains(&m.key(&e.name, &f.name)))
+                .map(move |m| {
+                    input::FieldError::new(
+                        format!("/{}", f.name),
+                        format!(
+                            "the upload of `{}` expired before the write; send it again",
+                            m.name
+                        ),
+                    )
+                })
+        })
+        .collect();
+    Error::invalid(errors)
 }

@@ -7,15 +7,18 @@ use serde_json::{Value, json};
 
 use super::{FieldRules, Keys};
 use crate::spec::diag::{Sink, list};
-use crate::spec::field::{FieldDef, FileOptions, MAX_MAX_COUNT, MAX_THUMB_SIDE, Storage, Thumb};
+use crate::spec::field::{
+    FieldDef, FileOptions, MAX_MAX_COUNT, MAX_THUMB_SIDE, Storage, ThumbSize,
+};
+use crate::spec::settings::{MAX_UPLOAD_LIMIT, parse_byte_size};
 use crate::spec::walk::{Named, bool_key, get, key_pos};
 use crate::spec::yaml::{self, Node};
 
 pub struct File;
 
-/// The largest `max_size` a field may declare (the project's `files.max_upload` may
-/// lower it): 1 TiB.
-pub const MAX_FILE_SIZE: u64 = 1 << 40;
+/// The largest `max_size` a field may declare (the project's `files.max_upload`
+/// lowers it): the largest `files.max_upload`.
+pub const MAX_FILE_SIZE: u64 = MAX_UPLOAD_LIMIT;
 
 impl FieldRules for File {
     fn keys(&self) -> &'static [&'static str] {
@@ -69,6 +72,7 @@ impl FieldRules for File {
             && let Some(size) = parse_size_node(sink, node)
         {
             opts.max_size = size;
+            opts.max_size_pos = Some(node.pos);
         }
         if let Some(node) = get(map, "accept") {
             opts.accept = parse_accept(sink, node);
@@ -165,38 +169,10 @@ const SIZE_PATTERN: &str = "^[0-9]+(\\.[0-9]+)? ?([KMGT]i?B|B)$";
 const MIME_PATTERN: &str = "^[a-z0-9][a-z0-9!#$&^_.+-]*/([a-z0-9][a-z0-9!#$&^_.+-]*|\\*)$";
 const THUMB_PATTERN: &str = "^[0-9]{1,4}x[0-9]{1,4}$";
 
-/// `5MiB`, `500 KB`, `1.5GiB`, `1024` (bytes): the size in bytes, if it is one.
+/// `5MiB`, `500 KB`, `1024` (bytes): the size in bytes, if it is one from 1 byte
+/// to [`MAX_FILE_SIZE`] (the units of `files.max_upload`: `parse_byte_size`).
 pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit = unit.trim();
-    let factor: u64 = match unit {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        _ => return None,
-    };
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return None;
-    }
-    if number.matches('.').count() > 1 {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    let bytes = value * factor as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > MAX_FILE_SIZE as f64 {
-        return None;
-    }
-    Some(bytes.round() as u64)
+    parse_byte_size(text).filter(|s| (1..=MAX_FILE_SIZE).contains(s))
 }
 
 fn parse_size_node(sink: &mut Sink<'_>, node: &Node) -> Option<u64> {
@@ -226,7 +202,7 @@ fn parse_size_node(sink: &mut Sink<'_>, node: &Node) -> Option<u64> {
             sink.error_hint(
                 node.pos,
                 "bad-size",
-                format!("`max_size` {given} is not a size between 1 byte and 1TiB"),
+                format!("`max_size` {given} is not a size between 1 byte and 64GiB"),
                 hint,
             );
             None
@@ -345,7 +321,7 @@ fn extension_hint(ext: &str) -> String {
     format!(" (for `{ext}`: `{known}`)")
 }
 
-fn parse_thumbs(sink: &mut Sink<'_>, node: &Node) -> Vec<Thumb> {
+fn parse_thumbs(sink: &mut Sink<'_>, node: &Node) -> Vec<ThumbSize> {
     let mut thumbs = Vec::new();
     for (s, item) in string_list(
         sink,
@@ -353,30 +329,39 @@ fn parse_thumbs(sink: &mut Sink<'_>, node: &Node) -> Vec<Thumb> {
         "thumbs",
         "[100x100, 640x0]` (quote a size that starts with 0, which YAML reads as a number: `'0x480'`",
     ) {
-        match Thumb::parse(&s) {
-            Some(t) if t.width == 0 && t.height == 0 => sink.error_hint(
+        let sides: Option<(u64, u64)> = s.split_once('x').and_then(|(w, h)| {
+            let digits =
+                |t: &str| !t.is_empty() && t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit());
+            (digits(w) && digits(h))
+                .then(|| (w.parse().ok(), h.parse().ok()))
+                .and_then(|(w, h)| Some((w?, h?)))
+        });
+        match (ThumbSize::parse(&s), sides) {
+            (Some(t), _) if thumbs.contains(&t) => sink.error(
+                item.pos,
+                "duplicate-name",
+                format!("the thumbnail `{s}` is listed twice in `thumbs`"),
+            ),
+            (Some(t), _) => thumbs.push(t),
+            (None, Some((0, 0))) => sink.error_hint(
                 item.pos,
                 "bad-thumb",
                 format!("the thumbnail `{s}` has neither a width nor a height"),
                 "give at least one side, e.g. `640x0` (640 wide, height keeping the ratio)",
             ),
-            Some(t) if t.width > MAX_THUMB_SIDE || t.height > MAX_THUMB_SIDE => sink.error_hint(
-                item.pos,
-                "bad-thumb",
-                format!("the thumbnail `{s}` is larger than {MAX_THUMB_SIDE} pixels on a side"),
-                "thumbnails are small previews; use e.g. `1280x0`",
-            ),
-            Some(t) if thumbs.contains(&t) => sink.error(
-                item.pos,
-                "duplicate-name",
-                format!("the thumbnail `{s}` is listed twice in `thumbs`"),
-            ),
-            Some(t) => thumbs.push(t),
-            None => sink.error_hint(
+            (None, Some((w, h))) if w > u64::from(MAX_THUMB_SIDE) || h > u64::from(MAX_THUMB_SIDE) => {
+                sink.error_hint(
+                    item.pos,
+                    "bad-thumb",
+                    format!("the thumbnail `{s}` is larger than {MAX_THUMB_SIDE} pixels on a side"),
+                    "thumbnails are small previews; use e.g. `1280x0`",
+                )
+            }
+            _ => sink.error_hint(
                 item.pos,
                 "bad-thumb",
                 format!("`{s}` is not a thumbnail size"),
-                "write WIDTHxHEIGHT in pixels, e.g. `100x100` or `640x0` (0 keeps the ratio)",
+                "write WIDTHxHEIGHT in pixels without leading zeros, e.g. `100x100` or `640x0` (0 keeps the ratio)",
             ),
         }
     }

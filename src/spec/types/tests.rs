@@ -188,7 +188,7 @@ fn links_are_the_relation_types() {
 
 #[test]
 fn file_options() {
-    use crate::spec::field::{DEFAULT_MAX_FILE_SIZE, Thumb};
+    use crate::spec::field::{DEFAULT_MAX_FILE_SIZE, ThumbSize as Thumb};
     let (f, c) = field(
         "{ type: file, accept: [image/png, image/jpeg, image/webp], max_size: 5MiB, thumbs: [100x100, 640x0] }",
     );
@@ -249,7 +249,11 @@ fn wrong_file_options_are_diagnostics() {
         ("{ type: file, max_size: 5 MeB }", "bad-size"),
         ("{ type: file, max_size: 0 }", "bad-size"),
         ("{ type: file, max_size: -3 }", "bad-size"),
-        ("{ type: file, max_size: 2TiB }", "bad-size"),
+        ("{ type: file, max_size: 65GiB }", "bad-size"),
+        (
+            "{ type: file, accept: [image/png], thumbs: ['010x10'] }",
+            "bad-thumb",
+        ),
         ("{ type: file, max_size: [1] }", "wrong-value-type"),
         ("{ type: file, accept: [.pdf] }", "bad-mime-type"),
         ("{ type: file, accept: [Image/PNG] }", "bad-mime-type"),
@@ -340,11 +344,52 @@ fn sizes() {
     use super::file::parse_size;
     assert_eq!(parse_size("5MiB"), Some(5 << 20));
     assert_eq!(parse_size("5 MiB"), Some(5 << 20));
-    assert_eq!(parse_size("1.5KiB"), Some(1536));
+    assert_eq!(parse_size("64GiB"), Some(64 << 30));
     assert_eq!(parse_size("2GB"), Some(2_000_000_000));
     assert_eq!(parse_size("10"), Some(10));
     assert_eq!(parse_size("10B"), Some(10));
-    for bad in ["", "MiB", "5 mib", "1..5MB", ".5MB", "0", "5XB", "-1MB"] {
+    for bad in [
+        "", "MiB", "5 mib", "1.5KiB", ".5MB", "0", "5XB", "-1MB", "65GiB",
+    ] {
         assert_eq!(parse_size(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn max_size_never_above_max_upload() {
+    use crate::spec::migration::load_texts;
+    let files = |max_size: &str| {
+        [
+            (
+                "trellis.yaml".to_string(),
+                "files: { max_upload: 1MiB }\n".to_string(),
+            ),
+            (
+                "models/doc.yaml".to_string(),
+                format!(
+                    "entity: doc\nfields:\n  title: string\n  scan: {{ type: file{max_size} }}\n"
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let loaded = load_texts(&files(", max_size: 2MiB"));
+    let d = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "max-size-above-max-upload")
+        .expect("diagnostic");
+    assert_eq!((d.file.as_str(), d.line), ("models/doc.yaml", 4));
+    assert!(d.hint.is_some());
+    // Unsaid, the default (10 MiB) is capped by max_upload.
+    let loaded = load_texts(&files(""));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let engine = crate::engine::Engine::build(&loaded).expect("engine");
+    let f = engine
+        .entity("doc")
+        .expect("doc")
+        .field("scan")
+        .expect("scan");
+    assert_eq!(f.file.as_ref().map(|o| o.max_size), Some(1 << 20));
 }
