@@ -22,7 +22,7 @@ use super::extract::Target;
 use super::problem::{self, Problem};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::engine::access::{Action, Decision, Principal};
-use crate::engine::files::{FileMeta, Uploads, file_key, file_url, thumb_key};
+use crate::engine::files::{FileMeta, Uploads, file_url};
 use crate::engine::input::Mode;
 use crate::engine::query;
 use crate::engine::transition::Refusal;
@@ -30,7 +30,7 @@ use crate::engine::{Engine, Entity, Field};
 use crate::runtime::files::sign::LinkTarget;
 use crate::runtime::files::thumbs::thumb_type;
 use crate::runtime::files::{ByteRange, FileError, Files, LinkError, SNIFF_BYTES, sniff};
-use crate::spec::file_keys::ThumbSize;
+use crate::spec::file_keys::{ThumbSize, file_key, thumb_key};
 use crate::spec::{FieldType, Storage};
 use crate::store::Record;
 
@@ -454,6 +454,11 @@ impl HeaderGuard {
             match self.in_headers {
                 Some(seen) => match memchr::memmem::find(&window[at..], b"\r\n\r\n") {
                     Some(end) => {
+                        if seen + end > MAX_PART_HEADERS {
+                            self.tripped
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            return false;
+                        }
                         at += end + 4;
                         self.in_headers = None;
                     }
@@ -709,7 +714,7 @@ async fn store_part(
         return Err(file_too_large(&field.name, opts.max_size));
     }
     let id = Uuid::now_v7();
-    let key = file_key(&e.name, &field.name, id);
+    let key = file_key(&e.name, &field.name, &id);
     state
         .store
         .record_pending(std::slice::from_ref(&key))
@@ -736,14 +741,9 @@ async fn store_part(
     let thumbs = if opts.thumbs.is_empty() {
         Vec::new()
     } else {
-        let sizes: Vec<ThumbSize> = opts
-            .thumbs
-            .iter()
-            .filter_map(|t| ThumbSize::parse(&t.to_string()))
-            .collect();
         files
             .store
-            .make_thumbs(&e.name, &field.name, &id, &stored.sniffed, &sizes)
+            .make_thumbs(&e.name, &field.name, &id, &stored.sniffed, &opts.thumbs)
             .await
             .map_err(file_problem)?
             .iter()
@@ -1037,7 +1037,7 @@ pub(super) async fn download(
     };
     let (key, media, etag) = match &q.thumb {
         None => (
-            file_key(&e.name, &p.field, file_id),
+            file_key(&e.name, &p.field, &file_id),
             meta.mime.clone(),
             file_etag(file_id, None),
         ),
@@ -1047,12 +1047,9 @@ pub(super) async fn download(
             }
             let size = ThumbSize::parse(t).ok_or_else(not_found)?;
             (
-                thumb_key(&e.name, &p.field, file_id, t),
+                thumb_key(&e.name, &p.field, &file_id, size),
                 thumb_type(&meta.mime).to_string(),
-                {
-                    let _ = size;
-                    file_etag(file_id, Some(t))
-                },
+                file_etag(file_id, Some(t)),
             )
         }
     };
@@ -1508,6 +1505,12 @@ mod tests {
         }
         assert!(!ok);
         assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
+        // Long headers that end within one chunk.
+        let mut g = HeaderGuard::new("b", flag.clone());
+        let mut long = b"--b\r\nX: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 20_000));
+        long.extend_from_slice(b"\r\n\r\nv");
+        assert!(!g.see(&long));
         // A preamble that never ends.
         let mut g = HeaderGuard::new("b", flag);
         assert!(!(0..20).all(|_| g.see(&[b'p'; 1000])));
