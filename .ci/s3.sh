@@ -25,15 +25,20 @@ stop_s3() {
   rm -rf "$S3_TMP"
 }
 
+# HTTP with Python's standard library (no curl needed): GET or PUT a URL, fail on an error status.
+s3_http() {
+  python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[2], method=sys.argv[1]), timeout=5)' "$1" "$2"
+}
+
 for _ in $(seq 1 100); do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/moto-api/" 2>/dev/null; then break; fi
+  if s3_http GET "http://127.0.0.1:$S3_PORT/moto-api/" 2>/dev/null; then break; fi
   if ! kill -0 "$S3_PID" 2>/dev/null; then
     echo "FATAL: the S3 server (moto) exited:" >&2; cat "$S3_TMP/server.log" >&2; exit 1
   fi
   sleep 0.2
 done
 # The bucket: a plain path-style PUT (moto accepts any credentials).
-curl -fsS -X PUT -o /dev/null "http://127.0.0.1:$S3_PORT/trellis-test" || {
+s3_http PUT "http://127.0.0.1:$S3_PORT/trellis-test" || {
   echo "FATAL: cannot create the test bucket on the S3 server:" >&2; cat "$S3_TMP/server.log" >&2; exit 1; }
 
 export AWS_ACCESS_KEY_ID=trellis-test AWS_SECRET_ACCESS_KEY=trellis-test

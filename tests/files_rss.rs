@@ -92,8 +92,27 @@ async fn a_large_upload_streams_in_bounded_memory() {
             "{name}: the peak resident set reached {} MiB",
             peak >> 20
         );
+        // And back, streamed: the download holds no more than the upload did.
+        let started = std::time::Instant::now();
         let fetched = store.get(&key, None).await.unwrap();
         assert_eq!(fetched.size, stored.size);
+        let mut body = fetched.body;
+        let mut read = 0u64;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+            read += chunk.expect("a chunk").len() as u64;
+        }
+        assert_eq!(read, stored.size);
+        let peak = peak_rss();
+        println!(
+            "{name}: read it back in {:.1} s; peak RSS of the process {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            peak as f64 / 1048576.0
+        );
+        assert!(
+            peak < LIMIT,
+            "{name}: the peak resident set reached {} MiB",
+            peak >> 20
+        );
         store.delete(&key).await.unwrap();
     }
 }

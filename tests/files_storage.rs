@@ -444,7 +444,19 @@ async fn delete_is_idempotent_and_takes_the_thumbnails(backend: Backend) {
         keys::thumb_key("contractor", "avatar", &id, sizes[0])
     );
     assert_eq!(read(&t.store, &again, None).await.2, b"kept");
+    // A local upload killed mid-way leaves a staging file next to the key
+    // (`<key>#<n>`, never listed); removing the key removes it.
+    let staged = t._dir.path().join(format!(".trellis/files/{k}#1"));
+    let other = t._dir.path().join(format!(".trellis/files/{k}x#1"));
+    if backend == Backend::Local {
+        std::fs::write(&staged, b"half an upload").unwrap();
+        std::fs::write(&other, b"not this one").unwrap();
+    }
     t.store.delete_with_thumbs(&k).await.unwrap();
+    assert!(!staged.exists());
+    if backend == Backend::Local {
+        assert!(other.exists(), "only the key's own staging files go");
+    }
     assert_eq!(t.store.list("thumbs").await.unwrap(), Vec::<String>::new());
     assert!(!t.store.exists(&k).await.unwrap());
     // Again: nothing there is not an error.
@@ -843,6 +855,65 @@ async fn the_worker_removes_queued_and_expired_files(db: Db, backend: Backend) {
 
 databases_and_storages!(the_worker_removes_queued_and_expired_files);
 
+/// An upload cut off mid-way (the request's task dropped, as when its process
+/// dies) after parts of it were written: once its pending row expires, the sweeper
+/// and the worker leave nothing of it in the local folder, its staging file
+/// included. (On S3 the parts of a multipart upload never completed are for the
+/// bucket's lifecycle rule: docs/files.md.)
+async fn an_upload_cut_off_mid_way_leaves_nothing(db: Db) {
+    let (store, _db) = database(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(Backend::Local, 1);
+    let fs = FileStore::from_settings(&settings, dir.path(), None).unwrap();
+    let files = Arc::new(Files::new(fs.clone(), Signer::random(), settings));
+    let (_, k) = key("cv");
+    store
+        .record_pending(std::slice::from_ref(&k))
+        .await
+        .unwrap();
+    // 12 MiB arrive (a part is written), then the client stalls forever.
+    let data = content(12 * 1024 * 1024, 9);
+    let stalled = body(&data, 1 << 20).chain(futures_util::stream::pending());
+    let upload = {
+        let (fs, k) = (fs.clone(), k.clone());
+        tokio::spawn(async move { fs.put_stream(&k, stalled, 1 << 30).await })
+    };
+    let folder = dir.path().join(".trellis/files/files/contractor/cv");
+    wait_until("a part on disk", || {
+        let folder = folder.clone();
+        async move {
+            std::fs::read_dir(&folder)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    upload.abort();
+    let _ = upload.await;
+    let worker = trellis::runtime::files::worker::spawn(store.clone(), files);
+    wait_until("the sweep", || async {
+        store.pending_uploads().await.unwrap().is_empty()
+            && store.queued_removals().await.unwrap().is_empty()
+    })
+    .await;
+    assert!(worker.finish(Duration::from_secs(10)).await);
+    let left: Vec<String> = std::fs::read_dir(&folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<String>::new());
+}
+
+both!(an_upload_cut_off_mid_way_leaves_nothing);
+
 // ------------------------------------------ a trellis process killed with SIGKILL
 
 /// `trellis.yaml` with the `files` section of `settings`.
@@ -969,7 +1040,7 @@ fn files_settings_are_read_and_checked() {
             "invalid-value",
             2,
         ),
-        ("files:\n  max_upload: 1.5GB\n", "invalid-size", 2),
+        ("files:\n  max_upload: 12 parsecs\n", "invalid-size", 2),
         ("files:\n  max_upload: 100GiB\n", "out-of-range", 2),
         ("files:\n  url_ttl: 0\n", "out-of-range", 2),
         ("files:\n  pending_ttl: 999999999\n", "out-of-range", 2),
@@ -986,24 +1057,35 @@ fn files_settings_are_read_and_checked() {
         );
         assert!(errors[0].hint.is_some(), "{text}: {:#?}", errors[0]);
     }
-    // Sizes: 1024-based and 1000-based units.
+    // Sizes: 1024-based and 1000-based units, fractions (the syntax of a file
+    // field's `max_size`).
     use trellis::spec::settings::parse_byte_size;
     assert_eq!(parse_byte_size("5MiB"), Some(5 << 20));
     assert_eq!(parse_byte_size("5 MB"), Some(5_000_000));
     assert_eq!(parse_byte_size("1GiB"), Some(1 << 30));
+    assert_eq!(parse_byte_size("1.5GiB"), Some(3 << 29));
+    assert_eq!(parse_byte_size("1.5 GB"), Some(1_500_000_000));
+    assert_eq!(parse_byte_size("0.5KiB"), Some(512));
+    assert_eq!(parse_byte_size("2TB"), Some(2_000_000_000_000));
     assert_eq!(parse_byte_size("1KB"), Some(1000));
     assert_eq!(parse_byte_size("123"), Some(123));
     assert_eq!(parse_byte_size("12B"), Some(12));
     for bad in [
         "",
         "MiB",
-        "1.5MiB",
+        ".5MiB",
+        "5.MiB",
+        "1.2.3GB",
         "-1",
         "5 mib",
+        "5 PB",
         "99999999999999999999GiB",
     ] {
         assert_eq!(parse_byte_size(bad), None, "{bad}");
     }
+    let loaded = load("files:\n  max_upload: 1.5GiB\n");
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.spec.settings.files.max_upload, 3 << 29);
 }
 
 /// In production mode a signing secret that is named but not set stops `serve`

@@ -451,8 +451,8 @@ pub fn settings_schema() -> Value {
                     }), "An S3-compatible bucket. Credentials come from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN); without them, the instance's role.", "s3:\n  bucket: my-app-files\n  region: eu-west-1"),
                     "max_upload": doc(json!({ "anyOf": [
                         { "type": "integer", "minimum": 1, "maximum": MAX_UPLOAD_LIMIT },
-                        { "type": "string", "pattern": "^[0-9]+ ?(B|KiB|MiB|GiB|KB|MB|GB)?$" }
-                    ]}), "The largest upload: bytes, or a size with a unit (KiB, MiB, GiB are 1024-based; KB, MB, GB 1000-based), at most 64 GiB. No file field's `max_size` may be larger. Default 1GiB."),
+                        { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)? ?([KMGT]i?B|B)?$" }
+                    ]}), "The largest upload: bytes, or a size with a unit (KiB, MiB, GiB are 1024-based; KB, MB, GB 1000-based; `1.5GiB`), at most 64 GiB. No file field's `max_size` may be larger. Default 1GiB."),
                     "url_ttl": whole(1, MAX_URL_TTL, "Seconds a signed download link works, from 1 to 86400 (a day). Default 300."),
                     "pending_ttl": whole(1, MAX_PENDING_TTL, "Seconds after which an upload that no record took is removed (its request failed or the server stopped mid-upload), from 1 to 604800 (a week). It must be longer than the slowest upload. Default 3600."),
                     "signing_secret_env": doc(json!({ "type": "string" }), "The environment variable holding the secret that signs download links. Default: the HS256 JWT secret (`auth.jwt.secret_env`); without either, a random secret for each run.")

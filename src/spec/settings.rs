@@ -90,31 +90,43 @@ pub const MAX_URL_TTL: u64 = 86_400;
 /// `files.pending_ttl`: seconds, from 1 to a week.
 pub const MAX_PENDING_TTL: u64 = 7 * 86_400;
 
-/// A size written as a whole number of bytes or as text with a unit: `B`, `KiB`,
-/// `MiB`, `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), with an
-/// optional space (`5MiB`, `5 MiB`, `1.5 GB` is refused: whole numbers only).
-/// `None` when the text is not such a size or it overflows.
+/// A size: a number of bytes, or a number with a unit: `B`, `KiB`, `MiB`, `GiB`,
+/// `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), with an
+/// optional space; a decimal fraction is allowed (`1.5GiB`, rounded to the byte).
+/// The same syntax as a file field's `max_size`. `None` when the text is not such
+/// a size or it overflows.
 pub fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
-        .find(|c: char| !c.is_ascii_digit())
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit.trim_start() {
+    let (number, unit) = text.split_at(split);
+    let factor: u128 = match unit.trim_start() {
         "" | "B" => 1,
-        "KiB" => KIB,
-        "MiB" => MIB,
-        "GiB" => GIB,
-        "KB" => 1000,
-        "MB" => 1000 * 1000,
-        "GB" => 1000 * 1000 * 1000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         _ => return None,
     };
-    n.checked_mul(factor)
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
+        return None;
+    }
+    let whole: u128 = whole.parse().ok()?;
+    let scale = 10u128.pow(fraction.len() as u32);
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    let bytes = whole * factor + (fraction * factor + scale / 2) / scale;
+    u64::try_from(bytes).ok()
 }
 
 /// A size (see [`parse_byte_size`]) from 1 to `max` bytes, or an error with a hint.
@@ -139,7 +151,7 @@ pub fn byte_size(sink: &mut Sink<'_>, node: &Node, what: &str, max: u64) -> Opti
                 node.pos,
                 "invalid-size",
                 format!("{what} is not a size"),
-                "write a whole number of bytes, or one with a unit: B, KiB, MiB, GiB (1024-based) or KB, MB, GB (1000-based), e.g. `25MiB`",
+                "write a number of bytes, or one with a unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), e.g. `25MiB`",
             );
             None
         }

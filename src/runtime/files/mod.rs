@@ -182,6 +182,9 @@ pub fn sniff(head: &[u8]) -> String {
 pub struct FileStore {
     objects: Arc<dyn ObjectStore>,
     prefix: Option<String>,
+    /// The folder of a local store: where an upload killed mid-way left its
+    /// staging file (`<key>#<n>`), which [`FileStore::delete`] removes too.
+    local_dir: Option<std::path::PathBuf>,
     /// `local folder …` / `s3://bucket/prefix`, for logs.
     describe: String,
 }
@@ -212,6 +215,7 @@ impl FileStore {
         Ok(FileStore {
             objects: Arc::new(fs),
             prefix: None,
+            local_dir: Some(dir.to_path_buf()),
             describe: format!("local folder {}", dir.display()),
         })
     }
@@ -253,6 +257,7 @@ impl FileStore {
         Ok(FileStore {
             objects: Arc::new(s3),
             prefix: settings.prefix.clone(),
+            local_dir: None,
             describe,
         })
     }
@@ -438,12 +443,22 @@ impl FileStore {
         }
     }
 
-    /// Removes the object under `key`; removing what is not there succeeds.
+    /// Removes the object under `key`; removing what is not there succeeds. In a
+    /// local folder, the staging files of an upload to `key` that a killed process
+    /// left (`<key>#<n>`) go too. (On S3 the parts of an upload never completed
+    /// are the bucket's lifecycle rule's to abort: docs/files.md.)
     pub async fn delete(&self, key: &str) -> Result<(), FileError> {
         match self.objects.delete(&self.path(key)?).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
+        if let Some(root) = &self.local_dir {
+            let path = root.join(key);
+            tokio::task::spawn_blocking(move || remove_staged(&path))
+                .await
+                .map_err(|e| FileError::Storage(e.to_string()))??;
+        }
+        Ok(())
     }
 
     /// Removes a file and, for a file's key, its thumbnails.
@@ -475,6 +490,41 @@ impl FileStore {
         out.sort();
         Ok(out)
     }
+}
+
+/// Removes the staging files (`<name>#<digits>`) of uploads to `path`.
+fn remove_staged(path: &Path) -> Result<(), FileError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(FileError::Storage(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let staged = format!("{name}#");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let is_staged = file
+            .strip_prefix(&staged)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if is_staged {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(FileError::Storage(format!("cannot remove {file}: {e}")));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `key` is a key this store makes (`spec::file_keys`): segments of ASCII
