@@ -177,9 +177,20 @@ impl Fixture {
             .objects()
             .await
             .into_iter()
-            .filter(|k| !referenced.contains(k) && !queued.iter().any(|q| k.starts_with(q.as_str()) || same_file(q, k)))
+            .filter(|k| {
+                !referenced.contains(k)
+                    && !queued
+                        .iter()
+                        .any(|q| k.starts_with(q.as_str()) || same_file(q, k))
+            })
             .collect();
-        let pending = self.app.store.pending_uploads().await.expect("pending").len();
+        let pending = self
+            .app
+            .store
+            .pending_uploads()
+            .await
+            .expect("pending")
+            .len();
         (orphans, pending)
     }
 
@@ -187,7 +198,12 @@ impl Fixture {
     async fn referenced(&self) -> Vec<String> {
         let mut keys = Vec::new();
         let everything = self.app.everything().await;
-        for rec in everything.records.get("profile").into_iter().flat_map(|t| t.values()) {
+        for rec in everything
+            .records
+            .get("profile")
+            .into_iter()
+            .flat_map(|t| t.values())
+        {
             for field in ["avatar", "cv", "docs"] {
                 let shown: Vec<Value> = match &rec[field] {
                     Value::Array(items) => items.clone(),
@@ -214,7 +230,8 @@ fn same_file(queued: &str, key: &str) -> bool {
     let Some(rest) = queued.strip_prefix("files/") else {
         return false;
     };
-    key.strip_prefix("thumbs/").is_some_and(|k| k.starts_with(rest))
+    key.strip_prefix("thumbs/")
+        .is_some_and(|k| k.starts_with(rest))
 }
 
 /// One part of a multipart body.
@@ -285,14 +302,19 @@ async fn send(
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
     let mut all: Vec<(&str, &str)> = vec![("content-type", ct.as_str())];
     all.extend_from_slice(headers);
-    client.call(method, path, Some(multipart(parts)), &all).await
+    client
+        .call(method, path, Some(multipart(parts)), &all)
+        .await
 }
 
 /// A small PNG (16x12, a gradient), encoded here.
 fn png() -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(16, 12, |x, y| image::Rgba([x as u8 * 16, y as u8 * 20, 128, 255]));
+    let img = image::RgbaImage::from_fn(16, 12, |x, y| {
+        image::Rgba([x as u8 * 16, y as u8 * 20, 128, 255])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("encode a PNG");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode a PNG");
     out.into_inner()
 }
 
@@ -332,7 +354,11 @@ fn assert_file_headers(res: &Resp) {
     );
 }
 
-async fn create_profile(f: &Fixture, client: &TestAppRouter, parts: &[Part<'_>]) -> (String, Value) {
+async fn create_profile(
+    f: &Fixture,
+    client: &TestAppRouter,
+    parts: &[Part<'_>],
+) -> (String, Value) {
     let res = send(client, Method::POST, "/api/profiles", parts, &[]).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
     let _ = f;
@@ -357,7 +383,10 @@ async fn round_trip_byte_for_byte(db: Db, backend: Backend) {
     )
     .await;
     assert_eq!(rec["title"], "Ada");
-    assert_eq!(rec["age"], 36, "a text part of an integer field is its number");
+    assert_eq!(
+        rec["age"], 36,
+        "a text part of an integer field is its number"
+    );
     let cv = &rec["cv"];
     assert_eq!(cv["name"], "cv.pdf");
     assert_eq!(cv["size"], big.len());
@@ -374,7 +403,10 @@ async fn round_trip_byte_for_byte(db: Db, backend: Backend) {
         (&rec["avatar"], &png(), "image/png"),
     ] {
         let url = value["url"].as_str().expect("url");
-        assert!(url.starts_with(&format!("/api/profiles/{id}/files/")), "{url}");
+        assert!(
+            url.starts_with(&format!("/api/profiles/{id}/files/")),
+            "{url}"
+        );
         let res = f.admin.get(url).await;
         assert_eq!(res.status, StatusCode::OK, "{url}: {}", res.body);
         assert_eq!(&res.raw, bytes, "{url}");
@@ -398,9 +430,17 @@ async fn round_trip_byte_for_byte(db: Db, backend: Backend) {
     assert_file_headers(&res);
     let res = f
         .admin
-        .get(&format!("{}?thumb=9x9", rec["avatar"]["url"].as_str().unwrap()))
+        .get(&format!(
+            "{}?thumb=9x9",
+            rec["avatar"]["url"].as_str().unwrap()
+        ))
         .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND, "a size not made: {}", res.body);
+    assert_eq!(
+        res.status,
+        StatusCode::NOT_FOUND,
+        "a size not made: {}",
+        res.body
+    );
     // The record read back shows the same.
     let res = f.admin.get(&format!("/api/profiles/{id}")).await;
     assert_eq!(res.body["cv"], rec["cv"]);
@@ -414,7 +454,12 @@ async fn round_trip_byte_for_byte(db: Db, backend: Backend) {
         &[("if-match", "\"999\"")],
     )
     .await;
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
     assert_eq!(f.orphans().await, (vec![], 0));
     let version = rec["version"].to_string();
     let res = send(
@@ -432,11 +477,17 @@ async fn round_trip_byte_for_byte(db: Db, backend: Backend) {
     // The old file is queued for removal in the same transaction.
     let queued = f.app.store.queued_removals().await.expect("removals");
     assert!(
-        queued.iter().any(|(k, ..)| k.ends_with(rec["cv"]["id"].as_str().unwrap())),
+        queued
+            .iter()
+            .any(|(k, ..)| k.ends_with(rec["cv"]["id"].as_str().unwrap())),
         "{queued:?}"
     );
     let old = f.admin.get(rec["cv"]["url"].as_str().unwrap()).await;
-    assert_eq!(old.status, StatusCode::NOT_FOUND, "the replaced file is gone from the record");
+    assert_eq!(
+        old.status,
+        StatusCode::NOT_FOUND,
+        "the replaced file is gone from the record"
+    );
     assert_eq!(f.orphans().await, (vec![], 0));
 }
 
@@ -445,39 +496,76 @@ async fn ranges_and_validators(db: Db, backend: Backend) {
     let data = noise(1000, 9);
     let (_, rec) = create_profile(&f, &f.admin, &[file("docs", "n.bin", &data)]).await;
     let url = rec["docs"][0]["url"].as_str().unwrap().to_string();
-    let res = f.admin.call(Method::GET, &url, None, &[("range", "bytes=10-19")]).await;
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("range", "bytes=10-19")])
+        .await;
     assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(res.raw, data[10..20]);
     assert_eq!(header(&res, "content-range"), "bytes 10-19/1000");
     assert_eq!(header(&res, "content-length"), "10");
     assert_file_headers(&res);
-    let res = f.admin.call(Method::GET, &url, None, &[("range", "bytes=-5")]).await;
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("range", "bytes=-5")])
+        .await;
     assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(res.raw, data[995..]);
-    let res = f.admin.call(Method::GET, &url, None, &[("range", "bytes=990-")]).await;
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("range", "bytes=990-")])
+        .await;
     assert_eq!(res.raw, data[990..]);
-    let res = f.admin.call(Method::GET, &url, None, &[("range", "bytes=1000-")]).await;
-    assert_eq!(res.status, StatusCode::RANGE_NOT_SATISFIABLE, "{}", res.body);
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("range", "bytes=1000-")])
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "{}",
+        res.body
+    );
     assert_eq!(header(&res, "content-range"), "bytes */1000");
-    assert_eq!(res.body["type"], "https://trellis.dev/problems/range-not-satisfiable");
+    assert_eq!(
+        res.body["type"],
+        "https://trellis.dev/problems/range-not-satisfiable"
+    );
     // Several ranges: the whole file.
-    let res = f.admin.call(Method::GET, &url, None, &[("range", "bytes=0-1,5-6")]).await;
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("range", "bytes=0-1,5-6")])
+        .await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.raw, data);
     // ETag and 304.
     let res = f.admin.get(&url).await;
     let etag = header(&res, "etag").to_string();
-    assert_eq!(etag, format!("\"{}\"", rec["docs"][0]["id"].as_str().unwrap()));
-    let res = f.admin.call(Method::GET, &url, None, &[("if-none-match", &etag)]).await;
+    assert_eq!(
+        etag,
+        format!("\"{}\"", rec["docs"][0]["id"].as_str().unwrap())
+    );
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("if-none-match", &etag)])
+        .await;
     assert_eq!(res.status, StatusCode::NOT_MODIFIED);
     assert!(res.raw.is_empty());
     assert_file_headers(&res);
-    let res = f.admin.call(Method::GET, &url, None, &[("if-none-match", "\"other\"")]).await;
+    let res = f
+        .admin
+        .call(Method::GET, &url, None, &[("if-none-match", "\"other\"")])
+        .await;
     assert_eq!(res.status, StatusCode::OK);
     // If-Range with another validator: the whole file.
     let res = f
         .admin
-        .call(Method::GET, &url, None, &[("range", "bytes=0-1"), ("if-range", "\"old\"")])
+        .call(
+            Method::GET,
+            &url,
+            None,
+            &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+        )
         .await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.raw.len(), 1000);
@@ -519,16 +607,29 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
         &f.admin,
         Method::POST,
         "/api/profiles",
-        &[text("title", "Big"), file("cv", "big.pdf", &pdf(64 * 1024 + 1))],
+        &[
+            text("title", "Big"),
+            file("cv", "big.pdf", &pdf(64 * 1024 + 1)),
+        ],
         &[],
     )
     .await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.body);
-    assert_eq!(res.body["type"], "https://trellis.dev/problems/file-too-large");
+    assert_eq!(
+        res.body["type"],
+        "https://trellis.dev/problems/file-too-large"
+    );
     assert_eq!(res.body["field"], "cv");
     assert_eq!(res.body["max_size"], 64 * 1024);
     // Exactly the limit is fine.
-    let res = send(&f.admin, Method::POST, "/api/profiles", &[file("cv", "ok.pdf", &pdf(64 * 1024))], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        "/api/profiles",
+        &[file("cv", "ok.pdf", &pdf(64 * 1024))],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
     // Too many files: 422.
     let res = send(
@@ -545,7 +646,10 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
     )
     .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
-    assert_eq!(res.body["type"], "https://trellis.dev/problems/too-many-files");
+    assert_eq!(
+        res.body["type"],
+        "https://trellis.dev/problems/too-many-files"
+    );
     assert_eq!(res.body["max_count"], 3);
     let res = send(
         &f.admin,
@@ -556,7 +660,10 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
     )
     .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
-    assert_eq!(res.body["type"], "https://trellis.dev/problems/too-many-files");
+    assert_eq!(
+        res.body["type"],
+        "https://trellis.dev/problems/too-many-files"
+    );
     // An invalid field with files: 422, the files removed at once.
     let before = f.app.rows("profile").await;
     let res = send(
@@ -574,9 +681,21 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert!(res.error_for("/title").contains("40"), "{}", res.body);
     assert_eq!(f.app.rows("profile").await, before, "nothing created");
-    let res = send(&f.admin, Method::POST, "/api/profiles", &[file("cv", "cv.pdf", &pdf(10)), text("nope", "1")], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        "/api/profiles",
+        &[file("cv", "cv.pdf", &pdf(10)), text("nope", "1")],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
-    assert_eq!(f.objects().await.len(), 1, "only the created record's file: {:?}", f.objects().await);
+    assert_eq!(
+        f.objects().await.len(),
+        1,
+        "only the created record's file: {:?}",
+        f.objects().await
+    );
     assert_eq!(f.orphans().await, (vec![], 0));
     // Malformed multipart and the batch.
     let res = f
@@ -598,10 +717,31 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
             &[("content-type", "multipart/form-data")],
         )
         .await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST, "no boundary: {}", res.body);
-    let res = send(&f.admin, Method::POST, "/api/batch", &[text("operations", "[]")], &[]).await;
-    assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", res.body);
-    assert!(res.body["detail"].as_str().unwrap().contains("multipart"), "{}", res.body);
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_REQUEST,
+        "no boundary: {}",
+        res.body
+    );
+    let res = send(
+        &f.admin,
+        Method::POST,
+        "/api/batch",
+        &[text("operations", "[]")],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body["detail"].as_str().unwrap().contains("multipart"),
+        "{}",
+        res.body
+    );
     // Too many parts.
     let many: Vec<Part<'_>> = (0..200).map(|_| text("title", "x")).collect();
     let res = send(&f.admin, Method::POST, "/api/profiles", &many, &[]).await;
@@ -611,15 +751,36 @@ async fn limits_are_problems_and_leave_nothing(db: Db, backend: Backend) {
         res.body
     );
     // Part headers that never end: refused before they fill memory.
-    let mut body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\nX-Pad: ").into_bytes();
+    let mut body =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\nX-Pad: ")
+            .into_bytes();
     body.extend(std::iter::repeat_n(b'a', 200_000));
     body.extend_from_slice(format!("\r\n\r\nx\r\n--{BOUNDARY}--\r\n").as_bytes());
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
-    let res = f.admin.call(Method::POST, "/api/profiles", Some(body), &[("content-type", ct.as_str())]).await;
+    let res = f
+        .admin
+        .call(
+            Method::POST,
+            "/api/profiles",
+            Some(body),
+            &[("content-type", ct.as_str())],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.body);
-    assert!(res.body["detail"].as_str().unwrap().contains("headers"), "{}", res.body);
+    assert!(
+        res.body["detail"].as_str().unwrap().contains("headers"),
+        "{}",
+        res.body
+    );
     // A text part over its limit.
-    let res = send(&f.admin, Method::POST, "/api/profiles", &[text("title", &"x".repeat(70 * 1024))], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        "/api/profiles",
+        &[text("title", &"x".repeat(70 * 1024))],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", res.body);
     assert_eq!(f.orphans().await, (vec![], 0));
 }
@@ -649,11 +810,27 @@ async fn sniffing_decides_the_type(db: Db, backend: Backend) {
     assert_eq!(res.body["type"], "https://trellis.dev/problems/file-type");
     assert_eq!(res.body["sniffed"], "text/html");
     assert!(res.body["detail"].as_str().unwrap().contains("text/html"));
-    let res = send(&f.admin, Method::POST, "/api/profiles", &[file("avatar", "x.png", b"echo pwned")], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        "/api/profiles",
+        &[file("avatar", "x.png", b"echo pwned")],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert_eq!(res.body["sniffed"], "text/plain");
     // An HTML upload where any type is accepted: an attachment, sandboxed, never sniffed.
-    let (_, rec) = create_profile(&f, &f.admin, &[file("docs", "x.png", b"<html><script>alert(1)</script></html>")]).await;
+    let (_, rec) = create_profile(
+        &f,
+        &f.admin,
+        &[file(
+            "docs",
+            "x.png",
+            b"<html><script>alert(1)</script></html>",
+        )],
+    )
+    .await;
     let res = f.admin.get(rec["docs"][0]["url"].as_str().unwrap()).await;
     assert_eq!(header(&res, "content-type"), "text/html");
     assert!(header(&res, "content-disposition").starts_with("attachment"));
@@ -665,41 +842,110 @@ async fn add_and_remove_routes(db: Db, backend: Backend) {
     let f = fixture(db, backend).await;
     let (id, rec) = create_profile(&f, &f.admin, &[file("docs", "1.txt", b"one")]).await;
     let route = format!("/api/profiles/{id}/files/docs");
-    let res = send(&f.admin, Method::POST, &route, &[file("docs", "2.txt", b"two"), file("file", "3.txt", b"three")], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        &route,
+        &[
+            file("docs", "2.txt", b"two"),
+            file("file", "3.txt", b"three"),
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    let names: Vec<&str> = res.body["docs"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = res.body["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["1.txt", "2.txt", "3.txt"]);
     // A fourth: 422 too-many-files, nothing kept.
-    let res = send(&f.admin, Method::POST, &route, &[file("docs", "4.txt", b"four")], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        &route,
+        &[file("docs", "4.txt", b"four")],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
-    assert_eq!(res.body["type"], "https://trellis.dev/problems/too-many-files");
+    assert_eq!(
+        res.body["type"],
+        "https://trellis.dev/problems/too-many-files"
+    );
     assert_eq!(f.orphans().await, (vec![], 0));
     // Remove the first.
     let first = &rec["docs"][0];
-    let res = f.admin.delete(&format!("{route}/{}", first["id"].as_str().unwrap())).await;
+    let res = f
+        .admin
+        .delete(&format!("{route}/{}", first["id"].as_str().unwrap()))
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["docs"].as_array().unwrap().len(), 2);
     let res = f.admin.get(first["url"].as_str().unwrap()).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = f.admin.delete(&format!("{route}/{}", first["id"].as_str().unwrap())).await;
+    let res = f
+        .admin
+        .delete(&format!("{route}/{}", first["id"].as_str().unwrap()))
+        .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     // The single field is replaced by the route.
     let single = format!("/api/profiles/{id}/files/cv");
-    let res = send(&f.admin, Method::POST, &single, &[file("cv", "a.pdf", &pdf(50))], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        &single,
+        &[file("cv", "a.pdf", &pdf(50))],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     let a = res.body["cv"]["id"].clone();
-    let res = send(&f.admin, Method::POST, &single, &[file("cv", "b.pdf", &pdf(50))], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        &single,
+        &[file("cv", "b.pdf", &pdf(50))],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_ne!(res.body["cv"]["id"], a);
     assert_eq!(res.body["cv"]["name"], "b.pdf");
     // Not a file field, not a multipart body.
-    let res = send(&f.admin, Method::POST, &format!("/api/profiles/{id}/files/title"), &[file("title", "a", b"a")], &[]).await;
+    let res = send(
+        &f.admin,
+        Method::POST,
+        &format!("/api/profiles/{id}/files/title"),
+        &[file("title", "a", b"a")],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.body);
     let res = f.admin.post(&single, json!({})).await;
-    assert_eq!(res.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", res.body);
+    assert_eq!(
+        res.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        res.body
+    );
     // JSON: a multiple field keeps the ids listed, in order.
-    let ids: Vec<Value> = f.admin.get(&format!("/api/profiles/{id}")).await.body["docs"].as_array().unwrap().iter().map(|d| d["id"].clone()).collect();
-    let res = f.admin.patch(&format!("/api/profiles/{id}"), json!({ "docs": [ids[1], ids[0]] }), &[]).await;
+    let ids: Vec<Value> = f.admin.get(&format!("/api/profiles/{id}")).await.body["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].clone())
+        .collect();
+    let res = f
+        .admin
+        .patch(
+            &format!("/api/profiles/{id}"),
+            json!({ "docs": [ids[1], ids[0]] }),
+            &[],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.body["docs"][0]["id"], ids[1]);
     assert_eq!(f.orphans().await, (vec![], 0));
@@ -717,11 +963,16 @@ async fn concurrent_replace_leaves_no_orphans(db: Db, backend: Backend) {
             send(&f.admin, Method::PATCH, &path, &pa, &[("if-match", "*")]),
             send(&f.admin, Method::PATCH, &path, &pb, &[]),
         );
-        let ok = [&ra, &rb].iter().filter(|r| r.status == StatusCode::OK).count();
+        let ok = [&ra, &rb]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
         assert!(ok >= 1, "{} {}", ra.body, rb.body);
         for r in [&ra, &rb] {
             assert!(
-                r.status == StatusCode::OK || r.status == StatusCode::CONFLICT || r.status == StatusCode::SERVICE_UNAVAILABLE,
+                r.status == StatusCode::OK
+                    || r.status == StatusCode::CONFLICT
+                    || r.status == StatusCode::SERVICE_UNAVAILABLE,
                 "{}",
                 r.body
             );
@@ -743,14 +994,21 @@ async fn downloads_follow_the_policies(db: Db, backend: Backend) {
     let (id, rec) = create_profile(
         &f,
         &ann,
-        &[file("avatar", "a.png", &png()), file("cv", "cv.pdf", &pdf(500))],
+        &[
+            file("avatar", "a.png", &png()),
+            file("cv", "cv.pdf", &pdf(500)),
+        ],
     )
     .await;
     assert_eq!(rec["owner"], "ann");
     let (hidden_id, hidden) = create_profile(
         &f,
         &ann,
-        &[text("secret", "true"), file("cv", "cv.pdf", &pdf(500)), file("avatar", "a.png", &png())],
+        &[
+            text("secret", "true"),
+            file("cv", "cv.pdf", &pdf(500)),
+            file("avatar", "a.png", &png()),
+        ],
     )
     .await;
     let avatar = rec["avatar"]["url"].as_str().unwrap();
@@ -762,7 +1020,10 @@ async fn downloads_follow_the_policies(db: Db, backend: Backend) {
     // the secret record; the same 404 as for a file that does not exist.
     assert_eq!(bob.get(avatar).await.status, StatusCode::OK);
     let missing = bob
-        .get(&format!("/api/profiles/{id}/files/cv/{}", uuid::Uuid::now_v7()))
+        .get(&format!(
+            "/api/profiles/{id}/files/cv/{}",
+            uuid::Uuid::now_v7()
+        ))
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     for url in [
@@ -775,17 +1036,35 @@ async fn downloads_follow_the_policies(db: Db, backend: Backend) {
     ] {
         for (who, client) in [("bob", &bob), ("anonymous", &anon)] {
             let res = client.get(&url).await;
-            assert_eq!(res.status, StatusCode::NOT_FOUND, "{who} {url}: {}", res.body);
+            assert_eq!(
+                res.status,
+                StatusCode::NOT_FOUND,
+                "{who} {url}: {}",
+                res.body
+            );
             assert_eq!(res.body["detail"], missing.body["detail"], "no oracle");
         }
     }
     // Anonymous gets nothing at all; a bad token is 401.
     assert_eq!(anon.get(avatar).await.status, StatusCode::NOT_FOUND);
-    let res = f.app.client.call(Method::GET, avatar, None, &[("authorization", "Bearer nope")]).await;
+    let res = f
+        .app
+        .client
+        .call(
+            Method::GET,
+            avatar,
+            None,
+            &[("authorization", "Bearer nope")],
+        )
+        .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     // Through a list: the cv is not shown to bob.
     let res = bob.get(&format!("/api/profiles/{id}")).await;
-    assert!(res.body.get("cv").is_none_or(Value::is_null), "{}", res.body);
+    assert!(
+        res.body.get("cv").is_none_or(Value::is_null),
+        "{}",
+        res.body
+    );
     let _ = hidden_id;
 }
 
@@ -794,25 +1073,45 @@ async fn signed_links_expire_and_resist_tampering(db: Db, backend: Backend) {
     let ann = f.member("ann");
     let anon = f.app.anonymous();
     let data = pdf(777);
-    let (id, rec) = create_profile(&f, &ann, &[file("cv", "cv.pdf", &data), file("avatar", "a.png", &png())]).await;
+    let (id, rec) = create_profile(
+        &f,
+        &ann,
+        &[file("cv", "cv.pdf", &data), file("avatar", "a.png", &png())],
+    )
+    .await;
     let cv = rec["cv"]["url"].as_str().unwrap();
     let res = ann.get(&format!("{cv}/link")).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(header(&res, "cache-control"), "no-store");
     let url = res.body["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with(cv) && url.contains("exp=") && url.contains("sig="), "{url}");
+    assert!(
+        url.starts_with(cv) && url.contains("exp=") && url.contains("sig="),
+        "{url}"
+    );
     assert!(res.body["expires_at"].as_str().unwrap().ends_with('Z'));
     // Works without credentials, with a max-age no longer than the link lives.
     let res = anon.get(&url).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.raw, data);
     let cc = header(&res, "cache-control");
-    let age: u64 = cc.strip_prefix("private, max-age=").expect(cc).parse().unwrap();
+    let age: u64 = cc
+        .strip_prefix("private, max-age=")
+        .expect(cc)
+        .parse()
+        .unwrap();
     assert!(age <= 300 && age > 200, "{cc}");
     // Tampered: another signature, another expiry, another file, a thumbnail.
     let (path, query) = url.split_once('?').unwrap();
-    let sig = query.split('&').find_map(|kv| kv.strip_prefix("sig=")).unwrap();
-    let exp: i64 = query.split('&').find_map(|kv| kv.strip_prefix("exp=")).unwrap().parse().unwrap();
+    let sig = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("sig="))
+        .unwrap();
+    let exp: i64 = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("exp="))
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut flipped = sig.to_string();
     let last = if flipped.ends_with('0') { "1" } else { "0" };
     flipped.replace_range(flipped.len() - 1.., last);
@@ -826,7 +1125,10 @@ async fn signed_links_expire_and_resist_tampering(db: Db, backend: Backend) {
     ] {
         let res = anon.get(&bad).await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{bad}: {}", res.body);
-        assert_eq!(res.body["type"], "https://trellis.dev/problems/invalid-link");
+        assert_eq!(
+            res.body["type"],
+            "https://trellis.dev/problems/invalid-link"
+        );
     }
     // Expired: a genuine signature whose time has passed.
     let record = id.clone();
@@ -844,7 +1146,9 @@ async fn signed_links_expire_and_resist_tampering(db: Db, backend: Backend) {
     assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
     assert!(res.body["detail"].as_str().unwrap().contains("expired"));
     // A valid link to a file removed since: 404.
-    let res = ann.delete(&format!("/api/profiles/{id}/files/cv/{file_id}")).await;
+    let res = ann
+        .delete(&format!("/api/profiles/{id}/files/cv/{file_id}"))
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert!(res.body["cv"].is_null(), "{}", res.body);
     let res = anon.get(&url).await;
@@ -856,29 +1160,82 @@ async fn attackers_upload_nothing_and_assign_no_metadata(db: Db, backend: Backen
     let ann = f.member("ann");
     let bob = f.member("bob");
     let anon = f.app.anonymous();
-    let (id, rec) = create_profile(&f, &ann, &[file("cv", "cv.pdf", &pdf(100)), file("docs", "d", b"d")]).await;
+    let (id, rec) = create_profile(
+        &f,
+        &ann,
+        &[file("cv", "cv.pdf", &pdf(100)), file("docs", "d", b"d")],
+    )
+    .await;
     let item = format!("/api/profiles/{id}");
     let objects = f.objects().await.len();
     // Bob and anonymous may not upload to ann's record, by any route.
-    for (who, client, status) in [("bob", &bob, StatusCode::FORBIDDEN), ("anonymous", &anon, StatusCode::NOT_FOUND)] {
-        let res = send(client, Method::PATCH, &item, &[file("avatar", "x.png", &png())], &[]).await;
-        assert!(res.status == status || res.status == StatusCode::UNAUTHORIZED || res.status == StatusCode::NOT_FOUND, "{who}: {}", res.body);
-        let res = send(client, Method::POST, &format!("{item}/files/docs"), &[file("docs", "x", b"x")], &[]).await;
+    for (who, client, status) in [
+        ("bob", &bob, StatusCode::FORBIDDEN),
+        ("anonymous", &anon, StatusCode::NOT_FOUND),
+    ] {
+        let res = send(
+            client,
+            Method::PATCH,
+            &item,
+            &[file("avatar", "x.png", &png())],
+            &[],
+        )
+        .await;
+        assert!(
+            res.status == status
+                || res.status == StatusCode::UNAUTHORIZED
+                || res.status == StatusCode::NOT_FOUND,
+            "{who}: {}",
+            res.body
+        );
+        let res = send(
+            client,
+            Method::POST,
+            &format!("{item}/files/docs"),
+            &[file("docs", "x", b"x")],
+            &[],
+        )
+        .await;
         assert!(res.status.is_client_error(), "{who}: {}", res.body);
         assert_ne!(res.status, StatusCode::OK);
-        let res = client.delete(&format!("{item}/files/docs/{}", rec["docs"][0]["id"].as_str().unwrap())).await;
+        let res = client
+            .delete(&format!(
+                "{item}/files/docs/{}",
+                rec["docs"][0]["id"].as_str().unwrap()
+            ))
+            .await;
         assert!(res.status.is_client_error(), "{who}: {}", res.body);
     }
     // Anonymous may not create with files.
-    let res = send(&anon, Method::POST, "/api/profiles", &[file("cv", "x.pdf", &pdf(10))], &[]).await;
+    let res = send(
+        &anon,
+        Method::POST,
+        "/api/profiles",
+        &[file("cv", "x.pdf", &pdf(10))],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
-    assert_eq!(f.objects().await.len(), objects, "nothing stored for attackers");
+    assert_eq!(
+        f.objects().await.len(),
+        objects,
+        "nothing stored for attackers"
+    );
     // Mass assignment: metadata through JSON, through a JSON part, through `data`.
     let forged = json!({ "id": uuid::Uuid::now_v7(), "name": "x.pdf", "size": 1, "type": "application/pdf", "sha256": "00", "thumbs": [] });
     let other = f.admin.get(&item).await.body["cv"]["id"].clone();
-    for body in [json!({ "cv": forged }), json!({ "docs": [forged] }), json!({ "cv": other })] {
+    for body in [
+        json!({ "cv": forged }),
+        json!({ "docs": [forged] }),
+        json!({ "cv": other }),
+    ] {
         let res = ann.patch(&item, body.clone(), &[]).await;
-        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", res.body);
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.body
+        );
     }
     for parts in [
         vec![json_part("cv", forged.clone())],
@@ -890,15 +1247,29 @@ async fn attackers_upload_nothing_and_assign_no_metadata(db: Db, backend: Backen
         assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     }
     // `owner` is admin-only, whatever the channel.
-    let res = send(&ann, Method::PATCH, &item, &[text("owner", "bob"), file("avatar", "a.png", &png())], &[]).await;
+    let res = send(
+        &ann,
+        Method::PATCH,
+        &item,
+        &[text("owner", "bob"), file("avatar", "a.png", &png())],
+        &[],
+    )
+    .await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
     assert_eq!(f.orphans().await, (vec![], 0));
     // Files of another record's id are not this record's.
     let (other_id, _) = create_profile(&f, &ann, &[]).await;
-    let res = ann.get(&format!("/api/profiles/{other_id}/files/cv/{}", rec["cv"]["id"].as_str().unwrap())).await;
+    let res = ann
+        .get(&format!(
+            "/api/profiles/{other_id}/files/cv/{}",
+            rec["cv"]["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     // Unknown query parameters and malformed ids.
-    let res = ann.get(&format!("{}?x=1", rec["cv"]["url"].as_str().unwrap())).await;
+    let res = ann
+        .get(&format!("{}?x=1", rec["cv"]["url"].as_str().unwrap()))
+        .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     let res = ann.get(&format!("{item}/files/cv/..%2f..%2fetc")).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);

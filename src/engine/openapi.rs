@@ -423,8 +423,16 @@ fn problem_types() -> Vec<ProblemType> {
                 "A file is larger than its field's `max_size` (`field`, `max_size` say which); nothing of it is kept.",
             ),
             vec![
-                ("field", json!({ "type": "string", "description": "The file field." }), true),
-                ("max_size", json!({ "type": "integer", "minimum": 0, "description": "The largest file the field takes, in bytes." }), true),
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    true,
+                ),
+                (
+                    "max_size",
+                    json!({ "type": "integer", "minimum": 0, "description": "The largest file the field takes, in bytes." }),
+                    true,
+                ),
             ],
         ),
         with(
@@ -435,9 +443,21 @@ fn problem_types() -> Vec<ProblemType> {
                 "A file's content (its type sniffed from the bytes, never its name or declared type) is not one the field accepts.",
             ),
             vec![
-                ("field", json!({ "type": "string", "description": "The file field." }), false),
-                ("sniffed", json!({ "type": "string", "description": "The type sniffed from the content, such as `text/plain`." }), false),
-                ("accept", json!({ "type": "array", "items": { "type": "string" }, "description": "What the field accepts." }), false),
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    false,
+                ),
+                (
+                    "sniffed",
+                    json!({ "type": "string", "description": "The type sniffed from the content, such as `text/plain`." }),
+                    false,
+                ),
+                (
+                    "accept",
+                    json!({ "type": "array", "items": { "type": "string" }, "description": "What the field accepts." }),
+                    false,
+                ),
             ],
         ),
         with(
@@ -448,8 +468,16 @@ fn problem_types() -> Vec<ProblemType> {
                 "More files than the field holds (`max_count`; one for a single file field).",
             ),
             vec![
-                ("field", json!({ "type": "string", "description": "The file field." }), true),
-                ("max_count", json!({ "type": "integer", "minimum": 1, "description": "How many files the field holds." }), true),
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    true,
+                ),
+                (
+                    "max_count",
+                    json!({ "type": "integer", "minimum": 1, "description": "How many files the field holds." }),
+                    true,
+                ),
             ],
         ),
         pt(
@@ -465,7 +493,11 @@ fn problem_types() -> Vec<ProblemType> {
                 "Range not satisfiable",
                 "The `Range` asked for lies outside the file (`Content-Range: bytes */<size>` says its size).",
             ),
-            vec![("size", json!({ "type": "integer", "minimum": 0, "description": "The file's size in bytes." }), true)],
+            vec![(
+                "size",
+                json!({ "type": "integer", "minimum": 0, "description": "The file's size in bytes." }),
+                true,
+            )],
         ),
         pt(
             "no-file-storage",
@@ -1285,14 +1317,21 @@ fn entity_paths(
 /// The file routes of an entity's file fields (docs/files.md), and the
 /// multipart bodies of its create and update.
 fn file_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
-    let file_fields: Vec<&Field> = e.fields.iter().filter(|f| f.ty == FieldType::File).collect();
+    let file_fields: Vec<&Field> = e
+        .fields
+        .iter()
+        .filter(|f| f.ty == FieldType::File)
+        .collect();
     if file_fields.is_empty() {
         return;
     }
     let base = pascal_case(&e.name);
     let tag = e.label.clone();
     let binary = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "A file: a part with a file name. Its type is sniffed from the content." });
-    for (mode, schema_name) in [("Create", format!("{base}Create")), ("Update", format!("{base}Update"))] {
+    for (mode, schema_name) in [
+        ("Create", format!("{base}Create")),
+        ("Update", format!("{base}Update")),
+    ] {
         let mut properties = Map::new();
         properties.insert(
             "data".into(),
@@ -1320,17 +1359,48 @@ fn file_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<Stri
         );
     }
     let multipart = |name: String| json!({ "schema": schema_ref(&name), "encoding": { "data": { "contentType": "application/json" } } });
-    if let Some(body) = paths.get_mut(&format!("/api/{}", e.plural)).and_then(|p| p.pointer_mut("/post/requestBody/content")).and_then(Value::as_object_mut) {
-        body.insert("multipart/form-data".into(), multipart(format!("{base}CreateMultipart")));
+    if let Some(body) = paths
+        .get_mut(&format!("/api/{}", e.plural))
+        .and_then(|p| p.pointer_mut("/post/requestBody/content"))
+        .and_then(Value::as_object_mut)
+    {
+        body.insert(
+            "multipart/form-data".into(),
+            multipart(format!("{base}CreateMultipart")),
+        );
     }
-    if let Some(body) = paths.get_mut(&format!("/api/{}/{{id}}", e.plural)).and_then(|p| p.pointer_mut("/patch/requestBody/content")).and_then(Value::as_object_mut) {
-        body.insert("multipart/form-data".into(), multipart(format!("{base}UpdateMultipart")));
+    if let Some(body) = paths
+        .get_mut(&format!("/api/{}/{{id}}", e.plural))
+        .and_then(|p| p.pointer_mut("/patch/requestBody/content"))
+        .and_then(Value::as_object_mut)
+    {
+        body.insert(
+            "multipart/form-data".into(),
+            multipart(format!("{base}UpdateMultipart")),
+        );
     }
     for code in ["413", "422"] {
-        for (path, op) in [(format!("/api/{}", e.plural), "post"), (format!("/api/{}/{{id}}", e.plural), "patch")] {
-            let kinds: &[&str] = if code == "413" { &["too-large", "file-too-large"] } else { &["validation", "file-type", "too-many-files"] };
-            if let Some(r) = paths.get_mut(&path).and_then(|p| p.pointer_mut(&format!("/{op}/responses/{code}"))) {
-                *r = problem_of(if code == "413" { "The body is larger than 1 MiB, or a file than its field's `max_size`." } else { "The body does not fit the entity (`errors`), a file's type is not accepted, or too many files." }, kinds);
+        for (path, op) in [
+            (format!("/api/{}", e.plural), "post"),
+            (format!("/api/{}/{{id}}", e.plural), "patch"),
+        ] {
+            let kinds: &[&str] = if code == "413" {
+                &["too-large", "file-too-large"]
+            } else {
+                &["validation", "file-type", "too-many-files"]
+            };
+            if let Some(r) = paths
+                .get_mut(&path)
+                .and_then(|p| p.pointer_mut(&format!("/{op}/responses/{code}")))
+            {
+                *r = problem_of(
+                    if code == "413" {
+                        "The body is larger than 1 MiB, or a file than its field's `max_size`."
+                    } else {
+                        "The body does not fit the entity (`errors`), a file's type is not accepted, or too many files."
+                    },
+                    kinds,
+                );
             }
         }
     }

@@ -147,10 +147,7 @@ pub fn range_ask(headers: &HeaderMap, size: u64, etag: &str) -> RangeAsk {
     let end = if last.is_empty() {
         u64::MAX
     } else {
-        match last.parse::<u64>() {
-            Ok(end) => end,
-            Err(_) => u64::MAX,
-        }
+        last.parse::<u64>().unwrap_or(u64::MAX)
     };
     if end < start {
         return RangeAsk::Whole;
@@ -261,7 +258,6 @@ pub fn cache_control(signed_left: Option<u64>) -> HeaderValue {
             .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache")),
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // Multipart uploads
@@ -526,7 +522,9 @@ pub(super) async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let boundary = multer::parse_boundary(ct).map_err(|e| {
-        Problem::bad_request(format!("the multipart Content-Type has no usable boundary: {e}"))
+        Problem::bad_request(format!(
+            "the multipart Content-Type has no usable boundary: {e}"
+        ))
     })?;
     if let Some(coding) = headers.get(header::CONTENT_ENCODING)
         && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
@@ -628,7 +626,10 @@ async fn read_parts(
                 return Err(too_many_files(&field.name, limit, before + given));
             }
             let meta = store_part(state, files, e, field, part, &mut got.keys).await?;
-            got.uploads.entry(field.name.clone()).or_default().push(meta);
+            got.uploads
+                .entry(field.name.clone())
+                .or_default()
+                .push(meta);
             continue;
         }
         let json_part = part
@@ -666,7 +667,9 @@ async fn read_parts(
         let f = e.fields.iter().find(|f| f.name == name);
         let value = text_value(f, text, json_part)?;
         if values.insert(name.clone(), value).is_some() {
-            return Err(Problem::bad_request(format!("the part `{name}` is given twice")));
+            return Err(Problem::bad_request(format!(
+                "the part `{name}` is given twice"
+            )));
         }
     }
     got.body = Value::Object(values);
@@ -705,7 +708,11 @@ async fn store_part(
             }
         }
     }
-    let first: Vec<u8> = head.iter().flat_map(|c| c.iter().copied()).take(SNIFF_BYTES).collect();
+    let first: Vec<u8> = head
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .take(SNIFF_BYTES)
+        .collect();
     let sniffed = sniff(&first);
     if !opts.accepts(&sniffed) {
         return Err(wrong_file_type(&field.name, &sniffed, &opts.accept));
@@ -784,7 +791,9 @@ pub(super) fn file_problem(err: FileError) -> Problem {
         FileError::TooLarge { limit } => file_too_large("file", limit),
         FileError::NotFound => Problem::not_found("there is no such file"),
         FileError::RangeNotSatisfiable { size } => range_not_satisfiable(size),
-        FileError::Upload(why) => Problem::bad_request(format!("the upload was interrupted: {why}")),
+        FileError::Upload(why) => {
+            Problem::bad_request(format!("the upload was interrupted: {why}"))
+        }
         FileError::Image(why) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "file-type",
@@ -884,11 +893,19 @@ fn find_file(rec: &Record, field: &str, file_id: Uuid) -> Option<Shown> {
         }
         let thumbs = match v.get("thumbs") {
             Some(Value::Object(m)) => m.keys().cloned().collect(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
             _ => Vec::new(),
         };
         Some(Shown {
-            name: v.get("name").and_then(Value::as_str).unwrap_or("file").to_string(),
+            name: v
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("file")
+                .to_string(),
             size: v.get("size").and_then(Value::as_u64)?,
             mime: v
                 .get("type")
@@ -952,9 +969,10 @@ fn file_query(raw: Option<&str>) -> Result<FileQuery, Problem> {
         match k.as_str() {
             "thumb" if q.thumb.is_none() => q.thumb = Some(v),
             "exp" if q.exp.is_none() => {
-                q.exp = Some(v.parse().map_err(|_| {
-                    Problem::bad_request("`exp` must be a unix time in seconds")
-                })?)
+                q.exp =
+                    Some(v.parse().map_err(|_| {
+                        Problem::bad_request("`exp` must be a unix time in seconds")
+                    })?)
             }
             "sig" if q.sig.is_none() => q.sig = Some(v),
             other => {
@@ -1033,7 +1051,11 @@ pub(super) async fn download(
             signed_left = None;
             visible_file(&state, &engine, &e, &who, id, &p.field, file_id).await?
         }
-        _ => return Err(Problem::bad_request("a signed url has both `exp` and `sig`")),
+        _ => {
+            return Err(Problem::bad_request(
+                "a signed url has both `exp` and `sig`",
+            ));
+        }
     };
     let (key, media, etag) = match &q.thumb {
         None => (
@@ -1067,7 +1089,14 @@ pub(super) async fn download(
     // The size of what is stored (a thumbnail's is not in the metadata).
     let size = match &q.thumb {
         None => meta.size,
-        Some(_) => files.store.get(&key, None).await.map_err(file_problem)?.size,
+        Some(_) => {
+            files
+                .store
+                .get(&key, None)
+                .await
+                .map_err(file_problem)?
+                .size
+        }
     };
     let ask = range_ask(&headers, size, &etag);
     let range = match ask {
@@ -1083,10 +1112,14 @@ pub(super) async fn download(
             return Ok(res);
         }
     };
-    let fetched = files.store.get(&key, range).await.map_err(|err| match err {
-        FileError::NotFound => not_found(),
-        other => file_problem(other),
-    })?;
+    let fetched = files
+        .store
+        .get(&key, range)
+        .await
+        .map_err(|err| match err {
+            FileError::NotFound => not_found(),
+            other => file_problem(other),
+        })?;
     let partial = range.is_some();
     let len = fetched.range.end - fetched.range.start;
     let mut res = Response::new(Body::from_stream(fetched.body));
@@ -1102,16 +1135,21 @@ pub(super) async fn download(
             .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if partial && let Ok(v) = HeaderValue::from_str(&format!(
-        "bytes {}-{}/{}",
-        fetched.range.start,
-        fetched.range.end.saturating_sub(1),
-        fetched.size
-    )) {
+    if partial
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{}",
+            fetched.range.start,
+            fetched.range.end.saturating_sub(1),
+            fetched.size
+        ))
+    {
         h.insert(header::CONTENT_RANGE, v);
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_DISPOSITION, content_disposition(&meta.name, &media));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(&meta.name, &media),
+    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
@@ -1138,7 +1176,9 @@ pub(super) async fn link(
 ) -> Result<Response, Problem> {
     let q = file_query(raw.as_deref())?;
     if q.exp.is_some() || q.sig.is_some() {
-        return Err(Problem::bad_request("ask for a link with your credentials, not with a link"));
+        return Err(Problem::bad_request(
+            "ask for a link with your credentials, not with a link",
+        ));
     }
     let file_id = Uuid::parse_str(&p.file).map_err(|_| no_file(&e))?;
     let files = storage(&state)?;
@@ -1159,11 +1199,17 @@ pub(super) async fn link(
     };
     let ttl = files.settings.url_ttl;
     let (query, exp) = files.signer.query(&target, now_secs(), ttl);
-    let url = format!("{}?{query}", file_url(&e.plural, &record, &p.field, file_id, None));
+    let url = format!(
+        "{}?{query}",
+        file_url(&e.plural, &record, &p.field, file_id, None)
+    );
     let expires_at = chrono::DateTime::<chrono::Utc>::from_timestamp(exp, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
-    let mut res = super::json_response(StatusCode::OK, &json!({ "url": url, "expires_at": expires_at }));
+    let mut res = super::json_response(
+        StatusCode::OK,
+        &json!({ "url": url, "expires_at": expires_at }),
+    );
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
@@ -1196,7 +1242,10 @@ pub(super) async fn add(
     let existing = may_update(&state, &engine, &e, &who, id, &[field.name.as_str()]).await?;
     let got = receive(&state, &files, &e, &headers, body, Some(&field), &existing).await?;
     if got.uploads.is_empty() {
-        return Err(Problem::bad_request(format!("send at least one file of `{}`", field.name)));
+        return Err(Problem::bad_request(format!(
+            "send at least one file of `{}`",
+            field.name
+        )));
     }
     write(&state, &files, &engine, &e, &who, Some((id, expected)), got).await
 }
@@ -1243,8 +1292,13 @@ pub(super) fn may_write_fields(
     fields: &[&str],
     mode: Mode,
 ) -> Result<(), Problem> {
-    let probe: Map<String, Value> = fields.iter().map(|f| (f.to_string(), Value::Null)).collect();
-    let errors = engine.access.check_write(e, &Value::Object(probe), mode, who);
+    let probe: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.to_string(), Value::Null))
+        .collect();
+    let errors = engine
+        .access
+        .check_write(e, &Value::Object(probe), mode, who);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -1307,7 +1361,11 @@ pub(super) async fn write(
     target: Option<(Uuid, Option<i64>)>,
     got: Received,
 ) -> Result<Response, Problem> {
-    let Received { body, uploads, keys } = got;
+    let Received {
+        body,
+        uploads,
+        keys,
+    } = got;
     let mode = if target.is_some() {
         Mode::Update
     } else {
@@ -1318,7 +1376,12 @@ pub(super) async fn write(
         input.add_uploads(e, uploads).map_err(Problem::invalid)?;
         let rec = match target {
             None => state.store.create(engine, e, &input, who).await,
-            Some((id, expected)) => state.store.update(engine, e, id, &input, expected, who).await,
+            Some((id, expected)) => {
+                state
+                    .store
+                    .update(engine, e, id, &input, expected, who)
+                    .await
+            }
         };
         rec.map_err(|err| problem::for_caller(err, &e.name, who))
     }
@@ -1431,7 +1494,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(ranged("bytes=0-9", 100), RangeAsk::Part { start: 0, end: 9 });
+        assert_eq!(
+            ranged("bytes=0-9", 100),
+            RangeAsk::Part { start: 0, end: 9 }
+        );
         assert_eq!(
             ranged("bytes=90-", 100),
             RangeAsk::Part { start: 90, end: 99 }
@@ -1479,7 +1545,12 @@ mod tests {
         );
         let d = content_disposition("a.png", "image/png");
         assert!(d.to_str().unwrap().starts_with("inline; "));
-        for risky in ["image/svg+xml", "text/html", "application/pdf", "text/plain"] {
+        for risky in [
+            "image/svg+xml",
+            "text/html",
+            "application/pdf",
+            "text/plain",
+        ] {
             assert!(!inline_type(risky), "{risky}");
         }
     }
@@ -1526,9 +1597,6 @@ mod tests {
         assert!(none_match(&h, "\"abc\""));
         assert!(!none_match(&h, "\"abd\""));
         let id = Uuid::nil();
-        assert_eq!(
-            file_etag(id, Some("10x10")),
-            format!("\"{id}-10x10\"")
-        );
+        assert_eq!(file_etag(id, Some("10x10")), format!("\"{id}-10x10\""));
     }
 }

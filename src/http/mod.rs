@@ -675,8 +675,16 @@ async fn update(
     let expected = if_match(&headers)?;
     if files::is_multipart(&headers) {
         let target = Some((id, expected));
-        return files::multipart_write(&state, &engine, &e, &who, target, &headers, req.into_body())
-            .await;
+        return files::multipart_write(
+            &state,
+            &engine,
+            &e,
+            &who,
+            target,
+            &headers,
+            req.into_body(),
+        )
+        .await;
     }
     let body = Bytes::from_request(req, &state).await;
     let value = json_body(&headers, body)?;
