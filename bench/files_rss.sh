@@ -7,8 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin trellis
-BIN=$TARGET/release/trellis
+# TRELLIS_BIN: another build to measure (e.g. target/debug/trellis).
+if [ -z "${TRELLIS_BIN:-}" ]; then
+  cargo build --release --quiet --bin trellis
+fi
+BIN=${TRELLIS_BIN:-$TARGET/release/trellis}
 
 WORK=$(mktemp -d /tmp/trellis-files-rss.XXXXXX)
 SERVER=""
