@@ -92,6 +92,25 @@ pub fn routes(engine: &Engine) -> Vec<Route> {
                 path: item.clone(),
             });
         }
+        // Files (docs/files.md): per file field, add/replace, download, remove, link.
+        for f in e.fields.iter().filter(|f| f.ty == FieldType::File) {
+            let field = format!("{item}/files/{}", f.name);
+            let file = format!("{field}/{{file}}");
+            out.push(Route {
+                method: "post",
+                path: field,
+            });
+            for method in ["get", "delete"] {
+                out.push(Route {
+                    method,
+                    path: file.clone(),
+                });
+            }
+            out.push(Route {
+                method: "get",
+                path: format!("{file}/link"),
+            });
+        }
         if let Some(wf) = engine.workflow(&e.name) {
             for tail in ["transitions", "history"] {
                 out.push(Route {
@@ -393,6 +412,105 @@ fn problem_types() -> Vec<ProblemType> {
                 503,
                 "Shutting down",
                 "This instance is draining (SIGTERM or SIGINT): it finishes its requests and takes no new stream; send new requests to another instance.",
+            ),
+            vec![("retry_after", retry_after_member(), true)],
+        ),
+        with(
+            pt(
+                "file-too-large",
+                413,
+                "File too large",
+                "A file is larger than its field's `max_size` (`field`, `max_size` say which); nothing of it is kept.",
+            ),
+            vec![
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    true,
+                ),
+                (
+                    "max_size",
+                    json!({ "type": "integer", "minimum": 0, "description": "The largest file the field takes, in bytes." }),
+                    true,
+                ),
+            ],
+        ),
+        with(
+            pt(
+                "file-type",
+                422,
+                "File type not accepted",
+                "A file's content (its type sniffed from the bytes, never its name or declared type) is not one the field accepts.",
+            ),
+            vec![
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    false,
+                ),
+                (
+                    "sniffed",
+                    json!({ "type": "string", "description": "The type sniffed from the content, such as `text/plain`." }),
+                    false,
+                ),
+                (
+                    "accept",
+                    json!({ "type": "array", "items": { "type": "string" }, "description": "What the field accepts." }),
+                    false,
+                ),
+            ],
+        ),
+        with(
+            pt(
+                "too-many-files",
+                422,
+                "Too many files",
+                "More files than the field holds (`max_count`; one for a single file field).",
+            ),
+            vec![
+                (
+                    "field",
+                    json!({ "type": "string", "description": "The file field." }),
+                    true,
+                ),
+                (
+                    "max_count",
+                    json!({ "type": "integer", "minimum": 1, "description": "How many files the field holds." }),
+                    true,
+                ),
+            ],
+        ),
+        pt(
+            "invalid-link",
+            403,
+            "Invalid link",
+            "A signed file url whose signature does not match (tampered) or whose `exp` has passed; ask for a new one.",
+        ),
+        with(
+            pt(
+                "range-not-satisfiable",
+                416,
+                "Range not satisfiable",
+                "The `Range` asked for lies outside the file (`Content-Range: bytes */<size>` says its size).",
+            ),
+            vec![(
+                "size",
+                json!({ "type": "integer", "minimum": 0, "description": "The file's size in bytes." }),
+                true,
+            )],
+        ),
+        pt(
+            "no-file-storage",
+            503,
+            "No file storage",
+            "This server has no file storage configured (`files` in trellis.yaml).",
+        ),
+        with(
+            pt(
+                "file-storage-unavailable",
+                503,
+                "File storage unavailable",
+                "The file storage does not answer; try again shortly.",
             ),
             vec![("retry_after", retry_after_member(), true)],
         ),
@@ -1196,6 +1314,210 @@ fn entity_paths(
     paths.insert(format!("/api/{}/{{id}}", e.plural), item);
 }
 
+/// The file routes of an entity's file fields (docs/files.md), and the
+/// multipart bodies of its create and update.
+fn file_paths(e: &Entity, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    let file_fields: Vec<&Field> = e
+        .fields
+        .iter()
+        .filter(|f| f.ty == FieldType::File)
+        .collect();
+    if file_fields.is_empty() {
+        return;
+    }
+    let base = pascal_case(&e.name);
+    let tag = e.label.clone();
+    let binary = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "A file: a part with a file name. Its type is sniffed from the content." });
+    for (mode, schema_name) in [
+        ("Create", format!("{base}Create")),
+        ("Update", format!("{base}Update")),
+    ] {
+        let mut properties = Map::new();
+        properties.insert(
+            "data".into(),
+            json!({ "allOf": [schema_ref(&schema_name)], "description": "The other fields as one JSON object (the JSON body), instead of or besides one part per field." }),
+        );
+        for f in &file_fields {
+            let multiple = f.file.as_ref().is_some_and(|o| o.multiple);
+            properties.insert(
+                f.name.clone(),
+                if multiple {
+                    json!({ "type": "array", "items": binary.clone(), "description": "Files to add: one part per file, each named after the field." })
+                } else {
+                    binary.clone()
+                },
+            );
+        }
+        schemas.insert(
+            format!("{base}{mode}Multipart"),
+            json!({
+                "type": "object",
+                "description": "multipart/form-data: files in parts named after their field (with a file name), other fields in parts of their own (JSON with `Content-Type: application/json`, else their text form) or all of them in `data`.",
+                "properties": properties,
+                "additionalProperties": { "type": "string", "description": "Another field's value, in its text form or as JSON." }
+            }),
+        );
+    }
+    let multipart = |name: String| json!({ "schema": schema_ref(&name), "encoding": { "data": { "contentType": "application/json" } } });
+    if let Some(body) = paths
+        .get_mut(&format!("/api/{}", e.plural))
+        .and_then(|p| p.pointer_mut("/post/requestBody/content"))
+        .and_then(Value::as_object_mut)
+    {
+        body.insert(
+            "multipart/form-data".into(),
+            multipart(format!("{base}CreateMultipart")),
+        );
+    }
+    if let Some(body) = paths
+        .get_mut(&format!("/api/{}/{{id}}", e.plural))
+        .and_then(|p| p.pointer_mut("/patch/requestBody/content"))
+        .and_then(Value::as_object_mut)
+    {
+        body.insert(
+            "multipart/form-data".into(),
+            multipart(format!("{base}UpdateMultipart")),
+        );
+    }
+    for code in ["413", "422"] {
+        for (path, op) in [
+            (format!("/api/{}", e.plural), "post"),
+            (format!("/api/{}/{{id}}", e.plural), "patch"),
+        ] {
+            let kinds: &[&str] = if code == "413" {
+                &["too-large", "file-too-large"]
+            } else {
+                &["validation", "file-type", "too-many-files"]
+            };
+            if let Some(r) = paths
+                .get_mut(&path)
+                .and_then(|p| p.pointer_mut(&format!("/{op}/responses/{code}")))
+            {
+                *r = problem_of(
+                    if code == "413" {
+                        "The body is larger than 1 MiB, or a file than its field's `max_size`."
+                    } else {
+                        "The body does not fit the entity (`errors`), a file's type is not accepted, or too many files."
+                    },
+                    kinds,
+                );
+            }
+        }
+    }
+    schemas.insert(
+        "FileLink".into(),
+        json!({
+            "type": "object",
+            "required": ["url", "expires_at"],
+            "properties": {
+                "url": { "type": "string", "description": "The file's url with `exp` and `sig`: works without credentials until `expires_at`." },
+                "expires_at": { "type": "string", "format": "date-time" }
+            }
+        }),
+    );
+    let file_param = json!({ "name": "file", "in": "path", "required": true, "description": "The file's id (`id` in the field's metadata).", "schema": { "type": "string", "format": "uuid" } });
+    let field_doc = |f: &Field| f.description.clone().unwrap_or_default();
+    let if_match = json!({
+        "name": "If-Match", "in": "header", "required": false,
+        "description": "The record's version you last saw (its ETag); 412 if it changed since.",
+        "schema": { "type": "string" }
+    });
+    let record = schema_ref(&base);
+    for f in file_fields {
+        let item = format!("/api/{}/{{id}}/files/{}", e.plural, f.name);
+        let thumb_param = json!({ "name": "thumb", "in": "query", "required": false, "description": "One of the field's thumbnail sizes (`100x100`) made of this file.", "schema": { "type": "string" } });
+        let multiple = f.file.as_ref().is_some_and(|o| o.multiple);
+        paths.insert(
+            item.clone(),
+            json!({
+                "parameters": [id_param(e)],
+                "post": {
+                    "operationId": format!("add_{}_{}", e.name, f.name),
+                    "summary": if multiple { format!("Add files to `{}` of a {}", f.name, e.name) } else { format!("Replace the `{}` of a {}", f.name, e.name) },
+                    "description": format!("{} Needs the update permission on the record and the field's write rule. {}", if multiple { "Appends the files (one part each, named after the field or anything else, each with a file name)." } else { "Replaces the file (one part with a file name)." }, field_doc(f)),
+                    "tags": [tag],
+                    "parameters": [if_match],
+                    "requestBody": { "required": true, "content": { "multipart/form-data": { "schema": { "type": "object", "properties": { (f.name.clone()): if multiple { json!({ "type": "array", "items": binary }) } else { binary.clone() } } } } } },
+                    "responses": {
+                        "200": { "description": "The changed record.", "headers": etag_header(), "content": json_content(record.clone()) },
+                        "400": problem("The multipart body is malformed, has no file, or If-Match is malformed."),
+                        "403": problem("The caller may read the record but not change it or this field."),
+                        "404": problem("No such record (or not visible to the caller), or no such file field."),
+                        "412": problem("The record changed since the version in If-Match."),
+                        "413": problem_of("A file is larger than the field's `max_size`, or the body has too many parts.", &["file-too-large", "too-large"]),
+                        "415": problem("The body is not multipart/form-data, or is compressed."),
+                        "422": problem_of("A file's type is not accepted, or the field would hold too many files.", &["file-type", "too-many-files", "validation"]),
+                        "503": problem_of("No file storage is configured, or it does not answer.", &["no-file-storage", "file-storage-unavailable", "database-unavailable", "timeout"])
+                    }
+                }
+            }),
+        );
+        paths.insert(
+            format!("{item}/{{file}}"),
+            json!({
+                "parameters": [id_param(e), file_param.clone()],
+                "get": {
+                    "operationId": format!("download_{}_{}", e.name, f.name),
+                    "summary": format!("Download a file of `{}` of a {}", f.name, e.name),
+                    "description": "With the caller's credentials (the record's read policy and the field's read rule apply: 404 when either hides it), or with `exp` and `sig` of a signed url (…/link), without. Answers the content as stored: `Content-Type` the sniffed type, `Content-Disposition` attachment (inline for raster images), `ETag` (304 with If-None-Match), single `Range`s (206, 416), `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`.",
+                    "tags": [tag],
+                    "parameters": [
+                        thumb_param.clone(),
+                        { "name": "exp", "in": "query", "required": false, "description": "A signed url's expiry (unix seconds).", "schema": { "type": "integer" } },
+                        { "name": "sig", "in": "query", "required": false, "description": "A signed url's signature.", "schema": { "type": "string" } },
+                        { "name": "Range", "in": "header", "required": false, "description": "One byte range, `bytes=0-1023`, `bytes=1024-` or `bytes=-500` (several: the whole file).", "schema": { "type": "string" } },
+                        if_none_match_param()
+                    ],
+                    "responses": {
+                        "200": { "description": "The file.", "headers": etag_header(), "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } },
+                        "206": { "description": "The bytes the Range asked for (`Content-Range`).", "headers": etag_header(), "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } },
+                        "304": not_modified(),
+                        "400": problem("A query parameter is malformed."),
+                        "403": problem_of("A signed url was tampered with or has expired.", &["invalid-link"]),
+                        "404": problem("No such file, or not visible to the caller."),
+                        "416": problem_of("The range lies outside the file.", &["range-not-satisfiable"]),
+                        "503": problem_of("No file storage is configured, or it does not answer.", &["no-file-storage", "file-storage-unavailable", "database-unavailable", "timeout"])
+                    }
+                },
+                "delete": {
+                    "operationId": format!("remove_{}_{}", e.name, f.name),
+                    "summary": format!("Remove a file of `{}` of a {}", f.name, e.name),
+                    "description": "Needs the update permission on the record and the field's write rule. The content is removed after the commit.",
+                    "tags": [tag],
+                    "parameters": [if_match],
+                    "responses": {
+                        "200": { "description": "The changed record.", "headers": etag_header(), "content": json_content(record.clone()) },
+                        "400": problem("If-Match is malformed."),
+                        "403": problem("The caller may read the record but not change it or this field."),
+                        "404": problem("No such file, or not visible to the caller."),
+                        "412": problem("The record changed since the version in If-Match."),
+                        "422": problem("The field's write rule refuses the change.")
+                    }
+                }
+            }),
+        );
+        paths.insert(
+            format!("{item}/{{file}}/link"),
+            json!({
+                "parameters": [id_param(e), file_param.clone()],
+                "get": {
+                    "operationId": format!("link_{}_{}", e.name, f.name),
+                    "summary": format!("A signed url of a file of `{}` of a {}", f.name, e.name),
+                    "description": "After the same checks as a download: a url that works without credentials until it expires (`files.url_ttl`, 300 s by default), for `<img src>` and links.",
+                    "tags": [tag],
+                    "parameters": [thumb_param],
+                    "responses": {
+                        "200": { "description": "The signed url.", "content": json_content(schema_ref("FileLink")) },
+                        "400": problem("A query parameter is malformed."),
+                        "404": problem("No such file, or not visible to the caller."),
+                        "503": problem_of("No file storage is configured.", &["no-file-storage", "database-unavailable", "timeout"])
+                    }
+                }
+            }),
+        );
+    }
+}
+
 /// The transition endpoints, the list of what the caller may fire, and the history.
 fn workflow_paths(
     e: &Entity,
@@ -1971,6 +2293,7 @@ pub fn document(engine: &Engine) -> Value {
     batch_schemas(engine, &mut schemas);
     for e in engine.entities() {
         entity_paths(engine, e, &mut paths, &mut schemas);
+        file_paths(e, &mut paths, &mut schemas);
         if let Some(wf) = engine.workflow(&e.name) {
             workflow_paths(e, wf, &mut paths, &mut schemas);
         }

@@ -8,6 +8,7 @@ mod deadline;
 mod events;
 pub mod explain;
 mod extract;
+mod files;
 mod layer;
 pub mod limits;
 pub mod metrics;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -147,6 +148,16 @@ pub fn router(state: AppState) -> Router {
             post(workflow::fire),
         )
         .route("/api/{plural}/{id}/history", get(workflow::history))
+        // Files (http/files.rs, docs/files.md).
+        .route("/api/{plural}/{id}/files/{field}", post(files::add))
+        .route(
+            "/api/{plural}/{id}/files/{field}/{file}",
+            get(files::download).delete(files::remove),
+        )
+        .route(
+            "/api/{plural}/{id}/files/{field}/{file}/link",
+            get(files::link),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -561,6 +572,17 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let media = ct.split(';').next().unwrap_or("").trim();
+        if media == "multipart/form-data" {
+            // Reached only where files are not taken: the batch, transitions, auth.
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "this route takes application/json, not multipart/form-data: files are \
+                 uploaded with POST /api/{plural}, PATCH /api/{plural}/{id} or \
+                 POST /api/{plural}/{id}/files/{field}, one request each (a batch takes none)",
+            ));
+        }
         if media != "application/json" && !media.ends_with("+json") {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -582,9 +604,14 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
 async fn create(
     State(state): State<AppState>,
     Target(who, engine, e, ..): Target,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Response, Problem> {
+    let headers = req.headers().clone();
+    if files::is_multipart(&headers) {
+        return files::multipart_write(&state, &engine, &e, &who, None, &headers, req.into_body())
+            .await;
+    }
+    let body = Bytes::from_request(req, &state).await;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Create, &who)?;
     let rec = state
@@ -653,10 +680,24 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
 async fn update(
     State(state): State<AppState>,
     Target(who, engine, e, id): Target<Uuid>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Response, Problem> {
+    let headers = req.headers().clone();
     let expected = if_match(&headers)?;
+    if files::is_multipart(&headers) {
+        let target = Some((id, expected));
+        return files::multipart_write(
+            &state,
+            &engine,
+            &e,
+            &who,
+            target,
+            &headers,
+            req.into_body(),
+        )
+        .await;
+    }
+    let body = Bytes::from_request(req, &state).await;
     let value = json_body(&headers, body)?;
     let input = checked_input(&engine, &e, &value, Mode::Update, &who)?;
     let rec = state
