@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::access::{permitted, redact};
 use super::filter::Compiler;
 use super::json::{JsonPage, not_json, write_record};
-use super::kernel::{MAIN, Record, all, main_col, on_pool, record_from_row, record_id, select};
+use super::kernel::{MAIN, Record, main_col, on_pool, record_from_row, record_id, select};
 use super::search::{Search, search_terms};
 use super::values::{DecodeJson, storage};
 use super::{Dialect, Error, Store};
@@ -41,38 +41,65 @@ enum Rows {
     },
 }
 
-/// Rows strictly after the cursor in the order of `sort` (NULLs last in both
-/// directions, as the ORDER BY puts them).
-fn keyset(dialect: Dialect, sort: &[SortKey], after: &[Cell]) -> Expr {
-    let col = |k: &SortKey| main_col(k.column.name.clone());
-    let mut alternatives: Vec<Expr> = Vec::new();
-    let mut equal: Vec<Expr> = Vec::new();
-    for (k, cell) in sort.iter().zip(after) {
-        let c = col(k);
-        if *cell != Cell::Null {
-            let v = Expr::val(dialect.value(storage(k.column.ty, k.column.scale), cell));
-            let beyond = if k.desc {
-                c.clone().lt(v.clone())
-            } else {
-                c.clone().gt(v.clone())
-            };
-            let beyond = if k.column.name == "id" {
-                beyond
-            } else {
-                beyond.or(c.clone().is_null())
-            };
-            let mut term = equal.clone();
-            term.push(beyond);
-            alternatives.push(all(term));
-            equal.push(c.eq(v));
-        } else {
-            equal.push(c.is_null());
-        }
+/// Rows strictly after a cursor, as the database can seek them in an index on the
+/// sort keys: `seek` bounds the first key with a range at its top level (`price <=
+/// 12.5 AND (price < 12.5 OR id > …)`), so the page is read from the cursor's place
+/// in the index whatever the page's number (an `OR` of alternatives at the top level
+/// made SQLite merge three index searches and sort everything past the cursor, and
+/// PostgreSQL walk the index from the start of the list). NULLs come last in both
+/// directions, as the ORDER BY puts them: when the cursor's first key is set but the
+/// field may be missing, the records without it follow those with a value, and are
+/// the second, separate read `nulls` (done only when the first one falls short).
+struct Keyset {
+    seek: Expr,
+    nulls: Option<Expr>,
+}
+
+fn keyset(dialect: Dialect, e: &Entity, sort: &[SortKey], after: &[Cell]) -> Keyset {
+    let keys: Vec<(&SortKey, &Cell)> = sort.iter().zip(after).collect();
+    let first_may_be_null = keys
+        .first()
+        .is_some_and(|(k, cell)| **cell != Cell::Null && may_be_null(e, &k.column.name));
+    Keyset {
+        seek: beyond(dialect, e, &keys, true),
+        nulls: first_may_be_null.then(|| main_col(keys[0].0.column.name.clone()).is_null()),
     }
-    alternatives
-        .into_iter()
-        .reduce(|a, b| a.or(b))
-        .unwrap_or_else(|| Expr::cust("1 = 0"))
+}
+
+/// A column that can hold NULL: a field that is not required (the system fields and
+/// required fields are `NOT NULL` columns).
+fn may_be_null(e: &Entity, column: &str) -> bool {
+    let field = e
+        .field(column)
+        .or_else(|| crate::engine::system_field(column));
+    !field.is_some_and(|f| f.required)
+}
+
+/// The rows after `keys`' values in their order. `top`: the caller reads the rows
+/// without a first key separately (see [`Keyset`]).
+fn beyond(dialect: Dialect, e: &Entity, keys: &[(&SortKey, &Cell)], top: bool) -> Expr {
+    let Some(((k, cell), rest)) = keys.split_first() else {
+        // Past every key: the cursor's own row, which is not after itself.
+        return Expr::cust("1 = 0");
+    };
+    let c = main_col(k.column.name.clone());
+    if **cell == Cell::Null {
+        // NULLs come last: only rows without this key, after the cursor on the others.
+        return c.is_null().and(beyond(dialect, e, rest, false));
+    }
+    let v = Expr::val(dialect.value(storage(k.column.ty, k.column.scale), cell));
+    let (strictly, up_to) = match k.desc {
+        true => (c.clone().lt(v.clone()), c.clone().lte(v)),
+        false => (c.clone().gt(v.clone()), c.clone().gte(v)),
+    };
+    let here = match rest.is_empty() {
+        true => strictly,
+        false => up_to.and(strictly.or(beyond(dialect, e, rest, false))),
+    };
+    match !top && may_be_null(e, &k.column.name) {
+        true => here.or(c.is_null()),
+        false => here,
+    }
 }
 
 impl Store {
@@ -210,9 +237,6 @@ impl Store {
             }
             None => {}
         }
-        if let Some(after) = &req.after {
-            q.and_where(keyset(dialect, &req.sort, after));
-        }
         let offset = (req.relevance && search.is_some()).then_some(req.offset);
         for k in &req.sort {
             let order = if k.desc { Order::Desc } else { Order::Asc };
@@ -224,11 +248,33 @@ impl Store {
                 q.order_by_with_nulls(col, order, NullOrdering::Last);
             }
         }
+        // After a cursor: the rows past it, then (if those fall short of a page) the
+        // rows without the first sort key, which come last.
+        let mut nulls = None;
+        if let Some(after) = &req.after {
+            let keyset = keyset(dialect, e, &req.sort, after);
+            if let Some(cond) = keyset.nulls {
+                let mut n = q.clone();
+                n.and_where(cond);
+                nulls = Some(n);
+            }
+            q.and_where(keyset.seek);
+        }
         let limit = req.limit as usize;
         let mut rows = on_pool!(self, pool => {
             let (sql, values) = dialect.build(&q);
             let sql = super::paged(sql, u64::from(req.limit) + 1, offset);
-            let rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+            let mut rows = sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?;
+            if let Some(n) = &nulls
+                && rows.len() <= limit
+            {
+                self.counted();
+                let (sql, values) = dialect.build(n);
+                // The same literal limit as the first read (one cached statement).
+                let sql = super::paged(sql, u64::from(req.limit) + 1, None);
+                rows.extend(sqlx::query_with(AssertSqlSafe(sql), values).fetch_all(pool).await?);
+                rows.truncate(limit + 1);
+            }
             match json {
                 None => Rows::Records(rows.iter().map(|r| record_from_row(e, r)).collect::<Result<Vec<_>, _>>()?),
                 Some(hidden) => {
