@@ -27,7 +27,7 @@ use crate::store::{self, Change, ChangeKind};
 /// Events waiting to be written to one client.
 const QUEUE: usize = 64;
 /// Changes a subscriber evaluates at once.
-const BATCH: usize = 32;
+const BATCH: usize = 16;
 
 /// When the process drains, each stream ends with a `shutdown` event whose
 /// `retry:` asks the client to reconnect (to another instance) after this many
@@ -198,7 +198,7 @@ impl Subscriber {
                 }
             }
             let changes: Vec<&Change> = batch.iter().map(|c| &**c).collect();
-            if let Err(end) = self.deliver_all(&changes).await {
+            if let Err(end) = self.deliver_all(&changes, true).await {
                 return end;
             }
             batch.clear();
@@ -227,7 +227,10 @@ impl Subscriber {
                 .await
                 .map_err(db_end)?;
             let full = page.len() as i64 == crate::runtime::feed::PAGE;
-            self.deliver_all(&page.iter().collect::<Vec<_>>()).await?;
+            // Replayed events carry the records as they are now: not the events
+            // evaluated for the live subscribers of the same view a while ago.
+            self.deliver_all(&page.iter().collect::<Vec<_>>(), false)
+                .await?;
             if let Some(c) = page.last() {
                 cursor = c.seq;
             }
@@ -239,11 +242,12 @@ impl Subscriber {
 
     /// Sends the changes this subscriber may see, as it may see them, in order. They
     /// are evaluated at once (a view's evaluations of successive changes do not wait
-    /// for one another), [`BATCH`] at a time.
-    async fn deliver_all(&self, changes: &[&Change]) -> Result<(), End> {
+    /// for one another), [`BATCH`] at a time; live ones `shared` with the other
+    /// subscribers of the view.
+    async fn deliver_all(&self, changes: &[&Change], shared: bool) -> Result<(), End> {
         for chunk in changes.chunks(BATCH) {
             let outcomes =
-                futures_util::future::join_all(chunk.iter().map(|c| self.outcome(c))).await;
+                futures_util::future::join_all(chunk.iter().map(|c| self.outcome(c, shared))).await;
             for (c, outcome) in chunk.iter().zip(outcomes) {
                 let Some((name, data)) = outcome? else {
                     continue;
@@ -261,7 +265,7 @@ impl Subscriber {
     /// The event the change is for this subscriber, if any. Every subscriber with the
     /// same view (`Store::feed_key`: the same rules and filter as SQL, the same hidden
     /// fields) gets the same event, evaluated once for all of them.
-    async fn outcome(&self, c: &Change) -> Result<Outcome, End> {
+    async fn outcome(&self, c: &Change, shared: bool) -> Result<Outcome, End> {
         let engine = self.state.engine.load_full();
         let Some(e) = engine.entity(&c.entity).cloned() else {
             return Err(End::Told(
@@ -269,10 +273,17 @@ impl Subscriber {
                 json!({ "reason": format!("the entity `{}` is no longer defined", c.entity) }),
             ));
         };
+        if !shared {
+            return self.evaluate(&engine, &e, c).await.map_err(db_end);
+        }
         let key = self.key(&engine, &e);
         self.state
             .feed
-            .shared(c.seq, &engine, &key, || self.evaluate(&engine, &e, c))
+            // Boxed: only the subscriber that evaluates pays for the query's future,
+            // the others wait with a small one.
+            .shared(c.seq, &engine, &key, || {
+                Box::pin(self.evaluate(&engine, &e, c))
+            })
             .await
             .map_err(db_end)
     }

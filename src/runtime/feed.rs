@@ -162,7 +162,11 @@ impl SharedEvents {
             }
         };
         match cell {
-            Some(cell) => cell.get_or_try_init(evaluate).await.cloned(),
+            // Most subscribers of a view find the event ready.
+            Some(cell) => match cell.get() {
+                Some(ready) => Ok(ready.clone()),
+                None => cell.get_or_try_init(evaluate).await.cloned(),
+            },
             None => evaluate().await,
         }
     }
