@@ -799,6 +799,33 @@ fn out_of_range_settings_are_errors_in_both_never_clamped() {
         "out-of-range",
         (1, "2000"),
     );
+    // `files`: the links' and pending uploads' lifetimes, the upload limit.
+    for (key, value, range) in [
+        ("url_ttl", "0", "from 1 to 86400"),
+        ("url_ttl", "86401", "from 1 to 86400"),
+        ("pending_ttl", "0", "from 1 to 604800"),
+        ("max_upload", "0", "from 1 byte"),
+        // A size with a unit above the limit (`65GiB`) is the loader's to refuse
+        // alone: a pattern cannot compare numbers (tests/files_storage.rs).
+    ] {
+        let text = format!("files:\n  {key}: {value}\n");
+        let d = both_refuse(
+            &[MEMBER, ("trellis.yaml", &text)],
+            "trellis.yaml",
+            &format!("/files/{key}"),
+            "out-of-range",
+            (2, value),
+        );
+        assert!(d.message.contains(range), "{d}");
+    }
+    let text = "files:\n  max_upload: \"12 parsecs\"\n";
+    both_refuse(
+        &[MEMBER, ("trellis.yaml", text)],
+        "trellis.yaml",
+        "/files/max_upload",
+        "invalid-size",
+        (2, "\"12 parsecs\""),
+    );
     // In range: both accept.
     let text = auth(", access_ttl: 30", ", leeway: 0");
     let (schema, check) = both(&[MEMBER, ("trellis.yaml", &text)], "trellis.yaml");

@@ -43,6 +43,11 @@ const FRAMEWORKS: &[(&str, &[&str])] = &[
     ("notify", &["runtime"]),
     ("notify_debouncer_full", &["runtime"]),
     ("reqwest", &["runtime"]),
+    // File storage, sniffing and thumbnails (runtime/files): the routes stream
+    // through runtime::files and never name the storage crate.
+    ("object_store", &["runtime"]),
+    ("infer", &["runtime"]),
+    ("image", &["runtime"]),
     ("tokio", &["store", "runtime", "http", "cli"]),
 ];
 

@@ -63,6 +63,14 @@ pub(super) fn serve(
     let drain_within = Duration::from_secs(ops.shutdown_timeout);
     let metrics_addr = ops.metrics_addr;
     let result = runtime.block_on(async move {
+        // Before the database: a storage configured wrong stops the start at once.
+        let files = match file_storage(dir, &engine, env, production) {
+            Ok(files) => files.map(std::sync::Arc::new),
+            Err(why) => {
+                eprintln!("{why}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
         let store = Store::connect(&url).await?;
         if !bring_database_along(dir, &engine, &store, production).await? {
             return Ok(ExitCode::FAILURE);
@@ -71,6 +79,10 @@ pub(super) fn serve(
         let secret = jwt_secrets(&engine, env);
         let auth = Auth::from_engine(&engine, dir, secret.as_ref())?;
         let mut state = AppState::with_auth(engine, store.clone(), auth);
+        if let Some(files) = &files {
+            tracing::info!("files in {}", files.store);
+            state.set_files(files.clone());
+        }
         if !production {
             state.set_reloader(Reloader {
                 dir: dir.to_path_buf(),
@@ -93,6 +105,7 @@ pub(super) fn serve(
             .feed
             .prune_every(Duration::from_secs(600), events_retention);
         let sender = trellis::runtime::outbox::spawn(&state.runtime, env.clone());
+        let file_worker = files.map(|f| trellis::runtime::files::worker::spawn(store.clone(), f));
         store.checkpoint_every(Duration::from_secs(2));
         state
             .status
@@ -183,6 +196,16 @@ pub(super) fn serve(
             };
             if !finished {
                 tracing::warn!("webhooks still due stay in the outbox for the next start");
+            }
+        }
+        if let Some(worker) = file_worker {
+            let left = drain_within.saturating_sub(started.elapsed());
+            let finished = tokio::select! {
+                done = worker.finish(left) => done,
+                () = again.draining() => false,
+            };
+            if !finished {
+                tracing::warn!("file removals still due stay queued for the next start");
             }
         }
         if tokio::time::timeout(Duration::from_secs(2), store.close())
@@ -404,6 +427,71 @@ fn jwt_secrets(engine: &Engine, env: &Env) -> SecretLookup {
             .map(str::to_string)
             .or_else(|| Some(fallback.clone()))
     })
+}
+
+/// The file storage of `files` in trellis.yaml: S3 credentials from the
+/// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
+/// links signed with `files.signing_secret_env`, else the HS256 JWT secret, else (in
+/// development, or without one configured) a random secret for this run. `None`
+/// when the local folder cannot be made (a read-only project folder): the server
+/// runs, and file routes answer that storage is unavailable; a bucket that is
+/// configured wrong stops it.
+fn file_storage(
+    dir: &Path,
+    engine: &Engine,
+    env: &Env,
+    production: bool,
+) -> std::result::Result<Option<trellis::runtime::files::Files>, String> {
+    use trellis::runtime::files::{FileStore, Files, S3Credentials, Signer};
+    let settings = engine.files.clone();
+    let credentials = match (
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(id), Some(key)) => Some(S3Credentials {
+            access_key_id: id.to_string(),
+            secret_access_key: key.to_string(),
+            session_token: env.get("AWS_SESSION_TOKEN").map(str::to_string),
+        }),
+        _ => None,
+    };
+    let store = match FileStore::from_settings(&settings, dir, credentials.as_ref()) {
+        Ok(store) => store,
+        Err(err) if settings.storage == trellis::spec::settings::FileStorage::Local => {
+            tracing::error!(%err, "files cannot be stored: file uploads and downloads are unavailable");
+            return Ok(None);
+        }
+        Err(err) => return Err(err.to_string()),
+    };
+    let jwt_var = engine
+        .auth
+        .jwt
+        .as_ref()
+        .filter(|j| j.algorithm == trellis::spec::settings::JwtAlgorithm::Hs256)
+        .and_then(|j| j.secret_env.clone());
+    let signer = match (&settings.signing_secret_env, &jwt_var) {
+        (Some(var), _) => match env.get(var) {
+            Some(secret) => Signer::new(secret.as_bytes()),
+            None if production => {
+                return Err(format!(
+                    "{var} (files.signing_secret_env) is not set. In production mode Trellis does not make up the secret of download links: set {var} (the same on every instance)."
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "{var} is not set: download links are signed with a random secret for this run only"
+                );
+                Signer::random()
+            }
+        },
+        (None, Some(var)) => match env.get(var) {
+            Some(secret) => Signer::new(secret.as_bytes()),
+            // Production refused to start without it already.
+            None => Signer::random(),
+        },
+        (None, None) => Signer::random(),
+    };
+    Ok(Some(Files::new(store, signer, settings)))
 }
 
 /// Event streams hold a file descriptor each: say so when `limits.streams.total`

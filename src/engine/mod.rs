@@ -196,6 +196,8 @@ pub struct Engine {
     pub production: bool,
     /// Abuse limits (`limits` in trellis.yaml); read when the server starts.
     pub limits: crate::spec::settings::LimitSettings,
+    /// File storage (`files` in trellis.yaml); read when the server starts.
+    pub files: crate::spec::settings::FileSettings,
 }
 
 impl Engine {
@@ -301,6 +303,7 @@ impl Engine {
             webhooks: Vec::new(),
             production: spec.settings.production,
             limits: spec.settings.limits.clone(),
+            files: spec.settings.files.clone(),
         };
         let doc = openapi::document(&engine);
         // Compact: it is served on every client build (`trellis openapi` prints it pretty).

@@ -108,6 +108,11 @@ impl AppState {
         Arc::make_mut(&mut self.0).runtime.reloader = Some(reloader);
     }
 
+    /// File storage (`serve` sets it from trellis.yaml).
+    pub fn set_files(&mut self, files: Arc<crate::runtime::files::Files>) {
+        Arc::make_mut(&mut self.0).runtime.files = Some(files);
+    }
+
     /// The caller of a request: anonymous without a token, 401 for a bad one.
     fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, Problem> {
         extract::principal(&self.auth.load(), headers)

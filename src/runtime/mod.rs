@@ -8,6 +8,8 @@
 //!   [`Status`] of the last attempt.
 //! - [`feed`]: the live change feed (one poller per process).
 //! - [`outbox`]: webhook delivery (one sender per process).
+//! - [`files`]: file storage (local folder or S3), streaming uploads, signed links,
+//!   thumbnails, and the removal worker (one per process).
 //! - [`env`]: the environment as a value, read once by the CLI, and `${VAR}`
 //!   expansion.
 //! - [`shutdown`]: the drain on SIGTERM / SIGINT, which every long-lived task sees.
@@ -15,6 +17,7 @@
 pub mod auth;
 pub mod env;
 pub mod feed;
+pub mod files;
 pub mod outbox;
 pub mod reload;
 pub mod shutdown;
@@ -52,6 +55,9 @@ pub struct Runtime {
     pub shutdown: Shutdown,
     /// What this process's webhook sender did (`/metrics`).
     pub outbox: Arc<outbox::Stats>,
+    /// File storage (`files` in trellis.yaml); set by `serve`, absent in a
+    /// runtime built without it.
+    pub files: Option<Arc<files::Files>>,
 }
 
 impl Runtime {
@@ -65,6 +71,7 @@ impl Runtime {
             reloader: None,
             shutdown: Shutdown::default(),
             outbox: Arc::default(),
+            files: None,
         }
     }
 }

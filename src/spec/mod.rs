@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod field;
+pub mod file_keys;
 pub mod migration;
 pub mod model;
 pub mod policy;

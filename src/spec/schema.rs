@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 
 use super::model::{ENTITY_KEYS, FieldType, RESERVED_FIELDS, SYSTEM_FIELDS};
 use super::policy::BASE_ACTIONS;
-use super::settings::{LIMIT_MAX, MAX_ACCESS_TTL, MAX_LEEWAY, MAX_WEBHOOK_TIMEOUT, MIN_ACCESS_TTL};
+use super::settings::{
+    LIMIT_MAX, MAX_ACCESS_TTL, MAX_LEEWAY, MAX_PENDING_TTL, MAX_UPLOAD_LIMIT, MAX_URL_TTL,
+    MAX_WEBHOOK_TIMEOUT, MIN_ACCESS_TTL,
+};
 
 pub const MODEL_SCHEMA_ID: &str = "https://trellis.dev/schemas/model.schema.json";
 pub const SETTINGS_SCHEMA_ID: &str = "https://trellis.dev/schemas/trellis.schema.json";
@@ -425,6 +428,33 @@ pub fn settings_schema() -> Value {
                     }), "Limits of open event streams (GET /api/<plural>/events).")
                 }
             }), "Abuse limits of the HTTP API (docs/limits.md), read when `serve` starts. Limits cannot be turned off; each is a whole number from 1 to 1000000.", "limits:\n  requests: { per_second: 200, burst: 400 }\n  trusted_proxies: [\"127.0.0.1\"]"),
+            "files": doc_example(json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "storage": doc(json!({ "enum": ["local", "s3"] }), "Where file content is stored: `local` (a folder, `dir`; the default) or `s3` (an S3-compatible bucket, `s3`)."),
+                    "dir": doc(json!({ "type": "string", "minLength": 1 }), "The folder of `storage: local`, relative to the project folder. Default `.trellis/files`."),
+                    "s3": doc_example(json!({
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["bucket"],
+                        "properties": {
+                            "bucket": doc(json!({ "type": "string" }), "The bucket's name."),
+                            "region": doc(json!({ "type": "string" }), "The bucket's region. Default `us-east-1`."),
+                            "endpoint": doc(json!({ "type": "string", "pattern": "^https?://\\S+$" }), "The address of an S3-compatible server other than AWS (MinIO, R2, a local server); requests are path-style (`<endpoint>/<bucket>/<key>`)."),
+                            "prefix": doc(json!({ "type": "string", "pattern": "^[^/]" }), "Put every key under this prefix (`trellis/`), to share a bucket."),
+                            "allow_http": doc(json!({ "type": "boolean" }), "Allow a plain-http `endpoint` (a server on this machine or a private network). Default false.")
+                        }
+                    }), "An S3-compatible bucket. Credentials come from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN); without them, the instance's role.", "s3:\n  bucket: my-app-files\n  region: eu-west-1"),
+                    "max_upload": doc(json!({ "anyOf": [
+                        { "type": "integer", "minimum": 1, "maximum": MAX_UPLOAD_LIMIT },
+                        { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)? ?([KMGT]i?B|B)?$" }
+                    ]}), "The largest upload: bytes, or a size with a unit (KiB, MiB, GiB are 1024-based; KB, MB, GB 1000-based; `1.5GiB`), at most 64 GiB. No file field's `max_size` may be larger. Default 1GiB."),
+                    "url_ttl": whole(1, MAX_URL_TTL, "Seconds a signed download link works, from 1 to 86400 (a day). Default 300."),
+                    "pending_ttl": whole(1, MAX_PENDING_TTL, "Seconds after which an upload that no record took is removed (its request failed or the server stopped mid-upload), from 1 to 604800 (a week). It must be longer than the slowest upload. Default 3600."),
+                    "signing_secret_env": doc(json!({ "type": "string" }), "The environment variable holding the secret that signs download links. Default: the HS256 JWT secret (`auth.jwt.secret_env`); without either, a random secret for each run.")
+                }
+            }), "File fields' storage and limits (docs/files.md), read when `serve` starts.", "files:\n  storage: s3\n  s3: { bucket: my-app-files, region: eu-west-1 }\n  max_upload: 100MiB\n  url_ttl: 300"),
             "webhooks": doc_example(json!({
                 "type": "object",
                 "propertyNames": { "$ref": "#/$defs/identifier" },

@@ -20,6 +20,142 @@ pub struct Settings {
     pub production: bool,
     /// Abuse limits (`limits`): rates, concurrent password hashes, event streams.
     pub limits: LimitSettings,
+    /// Where file fields keep their content (`files`), and the limits of uploads.
+    pub files: FileSettings,
+}
+
+/// `files`: where uploaded files are stored and how long their links and pending
+/// uploads live (docs/files.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSettings {
+    pub storage: FileStorage,
+    /// The local folder (`storage: local`), relative to the project folder.
+    pub dir: String,
+    /// The bucket (`storage: s3`); present when `storage` is `s3`.
+    pub s3: Option<S3Settings>,
+    /// The largest upload in bytes; no file field's `max_size` may exceed it.
+    pub max_upload: u64,
+    /// Seconds a signed download link lasts.
+    pub url_ttl: u64,
+    /// Seconds after which an upload no record claimed is removed.
+    pub pending_ttl: u64,
+    /// The environment variable holding the secret that signs download links;
+    /// without it, the HS256 secret of `auth.jwt`.
+    pub signing_secret_env: Option<String>,
+}
+
+impl Default for FileSettings {
+    fn default() -> FileSettings {
+        FileSettings {
+            storage: FileStorage::Local,
+            dir: DEFAULT_FILES_DIR.to_string(),
+            s3: None,
+            max_upload: GIB,
+            url_ttl: 300,
+            pending_ttl: 3600,
+            signing_secret_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStorage {
+    Local,
+    S3,
+}
+
+/// `files.s3`: an S3-compatible bucket. Credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: String,
+    /// Another S3-compatible server than AWS (`http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    /// Prepended to every key (`trellis/`), to share a bucket.
+    pub prefix: Option<String>,
+    /// Allow a plain-http `endpoint` (a local server).
+    pub allow_http: bool,
+}
+
+/// The default `files.dir`.
+pub const DEFAULT_FILES_DIR: &str = ".trellis/files";
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+/// `files.max_upload`: from 1 byte to this (64 GiB).
+pub const MAX_UPLOAD_LIMIT: u64 = 64 * GIB;
+/// `files.url_ttl`: seconds, from 1 to a day.
+pub const MAX_URL_TTL: u64 = 86_400;
+/// `files.pending_ttl`: seconds, from 1 to a week.
+pub const MAX_PENDING_TTL: u64 = 7 * 86_400;
+
+/// A size: a number of bytes, or a number with a unit: `B`, `KiB`, `MiB`, `GiB`,
+/// `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), with an
+/// optional space; a decimal fraction is allowed (`1.5GiB`, rounded to the byte).
+/// The same syntax as a file field's `max_size`. `None` when the text is not such
+/// a size or it overflows.
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u128 = match unit.trim_start() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
+        return None;
+    }
+    let whole: u128 = whole.parse().ok()?;
+    let scale = 10u128.pow(fraction.len() as u32);
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    let bytes = whole * factor + (fraction * factor + scale / 2) / scale;
+    u64::try_from(bytes).ok()
+}
+
+/// A size (see [`parse_byte_size`]) from 1 to `max` bytes, or an error with a hint.
+pub fn byte_size(sink: &mut Sink<'_>, node: &Node, what: &str, max: u64) -> Option<u64> {
+    let value = match &node.value {
+        Value::Str(s) => parse_byte_size(s),
+        _ => whole_number(sink, node, what).and_then(|v| u64::try_from(v).ok()),
+    };
+    match value {
+        Some(v) if (1..=max).contains(&v) => Some(v),
+        Some(v) => {
+            sink.error_hint(
+                node.pos,
+                "out-of-range",
+                format!("{what} must be from 1 byte to {max} bytes, not {v}"),
+                "write a size like `25MiB` or `1GiB`",
+            );
+            None
+        }
+        None => {
+            sink.error_hint(
+                node.pos,
+                "invalid-size",
+                format!("{what} is not a size"),
+                "write a number of bytes, or one with a unit: B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based), e.g. `25MiB`",
+            );
+            None
+        }
+    }
 }
 
 /// `limits`: what one caller may use of the server (docs/limits.md).
@@ -209,7 +345,7 @@ fn in_range(
     }
 }
 
-pub const SETTINGS_KEYS: [&str; 8] = [
+pub const SETTINGS_KEYS: [&str; 9] = [
     "name",
     "description",
     "database",
@@ -218,7 +354,18 @@ pub const SETTINGS_KEYS: [&str; 8] = [
     "webhooks",
     "mode",
     "limits",
+    "files",
 ];
+const FILES_KEYS: [&str; 7] = [
+    "storage",
+    "dir",
+    "s3",
+    "max_upload",
+    "url_ttl",
+    "pending_ttl",
+    "signing_secret_env",
+];
+const S3_KEYS: [&str; 5] = ["bucket", "region", "endpoint", "prefix", "allow_http"];
 const LIMITS_KEYS: [&str; 6] = [
     "requests",
     "trusted_proxies",
@@ -304,7 +451,136 @@ pub fn parse_settings(sink: &mut Sink<'_>, root: &Node) -> Settings {
     {
         settings.limits = parse_limits(sink, lm);
     }
+    if let Some(files) = get(map, "files")
+        && let Some(fm) = map_with_keys(sink, files, "`files`", &FILES_KEYS)
+    {
+        settings.files = parse_files(sink, files, fm);
+    }
     settings
+}
+
+fn parse_files(sink: &mut Sink<'_>, node: &Node, fm: &[(super::yaml::Key, Node)]) -> FileSettings {
+    let mut out = FileSettings::default();
+    if let Some(storage) = opt_string(sink, fm, "storage", "`files.storage`") {
+        match storage.name.as_str() {
+            "local" => out.storage = FileStorage::Local,
+            "s3" => out.storage = FileStorage::S3,
+            other => sink.error_hint(
+                storage.pos,
+                "unknown-value",
+                format!("`{other}` is not a file storage"),
+                suggest(other, &["local", "s3"]),
+            ),
+        }
+    }
+    if let Some(dir) = opt_string(sink, fm, "dir", "`files.dir`") {
+        if dir.name.trim().is_empty() {
+            sink.error_hint(
+                dir.pos,
+                "invalid-value",
+                "`files.dir` is empty",
+                "leave it out for `.trellis/files`, or name a folder",
+            );
+        } else {
+            out.dir = dir.name;
+        }
+    }
+    if let Some(s3) = get(fm, "s3")
+        && let Some(sm) = map_with_keys(sink, s3, "`files.s3`", &S3_KEYS)
+    {
+        let bucket = opt_string(sink, sm, "bucket", "`files.s3.bucket`");
+        if bucket.is_none() && get(sm, "bucket").is_none() {
+            sink.error_hint(
+                s3.pos,
+                "missing-key",
+                "`files.s3` needs `bucket`",
+                "add e.g. `bucket: my-app-files`",
+            );
+        }
+        let endpoint = opt_string(sink, sm, "endpoint", "`files.s3.endpoint`");
+        let allow_http = super::walk::bool_key(sink, sm, "allow_http");
+        if let Some(e) = &endpoint {
+            let http = e.name.starts_with("http://");
+            if !(http || e.name.starts_with("https://")) || e.name.contains(char::is_whitespace) {
+                sink.error_hint(
+                    e.pos,
+                    "invalid-url",
+                    format!("`{}` is not an http or https address", e.name),
+                    "write it like `https://s3.example.com` or `http://127.0.0.1:9000`",
+                );
+            } else if http && !allow_http {
+                sink.error_hint(
+                    e.pos,
+                    "insecure-endpoint",
+                    format!("`{}` is plain http", e.name),
+                    "use https, or add `allow_http: true` for a server on this machine or a private network",
+                );
+            }
+        }
+        let prefix = opt_string(sink, sm, "prefix", "`files.s3.prefix`").map(|p| p.name);
+        if let Some(p) = &prefix
+            && (p.starts_with('/') || p.split('/').any(|part| part == ".." || part == "."))
+        {
+            sink.error_hint(
+                key_pos_or(sm, "prefix", s3.pos),
+                "invalid-value",
+                format!("`{p}` is not a key prefix"),
+                "write a relative prefix like `trellis/` (no leading `/`, no `.` or `..`)",
+            );
+        }
+        if let Some(bucket) = bucket {
+            out.s3 = Some(S3Settings {
+                bucket: bucket.name,
+                region: opt_string(sink, sm, "region", "`files.s3.region`")
+                    .map(|r| r.name)
+                    .unwrap_or_else(|| "us-east-1".to_string()),
+                endpoint: endpoint.map(|e| e.name),
+                prefix: prefix
+                    .map(|p| p.trim_end_matches('/').to_string())
+                    .filter(|p| !p.is_empty()),
+                allow_http,
+            });
+        }
+    }
+    if out.storage == FileStorage::S3 && out.s3.is_none() && get(fm, "s3").is_none() {
+        sink.error_hint(
+            get(fm, "storage").map_or(node.pos, |n| n.pos),
+            "missing-key",
+            "`files.storage: s3` needs `files.s3` with the bucket",
+            "add e.g. `s3: { bucket: my-app-files, region: eu-west-1 }`",
+        );
+    }
+    if let Some(n) = get(fm, "max_upload") {
+        out.max_upload =
+            byte_size(sink, n, "`files.max_upload`", MAX_UPLOAD_LIMIT).unwrap_or(out.max_upload);
+    }
+    if let Some(n) = get(fm, "url_ttl") {
+        out.url_ttl = in_range(
+            sink,
+            n,
+            "`files.url_ttl` (seconds)",
+            (1, MAX_URL_TTL),
+            "leave it out for 300 seconds; a signed link should be short-lived",
+        )
+        .unwrap_or(out.url_ttl);
+    }
+    if let Some(n) = get(fm, "pending_ttl") {
+        out.pending_ttl = in_range(
+            sink,
+            n,
+            "`files.pending_ttl` (seconds)",
+            (1, MAX_PENDING_TTL),
+            "leave it out for 3600 seconds; it must be longer than the slowest upload",
+        )
+        .unwrap_or(out.pending_ttl);
+    }
+    out.signing_secret_env =
+        opt_string(sink, fm, "signing_secret_env", "`files.signing_secret_env`").map(|n| n.name);
+    out
+}
+
+fn key_pos_or(map: &[(super::yaml::Key, Node)], key: &str, or: Pos) -> Pos {
+    super::walk::key_pos(map, key).unwrap_or(or)
 }
 
 /// A whole number from 1 to `max`, or an error naming the key.

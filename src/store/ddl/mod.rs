@@ -159,6 +159,7 @@ impl Store {
                 for s in super::changes::ddl(Dialect::Sqlite)
                     .into_iter()
                     .chain(super::workflow::ddl(Dialect::Sqlite))
+                    .chain(super::files::ddl(Dialect::Sqlite))
                 {
                     sqlx::query(sqlx::AssertSqlSafe(s))
                         .execute(&mut *tx)
@@ -175,6 +176,7 @@ impl Store {
                 for s in super::changes::ddl(Dialect::Postgres)
                     .into_iter()
                     .chain(super::workflow::ddl(Dialect::Postgres))
+                    .chain(super::files::ddl(Dialect::Postgres))
                 {
                     sqlx::query(sqlx::AssertSqlSafe(s))
                         .execute(&mut *tx)

@@ -118,6 +118,7 @@ pub(crate) fn plan(
     out.statements.extend(p.late);
     out.statements.extend(crate::store::changes::ddl(dialect));
     out.statements.extend(crate::store::workflow::ddl(dialect));
+    out.statements.extend(crate::store::files::ddl(dialect));
     Ok(out)
 }
 
