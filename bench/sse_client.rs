@@ -195,10 +195,7 @@ async fn read_events(
     let mut mine = Vec::new();
     loop {
         // Whole chunks out of `raw` into `body`.
-        loop {
-            let Some(eol) = find(&raw, b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = find(&raw, b"\r\n") {
             let size_text = String::from_utf8_lossy(&raw[..eol]).to_string();
             let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or(0);
             if raw.len() < eol + 2 + size + 2 {
