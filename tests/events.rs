@@ -612,3 +612,126 @@ async fn raw(app: &TestApp, sql: String) {
         }
     }
 }
+
+/// A member sees its own tasks; `secret` only on done ones (a conditional field rule).
+const SHARED_VIEWS: &[(&str, &str)] = &[
+    (
+        "trellis.yaml",
+        "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n  claims: [team]\n",
+    ),
+    (
+        "models/task.yaml",
+        "entity: task\nfields:\n  title: { type: string, required: true }\n  owner: string\n  secret: string\n  done: { type: boolean, default: false }\n",
+    ),
+    (
+        "policies/task.yaml",
+        "entity: task\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n  - roles: [member]\n    allow: [list, read]\n    where: owner = user.id\nfields:\n  secret: { read: { roles: [admin], where: done = true } }\n",
+    ),
+];
+
+/// Subscribers with the same view (rules and filter compiling to the same SQL, the
+/// same hidden fields) share each change's evaluation; the key tells views apart by
+/// every claim a rule uses, and no event reaches a subscriber of another view.
+async fn subscribers_of_one_view_share_events_and_see_only_theirs(db: Db) {
+    use trellis::engine::access::Principal;
+
+    let app = TestApp::with_files(db, SHARED_VIEWS).await;
+    let engine = app.state.engine.load_full();
+    let e = engine.entity("task").unwrap();
+    let claims = |team: &str| {
+        let mut m = serde_json::Map::new();
+        m.insert("team".into(), json!(team));
+        m
+    };
+    let key = |who: &Principal, filter: Option<&str>| {
+        let hidden = engine.access.hidden_everywhere(who);
+        let filter =
+            filter.map(|f| trellis::engine::query::filter(&engine, e, f, &hidden, who).unwrap());
+        app.store.feed_key(&engine, e, filter.as_ref(), who)
+    };
+    let u1 = Principal::user("u1", &["member"], claims("red"));
+    let u1_blue = Principal::user("u1", &["member"], claims("blue"));
+    let u2 = Principal::user("u2", &["member"], claims("red"));
+    let boss = Principal::user("boss", &["admin"], claims("red"));
+    let chief = Principal::user("chief", &["admin"], claims("blue"));
+    let guest = Principal::user("g", &["guest"], claims("red"));
+    // A claim no rule uses does not split a view; the user id the rule uses does.
+    assert_eq!(key(&u1, None), key(&u1_blue, None));
+    assert_ne!(key(&u1, None), key(&u2, None));
+    assert_eq!(key(&boss, None), key(&chief, None));
+    assert_ne!(key(&boss, None), key(&u1, None));
+    assert_ne!(key(&boss, None), key(&boss, Some("title = 'A'")));
+    assert_ne!(
+        key(&boss, Some("title = 'A'")),
+        key(&boss, Some("title = 'B'"))
+    );
+    assert_eq!(key(&guest, None), "denied");
+
+    let t1 = app.token("u1", &["member"]);
+    let t2 = app.token("u2", &["member"]);
+    let boss = app.token("boss", &["admin"]);
+    let chief = app.token("chief", &["admin"]);
+    let mut u1_a = Stream::open(&app, Some(&t1), "", None).await.unwrap();
+    let mut u1_b = Stream::open(&app, Some(&t1), "", None).await.unwrap();
+    let mut u2_s = Stream::open(&app, Some(&t2), "", None).await.unwrap();
+    let mut boss_s = Stream::open(&app, Some(&boss), "", None).await.unwrap();
+    let mut chief_s = Stream::open(&app, Some(&chief), "", None).await.unwrap();
+    let mut only_a = Stream::open(&app, Some(&chief), "?filter=title%20%3D%20'A'", None)
+        .await
+        .unwrap();
+
+    let a = app
+        .create(
+            "tasks",
+            json!({ "title": "A", "owner": "u1", "secret": "s" }),
+        )
+        .await;
+    let b = app
+        .create(
+            "tasks",
+            json!({ "title": "B", "owner": "u2", "secret": "t" }),
+        )
+        .await;
+    // The two streams of u1 get the same event, without the secret (not done).
+    let (x, y) = (u1_a.next().await, u1_b.next().await);
+    assert_eq!((x.event.as_str(), &x.data["id"]), ("created", &json!(a)));
+    assert_eq!(x.data, y.data);
+    assert_eq!(x.id, y.id);
+    assert!(x.data["record"].get("secret").is_none(), "{}", x.data);
+    // u2 gets only its own task.
+    let ev = u2_s.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(b)));
+    assert!(ev.data["record"].get("secret").is_none());
+    // Both administrators (one view) see both, with the secret.
+    for s in [&mut boss_s, &mut chief_s] {
+        let ev = s.next().await;
+        assert_eq!(
+            (ev.data["id"].clone(), ev.data["record"]["secret"].clone()),
+            (json!(a), json!("s"))
+        );
+        let ev = s.next().await;
+        assert_eq!(
+            (ev.data["id"].clone(), ev.data["record"]["secret"].clone()),
+            (json!(b), json!("t"))
+        );
+    }
+    let ev = only_a.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("created", &json!(a)));
+
+    // Done: the secret comes into u1's view, on both of its streams.
+    app.patch(&format!("/api/tasks/{a}"), json!({ "done": true }), &[])
+        .await;
+    for s in [&mut u1_a, &mut u1_b] {
+        let ev = s.next().await;
+        assert_eq!((ev.event.as_str(), &ev.data["id"]), ("updated", &json!(a)));
+        assert_eq!(ev.data["record"]["secret"], "s");
+    }
+    let ev = only_a.next().await;
+    assert_eq!((ev.event.as_str(), &ev.data["id"]), ("updated", &json!(a)));
+    // Nothing about A reached u2, nothing about B reached u1 or the filtered stream.
+    u1_a.quiet().await;
+    u1_b.quiet().await;
+    u2_s.quiet().await;
+    only_a.quiet().await;
+}
+both!(subscribers_of_one_view_share_events_and_see_only_theirs);

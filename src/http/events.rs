@@ -3,7 +3,7 @@
 //! fields it may read, evaluated when the event is delivered.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 
 use super::extract::Target;
@@ -19,10 +20,14 @@ use super::{AppState, Problem, param_problem, problem, query_pairs};
 use crate::engine::access::{Action, Principal};
 use crate::engine::cond::check::Typed;
 use crate::engine::query::{self, ParamError};
+use crate::engine::{Engine, Entity};
+use crate::runtime::feed::Outcome;
 use crate::store::{self, Change, ChangeKind};
 
 /// Events waiting to be written to one client.
 const QUEUE: usize = 64;
+/// Changes a subscriber evaluates at once.
+const BATCH: usize = 16;
 
 /// When the process drains, each stream ends with a `shutdown` event whose
 /// `retry:` asks the client to reconnect (to another instance) after this many
@@ -95,6 +100,7 @@ pub(super) async fn events(
         who,
         out,
         _slot: slot,
+        key: Mutex::new(None),
     };
     // The subscriber's lines carry the request's span (its request id).
     tokio::spawn(tracing::Instrument::in_current_span(sub.run(last_id, live)));
@@ -113,6 +119,8 @@ struct Subscriber {
     who: Arc<Principal>,
     out: mpsc::Sender<Event>,
     _slot: StreamSlot,
+    /// The view key (`Store::feed_key`) and the engine it was computed with.
+    key: Mutex<Option<(Arc<Engine>, Arc<str>)>>,
 }
 
 /// Why a subscription ends.
@@ -159,24 +167,41 @@ impl Subscriber {
                 Err(end) => return end,
             }
         }
+        let mut batch: Vec<Arc<Change>> = Vec::new();
         loop {
-            match live.recv().await {
-                Ok(c) if c.entity == self.entity && c.seq > seen => {
-                    if let Err(end) = self.deliver(&c).await {
-                        return end;
+            // What has arrived since the last round, evaluated together.
+            let mut next = Some(live.recv().await);
+            while let Some(got) = next.take() {
+                match got {
+                    Ok(c) => {
+                        if c.entity == self.entity && c.seq > seen {
+                            batch.push(c);
+                        }
+                        if batch.len() < BATCH {
+                            next = match live.try_recv() {
+                                Ok(c) => Some(Ok(c)),
+                                Err(TryRecvError::Empty) => None,
+                                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            };
+                        }
                     }
+                    Err(RecvError::Lagged(missed)) => {
+                        return End::Told(
+                            "dropped",
+                            json!({
+                                "reason": format!("this client fell {missed} changes behind; reconnect with Last-Event-ID to catch up"),
+                            }),
+                        );
+                    }
+                    Err(RecvError::Closed) => return End::Gone,
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    return End::Told(
-                        "dropped",
-                        json!({
-                            "reason": format!("this client fell {missed} changes behind; reconnect with Last-Event-ID to catch up"),
-                        }),
-                    );
-                }
-                Err(broadcast::error::RecvError::Closed) => return End::Gone,
             }
+            let changes: Vec<&Change> = batch.iter().map(|c| &**c).collect();
+            if let Err(end) = self.deliver_all(&changes, true).await {
+                return end;
+            }
+            batch.clear();
         }
     }
 
@@ -202,8 +227,11 @@ impl Subscriber {
                 .await
                 .map_err(db_end)?;
             let full = page.len() as i64 == crate::runtime::feed::PAGE;
-            for c in &page {
-                self.deliver(c).await?;
+            // Replayed events carry the records as they are now: not the events
+            // evaluated for the live subscribers of the same view a while ago.
+            self.deliver_all(&page.iter().collect::<Vec<_>>(), false)
+                .await?;
+            if let Some(c) = page.last() {
                 cursor = c.seq;
             }
             if !full {
@@ -212,8 +240,32 @@ impl Subscriber {
         }
     }
 
-    /// Sends the change if this subscriber may see it, as it may see it.
-    async fn deliver(&self, c: &Change) -> Result<(), End> {
+    /// Sends the changes this subscriber may see, as it may see them, in order. They
+    /// are evaluated at once (a view's evaluations of successive changes do not wait
+    /// for one another), [`BATCH`] at a time; live ones `shared` with the other
+    /// subscribers of the view.
+    async fn deliver_all(&self, changes: &[&Change], shared: bool) -> Result<(), End> {
+        for chunk in changes.chunks(BATCH) {
+            let outcomes =
+                futures_util::future::join_all(chunk.iter().map(|c| self.outcome(c, shared))).await;
+            for (c, outcome) in chunk.iter().zip(outcomes) {
+                let Some((name, data)) = outcome? else {
+                    continue;
+                };
+                let ev = Event::default()
+                    .id(c.seq.to_string())
+                    .event(name)
+                    .data(&*data);
+                self.out.send(ev).await.map_err(|_| End::Gone)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The event the change is for this subscriber, if any. Every subscriber with the
+    /// same view (`Store::feed_key`: the same rules and filter as SQL, the same hidden
+    /// fields) gets the same event, evaluated once for all of them.
+    async fn outcome(&self, c: &Change, shared: bool) -> Result<Outcome, End> {
         let engine = self.state.engine.load_full();
         let Some(e) = engine.entity(&c.entity).cloned() else {
             return Err(End::Told(
@@ -221,13 +273,53 @@ impl Subscriber {
                 json!({ "reason": format!("the entity `{}` is no longer defined", c.entity) }),
             ));
         };
+        if !shared {
+            return self.evaluate(&engine, &e, c).await.map_err(db_end);
+        }
+        let key = self.key(&engine, &e);
+        self.state
+            .feed
+            // Boxed: only the subscriber that evaluates pays for the query's future,
+            // the others wait with a small one.
+            .shared(c.seq, &engine, &key, || {
+                Box::pin(self.evaluate(&engine, &e, c))
+            })
+            .await
+            .map_err(db_end)
+    }
+
+    /// This subscriber's view key, computed again only when the definitions change.
+    fn key(&self, engine: &Arc<Engine>, e: &Entity) -> Arc<str> {
+        let mut memo = self.key.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((of, key)) = &*memo
+            && Arc::ptr_eq(of, engine)
+        {
+            return key.clone();
+        }
+        let key: Arc<str> = self
+            .state
+            .store
+            .feed_key(engine, e, self.filter.as_ref(), &self.who)
+            .into();
+        *memo = Some((engine.clone(), key.clone()));
+        key
+    }
+
+    /// What the change is for this subscriber's view: the event, or nothing.
+    async fn evaluate(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        c: &Change,
+    ) -> Result<Outcome, store::Error> {
         let store = &self.state.store;
         let filter = self.filter.as_ref();
         let was_visible = match &c.before {
-            Some(before) => store
-                .feed_was_visible(&engine, &e, before, filter, &self.who)
-                .await
-                .map_err(db_end)?,
+            Some(before) => {
+                store
+                    .feed_was_visible(engine, e, before, filter, &self.who)
+                    .await?
+            }
             None => false,
         };
         let at = chrono::DateTime::from_timestamp_millis(c.at_ms)
@@ -235,12 +327,11 @@ impl Subscriber {
         let id = c.record_id.hyphenated().to_string();
         let (name, data) = match c.kind {
             ChangeKind::Deleted if was_visible => ("deleted", json!({ "id": id, "at": at })),
-            ChangeKind::Deleted => return Ok(()),
+            ChangeKind::Deleted => return Ok(None),
             ChangeKind::Created | ChangeKind::Updated | ChangeKind::Transitioned => {
                 match store
-                    .feed_view(&engine, &e, c.record_id, filter, &self.who)
-                    .await
-                    .map_err(db_end)?
+                    .feed_view(engine, e, c.record_id, filter, &self.who)
+                    .await?
                 {
                     Some(rec) => {
                         let mut data = json!({ "id": id, "at": at, "record": rec });
@@ -256,15 +347,11 @@ impl Subscriber {
                     }
                     // Gone from this caller's view (or from the database).
                     None if was_visible => ("removed", json!({ "id": id, "at": at })),
-                    None => return Ok(()),
+                    None => return Ok(None),
                 }
             }
         };
-        let ev = Event::default()
-            .id(c.seq.to_string())
-            .event(name)
-            .data(data.to_string());
-        self.out.send(ev).await.map_err(|_| End::Gone)
+        Ok(Some((name, data.to_string().into())))
     }
 }
 

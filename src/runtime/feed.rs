@@ -7,12 +7,14 @@
 //! reconnections without losing anything, and costs one indexed query per interval
 //! while somebody listens.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{OnceCell, broadcast};
 
+use crate::engine::Engine;
 use crate::store::{self, Change, Store};
 
 /// How often each instance looks for new changes while somebody listens.
@@ -22,6 +24,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub const CAPACITY: usize = 1024;
 /// Log rows read per query.
 pub const PAGE: i64 = 500;
+/// How many of the newest changes keep their evaluated events (see [`Feed::shared`]);
+/// a subscriber further behind evaluates its own.
+pub const SHARED_WINDOW: i64 = 256;
+
+/// What one change is for the subscribers of one view: the event's name and data, or
+/// nothing (the change is not theirs to see).
+pub type Outcome = Option<(&'static str, Arc<str>)>;
 
 /// The change feed of one process.
 #[derive(Clone)]
@@ -29,6 +38,28 @@ pub struct Feed {
     store: Store,
     sender: broadcast::Sender<Arc<Change>>,
     polling: Arc<AtomicBool>,
+    shared: Arc<SharedEvents>,
+}
+
+/// The events evaluated for the newest changes, by (change, engine, view key): with a
+/// thousand subscribers in a few dozen views (roles, claims the rules use, filters),
+/// each change costs a few dozen evaluations (queries, a serialization), not a
+/// thousand.
+#[derive(Default)]
+pub struct SharedEvents(Mutex<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    newest: i64,
+    swept: i64,
+    slots: HashMap<(i64, usize, Arc<str>), Slot>,
+}
+
+struct Slot {
+    /// Held so that the engine's address (in the key) is not reused while the slot
+    /// lives.
+    _engine: Arc<Engine>,
+    outcome: Arc<OnceCell<Outcome>>,
 }
 
 impl Feed {
@@ -38,7 +69,24 @@ impl Feed {
             store,
             sender,
             polling: Arc::new(AtomicBool::new(false)),
+            shared: Arc::default(),
         }
+    }
+
+    /// The event that change `seq` is for the view `key`, evaluated once for every
+    /// subscriber with that view (see [`SharedEvents::get`]).
+    pub async fn shared<E, F, Fut>(
+        &self,
+        seq: i64,
+        engine: &Arc<Engine>,
+        key: &Arc<str>,
+        evaluate: F,
+    ) -> Result<Outcome, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Outcome, E>>,
+    {
+        self.shared.get(seq, engine, key, evaluate).await
     }
 
     /// Changes committed from now on. Starts the poller on first use.
@@ -73,6 +121,66 @@ impl Feed {
     }
 }
 
+impl SharedEvents {
+    /// The event that change `seq` is for the view `key` (see
+    /// `Store::feed_key`) under `engine`, evaluated by `evaluate` once for every subscriber with
+    /// that view: the first one evaluates, the others wait for its outcome. A failed
+    /// evaluation is not kept (the next subscriber tries again). Only the newest
+    /// [`SHARED_WINDOW`] changes are kept; an older one is evaluated on its own.
+    pub async fn get<E, F, Fut>(
+        &self,
+        seq: i64,
+        engine: &Arc<Engine>,
+        key: &Arc<str>,
+        evaluate: F,
+    ) -> Result<Outcome, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Outcome, E>>,
+    {
+        let cell = {
+            let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if seq > shared.newest {
+                shared.newest = seq;
+            }
+            let oldest = shared.newest - SHARED_WINDOW;
+            if seq <= oldest {
+                None
+            } else {
+                if shared.newest - shared.swept >= SHARED_WINDOW / 4 {
+                    shared.slots.retain(|(s, ..), _| *s > oldest);
+                    shared.swept = shared.newest;
+                }
+                let slot = shared
+                    .slots
+                    .entry((seq, Arc::as_ptr(engine) as usize, key.clone()))
+                    .or_insert_with(|| Slot {
+                        _engine: engine.clone(),
+                        outcome: Arc::default(),
+                    });
+                Some(slot.outcome.clone())
+            }
+        };
+        match cell {
+            // Most subscribers of a view find the event ready.
+            Some(cell) => match cell.get() {
+                Some(ready) => Ok(ready.clone()),
+                None => cell.get_or_try_init(evaluate).await.cloned(),
+            },
+            None => evaluate().await,
+        }
+    }
+
+    /// How many evaluations are kept (for tests).
+    pub fn kept(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .slots
+            .len()
+    }
+}
+
 async fn poll(store: Store, sender: broadcast::Sender<Arc<Change>>, mut last: i64) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,5 +205,109 @@ async fn poll(store: Store, sender: broadcast::Sender<Arc<Change>>, mut last: i6
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn engine() -> Arc<Engine> {
+        Arc::new(crate::engine::engine_from_texts(&[(
+            "models/task.yaml",
+            "entity: task\nfields:\n  title: string\n",
+        )]))
+    }
+
+    fn event(data: &str) -> Outcome {
+        Some(("created", data.into()))
+    }
+
+    #[tokio::test]
+    async fn a_view_evaluates_each_change_once() {
+        let shared = SharedEvents::default();
+        let engine = engine();
+        let (admin, member): (Arc<str>, Arc<str>) = ("admin".into(), "member".into());
+        let runs = AtomicUsize::new(0);
+        let evaluate = |data: &'static str| {
+            let runs = &runs;
+            move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                // Slow enough that the other subscribers of the view arrive meanwhile.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, ()>(event(data))
+            }
+        };
+        // Three subscribers of one view at once, and one of another view.
+        let (a, b, c, d) = tokio::join!(
+            shared.get(7, &engine, &admin, evaluate("a")),
+            shared.get(7, &engine, &admin, evaluate("b")),
+            shared.get(7, &engine, &admin, evaluate("c")),
+            shared.get(7, &engine, &member, evaluate("m")),
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let first = a.unwrap();
+        assert_eq!(b.unwrap(), first);
+        assert_eq!(c.unwrap(), first);
+        assert_eq!(d.unwrap(), event("m"));
+        // The next change, and the same change under new definitions, are their own.
+        shared.get(8, &engine, &admin, evaluate("x")).await.unwrap();
+        let reloaded = self::engine();
+        let got = shared.get(7, &reloaded, &admin, evaluate("r")).await;
+        assert_eq!(got.unwrap(), event("r"));
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        // Nothing to see is kept as well.
+        let nothing = || async { Ok::<Outcome, ()>(None) };
+        assert_eq!(shared.get(9, &engine, &member, nothing).await, Ok(None));
+        let again = shared.get(9, &engine, &member, evaluate("late")).await;
+        assert_eq!(again, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_failed_evaluation_is_not_kept() {
+        let shared = SharedEvents::default();
+        let engine = engine();
+        let key: Arc<str> = "admin".into();
+        let failed = shared
+            .get(1, &engine, &key, || async {
+                Err::<Outcome, _>("database down")
+            })
+            .await;
+        assert_eq!(failed, Err("database down"));
+        let ok = shared
+            .get(1, &engine, &key, || async { Ok::<_, &str>(event("ok")) })
+            .await;
+        assert_eq!(ok, Ok(event("ok")));
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_changes_are_kept() {
+        let shared = SharedEvents::default();
+        let engine = engine();
+        let key: Arc<str> = "admin".into();
+        let ok = || async { Ok::<_, ()>(event("e")) };
+        for seq in 1..=(SHARED_WINDOW * 4) {
+            shared.get(seq, &engine, &key, ok).await.unwrap();
+        }
+        let kept = shared.kept();
+        assert!(
+            kept <= (SHARED_WINDOW + SHARED_WINDOW / 4) as usize,
+            "{kept} kept"
+        );
+        // A change older than the window is evaluated, not kept.
+        let runs = AtomicUsize::new(0);
+        for _ in 0..2 {
+            shared
+                .get(3, &engine, &key, || async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(event("old"))
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(shared.kept(), kept);
     }
 }

@@ -407,6 +407,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// What the events of `e`'s feed depend on besides the change and the data: the
+    /// caller's `list` rule and filter, and its conditional field rules, as the SQL
+    /// they compile to with its values, and the fields hidden from it. Callers with
+    /// the same key get the same events (the feed evaluates a change once per key);
+    /// the user's claims count only where a rule uses them.
+    pub fn feed_key(
+        &self,
+        engine: &Engine,
+        e: &Entity,
+        filter: Option<&Typed>,
+        who: &Principal,
+    ) -> String {
+        let Some(cond) = feed_condition(engine, e, filter, who) else {
+            return "denied".into();
+        };
+        let dialect = self.dialect();
+        let ctx = who.ctx();
+        let compiled = |cond: &Typed| {
+            let mut q = Query::select();
+            q.expr(Expr::val(1i64)).from_as(e.name.clone(), MAIN);
+            if *cond != Typed::Const(true) {
+                q.and_where(Compiler::new(dialect, &ctx).compile(cond, MAIN));
+            }
+            let (sql, values) = dialect.build(&q);
+            format!("{sql} {:?}", values.0)
+        };
+        let mut key = compiled(&cond);
+        for f in engine.access.hidden(&e.name, who) {
+            key.push_str("\nhidden ");
+            key.push_str(&f);
+        }
+        for (f, cond) in engine.access.conditional(&e.name, who) {
+            key.push_str(&format!("\nread {f} where {}", compiled(&cond)));
+        }
+        key
+    }
+}
+
 /// The caller's `list` rule and the subscriber's filter; `None` when denied.
 fn feed_condition(
     engine: &Engine,
