@@ -1010,12 +1010,17 @@ fn files_settings_are_read_and_checked() {
     assert_eq!(f.storage, FileStorage::S3);
     assert_eq!(f.max_upload, 100 * 1024 * 1024);
     assert_eq!((f.url_ttl, f.pending_ttl), (60, 120));
+    // Left out, the upload timeout stays below a short pending_ttl.
+    assert_eq!(f.upload_timeout, 60);
     assert_eq!(f.signing_secret_env.as_deref(), Some("FILES_SECRET"));
     let s3 = f.s3.as_ref().unwrap();
     assert_eq!(
         (s3.bucket.as_str(), s3.region.as_str(), s3.prefix.as_deref()),
         ("b", "eu-west-1", Some("app"))
     );
+    let loaded = load("files:\n  upload_timeout: 7200\n  pending_ttl: 86400\n");
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.spec.settings.files.upload_timeout, 7200);
     // The defaults.
     let loaded = load("name: x\n");
     assert_eq!(loaded.spec.settings.files, FileSettings::default());
@@ -1044,6 +1049,12 @@ fn files_settings_are_read_and_checked() {
         ("files:\n  max_upload: 100GiB\n", "out-of-range", 2),
         ("files:\n  url_ttl: 0\n", "out-of-range", 2),
         ("files:\n  pending_ttl: 999999999\n", "out-of-range", 2),
+        ("files:\n  upload_timeout: 0\n", "out-of-range", 2),
+        (
+            "files:\n  pending_ttl: 600\n  upload_timeout: 600\n",
+            "out-of-range",
+            3,
+        ),
         ("files:\n  bucket: b\n", "unknown-key", 2),
     ] {
         let loaded = load(text);

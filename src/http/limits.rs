@@ -559,24 +559,53 @@ impl super::layer::Around for RateLimit {
     }
 }
 
-/// Watches a request's body: the flag turns true once the whole body has arrived
-/// (at once for requests without one). The deadline uses it to tell a client that
-/// was too slow to send its body (408) from a request the server did not finish
-/// in time (503).
-pub(super) fn watch_body(req: axum::extract::Request) -> (axum::extract::Request, Arc<AtomicBool>) {
-    use axum::body::HttpBody;
-    let done = Arc::new(AtomicBool::new(req.body().is_end_stream()));
-    if done.load(Ordering::Relaxed) {
-        return (req, done);
+/// What the deadline knows of a request's body: whether it has all arrived (at once
+/// for requests without one), and when its last bytes came. The deadline uses it to
+/// tell a client that was too slow to send its body (408) from a request the server
+/// did not finish in time (503), and to let an upload run for as long as its bytes
+/// keep coming.
+pub(super) struct BodyWatch {
+    start: Instant,
+    done: AtomicBool,
+    /// Milliseconds from `start` to the last frame (or the end) of the body.
+    last: AtomicU64,
+}
+
+impl BodyWatch {
+    pub(super) fn done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
     }
-    let flag = done.clone();
-    let req = req.map(|inner| axum::body::Body::new(WatchedBody { inner, done: flag }));
-    (req, done)
+
+    /// When the body last moved: its last frame, or its end.
+    pub(super) fn last_progress(&self) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    fn moved(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Wraps a request's body so that a [`BodyWatch`] follows it.
+pub(super) fn watch_body(req: axum::extract::Request) -> (axum::extract::Request, Arc<BodyWatch>) {
+    use axum::body::HttpBody;
+    let watch = Arc::new(BodyWatch {
+        start: Instant::now(),
+        done: AtomicBool::new(req.body().is_end_stream()),
+        last: AtomicU64::new(0),
+    });
+    if watch.done() {
+        return (req, watch);
+    }
+    let w = watch.clone();
+    let req = req.map(|inner| axum::body::Body::new(WatchedBody { inner, watch: w }));
+    (req, watch)
 }
 
 struct WatchedBody {
     inner: axum::body::Body,
-    done: Arc<AtomicBool>,
+    watch: Arc<BodyWatch>,
 }
 
 impl axum::body::HttpBody for WatchedBody {
@@ -588,10 +617,11 @@ impl axum::body::HttpBody for WatchedBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = &polled {
-            self.done.store(true, Ordering::Relaxed);
-        } else if polled.is_ready() && self.inner.is_end_stream() {
-            self.done.store(true, Ordering::Relaxed);
+        if polled.is_ready() {
+            self.watch.moved();
+            if matches!(&polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+                self.watch.done.store(true, Ordering::Relaxed);
+            }
         }
         polled
     }
@@ -614,6 +644,22 @@ pub(super) fn body_timeout(limit: Duration) -> Response {
         format!(
             "the request body did not arrive within {} s; send it at once, then try again",
             limit.as_secs()
+        ),
+    )
+    .into_response()
+}
+
+/// An upload cut off: no bytes for a whole deadline, or longer than
+/// `files.upload_timeout` in all.
+pub(super) fn upload_timeout(idle: Duration, most: Duration) -> Response {
+    Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body-timeout",
+        "Request body too slow",
+        format!(
+            "the upload stopped: no bytes arrived for {} s, or it took more than {} s in all; try again",
+            idle.as_secs(),
+            most.as_secs()
         ),
     )
     .into_response()

@@ -161,7 +161,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Layered(Deadline(state.store.deadline())))
+        .layer(Layered(Deadline {
+            limit: state.store.deadline(),
+            // Uploads run for as long as their bytes keep coming, up to this.
+            upload: state.files.as_ref().map_or(state.store.deadline(), |f| {
+                std::time::Duration::from_secs(f.settings.upload_timeout)
+            }),
+        }))
         .layer(Layered(limits::RateLimit(state.clone())))
         // The access log and request metrics (http/access.rs): outside the rate
         // limit and the deadline, so that their answers are logged and counted too;

@@ -455,6 +455,7 @@ pub fn settings_schema() -> Value {
                     ]}), "The largest upload: bytes, or a size with a unit (KiB, MiB, GiB are 1024-based; KB, MB, GB 1000-based; `1.5GiB`), at most 64 GiB. No file field's `max_size` may be larger. Default 1GiB."),
                     "url_ttl": whole(1, MAX_URL_TTL, "Seconds a signed download link works, from 1 to 86400 (a day). Default 300."),
                     "pending_ttl": whole(1, MAX_PENDING_TTL, "Seconds after which an upload that no record took is removed (its request failed or the server stopped mid-upload), from 1 to 604800 (a week). It must be longer than the slowest upload. Default 3600."),
+                    "upload_timeout": whole(1, MAX_URL_TTL, "Seconds an upload request may last in all, from 1 to 86400, and less than `pending_ttl`; while its bytes keep coming the request deadline does not cut it (a pause longer than the deadline does). Default 1800, or half of a shorter `pending_ttl`."),
                     "signing_secret_env": doc(json!({ "type": "string" }), "The environment variable holding the secret that signs download links. Default: the HS256 JWT secret (`auth.jwt.secret_env`); without either, a random secret for each run.")
                 }
             }), "File fields' storage and limits (docs/files.md), read when `serve` starts.", "files:\n  storage: s3\n  s3: { bucket: my-app-files, region: eu-west-1 }\n  max_upload: 100MiB\n  url_ttl: 300"),

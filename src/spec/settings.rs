@@ -39,6 +39,9 @@ pub struct FileSettings {
     pub url_ttl: u64,
     /// Seconds after which an upload no record claimed is removed.
     pub pending_ttl: u64,
+    /// Seconds an upload request may last in all (while its bytes keep coming; a
+    /// pause longer than the request deadline cuts it). Less than `pending_ttl`.
+    pub upload_timeout: u64,
     /// The environment variable holding the secret that signs download links;
     /// without it, the HS256 secret of `auth.jwt`.
     pub signing_secret_env: Option<String>,
@@ -53,6 +56,7 @@ impl Default for FileSettings {
             max_upload: GIB,
             url_ttl: 300,
             pending_ttl: 3600,
+            upload_timeout: 1800,
             signing_secret_env: None,
         }
     }
@@ -356,13 +360,14 @@ pub const SETTINGS_KEYS: [&str; 9] = [
     "limits",
     "files",
 ];
-const FILES_KEYS: [&str; 7] = [
+const FILES_KEYS: [&str; 8] = [
     "storage",
     "dir",
     "s3",
     "max_upload",
     "url_ttl",
     "pending_ttl",
+    "upload_timeout",
     "signing_secret_env",
 ];
 const S3_KEYS: [&str; 5] = ["bucket", "region", "endpoint", "prefix", "allow_http"];
@@ -573,6 +578,30 @@ fn parse_files(sink: &mut Sink<'_>, node: &Node, fm: &[(super::yaml::Key, Node)]
             "leave it out for 3600 seconds; it must be longer than the slowest upload",
         )
         .unwrap_or(out.pending_ttl);
+    }
+    if let Some(n) = get(fm, "upload_timeout") {
+        out.upload_timeout = in_range(
+            sink,
+            n,
+            "`files.upload_timeout` (seconds)",
+            (1, MAX_URL_TTL),
+            "leave it out for 1800 seconds (half an hour)",
+        )
+        .unwrap_or(out.upload_timeout);
+        if out.upload_timeout >= out.pending_ttl {
+            sink.error_hint(
+                n.pos,
+                "out-of-range",
+                format!(
+                    "`files.upload_timeout` ({} s) must be less than `files.pending_ttl` ({} s)",
+                    out.upload_timeout, out.pending_ttl
+                ),
+                "an upload still running when its pending time ends would lose its file; raise `pending_ttl` or lower `upload_timeout`",
+            );
+        }
+    } else {
+        // Left out: half an hour, or half of a shorter `pending_ttl`.
+        out.upload_timeout = out.upload_timeout.min((out.pending_ttl / 2).max(1));
     }
     out.signing_secret_env =
         opt_string(sink, fm, "signing_secret_env", "`files.signing_secret_env`").map(|n| n.name);

@@ -643,7 +643,13 @@ mod tests {
     #[test]
     fn marked_values_are_written_as_serde_json_writes_them() {
         assert_eq!(done("{\"a\":\u{1}100\u{1}}"), "{\"a\":100.0}");
-        assert_eq!(done("[\u{1}1e+21\u{1},\u{1}1.0e+21\u{1}]"), "[1e21,1e21]");
+        // However this build of serde_json spells a large float (`1e21`, or `1e+21`
+        // where a dependency turns on another float formatter), both paths agree.
+        let big = serde_json::to_string(&1e21f64).unwrap_or_default();
+        assert_eq!(
+            done("[\u{1}1e+21\u{1},\u{1}1.0e+21\u{1}]"),
+            format!("[{big},{big}]")
+        );
         assert_eq!(
             done("\u{1}0.33333333333333331\u{1}"),
             serde_json::to_string(&(1.0f64 / 3.0)).unwrap_or_default()
