@@ -22,6 +22,9 @@ both!(
     read_rules_hide_file_fields,
     removing_one_file_and_deleting_the_record,
     writes_claim_uploads_and_queue_what_they_drop,
+    cascaded_deletes_queue_the_files_of_what_they_delete,
+    batch_deletes_queue_cascaded_files,
+    a_cycle_of_cascades_ends,
 );
 
 const PROJECT: &[(&str, &str)] = &[
@@ -731,4 +734,317 @@ async fn writes_claim_uploads_and_queue_what_they_drop(db: Db) {
     ];
     expected.sort();
     assert_eq!(queued(&app).await, expected);
+}
+
+/// `org` ← `project` (cascade; a single and a multiple file field) ← `task` (cascade;
+/// files): a two-level cascade; `team` (cascade, no files) ← `member` (cascade; a
+/// file): files behind an entity without any; `folder` (cascade from `org` and from
+/// itself: a tree); `note` (`set_null`: survives, keeps its file).
+const CASCADE: &[(&str, &str)] = &[
+    (
+        "trellis.yaml",
+        "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+    ),
+    ("models/org.yaml", "entity: org\nfields:\n  name: string\n"),
+    (
+        "models/project.yaml",
+        "entity: project\nfields:\n  name: string\n  org: { type: ref, to: org, on_delete: cascade }\n  logo: { type: file }\n  attachments: { type: file, multiple: true }\n",
+    ),
+    (
+        "models/task.yaml",
+        "entity: task\nfields:\n  name: string\n  project: { type: ref, to: project, on_delete: cascade }\n  files: { type: file, multiple: true }\n",
+    ),
+    (
+        "models/team.yaml",
+        "entity: team\nfields:\n  name: string\n  org: { type: ref, to: org, on_delete: cascade }\n",
+    ),
+    (
+        "models/member.yaml",
+        "entity: member\nfields:\n  name: string\n  team: { type: ref, to: team, on_delete: cascade }\n  photo: { type: file }\n",
+    ),
+    (
+        "models/folder.yaml",
+        "entity: folder\nfields:\n  name: string\n  org: { type: ref, to: org, on_delete: cascade }\n  parent: { type: ref, to: folder, on_delete: cascade }\n  cover: { type: file }\n",
+    ),
+    (
+        "models/note.yaml",
+        "entity: note\nfields:\n  name: string\n  org: { type: ref, to: org, on_delete: set_null }\n  doc: { type: file }\n",
+    ),
+    (
+        "policies/org.yaml",
+        "entity: org\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/project.yaml",
+        "entity: project\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/task.yaml",
+        "entity: task\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/team.yaml",
+        "entity: team\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/member.yaml",
+        "entity: member\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/folder.yaml",
+        "entity: folder\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+    (
+        "policies/note.yaml",
+        "entity: note\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n",
+    ),
+];
+
+/// Creates a record of `entity` with uploads (claimed like the multipart path does);
+/// returns its id and the keys of its files.
+async fn create_with_files(
+    app: &TestApp,
+    entity: &str,
+    body: Value,
+    uploads: Vec<(&str, usize)>,
+) -> (String, Vec<String>) {
+    let engine = app.state.engine.load_full();
+    let e = engine.entity(entity).expect("entity").clone();
+    let uploads: Uploads = uploads
+        .into_iter()
+        .map(|(f, n)| {
+            let files = (0..n)
+                .map(|i| meta(&format!("{f}{i}.txt"), 1, "text/plain", &[]))
+                .collect();
+            (f.to_string(), files)
+        })
+        .collect();
+    let keys: Vec<String> = uploads
+        .iter()
+        .flat_map(|(f, files)| files.iter().map(move |m| m.key(entity, f)))
+        .collect();
+    app.store.record_pending(&keys).await.expect("pending");
+    let mut input = parse_body(&e, &body, Mode::Create).expect("input");
+    input.add_uploads(&e, uploads).expect("fits");
+    let rec = app
+        .store
+        .create(&engine, &e, &input, &admin())
+        .await
+        .expect("create");
+    let id = rec["id"].as_str().expect("id").to_string();
+    (id, keys)
+}
+
+/// An org with a project (logo, two attachments) and its task (two files), a team
+/// with a member (photo), a folder tree of three levels (a cover each), and a note
+/// (`set_null`, a doc). Returns the org's id, the keys a delete of the org must
+/// queue, and the note's keys.
+async fn org_with_children(app: &TestApp, name: &str) -> (String, Vec<String>, Vec<String>) {
+    let org = app.create("orgs", json!({ "name": name })).await;
+    let mut doomed = Vec::new();
+    let (project, keys) = create_with_files(
+        app,
+        "project",
+        json!({ "name": "p", "org": org }),
+        vec![("logo", 1), ("attachments", 2)],
+    )
+    .await;
+    doomed.extend(keys);
+    let (_, keys) = create_with_files(
+        app,
+        "task",
+        json!({ "name": "t", "project": project }),
+        vec![("files", 2)],
+    )
+    .await;
+    doomed.extend(keys);
+    let team = app
+        .create("teams", json!({ "name": "t", "org": org }))
+        .await;
+    let (_, keys) = create_with_files(
+        app,
+        "member",
+        json!({ "name": "m", "team": team }),
+        vec![("photo", 1)],
+    )
+    .await;
+    doomed.extend(keys);
+    let (top, keys) = create_with_files(
+        app,
+        "folder",
+        json!({ "name": "top", "org": org }),
+        vec![("cover", 1)],
+    )
+    .await;
+    doomed.extend(keys);
+    let (sub, keys) = create_with_files(
+        app,
+        "folder",
+        json!({ "name": "sub", "parent": top }),
+        vec![("cover", 1)],
+    )
+    .await;
+    doomed.extend(keys);
+    let (_, keys) = create_with_files(
+        app,
+        "folder",
+        json!({ "name": "subsub", "parent": sub }),
+        vec![("cover", 1)],
+    )
+    .await;
+    doomed.extend(keys);
+    let (_, kept) = create_with_files(
+        app,
+        "note",
+        json!({ "name": "n", "org": org }),
+        vec![("doc", 1)],
+    )
+    .await;
+    doomed.sort();
+    (org, doomed, kept)
+}
+
+async fn cascaded_deletes_queue_the_files_of_what_they_delete(db: Db) {
+    let app = TestApp::with_files(db, CASCADE).await;
+    let (org, doomed, kept) = org_with_children(&app, "a").await;
+    let (other, _, _) = org_with_children(&app, "b").await;
+    assert!(queued(&app).await.is_empty());
+    assert_eq!(doomed.len(), 9);
+
+    // A delete that deletes nothing (a stale If-Match) queues nothing.
+    let engine = app.state.engine.load_full();
+    let e = engine.entity("org").expect("org").clone();
+    let uid = uuid::Uuid::parse_str(&org).expect("uuid");
+    let err = app
+        .store
+        .delete_if(&engine, &e, uid, Some(7), &admin())
+        .await
+        .expect_err("stale");
+    assert!(format!("{err:?}").contains("Stale"), "{err:?}");
+    assert!(queued(&app).await.is_empty());
+
+    // Deleting a folder in the middle of the tree queues its cover and the ones
+    // below, not the one above.
+    let res = app.get("/api/folders?filter=name%20%3D%20%27sub%27").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let subs: Vec<String> = res.body["items"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(subs.len(), 2, "{}", res.body);
+    let res = app.delete(&format!("/api/folders/{}", subs[0])).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
+    assert_eq!(queued(&app).await.len(), 2);
+    assert_eq!(app.rows("folder").await, 4);
+
+    let res = app.delete(&format!("/api/orgs/{org}")).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
+    let queue = queued(&app).await;
+    for key in &doomed {
+        assert!(queue.contains(key), "{key} not queued: {queue:?}");
+    }
+    assert_eq!(queue.len(), doomed.len(), "{queue:?}");
+    // `set_null`: the note stays, with its file.
+    for key in &kept {
+        assert!(!queue.contains(key), "{key} queued");
+    }
+    assert_eq!(app.rows("note").await, 2);
+    // The other org's records and files are untouched.
+    assert_eq!(app.rows("project").await, 1);
+    assert_eq!(app.rows("task").await, 1);
+    assert_eq!(app.rows("member").await, 1);
+    assert_eq!(app.rows("folder").await, 3);
+    let res = app.get(&format!("/api/orgs/{other}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+}
+
+async fn batch_deletes_queue_cascaded_files(db: Db) {
+    let app = TestApp::with_files(db, CASCADE).await;
+    let (a, doomed_a, kept_a) = org_with_children(&app, "a").await;
+    let (b, doomed_b, kept_b) = org_with_children(&app, "b").await;
+    let engine = app.state.engine.load_full();
+    let e = engine.entity("org").expect("org").clone();
+    let who = admin();
+
+    // A batch rolled back queues nothing.
+    let mut batch = app.store.begin_batch().await.expect("batch");
+    batch
+        .delete(
+            &engine,
+            &e,
+            uuid::Uuid::parse_str(&a).expect("uuid"),
+            None,
+            &who,
+        )
+        .await
+        .expect("delete a");
+    drop(batch);
+    assert!(queued(&app).await.is_empty());
+    assert_eq!(app.rows("project").await, 2);
+
+    let mut batch = app.store.begin_batch().await.expect("batch");
+    for id in [&a, &b] {
+        batch
+            .delete(
+                &engine,
+                &e,
+                uuid::Uuid::parse_str(id).expect("uuid"),
+                None,
+                &who,
+            )
+            .await
+            .expect("delete");
+    }
+    batch.commit().await.expect("commit");
+    let mut expected: Vec<String> = doomed_a.into_iter().chain(doomed_b).collect();
+    expected.sort();
+    assert_eq!(queued(&app).await, expected);
+    let queue = queued(&app).await;
+    assert!(kept_a.iter().chain(&kept_b).all(|k| !queue.contains(k)));
+    for table in ["org", "project", "task", "team", "member", "folder"] {
+        assert_eq!(app.rows(table).await, 0, "{table}");
+    }
+    assert_eq!(app.rows("note").await, 2);
+}
+
+/// `left` and `right` cascade from each other: the walk of the model ends (it follows
+/// the cycle once around), and the delete queues the files of what it reached.
+async fn a_cycle_of_cascades_ends(db: Db) {
+    let policy = |e: &str| format!("entity: {e}\nrules:\n  - roles: [admin]\n    allow: [\"*\"]\n");
+    let (pl, pr) = (policy("left"), policy("right"));
+    let files: &[(&str, &str)] = &[
+        (
+            "trellis.yaml",
+            "auth:\n  jwt: { algorithm: HS256, secret_env: S }\n",
+        ),
+        (
+            "models/left.yaml",
+            "entity: left\nfields:\n  right: { type: ref, to: right, on_delete: cascade }\n  f: { type: file }\n",
+        ),
+        (
+            "models/right.yaml",
+            "entity: right\nfields:\n  left: { type: ref, to: left, on_delete: cascade }\n  f: { type: file }\n",
+        ),
+        ("policies/left.yaml", &pl),
+        ("policies/right.yaml", &pr),
+    ];
+    let app = TestApp::with_files(db, files).await;
+    let (l1, own) = create_with_files(&app, "left", json!({}), vec![("f", 1)]).await;
+    let (r1, right) = create_with_files(&app, "right", json!({ "left": l1 }), vec![("f", 1)]).await;
+    let (other, _) = create_with_files(&app, "left", json!({}), vec![("f", 1)]).await;
+    let res = app.delete(&format!("/api/lefts/{l1}")).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.body);
+    let mut expected: Vec<String> = own.into_iter().chain(right).collect();
+    expected.sort();
+    assert_eq!(queued(&app).await, expected);
+    assert_eq!(
+        app.get(&format!("/api/rights/{r1}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/lefts/{other}")).await.status,
+        StatusCode::OK
+    );
 }

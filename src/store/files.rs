@@ -23,6 +23,8 @@ use sqlx::AssertSqlSafe;
 
 use super::kernel::on_pool;
 use super::{Dialect, Error, Store};
+use crate::engine::{Engine, Entity};
+use crate::spec::{FieldType, OnDelete};
 
 pub(crate) const PENDING: &str = "_trellis_file_pending";
 pub(crate) const REMOVALS: &str = "_trellis_file_removals";
@@ -316,4 +318,132 @@ impl Store {
         });
         Ok(rows)
     }
+}
+
+/// The file columns of records that deleting one record of an entity deletes along
+/// with it through `on_delete: cascade` refs: one `SELECT` per entity reached, whose
+/// only bound value (`$1`) is the deleted record's id.
+#[derive(Debug, Clone)]
+pub(crate) struct CascadedFiles {
+    /// The entity whose rows the statement reads.
+    pub entity: String,
+    /// Its file fields, in the statement's column order.
+    pub fields: Vec<String>,
+    pub sql: String,
+}
+
+/// What [`cascaded_files`] reads when a record of `root` is deleted. The walk follows
+/// the model's cascading refs down from `root` and keeps the paths that end at an
+/// entity with file fields. A ref from an entity to itself (a tree) is followed in the
+/// data with a recursive query; a longer cycle of entities is cut where it would come
+/// back to an entity of the path, and a path has at most as many entities as the
+/// model. The root's own files are the DELETE's business, except those of its own
+/// descendants through a ref to itself.
+pub(crate) fn cascaded_files(
+    engine: &Engine,
+    root: &Entity,
+    dialect: Dialect,
+) -> Vec<CascadedFiles> {
+    let mut out = Vec::new();
+    let mut path = vec![root.name.clone()];
+    let root_ids = doomed(engine, root, "$1".to_string(), 0);
+    if root_ids != "$1" {
+        // The root has cascading refs to itself: its descendants go too.
+        push_files(&mut out, root, &root_ids, dialect);
+    }
+    walk(engine, root, &root_ids, &mut path, dialect, &mut out);
+    out
+}
+
+fn walk(
+    engine: &Engine,
+    parent: &Entity,
+    parent_ids: &str,
+    path: &mut Vec<String>,
+    dialect: Dialect,
+    out: &mut Vec<CascadedFiles>,
+) {
+    for r in engine.referrers(&parent.name) {
+        if r.on_delete != OnDelete::Cascade || r.entity == parent.name || path.contains(&r.entity) {
+            continue;
+        }
+        let Some(child) = engine.entity(&r.entity) else {
+            continue;
+        };
+        let entered = format!(
+            "SELECT {} FROM {} WHERE {} IN ({parent_ids})",
+            ident("id"),
+            ident(&child.name),
+            ident(&r.field)
+        );
+        let ids = doomed(engine, child, entered, path.len());
+        push_files(out, child, &ids, dialect);
+        path.push(child.name.clone());
+        walk(engine, child, &ids, path, dialect, out);
+        path.pop();
+    }
+}
+
+/// The ids of `e` that go when the rows `entered` go: with their descendants when `e`
+/// has cascading refs to itself.
+fn doomed(engine: &Engine, e: &Entity, entered: String, depth: usize) -> String {
+    let own: Vec<&str> = engine
+        .referrers(&e.name)
+        .iter()
+        .filter(|r| r.entity == e.name && r.on_delete == OnDelete::Cascade)
+        .map(|r| r.field.as_str())
+        .collect();
+    if own.is_empty() {
+        return entered;
+    }
+    let cte = format!("trellis_doomed_{depth}");
+    let table = ident(&e.name);
+    let on = own
+        .iter()
+        .map(|f| format!("{table}.{} = {cte}.id", ident(f)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    // UNION (not UNION ALL): rows that point at each other end the recursion.
+    format!(
+        "WITH RECURSIVE {cte}(id) AS (SELECT {id} FROM {table} WHERE {id} IN ({entered}) UNION SELECT {table}.{id} FROM {table} JOIN {cte} ON {on}) SELECT id FROM {cte}",
+        id = ident("id"),
+    )
+}
+
+fn push_files(out: &mut Vec<CascadedFiles>, e: &Entity, ids: &str, dialect: Dialect) {
+    let fields: Vec<String> = e
+        .fields
+        .iter()
+        .filter(|f| f.ty == FieldType::File)
+        .map(|f| f.name.clone())
+        .collect();
+    if fields.is_empty() {
+        return;
+    }
+    let columns = fields
+        .iter()
+        .map(|f| ident(f))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Locked on PostgreSQL, so a concurrent write cannot replace a file between this
+    // read and the cascade.
+    let lock = if dialect.locks_selected_rows() {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    out.push(CascadedFiles {
+        entity: e.name.clone(),
+        fields,
+        sql: format!(
+            "SELECT {columns} FROM {} WHERE {} IN ({ids}){lock}",
+            ident(&e.name),
+            ident("id")
+        ),
+    });
+}
+
+/// A name of the model as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -570,9 +570,15 @@ impl Store {
         if !file_fields.is_empty() {
             q.returning(Query::returning().columns(file_fields.iter().map(|f| f.name.clone())));
         }
+        // So are the files of the records its `on_delete: cascade` refs delete with it:
+        // read before the DELETE (which removes them), queued only once it did.
+        let cascaded = super::files::cascaded_files(engine, e, dialect);
         // The database's triggers log the deletion, and what its foreign keys delete
         // or clear along with the record.
-        let result: Result<u64, sqlx::Error> = if batch.is_none() && file_fields.is_empty() {
+        let result: Result<u64, sqlx::Error> = if batch.is_none()
+            && file_fields.is_empty()
+            && cascaded.is_empty()
+        {
             async {
                 on_pool!(self, pool => {
                     Ok(one_statement!(q, dialect, pool, execute)?.rows_affected())
@@ -582,10 +588,36 @@ impl Store {
         } else {
             async {
                 in_tx!(self, batch, tx => {
+                    let mut removed = Vec::new();
+                    for c in &cascaded {
+                        let vals = sea_query_sqlx::SqlxValues(sea_query::Values(vec![dialect.uuid(id)]));
+                        let rows = match sqlx::query_with(AssertSqlSafe(c.sql.clone()), vals).fetch_all(&mut *tx).await {
+                            Ok(rows) => rows,
+                            Err(err) => {
+                                tx.rollback().await?;
+                                return Err(err);
+                            }
+                        };
+                        for row in &rows {
+                            for (col, f) in c.fields.iter().enumerate() {
+                                let stored = row.json(col, Storage::Json)?;
+                                removed.extend(
+                                    files::stored_files(&stored)
+                                        .iter()
+                                        .map(|m| m.key(&c.entity, f)),
+                                );
+                            }
+                        }
+                    }
                     let (sql, vals) = dialect.build(&q);
                     if file_fields.is_empty() {
                         match sqlx::query_with(AssertSqlSafe(sql), vals).execute(&mut *tx).await {
                             Ok(done) => {
+                                if done.rows_affected() > 0 && !removed.is_empty() {
+                                    removed.sort();
+                                    removed.dedup();
+                                    (*tx).enqueue_removals(&removed).await?;
+                                }
                                 tx.commit().await?;
                                 Ok(done.rows_affected())
                             }
@@ -597,7 +629,6 @@ impl Store {
                     } else {
                         match sqlx::query_with(AssertSqlSafe(sql), vals).fetch_optional(&mut *tx).await {
                             Ok(Some(row)) => {
-                                let mut removed = Vec::new();
                                 for (col, f) in file_fields.iter().enumerate() {
                                     let stored = row.json(col, Storage::Json)?;
                                     removed.extend(
@@ -607,6 +638,8 @@ impl Store {
                                     );
                                 }
                                 if !removed.is_empty() {
+                                    removed.sort();
+                                    removed.dedup();
                                     (*tx).enqueue_removals(&removed).await?;
                                 }
                                 tx.commit().await?;
