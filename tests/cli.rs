@@ -208,7 +208,7 @@ async fn policy_tests_run_and_report(db: Db) {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("policy tests: 28 passed, 0 failed"),
+        stdout.contains("policy tests: 31 passed, 0 failed"),
         "{stdout}"
     );
 
