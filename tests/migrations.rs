@@ -380,11 +380,39 @@ async fn file_fields_are_added_and_dropped(db: Db) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// A file field does not switch between one file and several while records hold a
+/// value: their stored metadata would keep the other shape (an object, or a list).
+async fn file_fields_keep_single_or_multiple(db: Db) {
+    let p = project(db).await;
+    let dir = p.dir.path();
+    let with = |extra: &str| format!("{TASK_V1}{extra}");
+    std::fs::write(
+        dir.join("models/task.yaml"),
+        with("  docs: { type: file, multiple: true }\n  scan: file\n"),
+    )
+    .unwrap();
+    ok(&migrate(dir, &p.url, &["plan", "--name", "files"]));
+    ok(&migrate(dir, &p.url, &["apply"]));
+    create_tasks(&p, &[json!({ "name": "A", "docs": [], "scan": null })]);
+    std::fs::write(
+        dir.join("models/task.yaml"),
+        with("  docs: file\n  scan: { type: file, multiple: true }\n"),
+    )
+    .unwrap();
+    let out = ok(&migrate(dir, &p.url, &["plan", "--name", "shapes"]));
+    assert!(
+        out.contains("change `task.docs` from file (multiple) to file: 1 record(s) hold a value stored in the other shape"),
+        "{out}"
+    );
+    assert_eq!(migrate(dir, &p.url, &["apply"]).status.code(), Some(1));
+}
+
 both!(
     plan_apply_and_status,
     impossible_steps_are_refused,
     removed_enum_values,
-    file_fields_are_added_and_dropped
+    file_fields_are_added_and_dropped,
+    file_fields_keep_single_or_multiple
 );
 
 /// Two processes apply the same migrations at once against PostgreSQL: each

@@ -123,6 +123,7 @@ fn link_as_column(l: &LinkShape) -> ColumnShape {
         }),
         default: None,
         values: Vec::new(),
+        multiple: None,
         renamed_from: None,
     }
 }

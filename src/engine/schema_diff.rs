@@ -46,6 +46,10 @@ pub struct ColumnShape {
     /// An enum's values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// A file field's `multiple` (its values are an array, not one object). `None`
+    /// for other types, and in shapes stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiple: Option<bool>,
     /// The column's former name (from the definitions; never stored).
     #[serde(skip)]
     pub renamed_from: Option<String>,
@@ -209,6 +213,7 @@ impl ColumnShape {
             } else {
                 Vec::new()
             },
+            multiple: f.file.as_ref().map(|o| o.multiple),
             renamed_from: f.renamed_from.clone(),
         }
     }
@@ -224,6 +229,7 @@ impl ColumnShape {
     pub fn type_name(&self) -> String {
         match self.ty {
             FieldType::Decimal => format!("decimal({},{})", self.precision, self.scale),
+            FieldType::File if self.multiple == Some(true) => "file (multiple)".to_string(),
             ty => ty.name().to_string(),
         }
     }
@@ -232,13 +238,16 @@ impl ColumnShape {
     pub fn type_words(&self) -> String {
         match self.ty {
             FieldType::Decimal => format!("decimal({}, {})", self.precision, self.scale),
+            FieldType::File if self.multiple == Some(true) => "file (multiple)".to_string(),
             ty => ty.name().to_string(),
         }
     }
 
-    /// Same logical type (and decimal precision and scale)?
+    /// Same logical type (and decimal precision and scale, and a file field's
+    /// `multiple` where both shapes know it)?
     pub fn same_type(&self, other: &ColumnShape) -> bool {
         (self.ty, self.precision, self.scale) == (other.ty, other.precision, other.scale)
+            && !matches!((self.multiple, other.multiple), (Some(a), Some(b)) if a != b)
     }
 
     /// Same column definition: type, `required` and reference. What else may change
@@ -535,6 +544,7 @@ mod tests {
             reference: None,
             default: None,
             values: Vec::new(),
+            multiple: None,
             renamed_from: None,
         }
     }

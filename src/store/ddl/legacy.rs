@@ -116,6 +116,7 @@ impl LegacySnapshot {
                 reference,
                 default: None,
                 values: self.values.get(name).cloned().unwrap_or_default(),
+                multiple: None,
                 renamed_from: None,
             }));
         }
@@ -203,6 +204,7 @@ mod tests {
             reference: None,
             default: None,
             values: Vec::new(),
+            multiple: None,
             renamed_from: None,
         };
         let current = EntityShape {

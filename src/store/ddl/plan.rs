@@ -389,7 +389,22 @@ impl Planner {
                 blocking: true,
             });
         }
-        if base_changed {
+        // A single file field stores one object, a multiple one an array: the stored
+        // metadata does not change its shape.
+        let between_files = from.ty == FieldType::File && to.ty == FieldType::File;
+        if base_changed && between_files {
+            self.out.losses.push(Loss {
+                what: format!(
+                    "change `{table}.{}` from {} to {}: {{n}} record(s) hold a value stored in the other shape (one file, or a list of files); empty the field first, or add a new field under another name and drop this one",
+                    to.name,
+                    from.type_name(),
+                    to.type_name()
+                ),
+                count_sql: count(table, &format!(" WHERE {col} IS NOT NULL")),
+                blocking: true,
+            });
+        }
+        if base_changed && !between_files {
             let lossless = to.widens(from);
             self.out.losses.push(Loss {
                 what: format!(
