@@ -804,6 +804,7 @@ fn out_of_range_settings_are_errors_in_both_never_clamped() {
         ("url_ttl", "0", "from 1 to 86400"),
         ("url_ttl", "86401", "from 1 to 86400"),
         ("pending_ttl", "0", "from 1 to 604800"),
+        ("upload_timeout", "0", "from 1 to 86400"),
         ("max_upload", "0", "from 1 byte"),
         // A size with a unit above the limit (`65GiB`) is the loader's to refuse
         // alone: a pattern cannot compare numbers (tests/files_storage.rs).

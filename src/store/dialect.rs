@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 use sea_query::Value as SqlValue;
 use sea_query::{
-    Expr, PostgresQueryBuilder, Query, SchemaStatementBuilder, SelectStatement, SqliteQueryBuilder,
+    Expr, Func, PostgresQueryBuilder, Query, SchemaStatementBuilder, SelectStatement,
+    SqliteQueryBuilder,
 };
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use uuid::Uuid;
@@ -740,6 +741,120 @@ impl Dialect {
         }
     }
 }
+
+// JSON text built by the database (store/json_tree.rs): the same bytes the record
+// path writes, from SQL.
+impl Dialect {
+    /// `x` joined with commas in the order of `order` (`group_concat` / `string_agg`).
+    pub(crate) fn text_agg(self, x: Expr, order: Expr) -> Expr {
+        match self {
+            Dialect::Sqlite => Expr::cust_with_exprs("group_concat(?, ',' ORDER BY ?)", [x, order]),
+            Dialect::Postgres => {
+                Expr::cust_with_exprs("string_agg($1, ',' ORDER BY $2)", [x, order])
+            }
+        }
+    }
+
+    /// A value quoted as JSON by the database itself (text, integers, ids, dates);
+    /// `null` for NULL.
+    pub(crate) fn json_quote(self, c: Expr) -> Expr {
+        match self {
+            Dialect::Sqlite => Func::cust("json_quote").arg(c).into(),
+            Dialect::Postgres => Func::coalesce([
+                Expr::cust_with_exprs("to_json($1)::text", [c]),
+                Expr::cust("'null'"),
+            ])
+            .into(),
+        }
+    }
+
+    /// Can SQL write a decimal of this scale as JSON? SQLite keeps integer units of
+    /// `10^-scale`, formatted in SQL up to [`MAX_SQL_SCALE`] (`10^scale` fits an
+    /// INTEGER).
+    pub(crate) fn decimal_json_in_sql(self, scale: u32) -> bool {
+        self == Dialect::Postgres || scale <= MAX_SQL_SCALE
+    }
+
+    /// The JSON text of a column (`c`, written `q` in SQL) stored as `storage`, as
+    /// the record path writes it — and whether `json_tree::finish` must rewrite
+    /// marked parts of it (floats, JSON, SQLite's non-standard datetimes).
+    pub(crate) fn json_text(self, c: Expr, q: &str, storage: Storage) -> (Expr, bool) {
+        let pg = self == Dialect::Postgres;
+        let mut finish = false;
+        let text = match storage {
+            Storage::Text | Storage::Integer => self.json_quote(c),
+            Storage::Uuid | Storage::Date => self.json_quote(c),
+            Storage::Real => {
+                finish = true;
+                let exact = if pg {
+                    format!("{q}::text")
+                } else {
+                    format!("printf('%!.17g', {q})")
+                };
+                let mark = if pg { "chr(1)" } else { "char(1)" };
+                Expr::cust(format!(
+                    "CASE WHEN {q} IS NULL THEN 'null' ELSE {mark} || {exact} || {mark} END"
+                ))
+            }
+            Storage::Decimal { scale, .. } => {
+                if pg {
+                    Expr::cust(format!(
+                        "COALESCE('\"' || round({q}, {scale})::text || '\"', 'null')"
+                    ))
+                } else if scale == 0 {
+                    Expr::cust(format!("COALESCE('\"' || {q} || '\"', 'null')"))
+                } else {
+                    let unit = 10i64.pow(Ord::min(scale, MAX_SQL_SCALE));
+                    let zeros = "0".repeat(scale as usize);
+                    Expr::cust(format!(
+                        "CASE WHEN {q} IS NULL THEN 'null' ELSE '\"' || CASE WHEN {q} < 0 THEN '-' ELSE '' END || (abs({q}) / {unit}) || '.' || substr('{zeros}' || (abs({q}) % {unit}), -{scale}) || '\"' END"
+                    ))
+                }
+            }
+            Storage::Boolean => {
+                let truth = if pg {
+                    q.to_string()
+                } else {
+                    format!("{q} <> 0")
+                };
+                Expr::cust(format!(
+                    "CASE WHEN {q} IS NULL THEN 'null' WHEN {truth} THEN 'true' ELSE 'false' END"
+                ))
+            }
+            Storage::Timestamp => {
+                if pg {
+                    let utc = format!("({q} AT TIME ZONE 'UTC')");
+                    Expr::cust(format!(
+                        "CASE WHEN {q} IS NULL THEN 'null' ELSE '\"' || to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE to_char({utc}, 'US') WHEN '000000' THEN '' ELSE '.' || CASE WHEN to_char({utc}, 'US') LIKE '%000' THEN to_char({utc}, 'MS') ELSE to_char({utc}, 'US') END END || 'Z\"' END"
+                    ))
+                } else {
+                    // Trellis's fixed-width text, trimmed as the record path trims it;
+                    // any other text is parsed in `finish`.
+                    finish = true;
+                    Expr::cust(format!(
+                        "CASE WHEN {q} IS NULL THEN 'null' WHEN {q} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' THEN '\"' || CASE WHEN substr({q}, 21, 6) = '000000' THEN substr({q}, 1, 19) WHEN substr({q}, 24, 3) = '000' THEN substr({q}, 1, 23) ELSE substr({q}, 1, 26) END || 'Z\"' ELSE char(4) || json_quote({q}) || char(4) END"
+                    ))
+                }
+            }
+            Storage::Json => {
+                finish = true;
+                if pg {
+                    Expr::cust(format!(
+                        "CASE WHEN {q} IS NULL THEN 'null' ELSE chr(2) || {q}::text || chr(3) END"
+                    ))
+                } else {
+                    Expr::cust(format!(
+                        "CASE WHEN {q} IS NULL THEN 'null' ELSE char(2) || {q} || char(3) END"
+                    ))
+                }
+            }
+        };
+        (text, finish)
+    }
+}
+
+/// The largest decimal scale SQLite's units are formatted for in SQL.
+pub(crate) const MAX_SQL_SCALE: u32 = 18;
 
 #[cfg(test)]
 mod tests {

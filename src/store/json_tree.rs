@@ -60,12 +60,13 @@ pub(crate) fn record_path_reason(
             return Some(format!("{}.{}: a file field", e.name, f.name));
         }
         if let Some(Storage::Decimal { scale, .. }) = f.storage()
-            && dialect == Dialect::Sqlite
-            && scale > MAX_SQL_SCALE
+            && !dialect.decimal_json_in_sql(scale)
         {
             return Some(format!(
-                "{}.{}: a decimal scale above {MAX_SQL_SCALE}",
-                e.name, f.name
+                "{}.{}: a decimal scale above {}",
+                e.name,
+                f.name,
+                super::dialect::MAX_SQL_SCALE
             ));
         }
     }
@@ -83,10 +84,6 @@ pub(crate) fn record_path_reason(
     }
     None
 }
-
-/// The largest decimal scale SQLite's units are formatted for in SQL (`10^scale`
-/// fits an INTEGER).
-const MAX_SQL_SCALE: u32 = 18;
 
 /// Is `name` kept by `fields=` (always, without it)?
 fn selected(fields: Option<&Fields>, name: &str) -> bool {
@@ -162,10 +159,6 @@ impl<'a> JsonTree<'a> {
         format!("x{}", self.aliases)
     }
 
-    fn pg(&self) -> bool {
-        self.dialect == Dialect::Postgres
-    }
-
     /// `concat(parts…)`, in chunks under PostgreSQL's 100 arguments, with adjacent
     /// literals merged.
     fn concat(&self, parts: Vec<Part>) -> Expr {
@@ -199,12 +192,7 @@ impl<'a> JsonTree<'a> {
 
     /// `group_concat(x, ',' ORDER BY k)` / `string_agg(x, ',' ORDER BY k)`.
     fn agg(&self, x: Expr, order: Expr) -> Expr {
-        match self.dialect {
-            Dialect::Sqlite => Expr::cust_with_exprs("group_concat(?, ',' ORDER BY ?)", [x, order]),
-            Dialect::Postgres => {
-                Expr::cust_with_exprs("string_agg($1, ',' ORDER BY $2)", [x, order])
-            }
-        }
+        self.dialect.text_agg(x, order)
     }
 
     /// `COALESCE(x, 'text')`.
@@ -212,85 +200,18 @@ impl<'a> JsonTree<'a> {
         Func::coalesce([x, lit(text)]).into()
     }
 
-    /// The JSON text of column `name` of `alias`, stored as `storage`.
-    fn value(&mut self, alias: &str, name: &str, storage: Storage) -> Expr {
-        let c = col(alias, name);
-        let q = quote_sql(alias, name);
-        let pg = self.pg();
-        match storage {
-            Storage::Text | Storage::Integer => self.quoted(c),
-            Storage::Uuid | Storage::Date => self.quoted(c),
-            Storage::Real => {
-                self.needs_finish = true;
-                let exact = if pg {
-                    format!("{q}::text")
-                } else {
-                    format!("printf('%!.17g', {q})")
-                };
-                let mark = if pg { "chr(1)" } else { "char(1)" };
-                Expr::cust(format!(
-                    "CASE WHEN {q} IS NULL THEN 'null' ELSE {mark} || {exact} || {mark} END"
-                ))
-            }
-            Storage::Decimal { scale, .. } => {
-                if pg {
-                    Expr::cust(format!(
-                        "COALESCE('\"' || round({q}, {scale})::text || '\"', 'null')"
-                    ))
-                } else if scale == 0 {
-                    Expr::cust(format!("COALESCE('\"' || {q} || '\"', 'null')"))
-                } else {
-                    let unit = 10i64.pow(Ord::min(scale, MAX_SQL_SCALE));
-                    let zeros = "0".repeat(scale as usize);
-                    Expr::cust(format!(
-                        "CASE WHEN {q} IS NULL THEN 'null' ELSE '\"' || CASE WHEN {q} < 0 THEN '-' ELSE '' END || (abs({q}) / {unit}) || '.' || substr('{zeros}' || (abs({q}) % {unit}), -{scale}) || '\"' END"
-                    ))
-                }
-            }
-            Storage::Boolean => {
-                let truth = if pg { q.clone() } else { format!("{q} <> 0") };
-                Expr::cust(format!(
-                    "CASE WHEN {q} IS NULL THEN 'null' WHEN {truth} THEN 'true' ELSE 'false' END"
-                ))
-            }
-            Storage::Timestamp => {
-                if pg {
-                    let utc = format!("({q} AT TIME ZONE 'UTC')");
-                    Expr::cust(format!(
-                        "CASE WHEN {q} IS NULL THEN 'null' ELSE '\"' || to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE to_char({utc}, 'US') WHEN '000000' THEN '' ELSE '.' || CASE WHEN to_char({utc}, 'US') LIKE '%000' THEN to_char({utc}, 'MS') ELSE to_char({utc}, 'US') END END || 'Z\"' END"
-                    ))
-                } else {
-                    // Trellis's fixed-width text, trimmed as the record path trims it;
-                    // any other text is parsed in `finish`.
-                    self.needs_finish = true;
-                    Expr::cust(format!(
-                        "CASE WHEN {q} IS NULL THEN 'null' WHEN {q} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' THEN '\"' || CASE WHEN substr({q}, 21, 6) = '000000' THEN substr({q}, 1, 19) WHEN substr({q}, 24, 3) = '000' THEN substr({q}, 1, 23) ELSE substr({q}, 1, 26) END || 'Z\"' ELSE char(4) || json_quote({q}) || char(4) END"
-                    ))
-                }
-            }
-            Storage::Json => {
-                self.needs_finish = true;
-                if pg {
-                    Expr::cust(format!(
-                        "CASE WHEN {q} IS NULL THEN 'null' ELSE chr(2) || {q}::text || chr(3) END"
-                    ))
-                } else {
-                    Expr::cust(format!(
-                        "CASE WHEN {q} IS NULL THEN 'null' ELSE char(2) || {q} || char(3) END"
-                    ))
-                }
-            }
-        }
-    }
-
     /// A value the database quotes as JSON itself (text, integers, ids, dates).
     fn quoted(&self, c: Expr) -> Expr {
-        match self.dialect {
-            Dialect::Sqlite => Func::cust("json_quote").arg(c).into(),
-            Dialect::Postgres => {
-                self.or_text(Expr::cust_with_exprs("to_json($1)::text", [c]), "null")
-            }
-        }
+        self.dialect.json_quote(c)
+    }
+
+    /// The JSON text of column `name` of `alias`, stored as `storage`.
+    fn value(&mut self, alias: &str, name: &str, storage: Storage) -> Expr {
+        let (text, finish) =
+            self.dialect
+                .json_text(col(alias, name), &quote_sql(alias, name), storage);
+        self.needs_finish |= finish;
+        text
     }
 
     /// The ids of a `many` field of the record aliased `alias`, in target order.
@@ -443,13 +364,8 @@ impl<'a> JsonTree<'a> {
             ])
         } else {
             // Drop the leading comma of whichever member comes first.
-            let trimmed = Expr::cust_with_exprs(
-                match self.dialect {
-                    Dialect::Sqlite => "substr(?, 2)",
-                    Dialect::Postgres => "substr($1, 2)",
-                },
-                [body],
-            );
+            let trimmed =
+                Expr::cust_with_exprs(self.dialect.custom_template("substr($1, 2)"), [body]);
             self.concat(vec![
                 Part::Lit("{".into()),
                 Part::Sql(trimmed),
@@ -478,10 +394,7 @@ impl<'a> JsonTree<'a> {
         let dialect = self.dialect;
         let numbered = |by: Expr| {
             Expr::cust_with_exprs(
-                match dialect {
-                    Dialect::Sqlite => "ROW_NUMBER() OVER (ORDER BY ?)",
-                    Dialect::Postgres => "ROW_NUMBER() OVER (ORDER BY $1)",
-                },
+                dialect.custom_template("ROW_NUMBER() OVER (ORDER BY $1)"),
                 [by],
             )
         };
