@@ -327,7 +327,8 @@ impl Store {
 pub(crate) struct CascadedFiles {
     /// The entity whose rows the statement reads.
     pub entity: String,
-    /// Its file fields, in the statement's column order.
+    /// Its file fields, in the statement's column order; none for a statement that
+    /// only locks rows on the way (PostgreSQL).
     pub fields: Vec<String>,
     pub sql: String,
 }
@@ -352,6 +353,11 @@ pub(crate) fn cascaded_files(
         push_files(&mut out, root, &root_ids, dialect);
     }
     walk(engine, root, &root_ids, &mut path, dialect, &mut out);
+    if !out.is_empty() && out[0].entity != root.name {
+        let mut first = Vec::new();
+        push_lock(&mut first, root, &root_ids, dialect);
+        out.splice(0..0, first);
+    }
     out
 }
 
@@ -377,10 +383,34 @@ fn walk(
             ident(&r.field)
         );
         let ids = doomed(engine, child, entered, path.len());
-        push_files(out, child, &ids, dialect);
+        let mut below = Vec::new();
+        push_files(&mut below, child, &ids, dialect);
         path.push(child.name.clone());
-        walk(engine, child, &ids, path, dialect, out);
+        walk(engine, child, &ids, path, dialect, &mut below);
         path.pop();
+        if below.first().is_some_and(|c| c.entity != child.name) {
+            push_lock(out, child, &ids, dialect);
+        }
+        out.extend(below);
+    }
+}
+
+/// On PostgreSQL, locks the rows of an entity on the way to files (the deleted
+/// record, or a record between it and those with files), parents before children:
+/// no write can then attach a new record under them (its foreign key check waits for
+/// this transaction, and fails once the rows are gone) between these reads and the
+/// cascade. SQLite's write transaction already holds the database.
+fn push_lock(out: &mut Vec<CascadedFiles>, e: &Entity, ids: &str, dialect: Dialect) {
+    if dialect.locks_selected_rows() {
+        out.push(CascadedFiles {
+            entity: e.name.clone(),
+            fields: Vec::new(),
+            sql: format!(
+                "SELECT {id} FROM {} WHERE {id} IN ({ids}) FOR UPDATE",
+                ident(&e.name),
+                id = ident("id")
+            ),
+        });
     }
 }
 
@@ -425,8 +455,8 @@ fn push_files(out: &mut Vec<CascadedFiles>, e: &Entity, ids: &str, dialect: Dial
         .map(|f| ident(f))
         .collect::<Vec<_>>()
         .join(", ");
-    // Locked on PostgreSQL, so a concurrent write cannot replace a file between this
-    // read and the cascade.
+    // Locked on PostgreSQL, so a concurrent write cannot replace a file, or attach a
+    // record below, between this read and the cascade.
     let lock = if dialect.locks_selected_rows() {
         " FOR UPDATE"
     } else {
