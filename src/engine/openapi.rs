@@ -491,7 +491,7 @@ fn problem_types() -> Vec<ProblemType> {
                 "range-not-satisfiable",
                 416,
                 "Range not satisfiable",
-                "The `Range` asked for lies outside the file (`Content-Range: bytes */<size>` says its size).",
+                "The `Range` asked for lies outside the file; the `Content-Range` header gives the file's size.",
             ),
             vec![(
                 "size",

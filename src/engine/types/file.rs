@@ -66,7 +66,13 @@ impl FieldKind for File {
             }
             s
         } else {
-            let mut s = json!({ "type": "null" });
+            // Not `{"type": "null"}`: openapi-generator's typescript-fetch makes that
+            // a `Null` model it never writes. A string of at most 0 characters types
+            // as `string | null`; the API validates with `{"type": "null"}` (422 for "").
+            let mut s = match documented {
+                true => json!({ "type": ["string", "null"], "maxLength": 0 }),
+                false => json!({ "type": "null" }),
+            };
             if documented {
                 s["description"] = json!(
                     "Only `null` (remove the file). A file is uploaded with multipart/form-data."
