@@ -25,15 +25,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// worst; short, so that removals taken by a process that was killed are soon due
 /// again.
 pub const LEASE: Duration = Duration::from_secs(10);
-/// The longest wait between two attempts of a removal.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Removals (and expired uploads) taken at once.
 const BATCH: i64 = 16;
 
-/// The wait after the `attempts`-th failure: 1 s, 2 s, 4 s, … up to an hour.
-pub fn backoff(attempts: i64) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(0, 12)).min(MAX_BACKOFF)
-}
+/// A failed removal waits as a failed webhook delivery does: 1 s, 2 s, 4 s, … up to
+/// an hour.
+pub use crate::runtime::outbox::{MAX_BACKOFF, backoff};
 
 /// How often the sweeper looks for expired uploads: half the pending TTL, from
 /// half a second to a minute.
