@@ -735,3 +735,50 @@ async fn subscribers_of_one_view_share_events_and_see_only_theirs(db: Db) {
     only_a.quiet().await;
 }
 both!(subscribers_of_one_view_share_events_and_see_only_theirs);
+
+/// A write answered by this process wakes the poller: with an interval of an hour,
+/// its subscribers still hear of it at once. A change made beside Trellis waits for
+/// the interval, or for the next write of this process, and then arrives first.
+async fn this_process_writes_wake_the_feed(db: Db) {
+    let mut app = TestApp::with_files(db, FILES).await;
+    let mut state = app.state.clone();
+    state.set_feed(trellis::runtime::Feed::with_interval(
+        app.store.clone(),
+        Duration::from_secs(3600),
+    ));
+    let token = app.client.token.clone();
+    app.client = common::TestAppRouter::new(trellis::http::router(state)).with_token(token);
+    let member = app.token("u1", &["member"]);
+    let mut mine = Stream::open(&app, Some(&member), "", None).await.unwrap();
+    let first = app
+        .create("tasks", json!({ "title": "A", "owner": "u1" }))
+        .await;
+    let ev = mine.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("created", &json!(first))
+    );
+    // Beside Trellis: nobody wakes the poller.
+    raw(
+        &app,
+        format!("UPDATE task SET title = 'from psql', version = version + 1 WHERE id = '{first}'"),
+    )
+    .await;
+    mine.quiet().await;
+    // The next write through the API brings both, in the order they were made.
+    let second = app
+        .create("tasks", json!({ "title": "B", "owner": "u1" }))
+        .await;
+    let ev = mine.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("updated", &json!(first))
+    );
+    assert_eq!(ev.data["record"]["title"], "from psql");
+    let ev = mine.next().await;
+    assert_eq!(
+        (ev.event.as_str(), &ev.data["id"]),
+        ("created", &json!(second))
+    );
+}
+both!(this_process_writes_wake_the_feed);

@@ -127,6 +127,10 @@ impl super::layer::Around for AccessLog {
             let res = answer.instrument(span).await?;
             let took = started.elapsed();
             let status = res.status().as_u16();
+            if res.status().is_success() && !matches!(method, "GET" | "HEAD" | "OPTIONS") {
+                // A write may have committed changes: subscribers hear of it now.
+                state.feed.wake();
+            }
             state.ops.observe(
                 &RequestLabels {
                     method,

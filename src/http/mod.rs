@@ -109,6 +109,11 @@ impl AppState {
         Arc::make_mut(&mut self.0).runtime.reloader = Some(reloader);
     }
 
+    /// Replaces the change feed (before serving; tests use one with a long interval).
+    pub fn set_feed(&mut self, feed: crate::runtime::Feed) {
+        Arc::make_mut(&mut self.0).runtime.feed = feed;
+    }
+
     /// File storage (`serve` sets it from trellis.yaml).
     pub fn set_files(&mut self, files: Arc<crate::runtime::files::Files>) {
         Arc::make_mut(&mut self.0).runtime.files = Some(files);

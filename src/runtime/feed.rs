@@ -12,13 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OnceCell, broadcast};
+use tokio::sync::{Notify, OnceCell, broadcast};
 
 use crate::engine::Engine;
 use crate::store::{self, Change, Store};
 
-/// How often each instance looks for new changes while somebody listens.
+/// How often each instance looks for new changes while somebody listens, at the
+/// latest: a write answered by this process wakes the poller at once
+/// ([`Feed::wake`]), so the interval bounds only the delay of changes made through
+/// another instance, beside Trellis, or by the database itself.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The shortest time between two reads of the log: the writes answered within it
+/// are read together (one query and one wake-up of every subscriber, not one each).
+pub const MIN_GAP: Duration = Duration::from_millis(10);
 /// Changes buffered for all subscribers of an instance; a subscriber further behind is
 /// dropped (it can reconnect with `Last-Event-ID`).
 pub const CAPACITY: usize = 1024;
@@ -39,6 +45,10 @@ pub struct Feed {
     sender: broadcast::Sender<Arc<Change>>,
     polling: Arc<AtomicBool>,
     shared: Arc<SharedEvents>,
+    /// Woken by this process's own writes; wakes that arrive while the poller reads
+    /// are one (a burst of writes costs one more read, not one each).
+    wake: Arc<Notify>,
+    interval: Duration,
 }
 
 /// The events evaluated for the newest changes, by (change, engine, view key): with a
@@ -64,13 +74,28 @@ struct Slot {
 
 impl Feed {
     pub fn new(store: Store) -> Feed {
+        Feed::with_interval(store, POLL_INTERVAL)
+    }
+
+    /// A feed that looks for changes every `interval` when nothing wakes it (tests
+    /// use a long one to show that this process's writes arrive without it).
+    pub fn with_interval(store: Store, interval: Duration) -> Feed {
         let (sender, _) = broadcast::channel(CAPACITY);
         Feed {
             store,
             sender,
             polling: Arc::new(AtomicBool::new(false)),
             shared: Arc::default(),
+            wake: Arc::default(),
+            interval,
         }
+    }
+
+    /// Tells the poller that this process has just committed a write, so that its
+    /// subscribers hear of it now rather than at the next interval. Cheap when nobody
+    /// listens (the poller has not started; the wake is kept for its first read).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// The event that change `seq` is for the view `key`, evaluated once for every
@@ -95,7 +120,13 @@ impl Feed {
         if !self.polling.load(Ordering::Acquire) {
             let start = self.store.last_change().await?;
             if !self.polling.swap(true, Ordering::AcqRel) {
-                tokio::spawn(poll(self.store.clone(), self.sender.clone(), start));
+                tokio::spawn(poll(
+                    self.store.clone(),
+                    self.sender.clone(),
+                    start,
+                    self.wake.clone(),
+                    self.interval,
+                ));
             }
         }
         Ok(receiver)
@@ -181,11 +212,18 @@ impl SharedEvents {
     }
 }
 
-async fn poll(store: Store, sender: broadcast::Sender<Arc<Change>>, mut last: i64) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+async fn poll(
+    store: Store,
+    sender: broadcast::Sender<Arc<Change>>,
+    mut last: i64,
+    wake: Arc<Notify>,
+    interval: Duration,
+) {
     loop {
-        tick.tick().await;
+        // Whichever comes first: a write of this process, or the interval (for
+        // everybody else's writes).
+        let _ = tokio::time::timeout(interval, wake.notified()).await;
+        let read_at = tokio::time::Instant::now();
         loop {
             match store.changes_after(last, None, PAGE).await {
                 Ok(changes) => {
@@ -205,6 +243,7 @@ async fn poll(store: Store, sender: broadcast::Sender<Arc<Change>>, mut last: i6
                 }
             }
         }
+        tokio::time::sleep_until(read_at + MIN_GAP.min(interval)).await;
     }
 }
 
