@@ -1274,3 +1274,85 @@ async fn attackers_upload_nothing_and_assign_no_metadata(db: Db, backend: Backen
     let res = ann.get(&format!("{item}/files/cv/..%2f..%2fetc")).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
 }
+
+/// The events of a record with files show its files as a read does: the same
+/// urls, no `sha256` (the change log keeps the raw column), and a file field the
+/// subscriber may not read left out.
+async fn events_show_files_as_reads_do(db: Db) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let f = fixture(db, Backend::Local).await;
+    let ann_token = f.app.token("ann", &["member"]);
+    let bob_token = f.app.token("bob", &["member"]);
+    let mut streams = Vec::new();
+    for t in [&ann_token, &bob_token] {
+        let req = axum::http::Request::get("/api/profiles/events")
+            .header("authorization", format!("Bearer {t}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = f.app.client.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        streams.push(res.into_body());
+    }
+    let ann = f.app.as_user(&ann_token);
+    let (id, _) = create_profile(
+        &f,
+        &ann,
+        &[
+            file("avatar", "a.png", &png()),
+            file("cv", "cv.pdf", &pdf(500)),
+            file("docs", "d.bin", &noise(100, 1)),
+        ],
+    )
+    .await;
+    for (token, body) in [&ann_token, &bob_token].into_iter().zip(streams.iter_mut()) {
+        let mut buf = String::new();
+        let data = loop {
+            if let Some(line) = buf
+                .split("\n\n")
+                .filter(|block| block.contains("event: created"))
+                .flat_map(str::lines)
+                .find_map(|l| l.strip_prefix("data:"))
+            {
+                break line.trim().to_string();
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream is open")
+                .expect("a frame");
+            if let Ok(bytes) = frame.into_data() {
+                buf.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+        };
+        assert!(!data.contains("sha256"), "{data}");
+        let event: Value = serde_json::from_str(&data).unwrap();
+        let read = f
+            .app
+            .as_user(token)
+            .get(&format!("/api/profiles/{id}"))
+            .await;
+        assert_eq!(read.status, StatusCode::OK);
+        assert_eq!(event["record"], read.body, "{token}");
+        assert!(event["record"]["avatar"]["url"].is_string(), "{data}");
+        // The owner reads the cv; another member never does.
+        let cv = &event["record"]["cv"];
+        if *token == ann_token {
+            assert!(cv["url"].is_string(), "{data}");
+        } else {
+            assert!(cv.is_null(), "{data}");
+        }
+    }
+}
+
+mod events_show_files_as_reads_do {
+    use super::Db;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::events_show_files_as_reads_do(Db::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::events_show_files_as_reads_do(Db::Postgres).await
+    }
+}
