@@ -28,7 +28,9 @@
 //!   value, between `\x01` bytes; Rust prints the shortest form, `100.0`, `1e21`) and
 //!   `json` fields (the stored text between `\x02` and `\x03`, parsed and written
 //!   compact, as the record path does). A SQLite datetime not in Trellis's fixed-width
-//!   form (written beside Trellis) comes between `\x04` bytes and is parsed there too.
+//!   form (written beside Trellis) comes between `\x04` bytes and is parsed there too;
+//!   a PostgreSQL datetime comes between `\x05` bytes with all six digits of its
+//!   microseconds, which Rust trims (one `to_char` per value rather than four).
 //!   Those bytes never occur otherwise: the databases escape control characters in
 //!   strings, and valid JSON has none outside them.
 
@@ -503,7 +505,7 @@ pub(crate) fn finish(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let Some(at) = bytes[i..].iter().position(|b| matches!(b, 1..=4)) else {
+        let Some(at) = bytes[i..].iter().position(|b| matches!(b, 1..=5)) else {
             out.extend_from_slice(&bytes[i..]);
             break;
         };
@@ -534,6 +536,12 @@ pub(crate) fn finish(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
                 let s: String = serde_json::from_str(inside).map_err(|e| e.to_string())?;
                 let t = chrono::DateTime::parse_from_rfc3339(&s).map_err(|e| e.to_string())?;
                 let t = format_datetime(&t.with_timezone(&chrono::Utc));
+                serde_json::to_writer(&mut *out, &t).map_err(|e| e.to_string())?;
+            }
+            5 => {
+                let t = chrono::NaiveDateTime::parse_from_str(inside, "%Y-%m-%dT%H:%M:%S%.f")
+                    .map_err(|e| e.to_string())?;
+                let t = format_datetime(&t.and_utc());
                 serde_json::to_writer(&mut *out, &t).map_err(|e| e.to_string())?;
             }
             _ => return Err("a stray mark".into()),
@@ -576,6 +584,14 @@ mod tests {
             done("\u{4}\"2026-11-27T12:00:00+02:00\"\u{4}"),
             "\"2026-11-27T10:00:00Z\""
         );
+        // PostgreSQL's six digits, trimmed as the record path trims them.
+        assert_eq!(
+            done(
+                "[\u{5}2026-11-27T12:00:00.000000\u{5},\u{5}2026-11-27T12:00:00.120000\u{5},\u{5}2026-11-27T12:00:00.123456\u{5}]"
+            ),
+            "[\"2026-11-27T12:00:00Z\",\"2026-11-27T12:00:00.120Z\",\"2026-11-27T12:00:00.123456Z\"]"
+        );
+        assert!(finish("\u{5}12:00\u{5}", &mut Vec::new()).is_err());
         assert_eq!(done("plain \"é\""), "plain \"é\"");
         assert!(finish("\u{1}12", &mut Vec::new()).is_err());
         assert!(finish("\u{4}\"not a time\"\u{4}", &mut Vec::new()).is_err());
